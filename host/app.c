@@ -1,0 +1,290 @@
+/*
+** app.c — see app.h.
+*/
+#include "app.h"
+#include "code.h"
+#include "log.h"
+#include "proc.h"
+#include "registry.h"
+#include "rt.h"
+#include "sched.h"
+#include "seri.h"
+#include "supervise.h"
+#include "term.h"
+#include "timer.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct app {
+  struct rt *rt;
+  struct registry *gen;
+  struct supervisor *sup;
+  struct term **terms;
+  char **term_ids;
+  size_t nterms;
+  struct term *exec_term;
+  int64_t shutdown_timeout;
+  _Atomic int exec_done;
+  int exit_code;
+  char *exec_out;
+};
+
+static int auto_start(const struct reg_entry *e) {
+  return val_bool(val_path(e->data, "lifecycle.auto_start"), 0);
+}
+
+static int is_kind(const struct reg_entry *e, const char *kind) { return strcmp(e->kind, kind) == 0; }
+
+struct app *app_new(const char *project_dir, struct registry *gen, struct codeset *code,
+                    int64_t shutdown_timeout) {
+  struct app *a = xcalloc(1, sizeof *a);
+  a->rt = rt_new(project_dir);
+  a->gen = gen;
+  a->rt->timers = timers_new();
+  rt_set_generation(a->rt, registry_ref(gen), codeset_ref(code));
+  a->sup = sup_new(a->rt);
+  a->shutdown_timeout = shutdown_timeout;
+  return a;
+}
+
+static int start_process_host(struct app *a, const struct reg_entry *e) {
+  int workers = (int)val_int(val_path(e->data, "host.workers"), 0);
+  struct sched *s = sched_new(a->rt, e->id, workers);
+  if (sched_start(s) != 0) return -1;
+  rt_add_sched(a->rt, e->id, s, 0);
+  log_debug("process host %s started with %d workers", e->id, sched_workers(s));
+  return 0;
+}
+
+static int start_terminal_host(struct app *a, const struct reg_entry *e) {
+  struct term *t = term_new(a->rt, e->id);
+  if (sched_start(term_sched(t)) != 0) return -1;
+  rt_add_sched(a->rt, e->id, term_sched(t), 1);
+  a->terms = xrealloc(a->terms, (a->nterms + 1) * sizeof *a->terms);
+  a->term_ids = xrealloc(a->term_ids, (a->nterms + 1) * sizeof *a->term_ids);
+  a->terms[a->nterms] = t;
+  a->term_ids[a->nterms++] = xstrdup(e->id);
+  return 0;
+}
+
+/* Is every `lifecycle.requires` / `depends_on` of e already placed (or not a service)? */
+static int deps_ready(struct registry *r, const struct reg_entry *e, const char **placed, size_t n) {
+  static const char *const keys[] = {"lifecycle.requires", "lifecycle.depends_on"};
+  for (size_t k = 0; k < countof(keys); k++) {
+    const struct val *deps = val_path(e->data, keys[k]);
+    for (size_t i = 0; i < val_len(deps); i++) {
+      const char *id = val_str(val_at(deps, i), "");
+      const struct reg_entry *d = registry_get(r, id);
+      if (!d || !is_kind(d, "process.service")) continue;
+      int found = 0;
+      for (size_t j = 0; j < n && !found; j++) found = strcmp(placed[j], id) == 0;
+      if (!found) return 0;
+    }
+  }
+  return 1;
+}
+
+/* Adds auto_start services to the supervisor in dependency order. */
+static int add_services(struct app *a) {
+  struct registry *r = a->gen;
+  size_t total = registry_count(r), n = 0;
+  const char **placed = xcalloc(total + 1, sizeof *placed);
+  char *done = xcalloc(total + 1, 1);
+  for (int progress = 1; progress;) {
+    progress = 0;
+    for (size_t i = 0; i < total; i++) {
+      const struct reg_entry *e = registry_at(r, i);
+      if (done[i] || !is_kind(e, "process.service") || !auto_start(e)) continue;
+      if (!deps_ready(r, e, placed, n)) continue;
+      done[i] = 1;
+      placed[n++] = e->id;
+      progress = 1;
+      if (sup_add(a->sup, e) != 0) { free(placed); free(done); return -1; }
+    }
+  }
+  int rc = 0;
+  for (size_t i = 0; i < total; i++) {
+    const struct reg_entry *e = registry_at(r, i);
+    if (!done[i] && is_kind(e, "process.service") && auto_start(e)) {
+      log_error("%s:%d: %s: its lifecycle.requires form a cycle or name a service that does not start",
+                e->file, e->line, e->id);
+      rc = -1;
+    }
+  }
+  free(placed);
+  free(done);
+  return rc;
+}
+
+int app_start(struct app *a, const char *exec_host) {
+  if (timers_start(a->rt->timers) != 0) return -1;
+  for (size_t i = 0; i < registry_count(a->gen); i++) {
+    const struct reg_entry *e = registry_at(a->gen, i);
+    int wanted = auto_start(e) || (exec_host && strcmp(exec_host, e->id) == 0);
+    if (wanted && is_kind(e, "process.host") && start_process_host(a, e) != 0) return -1;
+    if (wanted && is_kind(e, "terminal.host") && start_terminal_host(a, e) != 0) return -1;
+  }
+  if (add_services(a) != 0) return -1;
+  sup_start_all(a->sup);
+  return 0;
+}
+
+int app_exec_target(struct app *a, const char *spec, char **host, char **entry, char *err, size_t errlen) {
+  const char *slash = strchr(spec, '/');
+  if (slash) {
+    *host = xstrndup(spec, (size_t)(slash - spec));
+    *entry = xstrdup(slash + 1);
+    return 0;
+  }
+  const char *only = NULL;
+  int count = 0;
+  for (size_t i = 0; i < registry_count(a->gen); i++) {
+    const struct reg_entry *e = registry_at(a->gen, i);
+    if (is_kind(e, "terminal.host")) { only = e->id; count++; }
+  }
+  if (count != 1) {
+    snprintf(err, errlen, count ? "several terminal.host entries: say which, as -x HOST/%s"
+                                : "no terminal.host entry in the registry to run %s on", spec);
+    return -1;
+  }
+  *host = xstrdup(only);
+  *entry = xstrdup(spec);
+  return 0;
+}
+
+static void exec_exited(void *ud, const struct exit_info *info) {
+  struct app *a = ud;
+  a->exit_code = info->failed ? 1 : info->exit_code;
+  if (info->failed) fprintf(stderr, "%s\n", info->error ? info->error : "failed");
+  else if (info->out_text) a->exec_out = xstrdup(info->out_text);
+  atomic_store(&a->exec_done, 1);
+}
+
+static int pack_args(char **args, int nargs, struct buf *out) {
+  lua_State *L = luaL_newstate();
+  for (int i = 0; i < nargs; i++) lua_pushstring(L, args[i]);
+  char err[128];
+  int rc = nargs ? seri_pack(L, 1, nargs, out, err, sizeof err) : 0;
+  lua_close(L);
+  return rc;
+}
+
+int app_exec(struct app *a, const char *host, const char *entry, char **args, int nargs,
+             char *err, size_t errlen) {
+  struct term *t = NULL;
+  for (size_t i = 0; i < a->nterms; i++)
+    if (strcmp(a->term_ids[i], host) == 0) t = a->terms[i];
+  if (!t) { snprintf(err, errlen, "%s is not a terminal.host", host); return -1; }
+  struct codeset *cs = rt_code(a->rt);
+  const struct code *c = codeset_get(cs, entry);
+  if (!c || strcmp(c->e->kind, "process.lua") != 0) {
+    snprintf(err, errlen, "%s is not a process.lua entry", entry);
+    codeset_unref(cs);
+    return -1;
+  }
+  struct buf b;
+  buf_init(&b);
+  pack_args(args, nargs, &b);
+  a->exec_term = t;
+  uint64_t pid = term_run(t, c, b.data, b.len, exec_exited, a);
+  buf_free(&b);
+  codeset_unref(cs);
+  if (!pid) { snprintf(err, errlen, "cannot start %s", entry); return -1; }
+  return 0;
+}
+
+int app_wait(struct app *a) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  struct timespec tick = {0, 20 * 1000 * 1000};
+  for (;;) {
+    int sig = sigtimedwait(&set, NULL, &tick);
+    if (sig == SIGINT || sig == SIGTERM) {
+      log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      return a->exec_term ? 130 : 0;
+    }
+    if (atomic_load(&a->exec_done)) {
+      if (a->exec_out) { fputs(a->exec_out, stdout); fputc('\n', stdout); fflush(stdout); }
+      return a->exit_code;
+    }
+  }
+}
+
+/* A second SIGINT/SIGTERM during shutdown ends the process at once. */
+static void *second_signal(void *arg) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig;
+  if (sigwait(&set, &sig) == 0) {
+    static const char msg[] = "taskhost: second signal, exiting now\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {}
+    _exit(130);
+  }
+  return NULL;
+}
+
+static void post_kind(struct proc *p, void *ud) {
+  const char *reason = ((const char **)ud)[1];
+  int kind = (int)(intptr_t)((const char **)ud)[0];
+  struct msg *m = msg_new(kind, 0, reason, strlen(reason), NULL, 0);
+  m->at = clock_wall_ns();
+  proc_deliver(p, m, NULL);
+}
+
+static void broadcast(struct rt *rt, struct sched *s, int kind, const char *reason) {
+  const char *ud[2] = {(const char *)(intptr_t)kind, reason};
+  rt_foreach_proc(rt, s, post_kind, ud);
+}
+
+/* CANCEL every process of s, wait, then terminate the rest. Returns 0 when s is empty. */
+static int drain_sched(struct app *a, struct sched *s) {
+  sched_close(s);
+  if (sched_procs(s) == 0) return 0;
+  broadcast(a->rt, s, MK_CANCEL, "scheduler shutdown");
+  if (sched_wait_empty(s, clock_mono_ns() + a->shutdown_timeout) == 0) return 0;
+  log_warn("%s: %ld processes did not stop; terminating them", sched_name(s), sched_procs(s));
+  broadcast(a->rt, s, MK_KILL, "terminated");
+  if (sched_wait_empty(s, clock_mono_ns() + 2 * NS_PER_S) == 0) return 0;
+  log_error("%s: %ld processes are stuck (busy in Lua?); leaving them", sched_name(s), sched_procs(s));
+  return -1;
+}
+
+void app_stop(struct app *a) {
+  pthread_t th;
+  if (pthread_create(&th, NULL, second_signal, NULL) == 0) pthread_detach(th);
+  for (size_t i = 0; i < a->nterms; i++) term_stop_reader(a->terms[i]);
+  sup_stop_all(a->sup);
+  int stuck = 0;
+  for (size_t i = 0; i < a->rt->nscheds; i++)
+    if (drain_sched(a, a->rt->scheds[i].s) != 0) stuck = 1;
+  if (stuck) { fflush(stdout); _exit(a->exit_code ? a->exit_code : 1); }
+  for (size_t i = 0; i < a->rt->nscheds; i++)
+    if (!a->rt->scheds[i].terminal) sched_free(a->rt->scheds[i].s);
+  for (size_t i = 0; i < a->nterms; i++) { term_free(a->terms[i]); a->terms[i] = NULL; }
+  timers_free(a->rt->timers);
+  a->rt->timers = NULL;
+}
+
+void app_free(struct app *a) {
+  if (!a) return;
+  sup_free(a->sup);
+  for (size_t i = 0; i < a->nterms; i++) { if (a->terms[i]) term_free(a->terms[i]); free(a->term_ids[i]); }
+  free(a->terms);
+  free(a->term_ids);
+  free(a->exec_out);
+  rt_free(a->rt);
+  free(a);
+}

@@ -1,0 +1,32 @@
+/*
+** app.h — one running host: builds the runtime for a registry generation, starts process
+** hosts, terminal hosts and services in order, runs a terminal process for `-x`, waits for a
+** signal or for that process to end, and shuts everything down in reverse order.
+** Owner: the main thread (signals are blocked in every other thread).
+*/
+#ifndef TASKHOST_APP_H
+#define TASKHOST_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct app;
+struct registry;
+struct codeset;
+
+struct app *app_new(const char *project_dir, struct registry *gen, struct codeset *code,
+                    int64_t shutdown_timeout);
+/* Starts hosts and auto_start services. `exec_host` names a terminal host to start even if
+** it is not auto_start (NULL for none). 0 / -1 (logged). */
+int app_start(struct app *a, const char *exec_host);
+/* Resolves "HOST/ENTRY" or "ENTRY" (the only terminal.host) for -x. 0, or -1 with err. */
+int app_exec_target(struct app *a, const char *spec, char **host, char **entry, char *err, size_t errlen);
+/* Runs entry on the terminal host with string args. 0 / -1 (err). */
+int app_exec(struct app *a, const char *host, const char *entry, char **args, int nargs,
+             char *err, size_t errlen);
+/* Blocks until SIGINT/SIGTERM or until the -x process ends. Returns the exit code. */
+int app_wait(struct app *a);
+void app_stop(struct app *a);
+void app_free(struct app *a);
+
+#endif

@@ -1,0 +1,447 @@
+/*
+** lmod_process.c — the `process` global (wippy-compat.md §3.1), Message and Payload objects,
+** and coroutine.spawn. Argument checks and return conventions only: misuse raises, runtime
+** failures return nil, err. Owner: the worker running the calling process.
+*/
+#include "chan.h"
+#include "code.h"
+#include "errors.h"
+#include "luaenv.h"
+#include "proc.h"
+#include "registry.h"
+#include "rt.h"
+#include "sched.h"
+#include "seri.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MESSAGE_MT "taskhost.message"
+#define PAYLOAD_MT "taskhost.payload"
+
+#define EV_EXIT "pid.exit"
+#define EV_CANCEL "pid.cancel"
+#define EV_LINK_DOWN "pid.link.down"
+
+static void push_pid(lua_State *L, const char *host, uint64_t pid) {
+  char s[128];
+  snprintf(s, sizeof s, "{%s|0x%05llx}", host ? host : "?", (unsigned long long)pid);
+  lua_pushstring(L, s);
+}
+
+/* ---- Message and Payload ------------------------------------------------------------ */
+
+struct umsg { struct msg *m; };
+
+static void push_payload(lua_State *L, int vidx) {
+  vidx = lua_absindex(L, vidx);
+  lua_newuserdatauv(L, 0, 1);
+  lua_pushvalue(L, vidx);
+  lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, PAYLOAD_MT);
+}
+
+static int payload_data(lua_State *L) {
+  luaL_checkudata(L, 1, PAYLOAD_MT);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int payload_new(lua_State *L) {
+  luaL_checkany(L, 1);
+  push_payload(L, 1);
+  return 1;
+}
+
+static struct umsg *check_msg(lua_State *L) { return luaL_checkudata(L, 1, MESSAGE_MT); }
+
+static int msg_topic_l(lua_State *L) {
+  struct umsg *u = check_msg(L);
+  lua_pushlstring(L, msg_topic(u->m), u->m->topic_len);
+  return 1;
+}
+
+static int msg_from_l(lua_State *L) {
+  struct umsg *u = check_msg(L);
+  if (u->m->from) push_pid(L, u->m->from_host, u->m->from);
+  else lua_pushliteral(L, "");
+  return 1;
+}
+
+/* One value → a Payload; several → an array of Payloads; none → nil. Cached. */
+static int msg_payload_l(lua_State *L) {
+  struct umsg *u = check_msg(L);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  int top = lua_gettop(L);
+  int n = seri_unpack(L, msg_body(u->m), u->m->len);
+  if (n < 0) return luaL_error(L, "corrupt message payload");
+  if (n == 0) return 0;
+  if (n == 1) push_payload(L, -1);
+  else {
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) { push_payload(L, top + i); lua_rawseti(L, -2, i); }
+  }
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int msg_gc(lua_State *L) {
+  struct umsg *u = lua_touserdata(L, 1);
+  free(u->m);
+  u->m = NULL;
+  return 0;
+}
+
+static int msg_tostring(lua_State *L) {
+  struct umsg *u = check_msg(L);
+  lua_pushfstring(L, "process.Message{topic=%s}", msg_topic(u->m));
+  return 1;
+}
+
+static void conv_message(lua_State *L, struct proc *p, struct msg *m) {
+  struct umsg *u = lua_newuserdatauv(L, sizeof *u, 1);
+  u->m = m;
+  luaL_setmetatable(L, MESSAGE_MT);
+}
+
+/* EXIT / LINK_DOWN / CANCEL → {kind, from, at, result={value, error} | reason}. */
+static void conv_event(lua_State *L, struct proc *p, struct msg *m) {
+  lua_createtable(L, 0, 4);
+  const char *kind = m->kind == MK_EXIT ? EV_EXIT : m->kind == MK_LINK_DOWN ? EV_LINK_DOWN : EV_CANCEL;
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  if (m->from) push_pid(L, m->from_host, m->from);
+  else lua_pushliteral(L, "");
+  lua_setfield(L, -2, "from");
+  lua_pushinteger(L, (lua_Integer)(m->at / 1000000000LL));
+  lua_setfield(L, -2, "at");
+  if (m->kind == MK_CANCEL) {
+    lua_pushstring(L, msg_topic(m));
+    lua_setfield(L, -2, "reason");
+  } else {
+    lua_createtable(L, 0, 2);
+    int n = seri_unpack(L, msg_body(m), m->len);
+    if (n == 2) {
+      lua_setfield(L, -3, "error");
+      lua_setfield(L, -2, "value");
+    } else if (n > 0) lua_pop(L, n);
+    lua_setfield(L, -2, "result");
+  }
+  free(m);
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static uint64_t resolve_dest(lua_State *L, struct proc *self, int idx) {
+  const char *dest = luaL_checkstring(L, idx);
+  return rt_resolve(self->rt, dest);
+}
+
+static int fail_unresolved(lua_State *L, int idx) {
+  return errors_fail(L, EK_NOT_FOUND, "could not resolve: %s", lua_tostring(L, idx));
+}
+
+/* Pushes the feed's channel, creating and anchoring it on first use. */
+static int feed_channel(lua_State *L, struct feed *f, feed_conv conv) {
+  if (!f->ch) {
+    f->ch = chan_new(L, 0);
+    chan_set_feed(f->ch, f, conv);
+    f->chref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, f->chref);
+  return 1;
+}
+
+/* ---- process.* ---------------------------------------------------------------------- */
+
+static int l_pid(lua_State *L) {
+  lua_pushstring(L, proc_of(L)->pidstr);
+  return 1;
+}
+
+static int l_send(lua_State *L) {
+  struct proc *self = proc_of(L);
+  size_t tlen;
+  const char *topic = luaL_checklstring(L, 2, &tlen);
+  luaL_argcheck(L, topic[0] != '@', 2, "topics starting with '@' are reserved");
+  uint64_t pid = resolve_dest(L, self, 1);
+  if (!pid) return fail_unresolved(L, 1);
+  char err[200];
+  buf_reset(&self->scratch);
+  int n = lua_gettop(L) - 2;
+  if (n > 0 && seri_pack(L, 3, n, &self->scratch, err, sizeof err) != 0)
+    return errors_fail(L, EK_INVALID, "%s", err);
+  struct msg *m = msg_new(MK_USER, self->pid, topic, tlen, self->scratch.data, self->scratch.len);
+  m->from_host = sched_name(self->sched);
+  if (proc_post(self->rt, pid, m, self) != 0)
+    return errors_fail(L, EK_NOT_FOUND, "process %s is not running", lua_tostring(L, 1));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int do_spawn(lua_State *L, int monitor, int link) {
+  struct proc *self = proc_of(L);
+  char *id = registry_qualify(self->code->e->ns, luaL_checkstring(L, 1));
+  char *host = registry_qualify(self->code->e->ns, luaL_checkstring(L, 2));
+  lua_pushstring(L, id);
+  lua_pushstring(L, host);
+  free(id);
+  free(host);
+  lua_replace(L, 2);
+  lua_replace(L, 1);
+  struct sched *s = rt_find_sched(self->rt, lua_tostring(L, 2));
+  if (!s) return errors_fail(L, EK_NOT_FOUND, "process host '%s' not found", lua_tostring(L, 2));
+  struct codeset *cs = rt_code(self->rt);
+  const struct code *c = cs ? codeset_get(cs, lua_tostring(L, 1)) : NULL;
+  if (!c || strcmp(c->e->kind, "process.lua") != 0) {
+    if (cs) codeset_unref(cs);
+    return errors_fail(L, EK_NOT_FOUND, "process entry '%s' not found", lua_tostring(L, 1));
+  }
+  char err[200];
+  buf_reset(&self->scratch);
+  int n = lua_gettop(L) - 2;
+  if (n > 0 && seri_pack(L, 3, n, &self->scratch, err, sizeof err) != 0) {
+    codeset_unref(cs);
+    return errors_fail(L, EK_INVALID, "%s", err);
+  }
+  struct spawn_opts o = {
+    .args = self->scratch.data, .args_len = self->scratch.len, .spawner = self,
+    .monitor_by = monitor ? self->pid : 0, .link_with = link ? self->pid : 0,
+  };
+  uint64_t pid = proc_spawn(self->rt, s, c, &o);
+  codeset_unref(cs);
+  if (!pid) return errors_fail(L, EK_UNAVAILABLE, "process host '%s' is stopping", sched_name(s));
+  push_pid(L, sched_name(s), pid);
+  return 1;
+}
+
+static int l_spawn(lua_State *L) { return do_spawn(L, 0, 0); }
+static int l_spawn_monitored(lua_State *L) { return do_spawn(L, 1, 0); }
+static int l_spawn_linked(lua_State *L) { return do_spawn(L, 0, 1); }
+static int l_spawn_linked_monitored(lua_State *L) { return do_spawn(L, 1, 1); }
+
+static int post_control(lua_State *L, int kind, const char *reason) {
+  struct proc *self = proc_of(L);
+  uint64_t pid = resolve_dest(L, self, 1);
+  if (!pid) return fail_unresolved(L, 1);
+  struct msg *m = msg_new(kind, self->pid, reason, strlen(reason), NULL, 0);
+  m->from_host = sched_name(self->sched);
+  m->at = clock_wall_ns();
+  if (proc_post(self->rt, pid, m, self) != 0)
+    return errors_fail(L, EK_NOT_FOUND, "process %s is not running", lua_tostring(L, 1));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_cancel(lua_State *L) {
+  const char *reason = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "cancelled";
+  return post_control(L, MK_CANCEL, reason);
+}
+
+static int l_terminate(lua_State *L) { return post_control(L, MK_KILL, "terminated"); }
+
+static int l_monitor(lua_State *L) {
+  struct proc *self = proc_of(L);
+  uint64_t pid = resolve_dest(L, self, 1);
+  if (!pid || proc_watch(self->rt, pid, &(struct watcher){.pid = self->pid}) != 0)
+    return fail_unresolved(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_unmonitor(lua_State *L) {
+  struct proc *self = proc_of(L);
+  uint64_t pid = resolve_dest(L, self, 1);
+  if (!pid) return fail_unresolved(L, 1);
+  proc_unwatch(self->rt, pid, self->pid);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_link(lua_State *L) {
+  struct proc *self = proc_of(L);
+  uint64_t pid = resolve_dest(L, self, 1);
+  if (!pid || proc_link(self->rt, self->pid, pid) != 0) return fail_unresolved(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_unlink(lua_State *L) {
+  struct proc *self = proc_of(L);
+  uint64_t pid = resolve_dest(L, self, 1);
+  if (!pid) return fail_unresolved(L, 1);
+  proc_unlink(self->rt, self->pid, pid);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_inbox(lua_State *L) { struct proc *p = proc_of(L); return feed_channel(L, &p->inbox, conv_message); }
+static int l_events(lua_State *L) { struct proc *p = proc_of(L); return feed_channel(L, &p->events, conv_event); }
+
+static int l_listen(lua_State *L) {
+  return luaL_error(L, "process.listen is not supported yet; use process.inbox() and check msg:topic()");
+}
+
+static int l_get_options(lua_State *L) {
+  lua_createtable(L, 0, 1);
+  lua_pushboolean(L, proc_of(L)->trap_links);
+  lua_setfield(L, -2, "trap_links");
+  return 1;
+}
+
+static int l_set_options(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_getfield(L, 1, "trap_links") != LUA_TNIL) proc_of(L)->trap_links = lua_toboolean(L, -1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- process.registry ---------------------------------------------------------------- */
+
+static int l_register(lua_State *L) {
+  struct proc *self = proc_of(L);
+  const char *name = luaL_checkstring(L, 1);
+  luaL_argcheck(L, name[0] && name[0] != '{', 1, "a name must be non-empty and not look like a pid");
+  uint64_t pid = lua_isnoneornil(L, 2) ? self->pid : rt_pid_parse(luaL_checkstring(L, 2));
+  if (!pid) return errors_fail(L, EK_INVALID, "invalid pid %s", lua_tostring(L, 2));
+  uint64_t owner = 0;
+  if (rt_name_register(self->rt, name, pid, &owner) != 0)
+    return errors_fail(L, EK_ALREADY_EXISTS, "name '%s' is already registered", name);
+  if (pid == self->pid) {
+    self->names = xrealloc(self->names, (self->nnames + 1) * sizeof *self->names);
+    self->names[self->nnames++] = xstrdup(name);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_lookup(lua_State *L) {
+  struct proc *self = proc_of(L);
+  const char *name = luaL_checkstring(L, 1);
+  uint64_t pid = rt_name_lookup(self->rt, name);
+  struct proc *p = pid ? rt_pid_get(self->rt, pid) : NULL;
+  if (!p) return errors_fail(L, EK_NOT_FOUND, "name '%s' is not registered", name);
+  lua_pushstring(L, p->pidstr);
+  proc_unref(p);
+  return 1;
+}
+
+static int l_unregister(lua_State *L) {
+  struct proc *self = proc_of(L);
+  const char *name = luaL_checkstring(L, 1);
+  int removed = rt_name_unregister(self->rt, name, self->pid);
+  for (size_t i = 0; removed && i < self->nnames; i++)
+    if (strcmp(self->names[i], name) == 0) {
+      free(self->names[i]);
+      self->names[i] = self->names[--self->nnames];
+      break;
+    }
+  lua_pushboolean(L, removed);
+  return 1;
+}
+
+/* ---- coroutine.spawn --------------------------------------------------------------- */
+
+static int spawn_k(lua_State *L, int status, lua_KContext ctx) { return 1; }  /* the thread */
+
+static int l_coroutine_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  struct task *self = task_current(L);
+  struct task *child = task_new(self->p, 1, L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, child->ref);
+  if (self->state == T_ROOT || !lua_isyieldable(L)) {
+    task_ready(child);
+    return 1;
+  }
+  task_ready_front(self);       /* FIFO becomes: child, caller, … */
+  task_ready_front(child);
+  return lua_yieldk(L, 0, 0, spawn_k);
+}
+
+int luaopen_tcoroutine(lua_State *L) {
+  luaopen_coroutine(L);
+  lua_pushcfunction(L, l_coroutine_spawn);
+  lua_setfield(L, -2, "spawn");
+  return 1;
+}
+
+/* ---- module ------------------------------------------------------------------------ */
+
+static void open_types(lua_State *L) {
+  static const luaL_Reg msg_methods[] = {
+    {"topic", msg_topic_l}, {"from", msg_from_l}, {"payload", msg_payload_l}, {NULL, NULL},
+  };
+  if (luaL_newmetatable(L, MESSAGE_MT)) {
+    luaL_newlib(L, msg_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, msg_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, msg_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, PAYLOAD_MT)) {
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, payload_data);
+    lua_setfield(L, -2, "data");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  chan_open_metatables(L);
+}
+
+static void set_strings(lua_State *L, const char *const *kv) {
+  for (; kv[0]; kv += 2) {
+    lua_pushstring(L, kv[1]);
+    lua_setfield(L, -2, kv[0]);
+  }
+}
+
+int luaopen_process(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"pid", l_pid}, {"id", l_pid}, {"send", l_send}, {"spawn", l_spawn},
+    {"spawn_monitored", l_spawn_monitored}, {"spawn_linked", l_spawn_linked},
+    {"spawn_linked_monitored", l_spawn_linked_monitored}, {"cancel", l_cancel},
+    {"terminate", l_terminate}, {"monitor", l_monitor}, {"unmonitor", l_unmonitor},
+    {"link", l_link}, {"unlink", l_unlink}, {"inbox", l_inbox}, {"events", l_events},
+    {"listen", l_listen}, {"get_options", l_get_options}, {"set_options", l_set_options},
+    {NULL, NULL},
+  };
+  static const luaL_Reg reg_funcs[] = {
+    {"register", l_register}, {"lookup", l_lookup}, {"unregister", l_unregister}, {NULL, NULL},
+  };
+  static const char *const events[] = {"EXIT", EV_EXIT, "CANCEL", EV_CANCEL,
+                                       "LINK_DOWN", EV_LINK_DOWN, NULL};
+  open_types(L);
+  luaL_newlib(L, funcs);
+  lua_createtable(L, 0, 3);
+  set_strings(L, events);
+  lua_setfield(L, -2, "event");
+  luaL_newlib(L, reg_funcs);
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "LOCAL");
+  lua_setfield(L, -2, "registry");
+  return 1;
+}
+
+int luaopen_channel(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"new", chan_l_new}, {"select", chan_l_select}, {NULL, NULL}};
+  open_types(L);
+  luaL_newlib(L, funcs);
+  return 1;
+}
+
+/* `payload` global support is minimal: payload.new(v) → Payload with :data(). */
+int luaopen_payload(lua_State *L) {
+  open_types(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, payload_new);
+  lua_setfield(L, -2, "new");
+  return 1;
+}

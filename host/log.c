@@ -1,0 +1,107 @@
+/*
+** log.c — see log.h. The level is an atomic so it can change while workers log.
+*/
+#include "log.h"
+#include "util.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic int min_level = LOG_INFO;
+static int json_format;
+
+static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+
+void log_init(enum log_level min, int json) {
+  atomic_store(&min_level, (int)min);
+  json_format = json;
+}
+
+void log_exit(void) { fflush(stderr); }
+
+void log_set_level(enum log_level min) { atomic_store(&min_level, (int)min); }
+
+int log_enabled(enum log_level lv) { return (int)lv >= atomic_load_explicit(&min_level, memory_order_relaxed); }
+
+int log_level_parse(const char *s, enum log_level *out) {
+  static const struct { const char *name; enum log_level lv; } names[] = {
+    {"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"warn", LOG_WARN}, {"warning", LOG_WARN},
+    {"error", LOG_ERROR}, {"off", LOG_OFF}, {"none", LOG_OFF},
+  };
+  for (size_t i = 0; i < countof(names); i++)
+    if (strcasecmp(s, names[i].name) == 0) { *out = names[i].lv; return 0; }
+  return -1;
+}
+
+static void add_timestamp(struct buf *b) {
+  int64_t now = clock_wall_ns();
+  time_t sec = (time_t)(now / NS_PER_S);
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  char ts[40];
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  buf_printf(b, "%s.%03dZ", ts, (int)((now % NS_PER_S) / NS_PER_MS));
+}
+
+static void add_json_string(struct buf *b, const char *s) {
+  buf_addc(b, '"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') { buf_addc(b, '\\'); buf_addc(b, (char)c); }
+    else if (c == '\n') buf_adds(b, "\\n");
+    else if (c == '\t') buf_adds(b, "\\t");
+    else if (c < 0x20) buf_printf(b, "\\u%04x", c);
+    else buf_addc(b, (char)c);
+  }
+  buf_addc(b, '"');
+}
+
+void log_write(enum log_level lv, const char *msg, const char *fields_json) {
+  if (!log_enabled(lv) || lv >= LOG_OFF) return;
+  struct buf b;
+  buf_init(&b);
+  buf_reserve(&b, 128);
+  if (json_format) {
+    buf_adds(&b, "{\"ts\":\"");
+    add_timestamp(&b);
+    buf_printf(&b, "\",\"level\":\"%s\",\"msg\":", level_names[lv]);
+    add_json_string(&b, msg);
+    if (fields_json && fields_json[0] == '{' && fields_json[1] != '}') {
+      buf_addc(&b, ',');
+      buf_adds(&b, fields_json + 1);          /* splice the object's members */
+    } else {
+      buf_addc(&b, '}');
+    }
+  } else {
+    add_timestamp(&b);
+    buf_printf(&b, " %-5s %s", level_names[lv], msg);
+    if (fields_json && strcmp(fields_json, "{}") != 0 && strcmp(fields_json, "[]") != 0) {
+      buf_addc(&b, ' ');
+      buf_adds(&b, fields_json);
+    }
+  }
+  buf_addc(&b, '\n');
+  ssize_t off = 0;
+  while ((size_t)off < b.len) {
+    ssize_t n = write(STDERR_FILENO, b.data + off, b.len - (size_t)off);
+    if (n <= 0) break;
+    off += n;
+  }
+  buf_free(&b);
+}
+
+void log_printf(enum log_level lv, const char *fmt, ...) {
+  if (!log_enabled(lv)) return;
+  struct buf b;
+  buf_init(&b);
+  va_list ap;
+  va_start(ap, fmt);
+  buf_vprintf(&b, fmt, ap);
+  va_end(ap);
+  log_write(lv, b.data ? b.data : "", NULL);
+  buf_free(&b);
+}

@@ -1,0 +1,170 @@
+/*
+** luaenv.c — see luaenv.h.
+*/
+#include "luaenv.h"
+#include "code.h"
+#include "errors.h"
+#include "json.h"
+#include "log.h"
+#include "proc.h"
+#include "registry.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct proc *p = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    p->mem -= old;
+    return NULL;
+  }
+  if (p->mem_limit && nsize > old && p->mem + nsize - old > p->mem_limit) return NULL;
+  void *q = realloc(ptr, nsize);
+  if (q) p->mem += nsize - old;
+  return q;
+}
+
+/* os restricted to time, date, clock and difftime. */
+static int open_os(lua_State *L) {
+  static const char *const keep[] = {"time", "date", "clock", "difftime"};
+  luaopen_os(L);
+  lua_createtable(L, 0, 4);
+  for (size_t i = 0; i < countof(keep); i++) {
+    lua_getfield(L, -2, keep[i]);
+    lua_setfield(L, -2, keep[i]);
+  }
+  return 1;
+}
+
+/* Globals that exist without require, opened when first touched. `listed` modules may
+** also be required by name without appearing in `modules:`. */
+static const struct builtin {
+  const char *name;
+  lua_CFunction open;
+  int global;
+} builtins[] = {
+  {"table", luaopen_table, 1},      {"math", luaopen_math, 1},
+  {"coroutine", luaopen_tcoroutine, 1}, {"os", open_os, 1},
+  {"process", luaopen_process, 1},  {"channel", luaopen_channel, 1},
+  {"errors", luaopen_errors, 1},    {"string", luaopen_string, 1},
+  {"time", luaopen_time, 0},        {"logger", luaopen_logger, 0},
+  {"json", luaopen_taskhost_json, 0}, {"io", luaopen_tio, 0},
+  {"env", luaopen_env, 0},          {"payload", luaopen_payload, 1},
+};
+
+static const struct builtin *find_builtin(const char *name) {
+  for (size_t i = 0; i < countof(builtins); i++)
+    if (strcmp(builtins[i].name, name) == 0) return &builtins[i];
+  return NULL;
+}
+
+/* Opens a builtin once per state (cached in LOADED); sets the global for global ones. */
+static void open_builtin(lua_State *L, const struct builtin *b) {
+  luaL_requiref(L, b->name, b->open, b->global);
+}
+
+/* __index of _G: opens a lazy global on first access. */
+static int lazy_global(lua_State *L) {
+  const char *name = lua_tostring(L, 2);
+  const struct builtin *b = name ? find_builtin(name) : NULL;
+  if (!b || !b->global) return 0;
+  open_builtin(L, b);
+  return 1;
+}
+
+/* Loads a library.lua (or other Lua entry) reached through `imports:`. */
+static int require_import(lua_State *L, struct proc *p, const char *alias, const char *id) {
+  const struct code *c = codeset_get(p->code->set, id);
+  if (!c) return luaL_error(L, "module '%s': imported entry '%s' is not a Lua entry", alias, id);
+  if (code_load(L, c) != 0) return lua_error(L);
+  lua_call(L, 0, 1);
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 1); }
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, alias);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int l_require(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, name) != LUA_TNIL) return 1;
+  lua_pop(L, 2);
+  struct proc *p = proc_of(L);
+  const struct builtin *b = find_builtin(name);
+  if (b && (b->global || code_allows_module(p->code, name))) {
+    open_builtin(L, b);
+    return 1;
+  }
+  const char *id = code_import(p->code, name);
+  if (id) return require_import(L, p, name, id);
+  if (b) return luaL_error(L, "module '%s' is not listed in the `modules` of %s", name, p->code->e->id);
+  return luaL_error(L, "module '%s' not found (not a built-in module, not in the `imports` of %s)",
+                    name, p->code->e->id);
+}
+
+/* print → the log at INFO, arguments tab-separated (wippy-compat.md §9.12). */
+static int l_print(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  log_write(LOG_INFO, lua_tostring(L, -1), NULL);
+  return 0;
+}
+
+static int l_unpack(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer i = luaL_optinteger(L, 2, 1);
+  lua_Integer e = luaL_opt(L, luaL_checkinteger, 3, (lua_Integer)lua_rawlen(L, 1));
+  if (i > e) return 0;
+  if (e - i >= 1000000 || !lua_checkstack(L, (int)(e - i + 1)))
+    return luaL_error(L, "too many results to unpack");
+  for (lua_Integer k = i; k <= e; k++) lua_rawgeti(L, 1, k);
+  return (int)(e - i + 1);
+}
+
+static void sandbox_base(lua_State *L) {
+  static const char *const removed[] = {"dofile", "loadfile", "load", "collectgarbage"};
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  for (size_t i = 0; i < countof(removed); i++) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, removed[i]);
+  }
+  lua_pushcfunction(L, l_print);
+  lua_setfield(L, -2, "print");
+  lua_pushcfunction(L, l_require);
+  lua_setfield(L, -2, "require");
+  lua_pushcfunction(L, l_unpack);
+  lua_setfield(L, -2, "unpack");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_global);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+}
+
+lua_State *luaenv_new(struct proc *p) {
+  lua_State *L = lua_newstate(counting_alloc, p);
+  if (!L) return NULL;
+  p->root.p = p;
+  p->root.co = L;
+  p->root.state = T_ROOT;
+  *(struct task **)lua_getextraspace(L) = &p->root;
+  sandbox_base(L);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);   /* string methods need it now */
+  lua_pop(L, 1);
+  return L;
+}

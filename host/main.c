@@ -1,0 +1,265 @@
+/*
+** main.c — the taskhost command line: run / check / init / version / help.
+** Exit codes: 0 success; 1 the -x process failed or returned false/non-zero (its own code);
+** 2 usage error; 3 project or registry errors (every problem printed as file:line: message);
+** 130 interrupted during -x.
+** Singletons are set up here in order (log, then the app's runtime) and torn down in reverse.
+*/
+#include "app.h"
+#include "code.h"
+#include "log.h"
+#include "project.h"
+#include "registry.h"
+#include "util.h"
+
+#include <lua.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+#define EXIT_CONFIG 3
+
+struct cli {
+  const char *cmd;
+  const char *dir;
+  const char *exec;
+  char **args;
+  int nargs;
+  struct reg_override *overrides;
+  char **override_storage;
+  size_t noverrides;
+  const char *log_level;
+  const char *log_format;
+  int help;
+};
+
+static const char usage_text[] =
+  "taskhost " TASKHOST_VERSION " - a Lua-scriptable task host\n"
+  "\n"
+  "usage:\n"
+  "  taskhost run [DIR] [options] [-x [HOST/]ENTRY [ARGS...]]\n"
+  "  taskhost check [DIR] [-o ns:entry:field=value]...\n"
+  "  taskhost init [DIR]\n"
+  "  taskhost version\n"
+  "  taskhost help\n"
+  "\n"
+  "run      load the project in DIR (default .), start its hosts and auto_start services and\n"
+  "         serve until SIGINT/SIGTERM; with -x, run ENTRY on a terminal host and exit with\n"
+  "         its code when it returns\n"
+  "check    load and validate every registry file, compile every Lua chunk, print each\n"
+  "         problem as file:line: message; exit 3 if there is any error\n"
+  "init     write wippy.lock and a runnable hello app into DIR\n"
+  "\n"
+  "options:\n"
+  "  -x, --exec [HOST/]ENTRY    run ENTRY (a process.lua) on terminal host HOST (optional when\n"
+  "                             there is one); the remaining arguments are passed to it\n"
+  "  -o, --override ID:FIELD=VALUE\n"
+  "                             override an entry field at load, e.g. -o app:gateway:addr=127.0.0.1:0\n"
+  "                             (nested fields with dots; meta.X for meta); repeatable\n"
+  "  -l, --log-level LEVEL      debug, info, warn or error (default: info or taskhost.yaml)\n"
+  "      --log-format FORMAT    console or json\n"
+  "  -h, --help                 this text\n"
+  "\n"
+  "The source directory is directories.src of DIR/wippy.lock, else DIR/src. Logs go to\n"
+  "stderr; stdout belongs to the terminal process.\n"
+  "exit codes: 0 ok, 1 the -x process failed, 2 usage error, 3 project/registry errors,\n"
+  "130 interrupted\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "taskhost: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nrun 'taskhost --help' for usage\n");
+  return EXIT_USAGE;
+}
+
+static int add_override(struct cli *c, const char *spec) {
+  c->overrides = xrealloc(c->overrides, (c->noverrides + 1) * sizeof *c->overrides);
+  c->override_storage = xrealloc(c->override_storage, (c->noverrides + 1) * sizeof(char *));
+  if (registry_parse_override(spec, &c->overrides[c->noverrides], &c->override_storage[c->noverrides]) != 0)
+    return -1;
+  c->noverrides++;
+  return 0;
+}
+
+/* Option value: "--opt=v" or the next argument. */
+static const char *opt_value(int argc, char **argv, int *i, const char *arg) {
+  const char *eq = strchr(arg, '=');
+  if (arg[1] == '-' && eq) return eq + 1;
+  return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+static int is_opt(const char *arg, const char *s, const char *l) {
+  size_t n = strlen(l);
+  return strcmp(arg, s) == 0 || strcmp(arg, l) == 0 || (strncmp(arg, l, n) == 0 && arg[n] == '=');
+}
+
+static int parse_args(int argc, char **argv, struct cli *c) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (is_opt(a, "-h", "--help")) { c->help = 1; continue; }
+    if (is_opt(a, "-x", "--exec")) {
+      if (!(c->exec = opt_value(argc, argv, &i, a))) return usage_error("%s needs [HOST/]ENTRY", a);
+      c->args = argv + i + 1;
+      c->nargs = argc - i - 1;
+      return 0;
+    }
+    if (is_opt(a, "-o", "--override")) {
+      const char *v = opt_value(argc, argv, &i, a);
+      if (!v || add_override(c, v) != 0) return usage_error("bad override '%s' (want ns:entry:field=value)", v ? v : "");
+      continue;
+    }
+    if (is_opt(a, "-l", "--log-level")) {
+      if (!(c->log_level = opt_value(argc, argv, &i, a))) return usage_error("%s needs a level", a);
+      continue;
+    }
+    if (is_opt(a, "--log-format", "--log-format")) {
+      if (!(c->log_format = opt_value(argc, argv, &i, a))) return usage_error("%s needs a format", a);
+      continue;
+    }
+    if (a[0] == '-') return usage_error("unknown option '%s'", a);
+    if (!c->cmd) c->cmd = a;
+    else if (!c->dir) c->dir = a;
+    else return usage_error("unexpected argument '%s'", a);
+  }
+  return 0;
+}
+
+static int setup_logging(const struct cli *c, const struct project *p) {
+  enum log_level lv = p ? p->log_level : LOG_INFO;
+  if (c->log_level && log_level_parse(c->log_level, &lv) != 0)
+    return usage_error("unknown log level '%s'", c->log_level);
+  int json = p ? p->log_json : 0;
+  if (c->log_format) json = strcmp(c->log_format, "json") == 0;
+  log_init(lv, json);
+  return 0;
+}
+
+static void print_diag(const struct diag *d, FILE *f) {
+  for (size_t i = 0; i < d->n; i++) fprintf(f, "%s\n", d->items[i]);
+}
+
+/* Loads registry + code. Returns 0, or EXIT_CONFIG with problems printed to f. */
+static int load_project(const struct cli *c, const struct project *p, FILE *f,
+                        struct registry **reg, struct codeset **code) {
+  struct reg_opts o = {.project_dir = p->dir, .overrides = c->overrides, .n_overrides = c->noverrides};
+  struct diag d;
+  diag_init(&d);
+  int rc = registry_load(p->src, &o, reg, &d);
+  if (rc == 0) {
+    *code = codeset_build(*reg, p->dir, &d);
+    if (!*code) { rc = -1; registry_unref(*reg); *reg = NULL; }
+  }
+  print_diag(&d, f);
+  if (rc != 0) fprintf(f, "taskhost: %d error%s, %d warning%s\n", d.errors, d.errors == 1 ? "" : "s",
+                       d.warnings, d.warnings == 1 ? "" : "s");
+  diag_free(&d);
+  return rc == 0 ? 0 : EXIT_CONFIG;
+}
+
+static int open_project(const struct cli *c, struct project *p) {
+  char err[512];
+  if (project_open(c->dir, p, err, sizeof err) != 0) {
+    fprintf(stderr, "taskhost: %s\n", err);
+    return EXIT_CONFIG;
+  }
+  return 0;
+}
+
+static int cmd_check(struct cli *c) {
+  struct project p;
+  int rc = open_project(c, &p);
+  if (rc) return rc;
+  if ((rc = setup_logging(c, &p))) { project_close(&p); return rc; }
+  struct registry *reg = NULL;
+  struct codeset *code = NULL;
+  rc = load_project(c, &p, stdout, &reg, &code);
+  if (rc == 0) {
+    printf("ok: %zu entries, every Lua chunk compiles\n", registry_count(reg));
+    codeset_unref(code);
+    registry_unref(reg);
+  }
+  project_close(&p);
+  return rc;
+}
+
+static int run_app(struct cli *c, struct project *p, struct registry *reg, struct codeset *code) {
+  struct app *a = app_new(p->dir, reg, code, p->shutdown_timeout);
+  char *host = NULL, *entry = NULL, err[512];
+  int rc = 0;
+  if (c->exec && app_exec_target(a, c->exec, &host, &entry, err, sizeof err) != 0) {
+    fprintf(stderr, "taskhost: %s\n", err);
+    app_free(a);
+    return EXIT_USAGE;
+  }
+  if (app_start(a, host) != 0) rc = EXIT_CONFIG;
+  else if (c->exec && app_exec(a, host, entry, c->args, c->nargs, err, sizeof err) != 0) {
+    fprintf(stderr, "taskhost: %s\n", err);
+    rc = EXIT_USAGE;
+  } else {
+    log_info("taskhost %s running %s (%zu entries)", TASKHOST_VERSION, p->src, registry_count(reg));
+    rc = app_wait(a);
+  }
+  app_stop(a);
+  app_free(a);
+  free(host);
+  free(entry);
+  return rc;
+}
+
+static int cmd_run(struct cli *c) {
+  struct project p;
+  int rc = open_project(c, &p);
+  if (rc) return rc;
+  if ((rc = setup_logging(c, &p))) { project_close(&p); return rc; }
+  struct registry *reg = NULL;
+  struct codeset *code = NULL;
+  if ((rc = load_project(c, &p, stderr, &reg, &code)) == 0) {
+    rc = run_app(c, &p, reg, code);
+    codeset_unref(code);
+    registry_unref(reg);
+  }
+  project_close(&p);
+  return rc;
+}
+
+static int cmd_init(struct cli *c) {
+  char err[512];
+  const char *dir = c->dir ? c->dir : ".";
+  if (project_init(dir, err, sizeof err) != 0) {
+    fprintf(stderr, "taskhost: %s\n", err);
+    return 1;
+  }
+  printf("initialised %s: try  taskhost run %s -x hello\n", dir, dir);
+  return 0;
+}
+
+static void block_signals(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);     /* every thread inherits it; app_wait takes them */
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv) {
+  struct cli c = {0};
+  int rc = parse_args(argc, argv, &c);
+  if (rc == 0) {
+    const char *cmd = c.cmd ? c.cmd : "help";
+    if (c.help || strcmp(cmd, "help") == 0) { fputs(usage_text, stdout); rc = 0; }
+    else if (strcmp(cmd, "version") == 0) printf("taskhost %s (%s)\n", TASKHOST_VERSION, LUA_RELEASE);
+    else if (strcmp(cmd, "run") == 0) { block_signals(); rc = cmd_run(&c); }
+    else if (strcmp(cmd, "check") == 0) rc = cmd_check(&c);
+    else if (strcmp(cmd, "init") == 0) rc = cmd_init(&c);
+    else rc = usage_error("unknown command '%s'", cmd);
+  }
+  for (size_t i = 0; i < c.noverrides; i++) free(c.override_storage[i]);
+  free(c.overrides);
+  free(c.override_storage);
+  log_exit();
+  return rc;
+}

@@ -1,0 +1,474 @@
+/*
+** proc.c — processes: spawn, boot, one scheduling step, mailbox delivery, monitors and
+** links, exit. See proc.h for the threading contract. Tasks live in task.c, channels in
+** chan.c, the Lua environment in luaenv.c.
+*/
+#include "proc.h"
+#include "registry.h"
+#include "chan.h"
+#include "code.h"
+#include "errors.h"
+#include "log.h"
+#include "luaenv.h"
+#include "rt.h"
+#include "sched.h"
+#include "seri.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STEP_BUDGET 256   /* task resumes per step before the process yields its worker */
+
+/* ---- messages ---------------------------------------------------------------- */
+
+struct msg *msg_new(int kind, uint64_t from, const char *topic, size_t topic_len,
+                    const void *body, size_t len) {
+  struct msg *m = xmalloc(sizeof *m + topic_len + 1 + len);
+  m->next = NULL;
+  m->kind = (uint8_t)kind;
+  m->from = from;
+  m->from_host = NULL;
+  m->token = 0;
+  m->at = 0;
+  m->topic_len = (uint32_t)topic_len;
+  m->len = (uint32_t)len;
+  if (topic_len) memcpy(m->data, topic, topic_len);
+  m->data[topic_len] = '\0';
+  if (len) memcpy(m->data + topic_len + 1, body, len);
+  return m;
+}
+
+void msgq_push(struct msgq *q, struct msg *m) {
+  m->next = NULL;
+  if (q->tail) q->tail->next = m;
+  else q->head = m;
+  q->tail = m;
+  q->n++;
+}
+
+struct msg *msgq_pop(struct msgq *q) {
+  struct msg *m = q->head;
+  if (!m) return NULL;
+  q->head = m->next;
+  if (!q->head) q->tail = NULL;
+  q->n--;
+  m->next = NULL;
+  return m;
+}
+
+void msgq_clear(struct msgq *q) {
+  struct msg *m;
+  while ((m = msgq_pop(q))) free(m);
+}
+
+/* ---- references and posting ---------------------------------------------------- */
+
+void proc_ref(struct proc *p) { atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed); }
+
+static void proc_destroy(struct proc *p) {
+  msgq_clear(&p->mailbox);
+  free(p->watchers);
+  free(p->links);
+  free(p->args);
+  free(p->exit_error);
+  free(p->exit_text);
+  buf_free(&p->exit_result);
+  buf_free(&p->scratch);
+  pthread_mutex_destroy(&p->lock);
+  free(p);
+}
+
+void proc_unref(struct proc *p) {
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) proc_destroy(p);
+}
+
+/* Appends m under the lock; returns 1 if the process must be handed to its scheduler. */
+static int mailbox_put(struct proc *p, struct msg *m) {
+  pthread_mutex_lock(&p->lock);
+  if (p->state == PS_DONE) {
+    pthread_mutex_unlock(&p->lock);
+    free(m);
+    return -1;
+  }
+  msgq_push(&p->mailbox, m);
+  int wake = p->state == PS_IDLE;
+  if (wake) p->state = PS_QUEUED;
+  pthread_mutex_unlock(&p->lock);
+  return wake;
+}
+
+int proc_deliver(struct proc *p, struct msg *m, struct proc *waker) {
+  int rc = mailbox_put(p, m);
+  if (rc == 1) sched_push(p->sched, p, waker);
+  return rc < 0 ? -1 : 0;
+}
+
+int proc_post(struct rt *rt, uint64_t pid, struct msg *m, struct proc *waker) {
+  struct proc *p = rt_pid_get(rt, pid);
+  if (!p) { free(m); return -1; }
+  int rc = proc_deliver(p, m, waker);
+  proc_unref(p);
+  return rc;
+}
+
+/* ---- monitors and links ----------------------------------------------------------- */
+
+static void add_watcher_locked(struct proc *p, const struct watcher *w) {
+  if (p->nwatchers == p->capwatchers) {
+    p->capwatchers = p->capwatchers ? p->capwatchers * 2 : 4;
+    p->watchers = xrealloc(p->watchers, p->capwatchers * sizeof *p->watchers);
+  }
+  p->watchers[p->nwatchers++] = *w;
+}
+
+static void add_link_locked(struct proc *p, uint64_t other) {
+  for (size_t i = 0; i < p->nlinks; i++)
+    if (p->links[i] == other) return;
+  if (p->nlinks == p->caplinks) {
+    p->caplinks = p->caplinks ? p->caplinks * 2 : 4;
+    p->links = xrealloc(p->links, p->caplinks * sizeof *p->links);
+  }
+  p->links[p->nlinks++] = other;
+}
+
+/* Runs fn on the live process pid under its lock. -1 if it is gone. */
+static int with_locked(struct rt *rt, uint64_t pid, void (*fn)(struct proc *, const void *),
+                       const void *arg) {
+  struct proc *p = rt_pid_get(rt, pid);
+  if (!p) return -1;
+  pthread_mutex_lock(&p->lock);
+  int alive = p->state != PS_DONE;
+  if (alive) fn(p, arg);
+  pthread_mutex_unlock(&p->lock);
+  proc_unref(p);
+  return alive ? 0 : -1;
+}
+
+static void do_watch(struct proc *p, const void *w) { add_watcher_locked(p, w); }
+static void do_link(struct proc *p, const void *other) { add_link_locked(p, *(const uint64_t *)other); }
+
+static void do_unwatch(struct proc *p, const void *arg) {
+  uint64_t pid = *(const uint64_t *)arg;
+  for (size_t i = 0; i < p->nwatchers; i++)
+    if (p->watchers[i].pid == pid && !p->watchers[i].fn) {
+      p->watchers[i] = p->watchers[--p->nwatchers];
+      return;
+    }
+}
+
+static void do_unlink(struct proc *p, const void *arg) {
+  uint64_t other = *(const uint64_t *)arg;
+  for (size_t i = 0; i < p->nlinks; i++)
+    if (p->links[i] == other) { p->links[i] = p->links[--p->nlinks]; return; }
+}
+
+int proc_watch(struct rt *rt, uint64_t pid, const struct watcher *w) {
+  return with_locked(rt, pid, do_watch, w);
+}
+
+int proc_unwatch(struct rt *rt, uint64_t pid, uint64_t watcher_pid) {
+  return with_locked(rt, pid, do_unwatch, &watcher_pid);
+}
+
+int proc_link(struct rt *rt, uint64_t pid, uint64_t other) {
+  if (with_locked(rt, pid, do_link, &other) != 0) return -1;
+  if (with_locked(rt, other, do_link, &pid) != 0) {
+    with_locked(rt, pid, do_unlink, &other);
+    return -1;
+  }
+  return 0;
+}
+
+int proc_unlink(struct rt *rt, uint64_t pid, uint64_t other) {
+  with_locked(rt, pid, do_unlink, &other);
+  with_locked(rt, other, do_unlink, &pid);
+  return 0;
+}
+
+/* ---- spawn ------------------------------------------------------------------------ */
+
+uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
+                    const struct spawn_opts *o) {
+  if (sched_closed(s)) return 0;
+  struct proc *p = xcalloc(1, sizeof *p);
+  p->pid = rt_next_pid(rt);
+  snprintf(p->pidstr, sizeof p->pidstr, "{%s|0x%05llx}", sched_name(s), (unsigned long long)p->pid);
+  p->rt = rt;
+  p->sched = s;
+  p->code = code;
+  codeset_ref(code->set);
+  atomic_store(&p->refs, 1);                 /* the pid table's reference */
+  pthread_mutex_init(&p->lock, NULL);
+  p->state = PS_QUEUED;
+  p->terminal = o->terminal;
+  if (o->args_len) {
+    p->args = xmalloc(o->args_len);
+    memcpy(p->args, o->args, o->args_len);
+    p->args_len = o->args_len;
+  }
+  if (o->monitor_by) add_watcher_locked(p, &(struct watcher){.pid = o->monitor_by});
+  if (o->on_exit) add_watcher_locked(p, &(struct watcher){.fn = o->on_exit, .ud = o->on_exit_ud});
+  if (o->link_with) add_link_locked(p, o->link_with);
+  hmap_init(&p->sessions);
+  hmap_init(&p->listeners);
+  buf_init(&p->exit_result);
+  sched_proc_added(s);
+  rt_pid_add(rt, p);
+  if (o->link_with) with_locked(rt, o->link_with, do_link, &p->pid);
+  uint64_t pid = p->pid;
+  sched_push(s, p, o->spawner);              /* p may run (and end) from here on */
+  return pid;
+}
+
+/* ---- boot: build the state, run the chunk, start main ---------------------------------- */
+
+static int push_entry_function(struct proc *p) {
+  lua_State *L = p->L;
+  if (code_load(L, p->code) != 0) return -1;
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) return -1;
+  if (lua_isfunction(L, -1)) return 0;
+  const char *method = p->code->method ? p->code->method : "main";
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, method);
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1)) return 0;
+  }
+  lua_pop(L, 1);
+  lua_pushfstring(L, "%s: the chunk must return a function or a table with a function '%s'",
+                  p->code->e->id, method);
+  return -1;
+}
+
+static int boot(struct proc *p) {
+  p->L = luaenv_new(p);
+  if (!p->L) { proc_fail(p, "cannot create a Lua state"); return -1; }
+  if (push_entry_function(p) != 0) {
+    proc_fail(p, "%s", lua_tostring(p->L, -1));
+    lua_settop(p->L, 0);
+    return -1;
+  }
+  struct task *t = task_new(p, lua_gettop(p->L), p->L);
+  lua_pop(p->L, 1);
+  t->is_main = 1;
+  p->main_task = t;
+  int n = p->args_len ? seri_unpack(t->co, p->args, p->args_len) : 0;
+  free(p->args);
+  p->args = NULL;
+  if (n < 0) { proc_fail(p, "corrupt spawn arguments"); return -1; }
+  t->nargs = n;
+  task_ready(t);
+  return 0;
+}
+
+/* ---- delivery ------------------------------------------------------------------------ */
+
+static void feed_deliver(struct proc *p, struct feed *f, struct msg *m) {
+  msgq_push(&f->q, m);
+  if (f->ch) chan_pump(p->L, f->ch);
+}
+
+static void deliver_timer(struct proc *p, struct msg *m) {
+  struct pending *pe = hmap_get(&p->sessions, m->token);
+  free(m);
+  if (!pe) return;                            /* stale: cancelled or its task died */
+  if (pe->kind == PEND_SLEEP) {
+    struct task *t = pe->t;
+    t->pend = NULL;
+    pending_free(p, pe);
+    task_wake(t, 0);
+  } else if (pe->kind == PEND_AFTER) {
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, pe->ref);
+    lua_pushinteger(p->L, (lua_Integer)clock_wall_ns());
+    chan_offer(p->L, -2);
+    lua_pop(p->L, 1);
+    pending_free(p, pe);
+  }
+}
+
+static void deliver_line(struct proc *p, struct msg *m) {
+  if (m->kind == MK_EOF) { p->stdin_eof = 1; free(m); }
+  else msgq_push(&p->lines, m);
+  struct task *t = p->line_waiter;
+  if (!t) return;
+  p->line_waiter = NULL;
+  struct msg *line = msgq_pop(&p->lines);
+  if (line) {
+    lua_pushlstring(t->co, msg_topic(line), line->topic_len);
+    free(line);
+    task_wake(t, 1);
+  } else {
+    lua_pushnil(t->co);
+    errors_push(t->co, EK_UNAVAILABLE, "end of input");
+    task_wake(t, 2);
+  }
+}
+
+static void deliver(struct proc *p, struct msg *m) {
+  switch (m->kind) {
+  case MK_USER: feed_deliver(p, &p->inbox, m); break;
+  case MK_EXIT:
+  case MK_CANCEL: feed_deliver(p, &p->events, m); break;
+  case MK_LINK_DOWN:
+    if (p->trap_links) feed_deliver(p, &p->events, m);
+    else {
+      proc_fail(p, "linked process {%s|0x%05llx} failed", sched_name(p->sched),
+                (unsigned long long)m->from);
+      free(m);
+    }
+    break;
+  case MK_TIMER: deliver_timer(p, m); break;
+  case MK_LINE:
+  case MK_EOF: deliver_line(p, m); break;
+  case MK_KILL:
+    proc_fail(p, "%s", msg_topic(m));
+    free(m);
+    break;
+  default: free(m);
+  }
+}
+
+static void drain_mailbox(struct proc *p) {
+  pthread_mutex_lock(&p->lock);
+  struct msgq q = p->mailbox;
+  p->mailbox = (struct msgq){0};
+  pthread_mutex_unlock(&p->lock);
+  struct msg *m;
+  while ((m = msgq_pop(&q))) {
+    if (p->done) { free(m); continue; }
+    deliver(p, m);
+  }
+}
+
+/* ---- failure and exit --------------------------------------------------------------- */
+
+void proc_fail(struct proc *p, const char *fmt, ...) {
+  if (p->done) return;
+  struct buf b;
+  buf_init(&b);
+  va_list ap;
+  va_start(ap, fmt);
+  buf_vprintf(&b, fmt, ap);
+  va_end(ap);
+  p->done = 1;
+  p->exit_failed = 1;
+  p->exit_code = 1;
+  p->exit_error = buf_steal(&b);
+}
+
+/* Packs (nil, error) for the EXIT event when the process failed. Uses p->L if it exists. */
+static void pack_failure(struct proc *p) {
+  buf_reset(&p->exit_result);
+  lua_State *L = p->L ? p->L : luaL_newstate();
+  int top = lua_gettop(L);
+  lua_pushnil(L);
+  errors_push(L, EK_UNKNOWN, "%s", p->exit_error ? p->exit_error : "failed");
+  char err[128];
+  seri_pack(L, top + 1, 2, &p->exit_result, err, sizeof err);
+  lua_settop(L, top);
+  if (L != p->L) lua_close(L);
+}
+
+static void notify_watchers(struct proc *p, struct watcher *ws, size_t n, uint64_t *links,
+                            size_t nlinks) {
+  struct exit_info info = {
+    .pid = p->pid, .failed = p->exit_failed, .error = p->exit_error,
+    .canceled = p->exit_failed && p->exit_error && strcmp(p->exit_error, "terminated") == 0,
+    .exit_code = p->exit_code, .out_text = p->exit_text,
+  };
+  for (size_t i = 0; i < n; i++) {
+    if (ws[i].fn) { ws[i].fn(ws[i].ud, &info); continue; }
+    struct msg *m = msg_new(MK_EXIT, p->pid, "", 0, p->exit_result.data, p->exit_result.len);
+    m->from_host = sched_name(p->sched);
+    m->at = clock_wall_ns();
+    proc_post(p->rt, ws[i].pid, m, p);
+  }
+  for (size_t i = 0; p->exit_failed && i < nlinks; i++) {
+    struct msg *m = msg_new(MK_LINK_DOWN, p->pid, "", 0, p->exit_result.data, p->exit_result.len);
+    m->from_host = sched_name(p->sched);
+    m->at = clock_wall_ns();
+    proc_post(p->rt, links[i], m, p);
+  }
+}
+
+static void release_waits(struct proc *p) {
+  for (size_t i = 0; i < p->sessions.cap; i++)
+    if (p->sessions.keys[i]) {
+      struct pending *pe = p->sessions.vals[i];
+      timer_cancel(p->rt->timers, &pe->tm);
+      free(pe);
+    }
+  hmap_free(&p->sessions);
+  for (struct task *t = p->tasks; t; t = t->all_next) {
+    if (t->sel) chan_sel_free(NULL, t->sel);
+    t->sel = NULL;
+    t->pend = NULL;
+  }
+}
+
+static void close_state(struct proc *p) {
+  release_waits(p);
+  msgq_clear(&p->inbox.q);
+  msgq_clear(&p->events.q);
+  msgq_clear(&p->lines);
+  if (p->L) lua_close(p->L);
+  p->L = NULL;
+  struct task *t = p->tasks;
+  while (t) { struct task *n = t->all_next; free(t); t = n; }
+  p->tasks = NULL;
+  hmap_free(&p->listeners);
+}
+
+static void proc_exit(struct proc *p) {
+  if (p->exit_failed) {
+    log_warn("process %s (%s) failed: %s", p->pidstr, p->code->e->id, p->exit_error);
+    if (p->exit_result.len == 0) pack_failure(p);
+  }
+  for (size_t i = 0; i < p->nnames; i++) { rt_name_unregister(p->rt, p->names[i], p->pid); free(p->names[i]); }
+  free(p->names);
+  p->names = NULL;
+  close_state(p);
+  pthread_mutex_lock(&p->lock);
+  p->state = PS_DONE;
+  struct watcher *ws = p->watchers; size_t nw = p->nwatchers;
+  uint64_t *links = p->links; size_t nl = p->nlinks;
+  p->watchers = NULL; p->nwatchers = 0;
+  p->links = NULL; p->nlinks = 0;
+  msgq_clear(&p->mailbox);
+  pthread_mutex_unlock(&p->lock);
+  rt_pid_remove(p->rt, p->pid);
+  notify_watchers(p, ws, nw, links, nl);
+  free(ws);
+  free(links);
+  struct sched *s = p->sched;
+  codeset_unref(p->code->set);
+  p->worker = NULL;
+  proc_unref(p);                              /* the pid table's reference */
+  sched_proc_removed(s);
+}
+
+/* ---- the step ----------------------------------------------------------------------- */
+
+int proc_step(struct proc *p, struct worker *w) {
+  pthread_mutex_lock(&p->lock);
+  p->state = PS_RUNNING;
+  pthread_mutex_unlock(&p->lock);
+  p->worker = w;
+  if (!p->L && !p->done) boot(p);
+  for (int budget = STEP_BUDGET; !p->done && budget > 0;) {
+    drain_mailbox(p);
+    int ran = task_run_ready(p, budget);
+    if (!ran) break;
+    budget -= ran;
+  }
+  if (p->done) { proc_exit(p); return 0; }
+  p->worker = NULL;
+  pthread_mutex_lock(&p->lock);
+  int again = p->mailbox.head != NULL || p->ready_head != NULL;
+  p->state = again ? PS_QUEUED : PS_IDLE;
+  pthread_mutex_unlock(&p->lock);
+  return again;
+}

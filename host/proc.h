@@ -1,0 +1,225 @@
+/*
+** proc.h — a process: one lua_State, its tasks (scheduler-managed coroutines), its mailbox,
+** links, monitors and names (wippy-compat.md §3.1, §4).
+**
+** Ownership and threads:
+**  - `lock` guards the mailbox, `state`, the monitor/link sets and `flags`. Any thread may
+**    post (proc_post) or add a monitor/link.
+**  - Everything else (the lua_State, tasks, channels, sessions, feeds) belongs to the worker
+**    that runs the process; only one worker runs it at a time (state RUNNING).
+**  - State machine (skynet's in_global rule): a post to an IDLE process makes it QUEUED and
+**    hands it to its scheduler; only the running worker turns RUNNING into IDLE, under
+**    `lock`, and only when the mailbox and the ready list are both empty. So a wake-up is
+**    never lost and a process never runs on two threads.
+**  - Lifetime: refcounted; the pid table holds one reference until the process exits.
+*/
+#ifndef TASKHOST_PROC_H
+#define TASKHOST_PROC_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "hmap.h"
+#include "timer.h"
+#include "util.h"
+
+typedef struct lua_State lua_State;
+struct rt;
+struct sched;
+struct worker;
+struct code;
+struct chan;
+struct sel;
+
+enum proc_state { PS_IDLE, PS_QUEUED, PS_RUNNING, PS_DONE };
+
+/* Message kinds. Payload layout: `data` holds `topic_len` bytes of topic (+ NUL) then
+** `len` bytes of body (seri-packed values, or raw text for MK_LINE/MK_CANCEL reason). */
+enum msg_kind {
+  MK_USER,        /* process.send: topic + packed payloads */
+  MK_EXIT,        /* a monitored process ended: body = packed (value, error) */
+  MK_LINK_DOWN,   /* a linked process failed: body = packed (value, error) */
+  MK_CANCEL,      /* graceful stop request: topic = reason */
+  MK_TIMER,       /* a session's timer fired: token = session */
+  MK_LINE,        /* terminal: one line of stdin in the topic */
+  MK_EOF,         /* terminal: stdin closed */
+  MK_KILL,        /* terminate now: topic = reason */
+};
+
+struct msg {
+  struct msg *next;
+  uint8_t kind;
+  uint64_t from;      /* sender pid, 0 for the host */
+  const char *from_host; /* sender's process host name (lives as long as the host), or NULL */
+  uint64_t token;     /* MK_TIMER session */
+  int64_t at;         /* wall clock ns when posted (events report it) */
+  uint32_t topic_len;
+  uint32_t len;
+  char data[];        /* topic '\0' body */
+};
+
+struct msg *msg_new(int kind, uint64_t from, const char *topic, size_t topic_len,
+                    const void *body, size_t len);
+static inline const char *msg_topic(const struct msg *m) { return m->data; }
+static inline const char *msg_body(const struct msg *m) { return m->data + m->topic_len + 1; }
+
+/* A FIFO of messages. */
+struct msgq { struct msg *head, *tail; size_t n; };
+void msgq_push(struct msgq *q, struct msg *m);
+struct msg *msgq_pop(struct msgq *q);
+void msgq_clear(struct msgq *q);
+
+enum task_state { T_ROOT, T_READY, T_RUNNING, T_PARKED, T_DEAD };
+
+/* A scheduler-managed coroutine of a process. Found from C through lua_getextraspace(co). */
+struct task {
+  lua_State *co;
+  struct proc *p;
+  struct task *next;          /* ready FIFO link */
+  struct task *all_next, *all_prev;  /* every live task of the process */
+  int ref;                    /* anchors co in the registry */
+  int nargs;                  /* values already pushed on co for its next resume */
+  uint8_t state;              /* enum task_state; T_ROOT marks the pseudo-task of the main thread */
+  uint8_t is_main;
+  struct sel *sel;            /* channel wait record while parked on channels */
+  struct pending *pend;       /* timer/line wait while parked on one */
+};
+
+/* A wait identified by a session number: a sleeping task, a time.after channel, a readline. */
+enum pending_kind { PEND_SLEEP, PEND_AFTER, PEND_LINE };
+struct pending {
+  uint64_t session;
+  uint8_t kind;
+  struct task *t;             /* PEND_SLEEP / PEND_LINE */
+  struct chan *ch;            /* PEND_AFTER */
+  int ref;                    /* PEND_AFTER: anchors the channel until it fires */
+  struct timer tm;
+};
+
+/* Queue of C messages waiting to become Lua values on a channel (inbox, events). */
+struct feed {
+  struct msgq q;
+  struct chan *ch;            /* the channel object, once created (anchored in the registry) */
+  int chref;
+};
+
+/* Who to tell when a process ends. A C watcher runs on the exiting worker's thread. */
+struct exit_info {
+  uint64_t pid;
+  int failed;                 /* raised, or returned a second value that is an error/string */
+  const char *error;          /* message when failed */
+  int canceled;               /* ended by terminate / host shutdown */
+  int exit_code;              /* wippy-compat.md §4.11 rules applied to main's first result */
+  const char *out_text;       /* main returned a string: the text */
+};
+typedef void (*exit_fn)(void *ud, const struct exit_info *info);
+struct watcher { uint64_t pid; exit_fn fn; void *ud; };
+
+struct proc {
+  uint64_t pid;
+  char pidstr[96];            /* "{app:processes|0x00004}" */
+  struct rt *rt;
+  struct sched *sched;
+  const struct code *code;    /* process entry code; holds the generation alive */
+  _Atomic int refs;
+
+  pthread_mutex_t lock;       /* guards the fields down to `flags` */
+  int state;                  /* enum proc_state */
+  struct msgq mailbox;
+  struct watcher *watchers;   /* monitors: pids or C callbacks */
+  size_t nwatchers, capwatchers;
+  uint64_t *links;
+  size_t nlinks, caplinks;
+  int flags;                  /* PF_* */
+
+  /* worker-owned from here */
+  struct proc *run_next;      /* scheduler queue link */
+  struct worker *worker;      /* the worker running this process, while RUNNING */
+  lua_State *L;
+  size_t mem, mem_limit;      /* bytes held by L (counting allocator) */
+  struct task root;           /* pseudo-task of the main thread: blocking calls refuse it */
+  struct task *ready_head, *ready_tail;
+  struct task *tasks;         /* all live tasks */
+  struct task *main_task;
+  struct task *running;
+  char *args; size_t args_len; /* packed arguments for main, freed at boot */
+  struct feed inbox, events;
+  struct hmap sessions;       /* session → struct pending */
+  uint64_t next_session;
+  struct msgq lines;          /* terminal: lines read but not yet asked for */
+  int stdin_eof;
+  struct task *line_waiter;
+  struct hmap listeners;      /* reserved: topic subscriptions */
+  int trap_links;
+  int done;                   /* main finished or the process failed: exit at end of step */
+  int exit_failed;
+  char *exit_error;           /* failure message */
+  struct buf exit_result;     /* packed (value, error) for EXIT events */
+  int exit_code;
+  char *exit_text;
+  int terminal;               /* runs on a terminal host: io works */
+  char **names;               /* names registered by this process */
+  size_t nnames;
+  struct buf scratch;         /* reused packing buffer for sends */
+};
+
+enum { PF_CANCELED = 1, PF_KILL = 2 };
+
+/* ---- lifecycle ---- */
+struct spawn_opts {
+  const char *args; size_t args_len;   /* packed arguments (copied) */
+  uint64_t monitor_by;                 /* pid that monitors the new process, or 0 */
+  uint64_t link_with;                  /* pid linked with the new process, or 0 */
+  exit_fn on_exit; void *on_exit_ud;   /* C watcher, or NULL */
+  int terminal;
+  struct proc *spawner;                /* the running process spawning it, or NULL */
+};
+/* Creates a process for `code` on `s` and queues its first step. Returns its pid, 0 on
+** failure (scheduler stopping). */
+uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
+                    const struct spawn_opts *o);
+
+/* Runs one step on worker w. Returns 1 if the process must be queued again. */
+int proc_step(struct proc *p, struct worker *w);
+
+void proc_ref(struct proc *p);
+void proc_unref(struct proc *p);
+
+/* Posts m to pid (takes ownership of m). `waker` is the running process posting it, or NULL
+** from other threads. Returns 0, or -1 when no such live process exists (m is freed). */
+int proc_post(struct rt *rt, uint64_t pid, struct msg *m, struct proc *waker);
+
+/* Same as proc_post for a process the caller holds (a reference or the pid-table lock). */
+int proc_deliver(struct proc *p, struct msg *m, struct proc *waker);
+
+/* Adds a monitor/link on `pid`. Returns 0, -1 if pid is not alive. */
+int proc_watch(struct rt *rt, uint64_t pid, const struct watcher *w);
+int proc_unwatch(struct rt *rt, uint64_t pid, uint64_t watcher_pid);
+int proc_link(struct rt *rt, uint64_t pid, uint64_t other);
+int proc_unlink(struct rt *rt, uint64_t pid, uint64_t other);
+
+/* ---- tasks (task.c) ---- */
+struct task *task_current(lua_State *L);           /* the task running L (may be &p->root) */
+struct task *task_new(struct proc *p, int fidx, lua_State *L); /* function at fidx on L */
+void task_ready(struct task *t);                    /* append to the ready FIFO */
+void task_ready_front(struct task *t);
+void task_park(struct task *t);                     /* mark parked; caller then yields */
+/* Wakes a parked task: the caller has pushed `n` results onto t->co. */
+void task_wake(struct task *t, int n);
+void task_kill(struct task *t);                     /* cleanup waits, close the coroutine */
+int task_run_ready(struct proc *p, int budget);     /* runs ready tasks; returns how many ran */
+/* Raises a Lua error unless L runs in a task that may block. Returns the task. */
+struct task *task_check_blocking(lua_State *L, const char *what);
+
+/* ---- sessions (timers, readline) ---- */
+struct pending *pending_new(struct proc *p, int kind);
+void pending_free(struct proc *p, struct pending *pe);
+void pending_arm_timer(struct proc *p, struct pending *pe, int64_t delay_ns);
+
+static inline struct proc *proc_of(lua_State *L) { return task_current(L)->p; }
+
+/* Marks the process failed (message copied) and asks it to end at the end of this step. */
+void proc_fail(struct proc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

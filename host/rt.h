@@ -1,0 +1,69 @@
+/*
+** rt.h — the runtime context shared by every scheduler: the pid table, the name registry,
+** the timer thread, the current registry generation and its compiled code, and the process
+** hosts by entry id. Threads: pid table and names have their own locks; the generation
+** pointer is swapped under `gen_lock` (hot reload); the rest is set up once by main.
+*/
+#ifndef TASKHOST_RT_H
+#define TASKHOST_RT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "hmap.h"
+
+struct proc;
+struct sched;
+struct timers;
+struct registry;
+struct codeset;
+
+struct rt {
+  struct timers *timers;
+  const char *project_dir;
+
+  pthread_mutex_t gen_lock;
+  struct registry *gen;       /* current generation */
+  struct codeset *code;       /* its compiled Lua */
+
+  pthread_rwlock_t pid_lock;
+  struct hmap pids;           /* pid → struct proc * (one reference each) */
+  _Atomic uint64_t next_pid;
+
+  pthread_mutex_t name_lock;
+  struct hmap names;          /* fnv(name) → struct name_ent * chain */
+
+  struct sched_ent { char *id; struct sched *s; int terminal; } *scheds;
+  size_t nscheds;
+};
+
+struct rt *rt_new(const char *project_dir);
+void rt_free(struct rt *rt);
+
+void rt_set_generation(struct rt *rt, struct registry *gen, struct codeset *code);
+/* Takes references to the current generation's code: release with codeset_unref. */
+struct codeset *rt_code(struct rt *rt);
+
+void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal);
+struct sched *rt_find_sched(struct rt *rt, const char *id);
+
+uint64_t rt_next_pid(struct rt *rt);
+void rt_pid_add(struct rt *rt, struct proc *p);
+void rt_pid_remove(struct rt *rt, uint64_t pid);
+struct proc *rt_pid_get(struct rt *rt, uint64_t pid);          /* with a reference, or NULL */
+/* Calls fn for every live process of scheduler s (or all if s is NULL) under the pid lock. */
+void rt_foreach_proc(struct rt *rt, struct sched *s, void (*fn)(struct proc *, void *), void *ud);
+
+/* "{app:processes|0x0000f}" → 15; 0 if malformed. */
+uint64_t rt_pid_parse(const char *s);
+/* Resolves a destination: a pid string or a registered name. 0 if unknown. */
+uint64_t rt_resolve(struct rt *rt, const char *dest);
+
+/* Names (LOCAL scope). register: 0 ok (also when already ours), -1 taken by another pid. */
+int rt_name_register(struct rt *rt, const char *name, uint64_t pid, uint64_t *owner);
+uint64_t rt_name_lookup(struct rt *rt, const char *name);
+/* Removes name if owned by pid (any owner when pid == 0). Returns 1 if removed. */
+int rt_name_unregister(struct rt *rt, const char *name, uint64_t pid);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+** supervise.h — process.service supervision (wippy-compat.md §2.3, §4.8): start each
+** auto_start service on its host, restart it after a failure with exponential backoff
+** (initial_delay × backoff_factor^(attempt−1), capped at max_delay, ±jitter; the attempt
+** count resets after stable_threshold of uptime; max_attempts 0 = unlimited), never restart
+** after a normal return, and on shutdown stop services in reverse start order: CANCEL
+** ("service stopping"), wait stop_timeout, then terminate.
+** Threads: exit callbacks run on workers, restarts on the timer thread; one mutex guards all.
+*/
+#ifndef TASKHOST_SUPERVISE_H
+#define TASKHOST_SUPERVISE_H
+
+#include <stdint.h>
+
+struct rt;
+struct reg_entry;
+struct supervisor;
+
+struct supervisor *sup_new(struct rt *rt);
+/* Adds a process.service entry; starts nothing yet. Returns 0, -1 with a logged error. */
+int sup_add(struct supervisor *s, const struct reg_entry *e);
+void sup_start_all(struct supervisor *s);
+void sup_stop_all(struct supervisor *s);
+void sup_free(struct supervisor *s);
+
+/* Backoff delay for the given attempt (1-based) before jitter; exposed for tests. */
+int64_t sup_backoff_ns(int64_t initial, double factor, int64_t max, int attempt);
+
+#endif

@@ -1,0 +1,203 @@
+/*
+** task.c — scheduler-managed coroutines of a process (coroutine.spawn and main), the ready
+** FIFO, park/wake, and the sessions that timers and stdin lines complete.
+** Owner: the worker running the process. A waker never resumes a task: it pushes results
+** onto the task's coroutine and appends the task to the ready FIFO.
+*/
+#include "proc.h"
+#include "errors.h"
+#include "log.h"
+#include "rt.h"
+#include "seri.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct task *task_current(lua_State *L) { return *(struct task **)lua_getextraspace(L); }
+
+struct task *task_new(struct proc *p, int fidx, lua_State *L) {
+  fidx = lua_absindex(L, fidx);
+  struct task *t = xcalloc(1, sizeof *t);
+  lua_State *co = lua_newthread(L);
+  *(struct task **)lua_getextraspace(co) = t;
+  lua_pushvalue(L, fidx);
+  lua_xmove(L, co, 1);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);     /* pops the thread */
+  t->co = co;
+  t->p = p;
+  t->state = T_PARKED;
+  t->all_next = p->tasks;
+  if (p->tasks) p->tasks->all_prev = t;
+  p->tasks = t;
+  return t;
+}
+
+void task_ready(struct task *t) {
+  struct proc *p = t->p;
+  t->state = T_READY;
+  t->next = NULL;
+  if (p->ready_tail) p->ready_tail->next = t;
+  else p->ready_head = t;
+  p->ready_tail = t;
+}
+
+void task_ready_front(struct task *t) {
+  struct proc *p = t->p;
+  t->state = T_READY;
+  t->next = p->ready_head;
+  p->ready_head = t;
+  if (!p->ready_tail) p->ready_tail = t;
+}
+
+void task_park(struct task *t) { t->state = T_PARKED; }
+
+void task_wake(struct task *t, int n) {
+  t->nargs = n;
+  task_ready(t);
+}
+
+struct task *task_check_blocking(lua_State *L, const char *what) {
+  struct task *t = task_current(L);
+  if (t->state == T_ROOT)
+    luaL_error(L, "%s would block outside a process task (at the top level of a chunk or "
+                  "inside coroutine.create/wrap); block inside main or a coroutine.spawn'ed "
+                  "function", what);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s cannot block here (inside a metamethod, iterator or C callback)", what);
+  return t;
+}
+
+/* Unlinks a finished task and lets the GC take its coroutine. */
+static void task_free(struct proc *p, struct task *t) {
+  if (t->all_prev) t->all_prev->all_next = t->all_next;
+  else p->tasks = t->all_next;
+  if (t->all_next) t->all_next->all_prev = t->all_prev;
+  luaL_unref(p->L, LUA_REGISTRYINDEX, t->ref);
+  free(t);
+}
+
+/* main returned nres values on co: record the result (wippy-compat.md §4.5, §4.11). */
+static void finish_main(struct proc *p, lua_State *co, int nres) {
+  int base = lua_gettop(co) - nres + 1;
+  int failed = nres >= 2 && (lua_type(co, base + 1) == LUA_TSTRING || errors_is(co, base + 1));
+  p->done = 1;
+  if (failed) {
+    p->exit_failed = 1;
+    p->exit_code = 1;
+    p->exit_error = xstrdup(luaL_tolstring(co, base + 1, NULL));
+    lua_pop(co, 1);
+    lua_pushnil(co);
+    errors_from_value(co, base + 1);
+  } else {
+    int t = nres ? lua_type(co, base) : LUA_TNIL;
+    if (t == LUA_TNUMBER) {
+      lua_Number n = lua_tonumber(co, base);
+      p->exit_code = isfinite(n) ? (int)n : 1;
+    } else if (t == LUA_TBOOLEAN) {
+      p->exit_code = !lua_toboolean(co, base);
+    } else if (t == LUA_TSTRING) {
+      p->exit_text = xstrdup(lua_tostring(co, base));
+    }
+    if (nres) lua_pushvalue(co, base);
+    else lua_pushnil(co);
+    lua_pushnil(co);
+  }
+  char err[200];
+  if (seri_pack(co, lua_gettop(co) - 1, 2, &p->exit_result, err, sizeof err) != 0) {
+    log_warn("process %s: its result cannot be sent to monitors: %s", p->pidstr, err);
+    buf_reset(&p->exit_result);
+    lua_pushnil(co);
+    lua_pushnil(co);
+    seri_pack(co, lua_gettop(co) - 1, 2, &p->exit_result, err, sizeof err);
+  }
+}
+
+/* A task raised: the process fails with the error (and a traceback in the log). */
+static void task_failed(struct proc *p, struct task *t) {
+  lua_State *co = t->co;
+  char *text;
+  if (errors_is(co, -1)) {
+    text = xstrdup(errors_message(co, -1));
+  } else {
+    text = xstrdup(luaL_tolstring(co, -1, NULL));
+    lua_pop(co, 1);
+  }
+  if (log_enabled(LOG_DEBUG)) {
+    luaL_traceback(p->L, co, NULL, 0);
+    log_debug("process %s: %s\n%s", p->pidstr, text, lua_tostring(p->L, -1));
+    lua_pop(p->L, 1);
+  }
+  int top = lua_gettop(co);
+  lua_pushnil(co);
+  errors_from_value(co, top);
+  char err[128];
+  buf_reset(&p->exit_result);
+  seri_pack(co, top + 1, 2, &p->exit_result, err, sizeof err);
+  lua_settop(co, top);
+  proc_fail(p, "%s", text);
+  free(text);
+}
+
+static void run_one(struct proc *p, struct task *t) {
+  int nres = 0;
+  t->state = T_RUNNING;
+  p->running = t;
+  int st = lua_resume(t->co, NULL, t->nargs, &nres);
+  p->running = NULL;
+  t->nargs = 0;
+  if (st == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    if (t->state == T_RUNNING) task_ready(t);   /* a plain coroutine.yield: runs again later */
+  } else if (st == LUA_OK) {
+    if (t->is_main) finish_main(p, t->co, nres);
+    else task_free(p, t);
+  } else {
+    task_failed(p, t);
+  }
+}
+
+int task_run_ready(struct proc *p, int budget) {
+  int ran = 0;
+  while (ran < budget && !p->done && p->ready_head) {
+    struct task *t = p->ready_head;
+    p->ready_head = t->next;
+    if (!p->ready_head) p->ready_tail = NULL;
+    t->next = NULL;
+    run_one(p, t);
+    ran++;
+  }
+  return ran;
+}
+
+/* ---- sessions ------------------------------------------------------------------- */
+
+struct pending *pending_new(struct proc *p, int kind) {
+  struct pending *pe = xcalloc(1, sizeof *pe);
+  pe->session = ++p->next_session;
+  pe->kind = (uint8_t)kind;
+  pe->ref = LUA_NOREF;
+  timer_init(&pe->tm);
+  hmap_put(&p->sessions, pe->session, pe);
+  return pe;
+}
+
+void pending_free(struct proc *p, struct pending *pe) {
+  hmap_del(&p->sessions, pe->session);
+  timer_cancel(p->rt->timers, &pe->tm);
+  if (pe->ref != LUA_NOREF && p->L) luaL_unref(p->L, LUA_REGISTRYINDEX, pe->ref);
+  free(pe);
+}
+
+static void timer_fired(void *ud, uint64_t pid, uint64_t session) {
+  struct msg *m = msg_new(MK_TIMER, 0, "", 0, NULL, 0);
+  m->token = session;
+  proc_post(ud, pid, m, NULL);
+}
+
+void pending_arm_timer(struct proc *p, struct pending *pe, int64_t delay_ns) {
+  timer_add(p->rt->timers, &pe->tm, clock_mono_ns() + delay_ns, timer_fired, p->rt, p->pid,
+            pe->session);
+}

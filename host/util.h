@@ -1,0 +1,50 @@
+/*
+** util.h — small shared helpers: a growable byte buffer, durations, clocks.
+** Thread-safety: every function here is reentrant; a struct buf belongs to its caller.
+*/
+#ifndef TASKHOST_UTIL_H
+#define TASKHOST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+/* A growable byte buffer. `data` is always NUL-terminated (not counted in len). */
+struct buf {
+  char *data;
+  size_t len, cap;
+};
+
+void buf_init(struct buf *b);
+void buf_free(struct buf *b);
+void buf_reset(struct buf *b);                 /* len = 0, keeps memory */
+void buf_reserve(struct buf *b, size_t extra);  /* aborts on OOM, like zmalloc */
+void buf_add(struct buf *b, const void *p, size_t n);
+void buf_addc(struct buf *b, char c);
+void buf_adds(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+char *buf_steal(struct buf *b);                 /* hands data to the caller; b becomes empty */
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t sz);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Parses a Go-style duration ("300ms", "1h30m", "2.5s"; units ns us µs ms s m h).
+** Returns 0 and the value in nanoseconds, or -1 on a malformed string. */
+int duration_parse(const char *s, int64_t *ns);
+
+/* Clocks, in nanoseconds. */
+int64_t clock_mono_ns(void);
+int64_t clock_wall_ns(void);
+
+/* Reads a whole file. Returns malloc'd NUL-terminated data or NULL (errno set). */
+char *file_read_all(const char *path, size_t *len);
+
+#define NS_PER_MS 1000000LL
+#define NS_PER_S 1000000000LL
+#define countof(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
