@@ -279,7 +279,8 @@ static void names_push(struct names *s, char *owned) {
 
 static int skip_dir(const char *name) { return name[0] == '.' || strcmp(name, "node_modules") == 0; }
 
-/* Collects registry files under root/rel (paths relative to root). */
+/* Collects the registry files under srcdir/rel, as paths relative to srcdir. Symlinks are
+** followed (depth-limited); dot-directories and node_modules are skipped. */
 static void scan(struct loader *L, const char *rel, struct names *out, int depth) {
   char *dir = join(L->src.dir, rel);
   DIR *dh = opendir(dir);
@@ -288,12 +289,11 @@ static void scan(struct loader *L, const char *rel, struct names *out, int depth
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
     char *path = join(rel, de->d_name), *full = join(L->src.dir, path);
     struct stat st;
-    if (stat(full, &st) == 0 && S_ISDIR(st.st_mode) && !skip_dir(de->d_name) && depth < SCAN_MAX_DEPTH)
+    int found = stat(full, &st) == 0;
+    if (found && S_ISDIR(st.st_mode) && !skip_dir(de->d_name) && depth < SCAN_MAX_DEPTH)
       scan(L, path, out, depth + 1);
-    else if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && reader_for(de->d_name)) {
-      names_push(out, path);
-      path = NULL;
-    }
+    else if (found && S_ISREG(st.st_mode) && reader_for(de->d_name))
+      names_push(out, xstrdup(path));
     free(path);
     free(full);
   }

@@ -6,6 +6,7 @@
 #include "registry.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,6 +501,7 @@ TEST(broken_lua_files) {
     {FIX "broken/lua_loop", "instruction limit exceeded"},
     {FIX "broken/lua_syntax", "src/x.registry.lua:3: "},
     {FIX "broken/lua_func", "src/x.registry.lua: entries[1].fn: a function cannot be converted"},
+    {FIX "broken/lua_ret", "src/x.registry.lua: a registry file must return a table (got number)"},
     {FIX "broken/lua_nons", "src/x.registry.lua: a registry file needs a non-empty namespace"},
   };
   for (size_t i = 0; i < countof(cases); i++) {
@@ -544,6 +546,45 @@ TEST(generations_and_refcount) {
   CHECK_STR(val_get(registry_get(a, "app:cli")->data, "source")->u.str.origin, FIX "echo/src/cli.lua");
   registry_unref(a);
   diag_free(&d);
+}
+
+/* Several threads build generations at once; one generation is shared and released by all. */
+struct worker_arg {
+  struct registry *shared;
+  int failures;
+};
+
+static void *load_worker(void *p) {
+  struct worker_arg *a = p;
+  for (int i = 0; i < 4; i++) {
+    struct registry *r;
+    struct diag d;
+    if (load(i % 2 ? FIX "echo" : FIX "http-async-task", &r, &d) != 0) a->failures++;
+    else if (!registry_get(r, "app:processes") || !registry_get(a->shared, "app:relay")) a->failures++;
+    registry_unref(r);
+    diag_free(&d);
+  }
+  registry_unref(a->shared);
+  return NULL;
+}
+
+TEST(concurrent_generations) {
+  struct registry *shared;
+  struct diag d;
+  CHECK_INT(load(FIX "echo", &shared, &d), 0);
+  diag_free(&d);
+  pthread_t th[4];
+  struct worker_arg args[4];
+  for (int i = 0; i < 4; i++) {
+    args[i] = (struct worker_arg){registry_ref(shared), 0};
+    pthread_create(&th[i], NULL, load_worker, &args[i]);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_INT(args[i].failures, 0);
+  }
+  CHECK_STR(registry_get(shared, "app:cli")->kind, "process.lua");
+  registry_unref(shared);
 }
 
 static const char *const type_names[] = {"string", "int", "number", "bool", "duration",
@@ -602,6 +643,7 @@ TEST(kinds_description) {
 }
 
 int main(void) {
+  RUN(concurrent_generations);   /* first: races the one-time kinds parse */
   RUN(echo_service_loads);
   RUN(http_async_task_loads);
   RUN(features_files_and_forms);

@@ -1,0 +1,95 @@
+"""Helpers for end-to-end tests: build throwaway projects, run the real taskhost binary.
+
+Every process a test starts is started here, waited for with a timeout, and killed by PID
+if it overstays. Projects live in fresh temporary directories.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import unittest
+
+BIN = os.environ.get("TASKHOST_BIN") or os.path.join(os.path.dirname(__file__), "../../build/taskhost")
+ROOT = os.environ.get("TASKHOST_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+
+
+def make_project(files, lock=True):
+    """Writes {relative path: text} into a new temp dir (with wippy.lock) and returns its path."""
+    d = tempfile.mkdtemp(prefix="taskhost-e2e-")
+    if lock:
+        files = dict(files)
+        files.setdefault("wippy.lock", "directories:\n  modules: .wippy\n  src: ./src\n")
+    for rel, text in files.items():
+        path = os.path.join(d, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text).lstrip("\n") if rel.endswith((".yaml", ".lua")) else text)
+    return d
+
+
+def copy_example(name):
+    d = tempfile.mkdtemp(prefix="taskhost-e2e-")
+    shutil.copytree(os.path.join(ROOT, "examples", name), d, dirs_exist_ok=True)
+    return d
+
+
+def run(args, cwd=None, stdin=None, timeout=60, env=None):
+    """Runs taskhost to completion; returns CompletedProcess with text stdout/stderr."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.Popen([BIN] + args, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=e)
+    try:
+        out, err = p.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(f"taskhost {args} timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}")
+    return subprocess.CompletedProcess(args, p.returncode, out, err)
+
+
+TERMINAL_HEADER = """
+version: "1.0"
+namespace: app
+entries:
+  - name: terminal
+    kind: terminal.host
+    lifecycle:
+      auto_start: true
+  - name: processes
+    kind: process.host
+    host:
+      workers: 2
+    lifecycle:
+      auto_start: true
+"""
+
+
+def script_project(main_lua, extra_entries="", extra_files=None,
+                   modules="[io, process, time, channel, logger, json, env]"):
+    """A project whose app:main process (for -x on the terminal) runs main_lua.
+    extra_entries: YAML list items (at column 0, "- name: ..."), appended to entries."""
+    main_entry = textwrap.dedent(f"""
+        - name: main
+          kind: process.lua
+          source: file://main.lua
+          method: main
+          modules: {modules}
+        """)
+    index = (textwrap.dedent(TERMINAL_HEADER).lstrip("\n")
+             + textwrap.indent(main_entry + textwrap.dedent(extra_entries), "  "))
+    files = {"src/_index.yaml": index, "src/main.lua": main_lua}
+    files.update(extra_files or {})
+    return make_project(files)
+
+
+class TestCase(unittest.TestCase):
+    def assertIn(self, member, container, msg=None):  # show whole outputs on failure
+        if member not in container:
+            self.fail(msg or f"{member!r} not found in:\n{container}")
+
+
+def main():
+    unittest.main(verbosity=2)
