@@ -72,15 +72,17 @@ int project_open(const char *dir, struct project *p, char *err, size_t errlen) {
   int missing;
   struct val *v = read_yaml(lock, &missing, err, errlen);
   free(lock);
-  if (!v && !missing) return -1;
+  if (!v && !missing) { project_close(p); return -1; }
   p->src = join(p->dir, val_str(val_path(v, "directories.src"), "src"));
   val_free(v);
   struct stat st;
   if (stat(p->src, &st) != 0 || !S_ISDIR(st.st_mode)) {
     snprintf(err, errlen, "%s: source directory not found (set directories.src in wippy.lock)", p->src);
+    project_close(p);
     return -1;
   }
-  return read_settings(p, err, errlen);
+  if (read_settings(p, err, errlen) != 0) { project_close(p); return -1; }
+  return 0;
 }
 
 void project_close(struct project *p) {
