@@ -7,7 +7,7 @@
 #include "proc.h"
 #include "registry.h"
 #include "rt.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "seri.h"
 #include "supervise.h"
 #include "term.h"

@@ -52,12 +52,13 @@ static struct waitq *queue_of(struct selcase *c) {
   return c->op == OP_RECV ? &c->ch->recvq : &c->ch->sendq;
 }
 
+/* Unlinks a wait record from every channel. The memory stays with its task for reuse. */
 void chan_sel_free(lua_State *L, struct sel *s) {
   for (int i = 0; i < s->n; i++) {
     if (s->c[i].ch) wq_remove(queue_of(&s->c[i]), &s->c[i].node);
     if (L && s->c[i].vref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->c[i].vref);
   }
-  free(s);
+  s->n = 0;
 }
 
 /* Completes case ci of a parked select: moves the value on top of L to the task together
@@ -186,8 +187,13 @@ void chan_set_feed(struct chan *c, struct feed *f, feed_conv conv) { c->feed = f
 static int chan_k(lua_State *L, int status, lua_KContext ctx);
 
 static struct sel *sel_new(struct task *t, int mode, int n) {
-  struct sel *s = calloc(1, sizeof *s + (size_t)n * sizeof s->c[0]);
-  if (!s) abort();
+  if (t->sel_cap < n) {
+    free(t->sel_spare);
+    t->sel_cap = n < 4 ? 4 : n;
+    t->sel_spare = malloc(sizeof(struct sel) + (size_t)t->sel_cap * sizeof(struct selcase));
+    if (!t->sel_spare) abort();
+  }
+  struct sel *s = t->sel_spare;
   s->t = t;
   s->mode = mode;
   s->n = n;

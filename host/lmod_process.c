@@ -10,7 +10,7 @@
 #include "proc.h"
 #include "registry.h"
 #include "rt.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "seri.h"
 
 #include <lauxlib.h>
@@ -35,7 +35,10 @@ static void push_pid(lua_State *L, const char *host, uint64_t pid) {
 
 /* ---- Message and Payload ------------------------------------------------------------ */
 
-struct umsg { struct msg *m; };
+/* A received message. Its payload is unpacked on first use: one value is cached in user
+** value 1 and the message itself serves as its Payload (msg:payload():data() costs no extra
+** object); several values become an array of Payload objects cached in user value 2. */
+struct umsg { struct msg *m; int n; /* values in the payload, -1 until unpacked */ };
 
 static void push_payload(lua_State *L, int vidx) {
   vidx = lua_absindex(L, vidx);
@@ -72,22 +75,41 @@ static int msg_from_l(lua_State *L) {
   return 1;
 }
 
-/* One value → a Payload; several → an array of Payloads; none → nil. Cached. */
-static int msg_payload_l(lua_State *L) {
-  struct umsg *u = check_msg(L);
-  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) return 1;
-  lua_pop(L, 1);
+/* Unpacks the payload of the message at index 1 into its user values, once. */
+static void unpack_payload(lua_State *L, struct umsg *u) {
+  if (u->n >= 0) return;
   int top = lua_gettop(L);
   int n = seri_unpack(L, msg_body(u->m), u->m->len);
-  if (n < 0) return luaL_error(L, "corrupt message payload");
-  if (n == 0) return 0;
-  if (n == 1) push_payload(L, -1);
-  else {
+  if (n < 0) luaL_error(L, "corrupt message payload");
+  if (n >= 1) {
+    lua_pushvalue(L, top + 1);
+    lua_setiuservalue(L, 1, 1);
+  }
+  if (n > 1) {
     lua_createtable(L, n, 0);
     for (int i = 1; i <= n; i++) { push_payload(L, top + i); lua_rawseti(L, -2, i); }
+    lua_setiuservalue(L, 1, 2);
   }
-  lua_pushvalue(L, -1);
-  lua_setiuservalue(L, 1, 1);
+  u->n = n;
+  lua_settop(L, top);
+}
+
+/* One value → the message as its Payload; several → an array of Payloads; none → nil. */
+static int msg_payload_l(lua_State *L) {
+  struct umsg *u = check_msg(L);
+  unpack_payload(L, u);
+  if (u->n == 0) return 0;
+  if (u->n == 1) lua_settop(L, 1);
+  else lua_getiuservalue(L, 1, 2);
+  return 1;
+}
+
+/* Payload:data() when the message is its own Payload: the (first) value. */
+static int msg_data_l(lua_State *L) {
+  struct umsg *u = check_msg(L);
+  unpack_payload(L, u);
+  if (u->n == 0) return 0;
+  lua_getiuservalue(L, 1, 1);
   return 1;
 }
 
@@ -105,8 +127,9 @@ static int msg_tostring(lua_State *L) {
 }
 
 static void conv_message(lua_State *L, struct proc *p, struct msg *m) {
-  struct umsg *u = lua_newuserdatauv(L, sizeof *u, 1);
+  struct umsg *u = lua_newuserdatauv(L, sizeof *u, 2);
   u->m = m;
+  u->n = -1;
   luaL_setmetatable(L, MESSAGE_MT);
 }
 
@@ -375,7 +398,8 @@ int luaopen_tcoroutine(lua_State *L) {
 
 static void open_types(lua_State *L) {
   static const luaL_Reg msg_methods[] = {
-    {"topic", msg_topic_l}, {"from", msg_from_l}, {"payload", msg_payload_l}, {NULL, NULL},
+    {"topic", msg_topic_l}, {"from", msg_from_l}, {"payload", msg_payload_l},
+    {"data", msg_data_l}, {NULL, NULL},
   };
   if (luaL_newmetatable(L, MESSAGE_MT)) {
     luaL_newlib(L, msg_methods);

@@ -69,12 +69,42 @@ static void open_builtin(lua_State *L, const struct builtin *b) {
   luaL_requiref(L, b->name, b->open, b->global);
 }
 
+/* Names luaopen_base defines: the base library is opened on the first use of any of them. */
+static const char *const base_names[] = {
+  "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget",
+  "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall",
+  "_VERSION", "warn",
+};
+
+static void install_base(lua_State *L);
+
+static int is_base_name(const char *name) {
+  for (size_t i = 0; i < countof(base_names); i++)
+    if (strcmp(base_names[i], name) == 0) return 1;
+  return 0;
+}
+
 /* __index of _G: opens a lazy global on first access. */
 static int lazy_global(lua_State *L) {
   const char *name = lua_tostring(L, 2);
-  const struct builtin *b = name ? find_builtin(name) : NULL;
+  if (!name) return 0;
+  if (is_base_name(name)) {
+    install_base(L);
+    lua_rawget(L, 1);
+    return 1;
+  }
+  const struct builtin *b = find_builtin(name);
   if (!b || !b->global) return 0;
   open_builtin(L, b);
+  return 1;
+}
+
+/* __index of the string metatable until the string library is opened: opens it (which
+** replaces this metatable with the real one) and answers the lookup. */
+static int lazy_string_index(lua_State *L) {
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  lua_pushvalue(L, 2);
+  lua_gettable(L, -2);
   return 1;
 }
 
@@ -136,21 +166,42 @@ static int l_unpack(lua_State *L) {
   return (int)(e - i + 1);
 }
 
-static void sandbox_base(lua_State *L) {
+/* Our own globals; they override the base library's versions. */
+static void set_host_globals(lua_State *L) {
   static const char *const removed[] = {"dofile", "loadfile", "load", "collectgarbage"};
-  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  static const luaL_Reg funcs[] = {
+    {"print", l_print}, {"require", l_require}, {"unpack", l_unpack}, {NULL, NULL},
+  };
+  lua_pushglobaltable(L);
   for (size_t i = 0; i < countof(removed); i++) {
     lua_pushnil(L);
     lua_setfield(L, -2, removed[i]);
   }
-  lua_pushcfunction(L, l_print);
-  lua_setfield(L, -2, "print");
-  lua_pushcfunction(L, l_require);
-  lua_setfield(L, -2, "require");
-  lua_pushcfunction(L, l_unpack);
-  lua_setfield(L, -2, "unpack");
+  luaL_setfuncs(L, funcs, 0);
+  lua_pop(L, 1);
+}
+
+static void install_base(lua_State *L) {
+  luaopen_base(L);
+  lua_pop(L, 1);
+  set_host_globals(L);
+}
+
+/* The globals table gets only our functions and _G now; everything else is opened lazily
+** by lazy_global. Strings get a metatable that opens the string library on first method use. */
+static void sandbox(lua_State *L) {
+  set_host_globals(L);
+  lua_pushglobaltable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, LUA_GNAME);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, lazy_global);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+  lua_pushliteral(L, "");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_string_index);
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
   lua_pop(L, 1);
@@ -163,8 +214,6 @@ lua_State *luaenv_new(struct proc *p) {
   p->root.co = L;
   p->root.state = T_ROOT;
   *(struct task **)lua_getextraspace(L) = &p->root;
-  sandbox_base(L);
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);   /* string methods need it now */
-  lua_pop(L, 1);
+  sandbox(L);
   return L;
 }

@@ -11,7 +11,7 @@
 #include "log.h"
 #include "luaenv.h"
 #include "rt.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "seri.h"
 
 #include <lauxlib.h>
@@ -331,8 +331,10 @@ static void deliver(struct proc *p, struct msg *m) {
   }
 }
 
-static void drain_mailbox(struct proc *p) {
+/* Takes the whole mailbox; `running` also marks the process RUNNING (step start). */
+static void drain_mailbox(struct proc *p, int running) {
   pthread_mutex_lock(&p->lock);
+  if (running) p->state = PS_RUNNING;
   struct msgq q = p->mailbox;
   p->mailbox = (struct msgq){0};
   pthread_mutex_unlock(&p->lock);
@@ -417,7 +419,7 @@ static void close_state(struct proc *p) {
   if (p->L) lua_close(p->L);
   p->L = NULL;
   struct task *t = p->tasks;
-  while (t) { struct task *n = t->all_next; free(t); t = n; }
+  while (t) { struct task *n = t->all_next; free(t->sel_spare); free(t); t = n; }
   p->tasks = NULL;
   hmap_free(&p->listeners);
 }
@@ -453,13 +455,15 @@ static void proc_exit(struct proc *p) {
 /* ---- the step ----------------------------------------------------------------------- */
 
 int proc_step(struct proc *p, struct worker *w) {
-  pthread_mutex_lock(&p->lock);
-  p->state = PS_RUNNING;
-  pthread_mutex_unlock(&p->lock);
   p->worker = w;
-  if (!p->L && !p->done) boot(p);
-  for (int budget = STEP_BUDGET; !p->done && budget > 0;) {
-    drain_mailbox(p);
+  if (!p->L) {
+    pthread_mutex_lock(&p->lock);
+    p->state = PS_RUNNING;
+    pthread_mutex_unlock(&p->lock);
+    if (!p->done) boot(p);
+  }
+  for (int budget = STEP_BUDGET, first = 1; !p->done && budget > 0; first = 0) {
+    drain_mailbox(p, first);
     int ran = task_run_ready(p, budget);
     if (!ran) break;
     budget -= ran;

@@ -83,6 +83,8 @@ struct task {
   uint8_t state;              /* enum task_state; T_ROOT marks the pseudo-task of the main thread */
   uint8_t is_main;
   struct sel *sel;            /* channel wait record while parked on channels */
+  struct sel *sel_spare;      /* the task's wait record, reused by every wait (chan.c) */
+  int sel_cap;                /* cases it can hold */
   struct pending *pend;       /* timer/line wait while parked on one */
 };
 

@@ -5,7 +5,7 @@
 #include "code.h"
 #include "proc.h"
 #include "registry.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "util.h"
 
 #include <stdlib.h>

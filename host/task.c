@@ -76,6 +76,7 @@ static void task_free(struct proc *p, struct task *t) {
   else p->tasks = t->all_next;
   if (t->all_next) t->all_next->all_prev = t->all_prev;
   luaL_unref(p->L, LUA_REGISTRYINDEX, t->ref);
+  free(t->sel_spare);
   free(t);
 }
 

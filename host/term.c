@@ -5,7 +5,7 @@
 #include "term.h"
 #include "proc.h"
 #include "rt.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "util.h"
 
 #include <errno.h>

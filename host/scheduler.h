@@ -1,12 +1,12 @@
 /*
-** sched.h — a process.host: N worker threads running processes from one FIFO run queue.
+** scheduler.h — a process.host: N worker threads running processes from one FIFO run queue.
 ** A worker that wakes a process of its own scheduler keeps it in its `runnext` slot, so two
 ** processes talking to each other stay on one awake thread (waking a sleeping thread costs
 ** ~100 µs on these VMs; see process-cost.md). Idle workers spin briefly before they sleep.
 ** Threads: sched_push may be called from any thread; workers own the processes they run.
 */
-#ifndef TASKHOST_SCHED_H
-#define TASKHOST_SCHED_H
+#ifndef TASKHOST_SCHEDULER_H
+#define TASKHOST_SCHEDULER_H
 
 #include <stdint.h>
 

@@ -1,22 +1,26 @@
 /*
-** sched.c — see sched.h.
+** scheduler.c — see scheduler.h.
 ** The run queue is an intrusive FIFO (proc->run_next) under `lock`; `qlen` is read without
 ** the lock by spinning workers. `nsleep` counts workers parked on `cv`; a push signals only
 ** when one is parked.
 */
-#include "sched.h"
+#include "scheduler.h"
 #include "proc.h"
 #include "log.h"
 #include "util.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define SPIN_ROUNDS 2000
+/* An idle worker polls the queue SPIN_ROUNDS times with `pause`, then YIELD_ROUNDS times
+** with sched_yield (other threads on these 2-core VMs get the CPU), then sleeps. */
+#define SPIN_ROUNDS 200
+#define YIELD_ROUNDS 20
 
 struct sched {
   struct rt *rt;
@@ -76,9 +80,10 @@ void sched_push(struct sched *s, struct proc *p, struct proc *waker) {
 
 /* Spins for a while watching qlen, then sleeps. Returns a process or NULL on stop. */
 static struct proc *next_proc(struct sched *s) {
-  for (int i = 0; i < SPIN_ROUNDS; i++) {
+  for (int i = 0; i < SPIN_ROUNDS + YIELD_ROUNDS; i++) {
     if (atomic_load_explicit(&s->qlen, memory_order_acquire) > 0) break;
-    cpu_relax();
+    if (i < SPIN_ROUNDS) cpu_relax();
+    else sched_yield();
   }
   pthread_mutex_lock(&s->lock);
   struct proc *p;
