@@ -102,6 +102,7 @@ static int mailbox_put(struct proc *p, struct msg *m) {
 }
 
 int proc_deliver(struct proc *p, struct msg *m, struct proc *waker) {
+  if (m->kind == MK_KILL) atomic_store(&p->kill, 1);   /* reaches a busy loop via the hook */
   int rc = mailbox_put(p, m);
   if (rc == 1) sched_push(p->sched, p, waker);
   return rc < 0 ? -1 : 0;
@@ -229,7 +230,10 @@ uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
 static int push_entry_function(struct proc *p) {
   lua_State *L = p->L;
   if (code_load(L, p->code) != 0) return -1;
-  if (lua_pcall(L, 0, 1, 0) != LUA_OK) return -1;
+  task_watch_begin(p->worker, L);
+  int rc = lua_pcall(L, 0, 1, 0);
+  task_watch_end(p->worker);
+  if (rc != LUA_OK) return -1;
   if (lua_isfunction(L, -1)) return 0;
   const char *method = p->code->method ? p->code->method : "main";
   if (lua_istable(L, -1)) {
@@ -465,9 +469,10 @@ int proc_step(struct proc *p, struct worker *w) {
   for (int budget = STEP_BUDGET, first = 1; !p->done && budget > 0; first = 0) {
     drain_mailbox(p, first);
     int ran = task_run_ready(p, budget);
-    if (!ran) break;
+    if (!ran || p->preempted) break;
     budget -= ran;
   }
+  p->preempted = 0;
   if (p->done) { proc_exit(p); return 0; }
   p->worker = NULL;
   pthread_mutex_lock(&p->lock);

@@ -153,6 +153,8 @@ struct proc {
   int stdin_eof;
   struct task *line_waiter;
   struct hmap listeners;      /* reserved: topic subscriptions */
+  _Atomic int kill;           /* terminate requested: the interrupt hook raises "terminated" */
+  int preempted;              /* the interrupt hook yielded: end this step */
   int trap_links;
   int done;                   /* main finished or the process failed: exit at end of step */
   int exit_failed;
@@ -211,6 +213,9 @@ void task_park(struct task *t);                     /* mark parked; caller then 
 void task_wake(struct task *t, int n);
 void task_kill(struct task *t);                     /* cleanup waits, close the coroutine */
 int task_run_ready(struct proc *p, int budget);     /* runs ready tasks; returns how many ran */
+/* Brackets Lua code run on worker w so the watchdog can interrupt it (scheduler.h). */
+void task_watch_begin(struct worker *w, lua_State *co);
+void task_watch_end(struct worker *w);
 /* Raises a Lua error unless L runs in a task that may block. Returns the task. */
 struct task *task_check_blocking(lua_State *L, const char *what);
 

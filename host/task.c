@@ -8,6 +8,7 @@
 #include "errors.h"
 #include "log.h"
 #include "rt.h"
+#include "scheduler.h"
 #include "seri.h"
 
 #include <lauxlib.h>
@@ -131,6 +132,11 @@ static void task_failed(struct proc *p, struct task *t) {
     log_debug("process %s: %s\n%s", p->pidstr, text, lua_tostring(p->L, -1));
     lua_pop(p->L, 1);
   }
+  if (atomic_load(&p->kill)) {          /* the interrupt hook's error: report it plainly */
+    free(text);
+    text = xstrdup("terminated");
+    lua_pushstring(co, text);
+  }
   int top = lua_gettop(co);
   lua_pushnil(co);
   errors_from_value(co, top);
@@ -142,11 +148,57 @@ static void task_failed(struct proc *p, struct task *t) {
   free(text);
 }
 
+/* The count hook the watchdog arms on a coroutine that runs too long (runs on the worker).
+** A kill request raises "terminated" (and stays armed, so pcall cannot swallow it);
+** otherwise the task yields and goes to the back of the ready list. Code running inside a
+** plain coroutine.create/wrap coroutine is not reached (the hook is per coroutine). */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  struct task *t = task_current(L);
+  struct proc *p = t->p;
+  if (atomic_load(&p->kill)) {
+    /* fire at every instruction from now on: a pcall that catches this error gets one
+    ** instruction before the next one, so every level unwinds */
+    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "terminated");
+    return;
+  }
+  lua_sethook(L, NULL, 0, 0);
+  if (t->state == T_RUNNING && lua_isyieldable(L)) {
+    p->preempted = 1;
+    lua_yield(L, 0);
+  }
+}
+
+void task_interrupt_worker(struct worker *w) {
+  atomic_store(&w->hooking, 1);
+  lua_State *co = atomic_load(&w->running_co);
+  if (co) lua_sethook(co, interrupt_hook, LUA_MASKCOUNT, 1000);
+  atomic_store(&w->hooking, 0);
+}
+
+void task_watch_begin(struct worker *w, lua_State *co) {
+  atomic_store(&w->running_co, co);
+  atomic_fetch_add(&w->resumes, 1);
+}
+
+void task_watch_end(struct worker *w) {
+  atomic_fetch_add(&w->resumes, 1);
+  atomic_store(&w->running_co, NULL);
+  while (atomic_load(&w->hooking)) {}
+}
+
+static int resume(struct proc *p, struct task *t, int *nres) {
+  task_watch_begin(p->worker, t->co);
+  int st = lua_resume(t->co, NULL, t->nargs, nres);
+  task_watch_end(p->worker);
+  return st;
+}
+
 static void run_one(struct proc *p, struct task *t) {
   int nres = 0;
   t->state = T_RUNNING;
   p->running = t;
-  int st = lua_resume(t->co, NULL, t->nargs, &nres);
+  int st = resume(p, t, &nres);
   p->running = NULL;
   t->nargs = 0;
   if (st == LUA_YIELD) {
@@ -162,7 +214,7 @@ static void run_one(struct proc *p, struct task *t) {
 
 int task_run_ready(struct proc *p, int budget) {
   int ran = 0;
-  while (ran < budget && !p->done && p->ready_head) {
+  while (ran < budget && !p->done && !p->preempted && p->ready_head) {
     struct task *t = p->ready_head;
     p->ready_head = t->next;
     if (!p->ready_head) p->ready_tail = NULL;
