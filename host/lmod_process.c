@@ -307,8 +307,66 @@ static int l_unlink(lua_State *L) {
 static int l_inbox(lua_State *L) { struct proc *p = proc_of(L); return feed_channel(L, &p->inbox, conv_message); }
 static int l_events(lua_State *L) { struct proc *p = proc_of(L); return feed_channel(L, &p->events, conv_event); }
 
+/* process.listen delivers the first payload value itself (or a Message with {message=true}). */
+static void conv_value(lua_State *L, struct proc *p, struct msg *m) {
+  int top = lua_gettop(L);
+  int n = seri_unpack(L, msg_body(m), m->len);
+  free(m);
+  if (n <= 0) { lua_settop(L, top); lua_pushnil(L); return; }
+  lua_settop(L, top + 1);
+}
+
+/* Moves already-queued inbox messages that match l to its feed (they were waiting for a
+** subscription). */
+static void claim_queued(struct proc *p, struct listener *l) {
+  struct msgq keep = {0};
+  struct msg *m;
+  while ((m = msgq_pop(&p->inbox.q)))
+    msgq_push(proc_route(p, msg_topic(m)) == &l->feed ? &l->feed.q : &keep, m);
+  p->inbox.q = keep;
+}
+
 static int l_listen(lua_State *L) {
-  return luaL_error(L, "process.listen is not supported yet; use process.inbox() and check msg:topic()");
+  struct proc *p = proc_of(L);
+  const char *topic = luaL_checkstring(L, 1);
+  luaL_argcheck(L, topic[0] && topic[0] != '@', 1, "a topic must be non-empty and not start with '@'");
+  int as_message = 0;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "message");
+    as_message = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  struct listener *l = xcalloc(1, sizeof *l);
+  l->pattern = xstrdup(topic);
+  l->glob = strpbrk(topic, "*?[") != NULL;
+  p->listeners = xrealloc(p->listeners, (p->nlisteners + 1) * sizeof *p->listeners);
+  p->listeners[p->nlisteners++] = l;
+  claim_queued(p, l);
+  return feed_channel(L, &l->feed, as_message ? conv_message : conv_value);
+}
+
+/* Ends a subscription; its undelivered messages go back to the inbox. */
+static int l_unlisten(lua_State *L) {
+  struct proc *p = proc_of(L);
+  struct chan *c = chan_check(L, 1);
+  for (size_t i = 0; i < p->nlisteners; i++) {
+    struct listener *l = p->listeners[i];
+    if (l->feed.ch != c) continue;
+    memmove(&p->listeners[i], &p->listeners[i + 1], (p->nlisteners - i - 1) * sizeof *p->listeners);
+    p->nlisteners--;
+    struct msg *m;
+    while ((m = msgq_pop(&l->feed.q))) msgq_push(&p->inbox.q, m);
+    if (p->inbox.ch) chan_pump(L, p->inbox.ch);
+    chan_set_feed(c, NULL, NULL);
+    chan_l_close(L);                          /* receivers still waiting get nil, false */
+    luaL_unref(L, LUA_REGISTRYINDEX, l->feed.chref);
+    free(l->pattern);
+    free(l);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  return 1;
 }
 
 static int l_get_options(lua_State *L) {
@@ -434,7 +492,7 @@ int luaopen_process(lua_State *L) {
     {"spawn_linked_monitored", l_spawn_linked_monitored}, {"cancel", l_cancel},
     {"terminate", l_terminate}, {"monitor", l_monitor}, {"unmonitor", l_unmonitor},
     {"link", l_link}, {"unlink", l_unlink}, {"inbox", l_inbox}, {"events", l_events},
-    {"listen", l_listen}, {"get_options", l_get_options}, {"set_options", l_set_options},
+    {"listen", l_listen}, {"unlisten", l_unlisten}, {"get_options", l_get_options}, {"set_options", l_set_options},
     {NULL, NULL},
   };
   static const luaL_Reg reg_funcs[] = {

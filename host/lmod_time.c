@@ -78,6 +78,45 @@ static int l_after(lua_State *L) {
   return 1;
 }
 
+/* ---- ticker ---------------------------------------------------------------------- */
+
+#define TICKER_MT "taskhost.ticker"
+
+struct uticker { uint64_t session; };
+
+static int l_ticker(lua_State *L) {
+  int64_t ns;
+  if (to_duration(L, 1, &ns) != 0) return errors_fail(L, EK_INVALID, "%s", lua_tostring(L, -1));
+  if (ns <= 0) return errors_fail(L, EK_INVALID, "time.ticker needs a positive duration");
+  struct proc *p = proc_of(L);
+  struct uticker *u = lua_newuserdatauv(L, sizeof *u, 1);
+  luaL_setmetatable(L, TICKER_MT);
+  struct chan *c = chan_new(L, 1);
+  struct pending *pe = pending_new(p, PEND_TICKER);
+  pe->ch = c;
+  pe->period = ns;
+  lua_pushvalue(L, -1);
+  pe->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_setiuservalue(L, -2, 1);
+  u->session = pe->session;
+  pending_arm_timer(p, pe, ns);
+  return 1;
+}
+
+static int ticker_channel(lua_State *L) {
+  luaL_checkudata(L, 1, TICKER_MT);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int ticker_stop(lua_State *L) {
+  struct uticker *u = luaL_checkudata(L, 1, TICKER_MT);
+  struct proc *p = proc_of(L);
+  struct pending *pe = hmap_get(&p->sessions, u->session);
+  if (pe) pending_free(p, pe);
+  return 0;
+}
+
 static int l_now(lua_State *L) { push_time(L, clock_wall_ns()); return 1; }
 
 static int l_parse_duration(lua_State *L) {
@@ -159,7 +198,10 @@ int luaopen_time(lua_State *L) {
   };
   static const luaL_Reg funcs[] = {
     {"sleep", l_sleep}, {"after", l_after}, {"now", l_now},
-    {"parse_duration", l_parse_duration}, {"unix", l_unix}, {NULL, NULL},
+    {"parse_duration", l_parse_duration}, {"unix", l_unix}, {"ticker", l_ticker}, {NULL, NULL},
+  };
+  static const luaL_Reg tkmethods[] = {
+    {"channel", ticker_channel}, {"response", ticker_channel}, {"stop", ticker_stop}, {NULL, NULL},
   };
   static const struct { const char *name; lua_Integer ns; } units[] = {
     {"NANOSECOND", 1}, {"MICROSECOND", 1000}, {"MILLISECOND", NS_PER_MS},
@@ -167,6 +209,11 @@ int luaopen_time(lua_State *L) {
   };
   new_type(L, DURATION_MT, dmethods, d_tostring);
   new_type(L, TIME_MT, tmethods, t_rfc3339);
+  if (luaL_newmetatable(L, TICKER_MT)) {
+    luaL_newlib(L, tkmethods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
   chan_open_metatables(L);
   luaL_newlib(L, funcs);
   for (size_t i = 0; i < countof(units); i++) {

@@ -14,6 +14,7 @@
 #include "scheduler.h"
 #include "seri.h"
 
+#include <fnmatch.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -215,7 +216,6 @@ uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
   if (o->on_exit) add_watcher_locked(p, &(struct watcher){.fn = o->on_exit, .ud = o->on_exit_ud});
   if (o->link_with) add_link_locked(p, o->link_with);
   hmap_init(&p->sessions);
-  hmap_init(&p->listeners);
   buf_init(&p->exit_result);
   sched_proc_added(s);
   rt_pid_add(rt, p);
@@ -284,12 +284,13 @@ static void deliver_timer(struct proc *p, struct msg *m) {
     t->pend = NULL;
     pending_free(p, pe);
     task_wake(t, 0);
-  } else if (pe->kind == PEND_AFTER) {
+  } else {                                   /* PEND_AFTER, PEND_TICKER */
     lua_rawgeti(p->L, LUA_REGISTRYINDEX, pe->ref);
     lua_pushinteger(p->L, (lua_Integer)clock_wall_ns());
-    chan_offer(p->L, -2);
+    chan_offer(p->L, -2);                     /* a tick nobody took yet is dropped, as in Go */
     lua_pop(p->L, 1);
-    pending_free(p, pe);
+    if (pe->kind == PEND_TICKER) pending_arm_at(p, pe, pe->tm.deadline + pe->period);
+    else pending_free(p, pe);
   }
 }
 
@@ -313,7 +314,7 @@ static void deliver_line(struct proc *p, struct msg *m) {
 
 static void deliver(struct proc *p, struct msg *m) {
   switch (m->kind) {
-  case MK_USER: feed_deliver(p, &p->inbox, m); break;
+  case MK_USER: feed_deliver(p, proc_route(p, msg_topic(m)), m); break;
   case MK_EXIT:
   case MK_CANCEL: feed_deliver(p, &p->events, m); break;
   case MK_LINK_DOWN:
@@ -336,6 +337,14 @@ static void deliver(struct proc *p, struct msg *m) {
 }
 
 /* Takes the whole mailbox; `running` also marks the process RUNNING (step start). */
+struct feed *proc_route(struct proc *p, const char *topic) {
+  for (size_t i = 0; i < p->nlisteners; i++) {
+    struct listener *l = p->listeners[i];
+    if (l->glob ? fnmatch(l->pattern, topic, 0) == 0 : strcmp(l->pattern, topic) == 0) return &l->feed;
+  }
+  return &p->inbox;
+}
+
 static void drain_mailbox(struct proc *p, int running) {
   pthread_mutex_lock(&p->lock);
   if (running) p->state = PS_RUNNING;
@@ -425,7 +434,13 @@ static void close_state(struct proc *p) {
   struct task *t = p->tasks;
   while (t) { struct task *n = t->all_next; free(t->sel_spare); free(t); t = n; }
   p->tasks = NULL;
-  hmap_free(&p->listeners);
+  for (size_t i = 0; i < p->nlisteners; i++) {
+    msgq_clear(&p->listeners[i]->feed.q);
+    free(p->listeners[i]->pattern);
+    free(p->listeners[i]);
+  }
+  free(p->listeners);
+  p->listeners = NULL;
 }
 
 static void proc_exit(struct proc *p) {

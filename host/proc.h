@@ -89,13 +89,14 @@ struct task {
 };
 
 /* A wait identified by a session number: a sleeping task, a time.after channel, a readline. */
-enum pending_kind { PEND_SLEEP, PEND_AFTER, PEND_LINE };
+enum pending_kind { PEND_SLEEP, PEND_AFTER, PEND_TICKER, PEND_LINE };
 struct pending {
   uint64_t session;
   uint8_t kind;
   struct task *t;             /* PEND_SLEEP / PEND_LINE */
   struct chan *ch;            /* PEND_AFTER */
-  int ref;                    /* PEND_AFTER: anchors the channel until it fires */
+  int ref;                    /* PEND_AFTER/TICKER: anchors the channel until it fires/stops */
+  int64_t period;             /* PEND_TICKER */
   struct timer tm;
 };
 
@@ -105,6 +106,17 @@ struct feed {
   struct chan *ch;            /* the channel object, once created (anchored in the registry) */
   int chref;
 };
+
+/* A process.listen subscription: messages whose topic matches `pattern` (exact, or a glob
+** with * ? [..]) go to its feed instead of the inbox. */
+struct listener {
+  char *pattern;
+  int glob;
+  struct feed feed;
+};
+
+/* Where a user message with this topic goes: a listener's feed, else the inbox. */
+struct feed *proc_route(struct proc *p, const char *topic);
 
 /* Who to tell when a process ends. A C watcher runs on the exiting worker's thread. */
 struct exit_info {
@@ -152,7 +164,8 @@ struct proc {
   struct msgq lines;          /* terminal: lines read but not yet asked for */
   int stdin_eof;
   struct task *line_waiter;
-  struct hmap listeners;      /* reserved: topic subscriptions */
+  struct listener **listeners; /* process.listen subscriptions, in creation order */
+  size_t nlisteners;
   _Atomic int kill;           /* terminate requested: the interrupt hook raises "terminated" */
   int preempted;              /* the interrupt hook yielded: end this step */
   int trap_links;
@@ -223,6 +236,7 @@ struct task *task_check_blocking(lua_State *L, const char *what);
 struct pending *pending_new(struct proc *p, int kind);
 void pending_free(struct proc *p, struct pending *pe);
 void pending_arm_timer(struct proc *p, struct pending *pe, int64_t delay_ns);
+void pending_arm_at(struct proc *p, struct pending *pe, int64_t deadline_ns);
 
 static inline struct proc *proc_of(lua_State *L) { return task_current(L)->p; }
 

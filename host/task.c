@@ -250,7 +250,10 @@ static void timer_fired(void *ud, uint64_t pid, uint64_t session) {
   proc_post(ud, pid, m, NULL);
 }
 
+void pending_arm_at(struct proc *p, struct pending *pe, int64_t deadline_ns) {
+  timer_add(p->rt->timers, &pe->tm, deadline_ns, timer_fired, p->rt, p->pid, pe->session);
+}
+
 void pending_arm_timer(struct proc *p, struct pending *pe, int64_t delay_ns) {
-  timer_add(p->rt->timers, &pe->tm, clock_mono_ns() + delay_ns, timer_fired, p->rt, p->pid,
-            pe->session);
+  pending_arm_at(p, pe, clock_mono_ns() + delay_ns);
 }

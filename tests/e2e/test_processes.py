@@ -163,6 +163,44 @@ end }
         self.assertIn("spawn order\tchild,parent", r.stdout)
         self.assertIn("send on closed\tfalse\ttrue", r.stdout)
 
+    def test_listen_routes_topics_before_the_inbox(self):
+        r = run_script(self, """
+local io = require("io")
+local time = require("time")
+return { main = function()
+  local me = process.pid()
+  process.send(me, "early.a", "queued before listen")
+  local raw = process.listen("early.*")
+  local full = process.listen("exact", {message = true})
+  local inbox = process.inbox()
+  process.send(me, "exact", 1, 2)
+  process.send(me, "other", "to inbox")
+  io.print("glob", raw:receive())
+  local m = full:receive()
+  io.print("message", m:topic(), #m:payload(), m:payload()[2]:data())
+  io.print("inbox", inbox:receive():payload():data())
+  assert(process.unlisten(raw))
+  local v, ok = raw:receive()
+  io.print("after unlisten", tostring(v), tostring(ok))
+  process.send(me, "early.b", "back to inbox")
+  io.print("inbox again", inbox:receive():topic())
+  local tk = time.ticker("10ms")
+  local ticks = 0
+  for i = 1, 3 do tk:channel():receive(); ticks = ticks + 1 end
+  tk:stop()
+  channel.select{ tk:channel():case_receive(), default = true }  -- a tick buffered before stop
+  local r = channel.select{ tk:channel():case_receive(), time.after("50ms"):case_receive() }
+  io.print("ticks", ticks, "after stop", r.channel == tk:channel() and "tick" or "quiet")
+  return 0
+end }
+""")
+        self.assertIn("glob\tqueued before listen", r.stdout)
+        self.assertIn("message\texact\t2\t2", r.stdout)
+        self.assertIn("inbox\tto inbox", r.stdout)
+        self.assertIn("after unlisten\tnil\tfalse", r.stdout)
+        self.assertIn("inbox again\tearly.b", r.stdout)
+        self.assertIn("ticks\t3\tafter stop\tquiet", r.stdout)
+
     def test_sandbox(self):
         r = run_script(self, """
 local io = require("io")
