@@ -5,6 +5,7 @@
 #include "code.h"
 #include "log.h"
 #include "proc.h"
+#include "project.h"
 #include "registry.h"
 #include "rt.h"
 #include "scheduler.h"
@@ -34,6 +35,7 @@ struct app {
   struct term *exec_term;
   int64_t shutdown_timeout;
   _Atomic int exec_done;
+  int restore_level;          /* log level to restore after a hide_logs terminal process, or -1 */
   int exit_code;
   char *exec_out;
 };
@@ -44,15 +46,16 @@ static int auto_start(const struct reg_entry *e) {
 
 static int is_kind(const struct reg_entry *e, const char *kind) { return strcmp(e->kind, kind) == 0; }
 
-struct app *app_new(const char *project_dir, struct registry *gen, struct codeset *code,
-                    int64_t shutdown_timeout) {
+struct app *app_new(const struct project *proj, struct registry *gen, struct codeset *code) {
   struct app *a = xcalloc(1, sizeof *a);
-  a->rt = rt_new(project_dir);
+  a->rt = rt_new(proj->dir);
+  a->rt->proc_mem_limit = (size_t)proj->process_memory;
   a->gen = gen;
   a->rt->timers = timers_new();
   rt_set_generation(a->rt, registry_ref(gen), codeset_ref(code));
   a->sup = sup_new(a->rt);
-  a->shutdown_timeout = shutdown_timeout;
+  a->shutdown_timeout = proj->shutdown_timeout;
+  a->restore_level = -1;
   return a;
 }
 
@@ -195,6 +198,13 @@ int app_exec(struct app *a, const char *host, const char *entry, char **args, in
   buf_init(&b);
   pack_args(args, nargs, &b);
   a->exec_term = t;
+  const struct reg_entry *he = registry_get(a->gen, host);
+  a->restore_level = -1;
+  if (he && val_bool(val_get(he->data, "hide_logs"), 0)) {   /* quiet while it owns the terminal */
+    for (int lv = LOG_DEBUG; lv < LOG_OFF && a->restore_level < 0; lv++)
+      if (log_enabled((enum log_level)lv)) a->restore_level = lv;
+    log_set_level(LOG_OFF);
+  }
   uint64_t pid = term_run(t, c, b.data, b.len, exec_exited, a);
   buf_free(&b);
   codeset_unref(cs);
@@ -215,6 +225,7 @@ int app_wait(struct app *a) {
       return a->exec_term ? 130 : 0;
     }
     if (atomic_load(&a->exec_done)) {
+      if (a->restore_level >= 0) log_set_level((enum log_level)a->restore_level);
       if (a->exec_out) { fputs(a->exec_out, stdout); fputc('\n', stdout); fflush(stdout); }
       return a->exit_code;
     }
@@ -236,17 +247,18 @@ static void *second_signal(void *arg) {
   return NULL;
 }
 
+struct control { int kind; const char *reason; };
+
 static void post_kind(struct proc *p, void *ud) {
-  const char *reason = ((const char **)ud)[1];
-  int kind = (int)(intptr_t)((const char **)ud)[0];
-  struct msg *m = msg_new(kind, 0, reason, strlen(reason), NULL, 0);
+  const struct control *c = ud;
+  struct msg *m = msg_new(c->kind, 0, c->reason, strlen(c->reason), NULL, 0);
   m->at = clock_wall_ns();
   proc_deliver(p, m, NULL);
 }
 
 static void broadcast(struct rt *rt, struct sched *s, int kind, const char *reason) {
-  const char *ud[2] = {(const char *)(intptr_t)kind, reason};
-  rt_foreach_proc(rt, s, post_kind, ud);
+  struct control c = {kind, reason};
+  rt_foreach_proc(rt, s, post_kind, &c);
 }
 
 /* CANCEL every process of s, wait, then terminate the rest. Returns 0 when s is empty. */

@@ -14,8 +14,9 @@ struct app;
 struct registry;
 struct codeset;
 
-struct app *app_new(const char *project_dir, struct registry *gen, struct codeset *code,
-                    int64_t shutdown_timeout);
+struct project;
+
+struct app *app_new(const struct project *proj, struct registry *gen, struct codeset *code);
 /* Starts hosts and auto_start services. `exec_host` names a terminal host to start even if
 ** it is not auto_start (NULL for none). 0 / -1 (logged). */
 int app_start(struct app *a, const char *exec_host);

@@ -45,9 +45,3 @@ int luaopen_env(lua_State *L) {
   luaL_newlib(L, funcs);
   return 1;
 }
-
-int luaopen_errors(lua_State *L) {
-  errors_open(L);
-  lua_getglobal(L, "errors");
-  return 1;
-}

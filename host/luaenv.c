@@ -30,6 +30,13 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return q;
 }
 
+/* The `errors` global as a module opener. */
+int luaopen_errors(lua_State *L) {
+  errors_open(L);
+  lua_getglobal(L, "errors");
+  return 1;
+}
+
 /* os restricted to time, date, clock and difftime. */
 static int open_os(lua_State *L) {
   static const char *const keep[] = {"time", "date", "clock", "difftime"};

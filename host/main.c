@@ -186,7 +186,7 @@ static int cmd_check(struct cli *c) {
 }
 
 static int run_app(struct cli *c, struct project *p, struct registry *reg, struct codeset *code) {
-  struct app *a = app_new(p->dir, reg, code, p->shutdown_timeout);
+  struct app *a = app_new(p, reg, code);
   char *host = NULL, *entry = NULL, err[512];
   int rc = 0;
   if (c->exec && app_exec_target(a, c->exec, &host, &entry, err, sizeof err) != 0) {
@@ -236,6 +236,13 @@ static int cmd_init(struct cli *c) {
   return 0;
 }
 
+static int cmd_help(struct cli *c) { fputs(usage_text, stdout); return 0; }
+
+static int cmd_version(struct cli *c) {
+  printf("taskhost %s (%s)\n", TASKHOST_VERSION, LUA_RELEASE);
+  return 0;
+}
+
 static void block_signals(void) {
   sigset_t set;
   sigemptyset(&set);
@@ -245,18 +252,30 @@ static void block_signals(void) {
   signal(SIGPIPE, SIG_IGN);
 }
 
+static int cmd_run_blocking_signals(struct cli *c) {
+  block_signals();
+  return cmd_run(c);
+}
+
+static const struct command {
+  const char *name;
+  int (*fn)(struct cli *);
+} commands[] = {
+  {"run", cmd_run_blocking_signals}, {"check", cmd_check}, {"init", cmd_init},
+  {"version", cmd_version}, {"help", cmd_help},
+};
+
+static int dispatch(struct cli *c) {
+  const char *name = c->help || !c->cmd ? "help" : c->cmd;
+  for (size_t i = 0; i < countof(commands); i++)
+    if (strcmp(commands[i].name, name) == 0) return commands[i].fn(c);
+  return usage_error("unknown command '%s'", name);
+}
+
 int main(int argc, char **argv) {
   struct cli c = {0};
   int rc = parse_args(argc, argv, &c);
-  if (rc == 0) {
-    const char *cmd = c.cmd ? c.cmd : "help";
-    if (c.help || strcmp(cmd, "help") == 0) { fputs(usage_text, stdout); rc = 0; }
-    else if (strcmp(cmd, "version") == 0) printf("taskhost %s (%s)\n", TASKHOST_VERSION, LUA_RELEASE);
-    else if (strcmp(cmd, "run") == 0) { block_signals(); rc = cmd_run(&c); }
-    else if (strcmp(cmd, "check") == 0) rc = cmd_check(&c);
-    else if (strcmp(cmd, "init") == 0) rc = cmd_init(&c);
-    else rc = usage_error("unknown command '%s'", cmd);
-  }
+  if (rc == 0) rc = dispatch(&c);
   for (size_t i = 0; i < c.noverrides; i++) free(c.override_storage[i]);
   free(c.overrides);
   free(c.override_storage);

@@ -207,6 +207,7 @@ uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
   pthread_mutex_init(&p->lock, NULL);
   p->state = PS_QUEUED;
   p->terminal = o->terminal;
+  p->mem_limit = rt->proc_mem_limit;
   if (o->args_len) {
     p->args = xmalloc(o->args_len);
     memcpy(p->args, o->args, o->args_len);
@@ -444,6 +445,7 @@ static void close_state(struct proc *p) {
 }
 
 static void proc_exit(struct proc *p) {
+  p->mem_limit = 0;
   if (p->exit_failed) {
     log_warn("process %s (%s) failed: %s", p->pidstr, p->code->e->id, p->exit_error);
     if (p->exit_result.len == 0) pack_failure(p);

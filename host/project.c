@@ -57,6 +57,16 @@ static int read_settings(struct project *p, char *err, size_t errlen) {
       snprintf(err, errlen, "%s: shutdown.timeout: invalid duration '%s'", path, st);
       rc = -1;
     }
+    const struct val *mem = val_path(v, "limits.process_memory");
+    if (mem) {
+      char num[32];
+      const char *text = mem->type == V_INT ? (snprintf(num, sizeof num, "%lld", (long long)mem->u.i), num)
+                                            : val_str(mem, "");
+      if (size_parse(text, &p->process_memory) != 0) {
+        snprintf(err, errlen, "%s:%d: limits.process_memory: invalid size '%s'", path, mem->line, text);
+        rc = -1;
+      }
+    }
     val_free(v);
   } else if (!missing) rc = -1;
   free(path);

@@ -16,6 +16,7 @@ struct project {
   enum log_level log_level;
   int log_json;
   int64_t shutdown_timeout; /* ns: how long hosts wait for processes to stop */
+  uint64_t process_memory;  /* bytes one process's Lua heap may use; 0 = unlimited */
 };
 
 /* 0, or -1 with "file:line: message" in err. */

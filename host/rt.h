@@ -22,6 +22,7 @@ struct codeset;
 struct rt {
   struct timers *timers;
   const char *project_dir;
+  size_t proc_mem_limit;      /* Lua heap limit per process, 0 = none */
 
   pthread_mutex_t gen_lock;
   struct registry *gen;       /* current generation */

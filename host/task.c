@@ -83,6 +83,7 @@ static void task_free(struct proc *p, struct task *t) {
 
 /* main returned nres values on co: record the result (wippy-compat.md §4.5, §4.11). */
 static void finish_main(struct proc *p, lua_State *co, int nres) {
+  p->mem_limit = 0;
   int base = lua_gettop(co) - nres + 1;
   int failed = nres >= 2 && (lua_type(co, base + 1) == LUA_TSTRING || errors_is(co, base + 1));
   p->done = 1;
@@ -120,6 +121,7 @@ static void finish_main(struct proc *p, lua_State *co, int nres) {
 /* A task raised: the process fails with the error (and a traceback in the log). */
 static void task_failed(struct proc *p, struct task *t) {
   lua_State *co = t->co;
+  p->mem_limit = 0;             /* the process is ending: reporting must not hit the limit */
   char *text;
   if (errors_is(co, -1)) {
     text = xstrdup(errors_message(co, -1));

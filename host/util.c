@@ -129,6 +129,26 @@ int duration_parse(const char *s, int64_t *ns) {
   return 0;
 }
 
+int size_parse(const char *s, uint64_t *bytes) {
+  static const char prefixes[] = "KMGT";
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || v < 0) return -1;
+  while (*end == ' ') end++;
+  uint64_t mult = 1;
+  const char *u = *end ? strchr(prefixes, *end & ~0x20) : NULL;
+  if (u) {
+    for (const char *k = prefixes; k <= u; k++) mult *= 1024;
+    end++;
+    if ((*end & ~0x20) == 'I') end++;
+  }
+  if ((*end & ~0x20) == 'B') end++;
+  if (*end) return -1;
+  *bytes = (uint64_t)(v * (double)mult);
+  return 0;
+}
+
 int64_t clock_mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

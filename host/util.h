@@ -36,6 +36,10 @@ char *xstrndup(const char *s, size_t n);
 ** Returns 0 and the value in nanoseconds, or -1 on a malformed string. */
 int duration_parse(const char *s, int64_t *ns);
 
+/* Parses a size: "1048576", "512KB", "64MB", "1GiB" (K/M/G/T, powers of 1024, case-insensitive,
+** optional B / iB). Returns 0, or -1 on a malformed string. */
+int size_parse(const char *s, uint64_t *bytes);
+
 /* Clocks, in nanoseconds. */
 int64_t clock_mono_ns(void);
 int64_t clock_wall_ns(void);

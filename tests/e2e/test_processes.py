@@ -201,6 +201,49 @@ end }
         self.assertIn("inbox again\tearly.b", r.stdout)
         self.assertIn("ticks\t3\tafter stop\tquiet", r.stdout)
 
+    def test_memory_limit_fails_only_the_greedy_process(self):
+        greedy = """
+return { main = function()
+  local t = {}
+  for i = 1, 1e8 do t[i] = ("x"):rep(100) .. i end
+end }
+"""
+        r = run_script(self, """
+local io = require("io")
+return { main = function()
+  local events = process.events()
+  process.spawn_monitored("app:greedy", "app:processes")
+  local ev = events:receive()
+  io.print("greedy", tostring(ev.result.error))
+  local pid = process.spawn_monitored("app:boom", "app:processes", "ok")
+  io.print("next", events:receive().result.value.answer)
+  return 0
+end }
+""", entries="""
+- name: greedy
+  kind: process.lua
+  source: file://greedy.lua
+  method: main
+""", files={"src/greedy.lua": greedy, "taskhost.yaml": "limits:\n  process_memory: 4MB\n"})
+        self.assertIn("greedy\tnot enough memory", r.stdout)
+        self.assertIn("next\t42", r.stdout)
+
+    def test_hide_logs_silences_the_log_while_the_terminal_process_runs(self):
+        index = th.TERMINAL_HEADER.replace("kind: terminal.host\n", "kind: terminal.host\n    hide_logs: true\n")
+        project = th.make_project({
+            "src/_index.yaml": th.textwrap.dedent(index).lstrip("\n") + """
+  - name: main
+    kind: process.lua
+    source: file://main.lua
+    method: main
+    modules: [logger, io]
+""",
+            "src/main.lua": 'local logger = require("logger")\nreturn { main = function() logger:info("hidden line") require("io").print("done") return 0 end }\n'})
+        r = th.run(["run", project, "-x", "app:main"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "done\n")
+        self.assertNotIn("hidden line", r.stderr)
+
     def test_sandbox(self):
         r = run_script(self, """
 local io = require("io")
