@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -96,12 +97,10 @@ void log_write(enum log_level lv, const char *msg, const char *fields_json) {
 
 void log_printf(enum log_level lv, const char *fmt, ...) {
   if (!log_enabled(lv)) return;
-  struct buf b;
-  buf_init(&b);
   va_list ap;
   va_start(ap, fmt);
-  buf_vprintf(&b, fmt, ap);
+  char *msg = xvasprintf(fmt, ap);
   va_end(ap);
-  log_write(lv, b.data ? b.data : "", NULL);
-  buf_free(&b);
+  log_write(lv, msg, NULL);
+  free(msg);
 }

@@ -159,30 +159,33 @@ static int load_project(const struct cli *c, const struct project *p, FILE *f,
   return rc == 0 ? 0 : EXIT_CONFIG;
 }
 
-static int open_project(const struct cli *c, struct project *p) {
+typedef int (*project_fn)(struct cli *c, struct project *p, struct registry *reg,
+                          struct codeset *code);
+
+/* Opens the project, sets up logging, loads registry and code (problems printed to
+** `problems`), runs fn, and releases everything. */
+static int with_project(struct cli *c, FILE *problems, project_fn fn) {
+  struct project p;
   char err[512];
-  if (project_open(c->dir, p, err, sizeof err) != 0) {
+  if (project_open(c->dir, &p, err, sizeof err) != 0) {
     fprintf(stderr, "taskhost: %s\n", err);
     return EXIT_CONFIG;
   }
-  return 0;
-}
-
-static int cmd_check(struct cli *c) {
-  struct project p;
-  int rc = open_project(c, &p);
-  if (rc) return rc;
-  if ((rc = setup_logging(c, &p))) { project_close(&p); return rc; }
+  int rc = setup_logging(c, &p);
   struct registry *reg = NULL;
   struct codeset *code = NULL;
-  rc = load_project(c, &p, stdout, &reg, &code);
-  if (rc == 0) {
-    printf("ok: %zu entries, every Lua chunk compiles\n", registry_count(reg));
+  if (rc == 0 && (rc = load_project(c, &p, problems, &reg, &code)) == 0) {
+    rc = fn(c, &p, reg, code);
     codeset_unref(code);
     registry_unref(reg);
   }
   project_close(&p);
   return rc;
+}
+
+static int report_ok(struct cli *c, struct project *p, struct registry *reg, struct codeset *code) {
+  printf("ok: %zu entries, every Lua chunk compiles\n", registry_count(reg));
+  return 0;
 }
 
 static int run_app(struct cli *c, struct project *p, struct registry *reg, struct codeset *code) {
@@ -209,21 +212,9 @@ static int run_app(struct cli *c, struct project *p, struct registry *reg, struc
   return rc;
 }
 
-static int cmd_run(struct cli *c) {
-  struct project p;
-  int rc = open_project(c, &p);
-  if (rc) return rc;
-  if ((rc = setup_logging(c, &p))) { project_close(&p); return rc; }
-  struct registry *reg = NULL;
-  struct codeset *code = NULL;
-  if ((rc = load_project(c, &p, stderr, &reg, &code)) == 0) {
-    rc = run_app(c, &p, reg, code);
-    codeset_unref(code);
-    registry_unref(reg);
-  }
-  project_close(&p);
-  return rc;
-}
+static int cmd_check(struct cli *c) { return with_project(c, stdout, report_ok); }
+
+static int cmd_run(struct cli *c) { return with_project(c, stderr, run_app); }
 
 static int cmd_init(struct cli *c) {
   char err[512];

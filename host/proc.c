@@ -363,16 +363,13 @@ static void drain_mailbox(struct proc *p, int running) {
 
 void proc_fail(struct proc *p, const char *fmt, ...) {
   if (p->done) return;
-  struct buf b;
-  buf_init(&b);
   va_list ap;
   va_start(ap, fmt);
-  buf_vprintf(&b, fmt, ap);
+  p->exit_error = xvasprintf(fmt, ap);
   va_end(ap);
   p->done = 1;
   p->exit_failed = 1;
   p->exit_code = 1;
-  p->exit_error = buf_steal(&b);
 }
 
 /* Packs (nil, error) for the EXIT event when the process failed. Uses p->L if it exists. */

@@ -89,6 +89,13 @@ void buf_printf(struct buf *b, const char *fmt, ...) {
   va_end(ap);
 }
 
+char *xvasprintf(const char *fmt, va_list ap) {
+  struct buf b;
+  buf_init(&b);
+  buf_vprintf(&b, fmt, ap);
+  return buf_steal(&b);
+}
+
 char *buf_steal(struct buf *b) {
   char *p = b->data ? b->data : xstrdup("");
   buf_init(b);

@@ -25,6 +25,7 @@ void buf_adds(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 char *buf_steal(struct buf *b);                 /* hands data to the caller; b becomes empty */
+char *xvasprintf(const char *fmt, va_list ap);  /* a malloc'd formatted string */
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t sz);

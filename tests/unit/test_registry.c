@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #define FIX "fixtures/registry/"
+#define ECHO "../examples/echo-service"   /* the seed 003 app itself, not a copy */
 
 /* Loads <proj>/src with project_dir = proj. */
 static int load_ov(const char *proj, const struct reg_override *ov, size_t n, struct registry **r,
@@ -49,7 +50,7 @@ static char *slurp(const char *path) { return file_read_all(path, NULL); }
 TEST(echo_service_loads) {
   struct registry *r;
   struct diag d;
-  CHECK_INT(load(FIX "echo", &r, &d), 0);
+  CHECK_INT(load(ECHO, &r, &d), 0);
   CHECK_INT(d.errors, 0);
   CHECK_INT(d.warnings, 0);
   dump(&d);
@@ -60,7 +61,7 @@ TEST(echo_service_loads) {
   const struct reg_entry *cli = registry_get(r, "app:cli");
   CHECK(cli != NULL);
   if (cli) {
-    char *text = slurp(FIX "echo/src/cli.lua");
+    char *text = slurp(ECHO "/src/cli.lua");
     const struct val *src = val_get(cli->data, "source");
     CHECK_STR(val_str(src, NULL), text);
     CHECK_STR(src ? src->u.str.origin : NULL, "src/cli.lua");
@@ -526,9 +527,9 @@ TEST(broken_lua_files) {
 TEST(generations_and_refcount) {
   struct registry *a, *b;
   struct diag d;
-  CHECK_INT(load(FIX "echo", &a, &d), 0);
+  CHECK_INT(load(ECHO, &a, &d), 0);
   diag_free(&d);
-  CHECK_INT(load(FIX "echo", &b, &d), 0);
+  CHECK_INT(load(ECHO, &b, &d), 0);
   diag_free(&d);
   CHECK(registry_version(b) > registry_version(a));
   CHECK(registry_get(a, "app:cli") != registry_get(b, "app:cli"));
@@ -541,9 +542,9 @@ TEST(generations_and_refcount) {
   CHECK(registry_at(b, 6) == NULL);
   registry_unref(b);
   /* no project dir: paths as given */
-  CHECK_INT(registry_load(FIX "echo/src", NULL, &a, (diag_init(&d), &d)), 0);
-  CHECK_STR(registry_get(a, "app:cli")->file, FIX "echo/src/_index.yaml");
-  CHECK_STR(val_get(registry_get(a, "app:cli")->data, "source")->u.str.origin, FIX "echo/src/cli.lua");
+  CHECK_INT(registry_load(ECHO "/src", NULL, &a, (diag_init(&d), &d)), 0);
+  CHECK_STR(registry_get(a, "app:cli")->file, ECHO "/src/_index.yaml");
+  CHECK_STR(val_get(registry_get(a, "app:cli")->data, "source")->u.str.origin, ECHO "/src/cli.lua");
   registry_unref(a);
   diag_free(&d);
 }
@@ -559,7 +560,7 @@ static void *load_worker(void *p) {
   for (int i = 0; i < 4; i++) {
     struct registry *r;
     struct diag d;
-    if (load(i % 2 ? FIX "echo" : FIX "http-async-task", &r, &d) != 0) a->failures++;
+    if (load(i % 2 ? ECHO : FIX "http-async-task", &r, &d) != 0) a->failures++;
     else if (!registry_get(r, "app:processes") || !registry_get(a->shared, "app:relay")) a->failures++;
     registry_unref(r);
     diag_free(&d);
@@ -571,7 +572,7 @@ static void *load_worker(void *p) {
 TEST(concurrent_generations) {
   struct registry *shared;
   struct diag d;
-  CHECK_INT(load(FIX "echo", &shared, &d), 0);
+  CHECK_INT(load(ECHO, &shared, &d), 0);
   diag_free(&d);
   pthread_t th[4];
   struct worker_arg args[4];
