@@ -38,7 +38,17 @@ static void push_pid(lua_State *L, const char *host, uint64_t pid) {
 /* A received message. Its payload is unpacked on first use: one value is cached in user
 ** value 1 and the message itself serves as its Payload (msg:payload():data() costs no extra
 ** object); several values become an array of Payload objects cached in user value 2. */
-struct umsg { struct msg *m; int n; /* values in the payload, -1 until unpacked */ };
+struct umsg {
+  int n;                       /* values in the payload, -1 until unpacked */
+  uint8_t kind;
+  uint32_t topic_len, len;
+  uint64_t from;
+  const char *from_host;
+  char data[];                 /* topic '\0' body, copied from the C message */
+};
+/* The message is copied into the userdata, which needs no finalizer: objects with __gc are
+** freed only after a finalizer pass, and the collector runs a few per step, so a process
+** receiving a million messages would hold them for a long while. */
 
 static void push_payload(lua_State *L, int vidx) {
   vidx = lua_absindex(L, vidx);
@@ -64,13 +74,13 @@ static struct umsg *check_msg(lua_State *L) { return luaL_checkudata(L, 1, MESSA
 
 static int msg_topic_l(lua_State *L) {
   struct umsg *u = check_msg(L);
-  lua_pushlstring(L, msg_topic(u->m), u->m->topic_len);
+  lua_pushlstring(L, u->data, u->topic_len);
   return 1;
 }
 
 static int msg_from_l(lua_State *L) {
   struct umsg *u = check_msg(L);
-  if (u->m->from) push_pid(L, u->m->from_host, u->m->from);
+  if (u->from) push_pid(L, u->from_host, u->from);
   else lua_pushliteral(L, "");
   return 1;
 }
@@ -79,7 +89,7 @@ static int msg_from_l(lua_State *L) {
 static void unpack_payload(lua_State *L, struct umsg *u) {
   if (u->n >= 0) return;
   int top = lua_gettop(L);
-  int n = seri_unpack(L, msg_body(u->m), u->m->len);
+  int n = seri_unpack(L, u->data + u->topic_len + 1, u->len);
   if (n < 0) luaL_error(L, "corrupt message payload");
   if (n >= 1) {
     lua_pushvalue(L, top + 1);
@@ -113,23 +123,23 @@ static int msg_data_l(lua_State *L) {
   return 1;
 }
 
-static int msg_gc(lua_State *L) {
-  struct umsg *u = lua_touserdata(L, 1);
-  free(u->m);
-  u->m = NULL;
-  return 0;
-}
-
 static int msg_tostring(lua_State *L) {
   struct umsg *u = check_msg(L);
-  lua_pushfstring(L, "process.Message{topic=%s}", msg_topic(u->m));
+  lua_pushfstring(L, "process.Message{topic=%s}", u->data);
   return 1;
 }
 
 static void conv_message(lua_State *L, struct proc *p, struct msg *m) {
-  struct umsg *u = lua_newuserdatauv(L, sizeof *u, 2);
-  u->m = m;
+  size_t size = (size_t)m->topic_len + 1 + m->len;
+  struct umsg *u = lua_newuserdatauv(L, sizeof *u + size, 2);
   u->n = -1;
+  u->kind = m->kind;
+  u->topic_len = m->topic_len;
+  u->len = m->len;
+  u->from = m->from;
+  u->from_host = m->from_host;
+  memcpy(u->data, m->data, size);
+  free(m);
   luaL_setmetatable(L, MESSAGE_MT);
 }
 
@@ -462,8 +472,6 @@ static void open_types(lua_State *L) {
   if (luaL_newmetatable(L, MESSAGE_MT)) {
     luaL_newlib(L, msg_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, msg_gc);
-    lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, msg_tostring);
     lua_setfield(L, -2, "__tostring");
   }

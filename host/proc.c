@@ -443,6 +443,7 @@ static void close_state(struct proc *p) {
 
 static void proc_exit(struct proc *p) {
   p->mem_limit = 0;
+  log_debug("process %s (%s) exits holding %zu bytes of Lua heap", p->pidstr, p->code->e->id, p->mem);
   if (p->exit_failed) {
     log_warn("process %s (%s) failed: %s", p->pidstr, p->code->e->id, p->exit_error);
     if (p->exit_result.len == 0) pack_failure(p);
