@@ -3,6 +3,9 @@
 */
 #include "app.h"
 #include "code.h"
+#include "funcpool.h"
+#include "http.h"
+#include "router.h"
 #include "log.h"
 #include "proc.h"
 #include "project.h"
@@ -15,6 +18,7 @@
 #include "timer.h"
 #include "util.h"
 
+#include <civetweb.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <pthread.h>
@@ -36,6 +40,12 @@ struct app {
   int64_t shutdown_timeout;
   _Atomic int exec_done;
   int restore_level;          /* log level to restore after a hide_logs terminal process, or -1 */
+  struct http_server **servers;
+  struct routes **routes;
+  size_t nservers;
+  struct pool_ent { const char *func; struct funcpool *fp; } *pools;
+  size_t npools;
+  int mg_ready;
   int exit_code;
   char *exec_out;
 };
@@ -128,6 +138,56 @@ static int add_services(struct app *a) {
   return rc;
 }
 
+/* The process host for coroutines a function's calls leave running: pool.host, else the
+** first process host started. */
+static struct sched *background_host(struct app *a, const struct reg_entry *fn) {
+  const char *id = val_str(val_path(fn->data, "pool.host"), NULL);
+  if (id) return rt_find_sched(a->rt, id);
+  for (size_t i = 0; i < a->rt->nscheds; i++)
+    if (!a->rt->scheds[i].terminal) return a->rt->scheds[i].s;
+  return NULL;
+}
+
+static struct funcpool *pool_for(struct app *a, const char *func) {
+  for (size_t i = 0; i < a->npools; i++)
+    if (strcmp(a->pools[i].func, func) == 0) return a->pools[i].fp;
+  struct codeset *cs = rt_code(a->rt);
+  const struct code *c = codeset_get(cs, func);
+  codeset_unref(cs);
+  if (!c) return NULL;
+  size_t max = (size_t)val_int(val_path(c->e->data, "pool.max_size"), 100);
+  struct funcpool *fp = funcpool_new(a->rt, c, background_host(a, c->e), max);
+  a->pools = xrealloc(a->pools, (a->npools + 1) * sizeof *a->pools);
+  a->pools[a->npools++] = (struct pool_ent){c->e->id, fp};
+  return fp;
+}
+
+static int start_http(struct app *a, const struct reg_entry *e) {
+  struct diag d;
+  diag_init(&d);
+  struct routes *rs = routes_build(a->gen, e->id, &d);
+  for (size_t i = 0; i < d.n; i++) log_error("%s", d.items[i]);
+  diag_free(&d);
+  if (!rs) return -1;
+  for (size_t i = 0; i < routes_count(rs); i++) {
+    struct route *r = routes_at(rs, i);
+    if (!(r->handler = pool_for(a, r->func))) {
+      log_error("%s: function %s is not a function.lua entry", r->endpoint->id, r->func);
+      routes_free(rs);
+      return -1;
+    }
+  }
+  if (!a->mg_ready) { mg_init_library(0); a->mg_ready = 1; }
+  char err[256];
+  struct http_server *s = http_start(a->rt, e, rs, a->rt->project_dir, err, sizeof err);
+  if (!s) { log_error("%s", err); routes_free(rs); return -1; }
+  a->servers = xrealloc(a->servers, (a->nservers + 1) * sizeof *a->servers);
+  a->routes = xrealloc(a->routes, (a->nservers + 1) * sizeof *a->routes);
+  a->servers[a->nservers] = s;
+  a->routes[a->nservers++] = rs;
+  return 0;
+}
+
 int app_start(struct app *a, const char *exec_host) {
   if (timers_start(a->rt->timers) != 0) return -1;
   for (size_t i = 0; i < registry_count(a->gen); i++) {
@@ -138,6 +198,10 @@ int app_start(struct app *a, const char *exec_host) {
   }
   if (add_services(a) != 0) return -1;
   sup_start_all(a->sup);
+  for (size_t i = 0; i < registry_count(a->gen); i++) {
+    const struct reg_entry *e = registry_at(a->gen, i);
+    if (is_kind(e, "http.service") && auto_start(e) && start_http(a, e) != 0) return -1;
+  }
   return 0;
 }
 
@@ -277,6 +341,12 @@ static int drain_sched(struct app *a, struct sched *s) {
 void app_stop(struct app *a) {
   pthread_t th;
   if (pthread_create(&th, NULL, second_signal, NULL) == 0) pthread_detach(th);
+  for (size_t i = 0; i < a->nservers; i++) {      /* stop accepting; in-flight requests end */
+    http_stop(a->servers[i]);
+    a->servers[i] = NULL;
+  }
+  for (size_t i = 0; i < a->npools; i++) funcpool_free(a->pools[i].fp);   /* idle states */
+  a->npools = 0;
   for (size_t i = 0; i < a->nterms; i++) term_stop_reader(a->terms[i]);
   sup_stop_all(a->sup);
   int stuck = 0;
@@ -292,6 +362,15 @@ void app_stop(struct app *a) {
 
 void app_free(struct app *a) {
   if (!a) return;
+  for (size_t i = 0; i < a->nservers; i++) {
+    if (a->servers[i]) http_stop(a->servers[i]);
+    routes_free(a->routes[i]);
+  }
+  free(a->servers);
+  free(a->routes);
+  for (size_t i = 0; i < a->npools; i++) funcpool_free(a->pools[i].fp);
+  free(a->pools);
+  if (a->mg_ready) mg_exit_library();
   sup_free(a->sup);
   for (size_t i = 0; i < a->nterms; i++) { if (a->terms[i]) term_free(a->terms[i]); free(a->term_ids[i]); }
   free(a->terms);

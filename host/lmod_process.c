@@ -211,7 +211,7 @@ static int l_send(lua_State *L) {
   if (n > 0 && seri_pack(L, 3, n, &self->scratch, err, sizeof err) != 0)
     return errors_fail(L, EK_INVALID, "%s", err);
   struct msg *m = msg_new(MK_USER, self->pid, topic, tlen, self->scratch.data, self->scratch.len);
-  m->from_host = sched_name(self->sched);
+  m->from_host = self->host_name;
   if (proc_post(self->rt, pid, m, self) != 0)
     return errors_fail(L, EK_NOT_FOUND, "process %s is not running", lua_tostring(L, 1));
   lua_pushboolean(L, 1);
@@ -264,7 +264,7 @@ static int post_control(lua_State *L, int kind, const char *reason) {
   uint64_t pid = resolve_dest(L, self, 1);
   if (!pid) return fail_unresolved(L, 1);
   struct msg *m = msg_new(kind, self->pid, reason, strlen(reason), NULL, 0);
-  m->from_host = sched_name(self->sched);
+  m->from_host = self->host_name;
   m->at = clock_wall_ns();
   if (proc_post(self->rt, pid, m, self) != 0)
     return errors_fail(L, EK_NOT_FOUND, "process %s is not running", lua_tostring(L, 1));

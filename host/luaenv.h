@@ -23,5 +23,6 @@ int luaopen_env(lua_State *L);
 int luaopen_errors(lua_State *L);
 int luaopen_tcoroutine(lua_State *L);
 int luaopen_payload(lua_State *L);
+int luaopen_http(lua_State *L);
 
 #endif

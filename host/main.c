@@ -10,6 +10,7 @@
 #include "log.h"
 #include "project.h"
 #include "registry.h"
+#include "router.h"
 #include "util.h"
 
 #include <lua.h>
@@ -141,6 +142,19 @@ static void print_diag(const struct diag *d, FILE *f) {
   for (size_t i = 0; i < d->n; i++) fprintf(f, "%s\n", d->items[i]);
 }
 
+/* Every http.service's routes must build (no conflicting patterns). */
+static int check_routes(struct registry *reg, struct diag *d) {
+  int rc = 0;
+  for (size_t i = 0; i < registry_count(reg); i++) {
+    const struct reg_entry *e = registry_at(reg, i);
+    if (strcmp(e->kind, "http.service") != 0) continue;
+    struct routes *rs = routes_build(reg, e->id, d);
+    if (!rs) rc = -1;
+    routes_free(rs);
+  }
+  return rc;
+}
+
 /* Loads registry + code. Returns 0, or EXIT_CONFIG with problems printed to f. */
 static int load_project(const struct cli *c, const struct project *p, FILE *f,
                         struct registry **reg, struct codeset **code) {
@@ -150,7 +164,13 @@ static int load_project(const struct cli *c, const struct project *p, FILE *f,
   int rc = registry_load(p->src, &o, reg, &d);
   if (rc == 0) {
     *code = codeset_build(*reg, p->dir, &d);
-    if (!*code) { rc = -1; registry_unref(*reg); *reg = NULL; }
+    if (!*code || check_routes(*reg, &d) != 0) {
+      rc = -1;
+      if (*code) codeset_unref(*code);
+      *code = NULL;
+      registry_unref(*reg);
+      *reg = NULL;
+    }
   }
   print_diag(&d, f);
   if (rc != 0) fprintf(f, "taskhost: %d error%s, %d warning%s\n", d.errors, d.errors == 1 ? "" : "s",

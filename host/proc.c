@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define STEP_BUDGET 256   /* task resumes per step before the process yields its worker */
 
@@ -80,6 +81,7 @@ static void proc_destroy(struct proc *p) {
   buf_free(&p->exit_result);
   buf_free(&p->scratch);
   pthread_mutex_destroy(&p->lock);
+  if (p->is_function) pthread_cond_destroy(&p->cv);
   free(p);
 }
 
@@ -98,6 +100,7 @@ static int mailbox_put(struct proc *p, struct msg *m) {
   msgq_push(&p->mailbox, m);
   int wake = p->state == PS_IDLE;
   if (wake) p->state = PS_QUEUED;
+  else if (p->state == PS_INLINE) pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->lock);
   return wake;
 }
@@ -201,6 +204,7 @@ uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
   snprintf(p->pidstr, sizeof p->pidstr, "{%s|0x%05llx}", sched_name(s), (unsigned long long)p->pid);
   p->rt = rt;
   p->sched = s;
+  p->host_name = sched_name(s);
   p->code = code;
   codeset_ref(code->set);
   atomic_store(&p->refs, 1);                 /* the pid table's reference */
@@ -321,7 +325,7 @@ static void deliver(struct proc *p, struct msg *m) {
   case MK_LINK_DOWN:
     if (p->trap_links) feed_deliver(p, &p->events, m);
     else {
-      proc_fail(p, "linked process {%s|0x%05llx} failed", sched_name(p->sched),
+      proc_fail(p, "linked process {%s|0x%05llx} failed", m->from_host ? m->from_host : "?",
                 (unsigned long long)m->from);
       free(m);
     }
@@ -395,13 +399,13 @@ static void notify_watchers(struct proc *p, struct watcher *ws, size_t n, uint64
   for (size_t i = 0; i < n; i++) {
     if (ws[i].fn) { ws[i].fn(ws[i].ud, &info); continue; }
     struct msg *m = msg_new(MK_EXIT, p->pid, "", 0, p->exit_result.data, p->exit_result.len);
-    m->from_host = sched_name(p->sched);
+    m->from_host = p->host_name;
     m->at = clock_wall_ns();
     proc_post(p->rt, ws[i].pid, m, p);
   }
   for (size_t i = 0; p->exit_failed && i < nlinks; i++) {
     struct msg *m = msg_new(MK_LINK_DOWN, p->pid, "", 0, p->exit_result.data, p->exit_result.len);
-    m->from_host = sched_name(p->sched);
+    m->from_host = p->host_name;
     m->at = clock_wall_ns();
     proc_post(p->rt, links[i], m, p);
   }
@@ -411,7 +415,7 @@ static void release_waits(struct proc *p) {
   for (size_t i = 0; i < p->sessions.cap; i++)
     if (p->sessions.keys[i]) {
       struct pending *pe = p->sessions.vals[i];
-      timer_cancel(p->rt->timers, &pe->tm);
+      if (p->rt->timers) timer_cancel(p->rt->timers, &pe->tm);
       free(pe);
     }
   hmap_free(&p->sessions);
@@ -488,6 +492,7 @@ int proc_step(struct proc *p, struct worker *w) {
     budget -= ran;
   }
   p->preempted = 0;
+  if (p->detached && !p->tasks) p->done = 1;    /* a detached call's last coroutine ended */
   if (p->done) { proc_exit(p); return 0; }
   p->worker = NULL;
   pthread_mutex_lock(&p->lock);
@@ -495,4 +500,108 @@ int proc_step(struct proc *p, struct worker *w) {
   p->state = again ? PS_QUEUED : PS_IDLE;
   pthread_mutex_unlock(&p->lock);
   return again;
+}
+
+/* ---- function states ------------------------------------------------------------ */
+
+struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err, size_t errlen) {
+  struct proc *p = xcalloc(1, sizeof *p);
+  p->pid = rt_next_pid(rt);
+  snprintf(p->pidstr, sizeof p->pidstr, "{%s|0x%05llx}", code->e->id, (unsigned long long)p->pid);
+  p->rt = rt;
+  p->host_name = code->e->id;
+  p->code = code;
+  p->is_function = 1;
+  p->mem_limit = rt->proc_mem_limit;
+  codeset_ref(code->set);
+  atomic_store(&p->refs, 1);
+  pthread_mutex_init(&p->lock, NULL);
+  pthread_cond_init(&p->cv, NULL);
+  p->state = PS_INLINE;
+  hmap_init(&p->sessions);
+  buf_init(&p->exit_result);
+  p->L = luaenv_new(p);
+  if (!p->L || push_entry_function(p) != 0) {
+    snprintf(err, errlen, "%s", p->L ? lua_tostring(p->L, -1) : "cannot create a Lua state");
+    close_state(p);
+    codeset_unref(code->set);
+    proc_unref(p);
+    return NULL;
+  }
+  p->fn_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  rt_pid_add(rt, p);
+  return p;
+}
+
+/* Sleeps until a post arrives or the call's deadline passes. Returns 0, or -1 on timeout. */
+static int wait_post(struct proc *p, int64_t deadline) {
+  int rc = 0;
+  pthread_mutex_lock(&p->lock);
+  while (!p->mailbox.head && rc == 0) {
+    if (!deadline) { pthread_cond_wait(&p->cv, &p->lock); continue; }
+    int64_t left = deadline - clock_mono_ns();
+    if (left <= 0) { rc = -1; break; }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);          /* p->cv uses the default clock */
+    int64_t abs = (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec + left;
+    ts.tv_sec = (time_t)(abs / NS_PER_S);
+    ts.tv_nsec = (long)(abs % NS_PER_S);
+    pthread_cond_timedwait(&p->cv, &p->lock, &ts);
+  }
+  pthread_mutex_unlock(&p->lock);
+  return rc;
+}
+
+void proc_call_inline(struct proc *p, struct worker *w, struct call *c) {
+  p->worker = w;
+  p->call = c;
+  lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->fn_ref);
+  struct task *t = task_new(p, -1, p->L);
+  lua_pop(p->L, 1);
+  t->is_main = 1;
+  p->main_task = t;
+  task_ready(t);
+  while (!c->done && !p->done) {
+    drain_mailbox(p, 0);
+    if (task_run_ready(p, STEP_BUDGET)) { p->preempted = 0; continue; }
+    if (c->done || p->done) break;
+    if (wait_post(p, c->deadline) != 0) {
+      c->failed = c->done = 1;
+      c->error = xstrdup("the handler did not finish in time");
+      p->done = 1;                               /* its tasks are stuck: don't reuse the state */
+    }
+  }
+  if (p->done && !c->done) {                     /* a spawned coroutine failed the state */
+    c->failed = c->done = 1;
+    c->error = xstrdup(p->exit_error ? p->exit_error : "failed");
+  }
+  p->call = NULL;
+  p->main_task = NULL;
+  p->worker = NULL;
+}
+
+int proc_live_tasks(const struct proc *p) { return p->tasks != NULL; }
+
+void proc_detach(struct proc *p, struct sched *s) {
+  p->sched = s;
+  p->detached = 1;
+  sched_proc_added(s);
+  pthread_mutex_lock(&p->lock);
+  p->state = PS_QUEUED;
+  pthread_mutex_unlock(&p->lock);
+  sched_push(s, p, NULL);
+}
+
+void proc_free_function(struct proc *p) {
+  p->mem_limit = 0;
+  for (size_t i = 0; i < p->nnames; i++) { rt_name_unregister(p->rt, p->names[i], p->pid); free(p->names[i]); }
+  free(p->names);
+  p->names = NULL;
+  close_state(p);
+  pthread_mutex_lock(&p->lock);
+  p->state = PS_DONE;
+  pthread_mutex_unlock(&p->lock);
+  rt_pid_remove(p->rt, p->pid);
+  codeset_unref(p->code->set);
+  proc_unref(p);
 }

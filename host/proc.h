@@ -32,7 +32,20 @@ struct code;
 struct chan;
 struct sel;
 
-enum proc_state { PS_IDLE, PS_QUEUED, PS_RUNNING, PS_DONE };
+/* PS_INLINE: a function state, run by the thread that called it (funcpool.c); a post only
+** signals `cv`. A function state whose call left coroutines running is detached to a process
+** host and becomes an ordinary QUEUED process that ends when its last task ends. */
+enum proc_state { PS_IDLE, PS_QUEUED, PS_RUNNING, PS_DONE, PS_INLINE };
+
+/* One inline call of a function state (proc_call_inline). */
+struct call {
+  int64_t deadline;           /* monotonic ns; 0 = none */
+  void *ctx;                  /* the caller's context (http.c's request), for Lua modules */
+  int done;
+  int failed;                 /* raised, returned nil/false + error, or timed out */
+  int returned;               /* returned a non-nil first value */
+  char *error;                /* failure message (malloc'd) */
+};
 
 /* Message kinds. Payload layout: `data` holds `topic_len` bytes of topic (+ NUL) then
 ** `len` bytes of body (seri-packed values, or raw text for MK_LINE/MK_CANCEL reason). */
@@ -134,7 +147,8 @@ struct proc {
   uint64_t pid;
   char pidstr[96];            /* "{app:processes|0x00004}" */
   struct rt *rt;
-  struct sched *sched;
+  struct sched *sched;         /* NULL for an attached function state */
+  const char *host_name;      /* shown in pids this process sends from */
   const struct code *code;    /* process entry code; holds the generation alive */
   _Atomic int refs;
 
@@ -179,6 +193,12 @@ struct proc {
   char **names;               /* names registered by this process */
   size_t nnames;
   struct buf scratch;         /* reused packing buffer for sends */
+  /* function states */
+  pthread_cond_t cv;          /* PS_INLINE: signalled by posts (guarded by `lock`) */
+  int is_function;
+  int fn_ref;                 /* the entry's function, anchored */
+  struct call *call;          /* the inline call in progress, or NULL */
+  int detached;               /* a function state handed to a process host */
 };
 
 enum { PF_CANCELED = 1, PF_KILL = 2 };
@@ -196,6 +216,16 @@ struct spawn_opts {
 ** failure (scheduler stopping). */
 uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
                     const struct spawn_opts *o);
+
+/* Function states (funcpool.c owns them). new: a booted state in PS_INLINE, or NULL with
+** the message in err. call_inline runs the entry function with no arguments on the calling
+** thread until it returns, fails or passes c->deadline; w is the caller's watchdog slot.
+** detach hands a state whose call left tasks running to process host s. */
+struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err, size_t errlen);
+void proc_call_inline(struct proc *p, struct worker *w, struct call *c);
+int proc_live_tasks(const struct proc *p);
+void proc_detach(struct proc *p, struct sched *s);
+void proc_free_function(struct proc *p);
 
 /* Runs one step on worker w. Returns 1 if the process must be queued again. */
 int proc_step(struct proc *p, struct worker *w);

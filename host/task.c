@@ -179,11 +179,13 @@ void task_interrupt_worker(struct worker *w) {
 }
 
 void task_watch_begin(struct worker *w, lua_State *co) {
+  if (!w) return;                    /* no watchdog (booting a function state) */
   atomic_store(&w->running_co, co);
   atomic_fetch_add(&w->resumes, 1);
 }
 
 void task_watch_end(struct worker *w) {
+  if (!w) return;
   atomic_fetch_add(&w->resumes, 1);
   atomic_store(&w->running_co, NULL);
   while (atomic_load(&w->hooking)) {}
@@ -194,6 +196,37 @@ static int resume(struct proc *p, struct task *t, int *nres) {
   int st = lua_resume(t->co, NULL, t->nargs, nres);
   task_watch_end(p->worker);
   return st;
+}
+
+/* The main task of an inline function call returned: record the outcome, keep the state. */
+static void call_returned(struct proc *p, struct task *t, int nres) {
+  lua_State *co = t->co;
+  struct call *c = p->call;
+  int base = lua_gettop(co) - nres + 1;
+  c->returned = nres >= 1 && !lua_isnil(co, base);
+  if (nres >= 2 && (lua_type(co, base + 1) == LUA_TSTRING || errors_is(co, base + 1))) {
+    c->failed = 1;
+    c->error = xstrdup(errors_is(co, base + 1) ? errors_message(co, base + 1) : lua_tostring(co, base + 1));
+  }
+  c->done = 1;
+  p->main_task = NULL;
+  task_free(p, t);
+}
+
+/* The main task of an inline call raised: the call fails, the state stays usable. */
+static void call_raised(struct proc *p, struct task *t) {
+  lua_State *co = t->co;
+  struct call *c = p->call;
+  c->failed = c->done = 1;
+  if (errors_is(co, -1)) c->error = xstrdup(errors_message(co, -1));
+  else c->error = xstrdup(luaL_tolstring(co, -1, NULL));
+  if (log_enabled(LOG_DEBUG)) {
+    luaL_traceback(p->L, co, NULL, 0);
+    log_debug("%s: %s\n%s", p->pidstr, c->error, lua_tostring(p->L, -1));
+    lua_pop(p->L, 1);
+  }
+  p->main_task = NULL;
+  task_free(p, t);
 }
 
 static void run_one(struct proc *p, struct task *t) {
@@ -207,8 +240,11 @@ static void run_one(struct proc *p, struct task *t) {
     lua_pop(t->co, nres);
     if (t->state == T_RUNNING) task_ready(t);   /* a plain coroutine.yield: runs again later */
   } else if (st == LUA_OK) {
-    if (t->is_main) finish_main(p, t->co, nres);
+    if (t->is_main && p->call) call_returned(p, t, nres);
+    else if (t->is_main) finish_main(p, t->co, nres);
     else task_free(p, t);
+  } else if (t->is_main && p->call) {
+    call_raised(p, t);
   } else {
     task_failed(p, t);
   }

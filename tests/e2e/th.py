@@ -93,3 +93,69 @@ class TestCase(unittest.TestCase):
 
 def main():
     unittest.main(verbosity=2)
+
+
+class Server:
+    """A `taskhost run` in the background. Collects stderr; finds the port an http.service
+    bound (it logs "listening on ... (port N"); stops by SIGTERM, then kill, by PID."""
+
+    def __init__(self, project, args=(), env=None):
+        import threading
+        e = dict(os.environ)
+        e.update(env or {})
+        self.p = subprocess.Popen([BIN, "run", project] + list(args), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=e)
+        self.lines = []
+        self.lock = threading.Lock()
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        for line in self.p.stderr:
+            with self.lock:
+                self.lines.append(line)
+
+    def log(self):
+        with self.lock:
+            return "".join(self.lines)
+
+    def wait_for(self, pattern, timeout=10):
+        import re
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.log())
+            if m:
+                return m
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no {pattern!r} in the log:\n{self.log()}")
+
+    def ports(self, count=1):
+        import re
+        self.wait_for(r"(listening on .*\(port \d+.*\n[\s\S]*){%d}" % count)
+        return [int(x) for x in re.findall(r"listening on .*\(port (\d+)", self.log())]
+
+    def stop(self, timeout=30):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.t.join(timeout=5)
+        return self.p.returncode
+
+
+def http(port, method, path, body=None, headers=None, timeout=10):
+    """One request; returns (status, headers dict (lower-case names), body text)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
+    finally:
+        c.close()

@@ -1,0 +1,230 @@
+/*
+** http.c — see http.h.
+*/
+#include "http.h"
+#include "funcpool.h"
+#include "log.h"
+#include "proc.h"
+#include "registry.h"
+
+#include <civetweb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct http_server {
+  struct rt *rt;
+  char *id;
+  struct mg_context *ctx;
+  struct routes *routes;
+  size_t max_body;
+  int64_t call_timeout;
+  int port;
+};
+
+static _Atomic uint64_t next_serial = 1;
+
+static const struct { int code; const char *text; } statuses[] = {
+  {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
+  {301, "Moved Permanently"}, {302, "Found"}, {304, "Not Modified"}, {400, "Bad Request"},
+  {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"}, {405, "Method Not Allowed"},
+  {409, "Conflict"}, {413, "Payload Too Large"}, {415, "Unsupported Media Type"},
+  {422, "Unprocessable Entity"}, {429, "Too Many Requests"}, {500, "Internal Server Error"},
+  {502, "Bad Gateway"}, {503, "Service Unavailable"}, {504, "Gateway Timeout"},
+};
+
+const char *http_status_text(int code) {
+  for (size_t i = 0; i < countof(statuses); i++)
+    if (statuses[i].code == code) return statuses[i].text;
+  return "Status";
+}
+
+/* ---- request ----------------------------------------------------------------------- */
+
+const char *http_req_header(const struct http_req *r, const char *name) {
+  return mg_get_header(r->conn, name);
+}
+
+int http_req_read_body(struct http_req *r) {
+  if (r->body_read) return r->too_large ? -1 : 0;
+  r->body_read = 1;
+  char tmp[16384];
+  for (;;) {
+    int n = mg_read(r->conn, tmp, sizeof tmp);
+    if (n < 0) return -1;
+    if (n == 0) return 0;
+    if (r->body.len + (size_t)n > r->max_body) { r->too_large = 1; return -1; }
+    buf_add(&r->body, tmp, (size_t)n);
+  }
+}
+
+int http_res_add_header(struct http_req *r, const char *name, const char *value) {
+  if (r->committed || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return -1;
+  if (strcasecmp(name, "Content-Type") == 0) r->has_ctype = 1;
+  if (strcasecmp(name, "Content-Length") == 0) return 0;     /* we compute it */
+  buf_printf(&r->headers, "%s: %s\r\n", name, value);
+  return 0;
+}
+
+/* ---- response ---------------------------------------------------------------------- */
+
+static void send_all(struct http_req *r, const char *ctype, const char *body, size_t len) {
+  struct buf head;
+  buf_init(&head);
+  int status = r->status ? r->status : 200;
+  buf_printf(&head, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+  buf_add(&head, r->headers.data ? r->headers.data : "", r->headers.len);
+  if (ctype && !r->has_ctype) buf_printf(&head, "Content-Type: %s\r\n", ctype);
+  int no_body = status == 204 || status == 304 || strcmp(r->ri->request_method, "HEAD") == 0;
+  if (status != 204 && status != 304) buf_printf(&head, "Content-Length: %zu\r\n", len);
+  if (r->too_large) buf_adds(&head, "Connection: close\r\n");
+  buf_adds(&head, "\r\n");
+  if (!no_body) buf_add(&head, body, len);
+  mg_write(r->conn, head.data, head.len);
+  buf_free(&head);
+}
+
+static void send_text(struct http_req *r, int status, const char *text) {
+  r->status = status;
+  buf_reset(&r->headers);
+  r->has_ctype = 0;
+  send_all(r, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* After the handler: wippy-compat.md §5.5's rules. */
+static void finish(struct http_server *s, struct http_req *r, struct call *c) {
+  if (c->failed && !r->handled) {
+    log_warn("%s %s %s: handler failed: %s", s->id, r->ri->request_method, r->path, c->error);
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "%s\n", c->error);
+    send_text(r, 500, b.data);
+    buf_free(&b);
+  } else if (r->too_large && !r->handled) {
+    send_text(r, 413, "request body too large\n");
+  } else if (!r->handled && c->returned) {
+    send_all(r, "application/json", "", 0);
+  } else if (!r->handled) {
+    send_text(r, 500, "no response sent\n");
+  } else {
+    send_all(r, "text/plain; charset=utf-8", r->out.data ? r->out.data : "", r->out.len);
+  }
+}
+
+static void serve(struct http_server *s, struct http_req *r) {
+  struct funcpool *fp = r->match.route->handler;
+  struct call c = {.ctx = r, .deadline = s->call_timeout ? clock_mono_ns() + s->call_timeout : 0};
+  funcpool_call(fp, NULL, &c);
+  finish(s, r, &c);
+  free(c.error);
+}
+
+static int on_request(struct mg_connection *conn, void *cbdata) {
+  struct http_server *s = cbdata;
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  struct http_req r = {.conn = conn, .ri = ri, .max_body = s->max_body};
+  r.serial = atomic_fetch_add(&next_serial, 1);
+  r.path = xstrdup(ri->local_uri ? ri->local_uri : "/");
+  switch (routes_match(s->routes, ri->request_method, r.path, &r.match)) {
+  case MATCH_NOT_FOUND: send_text(&r, 404, "404 page not found\n"); break;
+  case MATCH_OPTIONS:
+    r.status = 204;
+    buf_printf(&r.headers, "Allow: %s\r\n", r.match.allow);
+    send_all(&r, NULL, "", 0);
+    break;
+  case MATCH_BAD_METHOD:
+    r.status = 405;
+    buf_printf(&r.headers, "Allow: %s\r\n", r.match.allow);
+    send_all(&r, "text/plain; charset=utf-8", "Method Not Allowed\n", 19);
+    break;
+  case MATCH_OK:
+    if (ri->content_length > 0 && (size_t)ri->content_length > s->max_body) {
+      r.too_large = 1;
+      send_text(&r, 413, "request body too large\n");
+    } else {
+      serve(s, &r);
+    }
+    break;
+  }
+  int status = r.status ? r.status : 200;
+  free(r.path);
+  buf_free(&r.body);
+  buf_free(&r.headers);
+  buf_free(&r.out);
+  return status;
+}
+
+static int on_log(const struct mg_connection *conn, const char *message) {
+  log_debug("civetweb: %s", message);
+  return 1;
+}
+
+/* ":8080" → "8080"; "localhost:1" → "127.0.0.1:1"; "127.0.0.1:0" as it is. */
+static char *listen_spec(const char *addr) {
+  if (addr[0] == ':') return xstrdup(addr + 1);
+  if (strncmp(addr, "localhost:", 10) == 0) {
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "127.0.0.1:%s", addr + 10);
+    return buf_steal(&b);
+  }
+  return xstrdup(addr);
+}
+
+static int64_t ms_field(const struct reg_entry *e, const char *path, int64_t dflt_ms) {
+  int64_t ns = 0;
+  duration_parse(val_str(val_path(e->data, path), "0"), &ns);
+  return ns > 0 ? ns / NS_PER_MS : dflt_ms;
+}
+
+struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struct routes *routes,
+                               const char *docroot, char *err, size_t errlen) {
+  struct http_server *s = xcalloc(1, sizeof *s);
+  s->rt = rt;
+  s->id = xstrdup(svc->id);
+  s->routes = routes;
+  uint64_t max_body = 16u << 20;
+  size_parse(val_str(val_get(svc->data, "max_body"), "16MB"), &max_body);
+  s->max_body = (size_t)max_body;
+  int64_t read_ms = ms_field(svc, "timeouts.read", 30000), write_ms = ms_field(svc, "timeouts.write", 30000);
+  s->call_timeout = write_ms * NS_PER_MS;
+  char ports[128], threads[16], req_ms[24], idle_ms[24];
+  char *spec = listen_spec(val_str(val_get(svc->data, "addr"), ":8080"));
+  snprintf(ports, sizeof ports, "%s", spec);
+  free(spec);
+  snprintf(threads, sizeof threads, "%lld", (long long)val_int(val_get(svc->data, "threads"), 1024));
+  snprintf(req_ms, sizeof req_ms, "%lld", (long long)(read_ms > write_ms ? read_ms : write_ms));
+  snprintf(idle_ms, sizeof idle_ms, "%lld", (long long)ms_field(svc, "timeouts.idle", 2000));
+  const char *opts[] = {
+    "listening_ports", ports, "num_threads", threads, "enable_keep_alive", "yes",
+    "keep_alive_timeout_ms", idle_ms, "request_timeout_ms", req_ms, "listen_backlog", "4096",
+    "connection_queue", "1024", "tcp_nodelay", "1", "document_root", docroot, NULL,
+  };
+  struct mg_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.log_message = on_log;
+  s->ctx = mg_start(&cb, s, opts);
+  if (!s->ctx) {
+    snprintf(err, errlen, "%s: cannot listen on %s", svc->id, ports);
+    free(s->id);
+    free(s);
+    return NULL;
+  }
+  mg_set_request_handler(s->ctx, "/", on_request, s);
+  struct mg_server_port sp[4];
+  int n = mg_get_server_ports(s->ctx, 4, sp);
+  s->port = n > 0 ? sp[0].port : 0;
+  log_info("%s listening on %s (port %d, %s threads)", svc->id, ports, s->port, threads);
+  return s;
+}
+
+int http_port(const struct http_server *s) { return s->port; }
+
+void http_stop(struct http_server *s) {
+  if (!s) return;
+  mg_stop(s->ctx);
+  free(s->id);
+  free(s);
+}

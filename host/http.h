@@ -1,0 +1,57 @@
+/*
+** http.h — an http.service on civetweb (wippy-compat.md §5). Each request is matched against
+** the service's routes and served on the civetweb thread that read it: a state from the
+** endpoint function's pool runs the handler (funcpool.c), the handler writes through the
+** `http` Lua module into `struct http_req`, and the response goes out in one write when the
+** handler returns. civetweb ties a keep-alive connection to one thread, so `threads` bounds
+** the clients served at once; the listen backlog and connection queue are raised so bursts
+** wait in line instead of being dropped.
+** Threads: civetweb's; a request's http_req belongs to the thread serving it.
+*/
+#ifndef TASKHOST_HTTP_H
+#define TASKHOST_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "router.h"
+#include "util.h"
+
+struct rt;
+struct reg_entry;
+struct mg_connection;
+struct mg_request_info;
+struct http_server;
+
+/* One request being served (the `call.ctx` of its handler). */
+struct http_req {
+  struct mg_connection *conn;
+  const struct mg_request_info *ri;
+  struct match match;
+  char *path;                  /* decoded path; match params point into it */
+  uint64_t serial;             /* identifies the request to Lua objects that outlive it */
+  size_t max_body;
+  int body_read, too_large;
+  struct buf body;
+  int status;                  /* 0 until set */
+  int committed;               /* set_status done: headers are final */
+  int handled;                 /* any response method was called */
+  int has_ctype;
+  struct buf headers;          /* "Name: value\r\n"... */
+  struct buf out;              /* response body */
+};
+
+/* Starts listening. Every route's `handler` must be its function pool. NULL with err. */
+struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struct routes *routes,
+                               const char *docroot, char *err, size_t errlen);
+int http_port(const struct http_server *s);
+/* Stops accepting and waits for the requests in flight. */
+void http_stop(struct http_server *s);
+
+/* For the Lua module. */
+int http_req_read_body(struct http_req *r);              /* 0, or -1 (too large / read error) */
+const char *http_req_header(const struct http_req *r, const char *name);
+int http_res_add_header(struct http_req *r, const char *name, const char *value);  /* 0 / -1 */
+const char *http_status_text(int code);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+** router.h — the routes of one http.service, built from a registry generation
+** (wippy-compat.md §5.3): router prefix + endpoint path; `{name}` matches one segment
+** (req:param), `{name...}` the rest, `:name` is `{name}`; a pattern ending in "/" matches the
+** whole subtree. The most specific matching pattern wins (literal > {param} > {rest...} >
+** subtree, decided at the first segment where they differ); two routes of one method with the
+** same shape conflict (a load error). GET routes also answer HEAD; OPTIONS on a known path
+** gets 204; a known path with another method gets 405 with Allow.
+** Immutable after build; any thread may match.
+*/
+#ifndef TASKHOST_ROUTER_H
+#define TASKHOST_ROUTER_H
+
+#include <stddef.h>
+
+struct registry;
+struct reg_entry;
+struct diag;
+struct routes;
+
+#define ROUTE_MAX_PARAMS 16
+
+struct route {
+  char *method;
+  char *pattern;                  /* "/api/tasks/{id}" as written (prefix + path) */
+  const struct reg_entry *endpoint;
+  const char *func;               /* function.lua id */
+  void *handler;                  /* the caller's (a function pool), set after build */
+  struct seg *segs;
+  int nsegs;
+  int subtree;
+};
+
+enum match_result { MATCH_OK, MATCH_NOT_FOUND, MATCH_BAD_METHOD, MATCH_OPTIONS };
+
+struct match {
+  const struct route *route;
+  int nparams;
+  struct { const char *name; const char *value; size_t len; } params[ROUTE_MAX_PARAMS];
+  char allow[96];                 /* for 405 / OPTIONS: "GET, HEAD, OPTIONS" */
+};
+
+/* Builds the table for service `service_id`. NULL with problems in d on conflicts. */
+struct routes *routes_build(struct registry *r, const char *service_id, struct diag *d);
+void routes_free(struct routes *rs);
+size_t routes_count(const struct routes *rs);
+struct route *routes_at(struct routes *rs, size_t i);
+/* Matches method + path (no query). Param values point into `path`. */
+enum match_result routes_match(const struct routes *rs, const char *method, const char *path,
+                               struct match *m);
+
+#endif
