@@ -6,8 +6,11 @@
 #include "log.h"
 #include "proc.h"
 #include "registry.h"
+#include "scheduler.h"
+#include "watchdog.h"
 
 #include <civetweb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,10 @@
 
 struct http_server {
   struct rt *rt;
+  struct watchdog *watchdog;  /* interrupts handlers that run too long */
+  pthread_mutex_t lock;
+  struct worker **slots;      /* one per civetweb thread that ever served */
+  size_t nslots;
   char *id;
   struct mg_context *ctx;
   struct routes *routes;
@@ -116,7 +123,7 @@ static void finish(struct http_server *s, struct http_req *r, struct call *c) {
 static void serve(struct http_server *s, struct http_req *r) {
   struct funcpool *fp = r->match.route->handler;
   struct call c = {.ctx = r, .deadline = s->call_timeout ? clock_mono_ns() + s->call_timeout : 0};
-  funcpool_call(fp, NULL, &c);
+  funcpool_call(fp, mg_get_thread_pointer(r->conn), &c);
   finish(s, r, &c);
   free(c.error);
 }
@@ -154,6 +161,19 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
   buf_free(&r.headers);
   buf_free(&r.out);
   return status;
+}
+
+/* Each connection thread gets a worker slot the watchdog can see. thread_type 1 = worker. */
+static void *on_thread_start(const struct mg_context *ctx, int thread_type) {
+  if (thread_type != 1) return NULL;
+  struct http_server *s = mg_get_user_data(ctx);
+  struct worker *w = xcalloc(1, sizeof *w);
+  pthread_mutex_lock(&s->lock);
+  s->slots = xrealloc(s->slots, (s->nslots + 1) * sizeof *s->slots);
+  s->slots[s->nslots++] = w;
+  pthread_mutex_unlock(&s->lock);
+  watchdog_add(s->watchdog, w);
+  return w;
 }
 
 static int on_log(const struct mg_connection *conn, const char *message) {
@@ -205,11 +225,14 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
   struct mg_callbacks cb;
   memset(&cb, 0, sizeof cb);
   cb.log_message = on_log;
+  cb.init_thread = on_thread_start;
+  pthread_mutex_init(&s->lock, NULL);
+  s->watchdog = watchdog_new();
   s->ctx = mg_start(&cb, s, opts);
   if (!s->ctx) {
     snprintf(err, errlen, "%s: cannot listen on %s", svc->id, ports);
-    free(s->id);
-    free(s);
+    s->ctx = NULL;
+    http_stop(s);
     return NULL;
   }
   mg_set_request_handler(s->ctx, "/", on_request, s);
@@ -224,7 +247,11 @@ int http_port(const struct http_server *s) { return s->port; }
 
 void http_stop(struct http_server *s) {
   if (!s) return;
-  mg_stop(s->ctx);
+  if (s->ctx) mg_stop(s->ctx);
+  watchdog_free(s->watchdog);
+  for (size_t i = 0; i < s->nslots; i++) free(s->slots[i]);
+  free(s->slots);
+  pthread_mutex_destroy(&s->lock);
   free(s->id);
   free(s);
 }

@@ -8,6 +8,7 @@
 #include "proc.h"
 #include "log.h"
 #include "util.h"
+#include "watchdog.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -35,8 +36,7 @@ struct sched {
   int nworkers;
   struct worker *workers;
   pthread_t *threads;
-  pthread_t watchdog;
-  int watchdog_running;
+  struct watchdog *watchdog;
   _Atomic long nprocs;
   pthread_mutex_t empty_lock;
   pthread_cond_t empty_cv;
@@ -112,30 +112,6 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* Every SLICE_NS, a worker still inside the same lua_resume as at the previous look gets
-** the interrupt hook: a process can hold a worker for about one to two slices at most. */
-#define SLICE_NS (20 * NS_PER_MS)
-
-static void *watchdog_main(void *arg) {
-  struct sched *s = arg;
-  uint64_t *seen = xcalloc((size_t)s->nworkers, sizeof *seen);
-  struct timespec slice = {0, SLICE_NS};
-  for (;;) {
-    nanosleep(&slice, NULL);
-    pthread_mutex_lock(&s->lock);
-    int stop = s->stopping;
-    pthread_mutex_unlock(&s->lock);
-    if (stop) break;
-    for (int i = 0; i < s->nworkers; i++) {
-      uint64_t r = atomic_load(&s->workers[i].resumes);
-      if ((r & 1) && r == seen[i]) task_interrupt_worker(&s->workers[i]);
-      seen[i] = r;
-    }
-  }
-  free(seen);
-  return NULL;
-}
-
 struct sched *sched_new(struct rt *rt, const char *name, int nworkers) {
   struct sched *s = xcalloc(1, sizeof *s);
   s->rt = rt;
@@ -166,7 +142,8 @@ int sched_start(struct sched *s) {
       return -1;
     }
   }
-  s->watchdog_running = pthread_create(&s->watchdog, NULL, watchdog_main, s) == 0;
+  s->watchdog = watchdog_new();
+  for (int i = 0; i < s->nworkers; i++) watchdog_add(s->watchdog, &s->workers[i]);
   return 0;
 }
 
@@ -177,7 +154,7 @@ void sched_free(struct sched *s) {
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->lock);
   for (int i = 0; i < s->nworkers; i++) pthread_join(s->threads[i], NULL);
-  if (s->watchdog_running) pthread_join(s->watchdog, NULL);
+  watchdog_free(s->watchdog);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->empty_lock);

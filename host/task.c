@@ -151,17 +151,22 @@ static void task_failed(struct proc *p, struct task *t) {
 }
 
 /* The count hook the watchdog arms on a coroutine that runs too long (runs on the worker).
-** A kill request raises "terminated" (and stays armed, so pcall cannot swallow it);
+** A kill request raises "terminated", a call past its deadline "the handler did not finish
+** in time" (the hook stays armed, so pcall cannot swallow either);
 ** otherwise the task yields and goes to the back of the ready list. Code running inside a
 ** plain coroutine.create/wrap coroutine is not reached (the hook is per coroutine). */
+static int past_deadline(const struct proc *p) {
+  return p->call && p->call->deadline && clock_mono_ns() > p->call->deadline;
+}
+
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   struct task *t = task_current(L);
   struct proc *p = t->p;
-  if (atomic_load(&p->kill)) {
+  if (atomic_load(&p->kill) || past_deadline(p)) {
     /* fire at every instruction from now on: a pcall that catches this error gets one
     ** instruction before the next one, so every level unwinds */
     lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, "terminated");
+    luaL_error(L, atomic_load(&p->kill) ? "terminated" : "the handler did not finish in time");
     return;
   }
   lua_sethook(L, NULL, 0, 0);

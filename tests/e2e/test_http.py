@@ -100,6 +100,7 @@ entries:
     kind: http.service
     addr: "127.0.0.1:0"
     max_body: 1KB
+    timeouts: {write: 500ms}
     lifecycle: {auto_start: true}
   - name: admin
     kind: http.service
@@ -116,6 +117,7 @@ entries:
   - {name: silent, kind: http.endpoint, meta: {router: api}, method: GET, path: /silent, func: api_fn}
   - {name: status_first, kind: http.endpoint, meta: {router: api}, method: GET, path: /status-first, func: api_fn}
   - {name: headers, kind: http.endpoint, meta: {router: api}, method: GET, path: /headers, func: api_fn}
+  - {name: spin, kind: http.endpoint, meta: {router: api}, method: GET, path: /spin, func: api_fn}
   - {name: ping, kind: http.endpoint, meta: {router: adm}, method: GET, path: /ping, func: api_fn}
 """
 
@@ -152,6 +154,8 @@ local function handle()
   elseif p == "/v1/headers" then
     return res:write_json({ua = req:header("User-Agent"), multi = req:header("X-Multi"),
                            ct = req:content_type(), has_body = req:has_body()})
+  elseif p == "/v1/spin" then
+    while true do pcall(function() while true do end end) end
   elseif p == "/ping" then
     return res:write("pong")
   end
@@ -211,6 +215,14 @@ class HandlerApi(th.TestCase):
         status, _, body = th.http(self.gw, "GET", "/v1/silent")
         self.assertEqual((status, body), (500, "no response sent\n"))
         self.assertEqual(th.http(self.gw, "GET", "/v1/items/1")[0], 200)
+
+    def test_a_runaway_handler_is_stopped_at_its_deadline(self):
+        t0 = time.monotonic()
+        status, _, body = th.http(self.gw, "GET", "/v1/spin")
+        self.assertEqual(status, 500)
+        self.assertIn("did not finish in time", body)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(th.http(self.gw, "GET", "/v1/items/3")[0], 200)
 
     def test_set_status_commits_headers_but_json_type_is_kept(self):
         status, headers, body = th.http(self.gw, "GET", "/v1/status-first")
