@@ -17,11 +17,17 @@
 #include <string.h>
 #include <strings.h>
 
+/* What a civetweb connection thread keeps between requests: its watchdog slot and buffers. */
+struct http_thread {
+  struct worker w;
+  struct buf body, headers, out;
+};
+
 struct http_server {
   struct rt *rt;
   struct watchdog *watchdog;  /* interrupts handlers that run too long */
   pthread_mutex_t lock;
-  struct worker **slots;      /* one per civetweb thread that ever served */
+  struct http_thread **slots; /* one per civetweb thread that ever served */
   size_t nslots;
   char *id;
   struct mg_context *ctx;
@@ -29,6 +35,8 @@ struct http_server {
   size_t max_body;
   int64_t call_timeout;
   int port;
+  _Atomic uint64_t requests;     /* answered */
+  _Atomic uint64_t connections;  /* that got at least one answer (starvation shows here) */
 };
 
 static _Atomic uint64_t next_serial = 1;
@@ -71,31 +79,43 @@ int http_res_add_header(struct http_req *r, const char *name, const char *value)
   if (r->committed || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return -1;
   if (strcasecmp(name, "Content-Type") == 0) r->has_ctype = 1;
   if (strcasecmp(name, "Content-Length") == 0) return 0;     /* we compute it */
-  buf_printf(&r->headers, "%s: %s\r\n", name, value);
+  buf_printf(r->headers, "%s: %s\r\n", name, value);
   return 0;
 }
 
 /* ---- response ---------------------------------------------------------------------- */
 
 static void send_all(struct http_req *r, const char *ctype, const char *body, size_t len) {
-  struct buf head;
-  buf_init(&head);
+  char head[HEAD_GAP];
   int status = r->status ? r->status : 200;
-  buf_printf(&head, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
-  buf_add(&head, r->headers.data ? r->headers.data : "", r->headers.len);
-  if (ctype && !r->has_ctype) buf_printf(&head, "Content-Type: %s\r\n", ctype);
   int no_body = status == 204 || status == 304 || strcmp(r->ri->request_method, "HEAD") == 0;
-  if (status != 204 && status != 304) buf_printf(&head, "Content-Length: %zu\r\n", len);
-  if (r->too_large) buf_adds(&head, "Connection: close\r\n");
-  buf_adds(&head, "\r\n");
-  if (!no_body) buf_add(&head, body, len);
-  mg_write(r->conn, head.data, head.len);
-  buf_free(&head);
+  char clen[48] = "";
+  if (status != 204 && status != 304) snprintf(clen, sizeof clen, "Content-Length: %zu\r\n", len);
+  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%.*s%s%s%s%s%s\r\n", status,
+                   http_status_text(status), (int)r->headers->len, r->headers->data ? r->headers->data : "",
+                   ctype && !r->has_ctype ? "Content-Type: " : "", ctype && !r->has_ctype ? ctype : "",
+                   ctype && !r->has_ctype ? "\r\n" : "", clen, r->too_large ? "Connection: close\r\n" : "");
+  if (no_body) len = 0;
+  if (n > 0 && n < (int)sizeof head && body == r->out->data + HEAD_GAP) {
+    char *start = r->out->data + HEAD_GAP - n;      /* the head goes right before the body */
+    memcpy(start, head, (size_t)n);
+    mg_write(r->conn, start, (size_t)n + len);
+    return;
+  }
+  struct buf all;                                   /* long headers or a body elsewhere */
+  buf_init(&all);
+  buf_printf(&all, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+  buf_add(&all, r->headers->data ? r->headers->data : "", r->headers->len);
+  if (ctype && !r->has_ctype) buf_printf(&all, "Content-Type: %s\r\n", ctype);
+  buf_printf(&all, "%s%s\r\n", clen, r->too_large ? "Connection: close\r\n" : "");
+  buf_add(&all, body, len);
+  mg_write(r->conn, all.data, all.len);
+  buf_free(&all);
 }
 
 static void send_text(struct http_req *r, int status, const char *text) {
   r->status = status;
-  buf_reset(&r->headers);
+  buf_reset(r->headers);
   r->has_ctype = 0;
   send_all(r, "text/plain; charset=utf-8", text, strlen(text));
 }
@@ -116,34 +136,61 @@ static void finish(struct http_server *s, struct http_req *r, struct call *c) {
   } else if (!r->handled) {
     send_text(r, 500, "no response sent\n");
   } else {
-    send_all(r, "text/plain; charset=utf-8", r->out.data ? r->out.data : "", r->out.len);
+    send_all(r, "text/plain; charset=utf-8", r->out->data + HEAD_GAP, r->out->len - HEAD_GAP);
   }
 }
 
 static void serve(struct http_server *s, struct http_req *r) {
   struct funcpool *fp = r->match.route->handler;
   struct call c = {.ctx = r, .deadline = s->call_timeout ? clock_mono_ns() + s->call_timeout : 0};
-  funcpool_call(fp, mg_get_thread_pointer(r->conn), &c);
+  struct http_thread *ht = mg_get_thread_pointer(r->conn);
+  funcpool_call(fp, ht ? &ht->w : NULL, &c);
   finish(s, r, &c);
   free(c.error);
+}
+
+/* A new connection starts unmarked; its first answered request marks and counts it. */
+static int on_connection(const struct mg_connection *conn, void **conn_data) {
+  *conn_data = NULL;
+  return 0;
+}
+
+static void count(struct http_server *s, struct mg_connection *conn) {
+  atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
+  if (!mg_get_user_connection_data(conn)) {
+    mg_set_user_connection_data(conn, s);
+    atomic_fetch_add_explicit(&s->connections, 1, memory_order_relaxed);
+  }
+}
+
+static void reset(struct buf *b, size_t keep) {
+  if (b->cap > 65536) buf_free(b);                  /* don't hold on to a huge one */
+  buf_reserve(b, keep);
+  b->len = keep;
 }
 
 static int on_request(struct mg_connection *conn, void *cbdata) {
   struct http_server *s = cbdata;
   const struct mg_request_info *ri = mg_get_request_info(conn);
-  struct http_req r = {.conn = conn, .ri = ri, .max_body = s->max_body};
+  struct http_thread *ht = mg_get_thread_pointer(conn), local = {0};
+  if (!ht) ht = &local;                             /* not a connection thread (never seen) */
+  reset(&ht->body, 0);
+  reset(&ht->headers, 0);
+  reset(&ht->out, HEAD_GAP);
+  struct http_req r = {.conn = conn, .ri = ri, .max_body = s->max_body, .body = ht->body,
+                       .headers = &ht->headers, .out = &ht->out};
   r.serial = atomic_fetch_add(&next_serial, 1);
-  r.path = xstrdup(ri->local_uri ? ri->local_uri : "/");
+  r.path = ri->local_uri ? ri->local_uri : "/";
   switch (routes_match(s->routes, ri->request_method, r.path, &r.match)) {
   case MATCH_NOT_FOUND: send_text(&r, 404, "404 page not found\n"); break;
   case MATCH_OPTIONS:
     r.status = 204;
-    buf_printf(&r.headers, "Allow: %s\r\n", r.match.allow);
+    buf_printf(r.headers, "Allow: %s\r\n", r.match.allow);
     send_all(&r, NULL, "", 0);
     break;
   case MATCH_BAD_METHOD:
     r.status = 405;
-    buf_printf(&r.headers, "Allow: %s\r\n", r.match.allow);
+    buf_printf(r.headers, "Allow: %s\r\n", r.match.allow);
     send_all(&r, "text/plain; charset=utf-8", "Method Not Allowed\n", 19);
     break;
   case MATCH_OK:
@@ -155,25 +202,25 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     }
     break;
   }
+  ht->body = r.body;                                /* keep what the body read grew */
   int status = r.status ? r.status : 200;
-  free(r.path);
-  buf_free(&r.body);
-  buf_free(&r.headers);
-  buf_free(&r.out);
+  count(s, conn);
+  if (ht == &local) { buf_free(&local.body); buf_free(&local.headers); buf_free(&local.out); }
   return status;
 }
 
-/* Each connection thread gets a worker slot the watchdog can see. thread_type 1 = worker. */
+/* Each connection thread gets a watchdog slot and buffers reused across its requests.
+** thread_type 1 = a connection (worker) thread. */
 static void *on_thread_start(const struct mg_context *ctx, int thread_type) {
   if (thread_type != 1) return NULL;
   struct http_server *s = mg_get_user_data(ctx);
-  struct worker *w = xcalloc(1, sizeof *w);
+  struct http_thread *ht = xcalloc(1, sizeof *ht);
   pthread_mutex_lock(&s->lock);
   s->slots = xrealloc(s->slots, (s->nslots + 1) * sizeof *s->slots);
-  s->slots[s->nslots++] = w;
+  s->slots[s->nslots++] = ht;
   pthread_mutex_unlock(&s->lock);
-  watchdog_add(s->watchdog, w);
-  return w;
+  watchdog_add(s->watchdog, &ht->w);
+  return ht;
 }
 
 static int on_log(const struct mg_connection *conn, const char *message) {
@@ -226,6 +273,7 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
   memset(&cb, 0, sizeof cb);
   cb.log_message = on_log;
   cb.init_thread = on_thread_start;
+  cb.init_connection = on_connection;
   pthread_mutex_init(&s->lock, NULL);
   s->watchdog = watchdog_new();
   s->ctx = mg_start(&cb, s, opts);
@@ -247,9 +295,19 @@ int http_port(const struct http_server *s) { return s->port; }
 
 void http_stop(struct http_server *s) {
   if (!s) return;
-  if (s->ctx) mg_stop(s->ctx);
+  if (s->ctx) {
+    mg_stop(s->ctx);
+    log_summary("%s served %llu requests on %llu connections", s->id,
+             (unsigned long long)atomic_load(&s->requests),
+             (unsigned long long)atomic_load(&s->connections));
+  }
   watchdog_free(s->watchdog);
-  for (size_t i = 0; i < s->nslots; i++) free(s->slots[i]);
+  for (size_t i = 0; i < s->nslots; i++) {
+    buf_free(&s->slots[i]->body);
+    buf_free(&s->slots[i]->headers);
+    buf_free(&s->slots[i]->out);
+    free(s->slots[i]);
+  }
   free(s->slots);
   pthread_mutex_destroy(&s->lock);
   free(s->id);

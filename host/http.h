@@ -28,7 +28,7 @@ struct http_req {
   struct mg_connection *conn;
   const struct mg_request_info *ri;
   struct match match;
-  char *path;                  /* decoded path; match params point into it */
+  const char *path;            /* decoded path (civetweb's); match params point into it */
   uint64_t serial;             /* identifies the request to Lua objects that outlive it */
   size_t max_body;
   int body_read, too_large;
@@ -37,9 +37,13 @@ struct http_req {
   int committed;               /* set_status done: headers are final */
   int handled;                 /* any response method was called */
   int has_ctype;
-  struct buf headers;          /* "Name: value\r\n"... */
-  struct buf out;              /* response body */
+  struct buf *headers;         /* "Name: value\r\n"... (the serving thread's, reused) */
+  struct buf *out;             /* HEAD_GAP spare bytes, then the response body */
 };
+
+/* The response head is written into the spare bytes in front of the body when it fits, so
+** the whole response leaves in one write without a copy. */
+#define HEAD_GAP 512
 
 /* Starts listening. Every route's `handler` must be its function pool. NULL with err. */
 struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struct routes *routes,

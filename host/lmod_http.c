@@ -238,7 +238,7 @@ static int s_write(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   r->committed = 1;
-  buf_add(&r->out, s, n);
+  buf_add(r->out, s, n);
   return 0;
 }
 
@@ -247,13 +247,13 @@ static int s_write_json(lua_State *L) {
   struct http_req *r = res(L);
   luaL_checkany(L, 2);
   char err[256];
-  size_t before = r->out.len;
-  if (json_encode(L, 2, &r->out, err, sizeof err) != 0) {
-    r->out.len = before;
+  size_t before = r->out->len;
+  if (json_encode(L, 2, r->out, err, sizeof err) != 0) {
+    r->out->len = before;
     return errors_push(L, EK_INTERNAL, "cannot encode JSON: %s", err);
   }
   if (!r->has_ctype) {
-    buf_adds(&r->headers, "Content-Type: application/json\r\n");
+    buf_adds(r->headers, "Content-Type: application/json\r\n");
     r->has_ctype = 1;
   }
   r->committed = 1;

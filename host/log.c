@@ -61,8 +61,23 @@ static void add_json_string(struct buf *b, const char *s) {
   buf_addc(b, '"');
 }
 
+static void write_record(enum log_level lv, const char *msg, const char *fields_json);
+
 void log_write(enum log_level lv, const char *msg, const char *fields_json) {
   if (!log_enabled(lv) || lv >= LOG_OFF) return;
+  write_record(lv, msg, fields_json);
+}
+
+void log_summary(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = xvasprintf(fmt, ap);
+  va_end(ap);
+  write_record(LOG_INFO, msg, NULL);
+  free(msg);
+}
+
+static void write_record(enum log_level lv, const char *msg, const char *fields_json) {
   struct buf b;
   buf_init(&b);
   buf_reserve(&b, 128);

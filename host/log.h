@@ -21,6 +21,8 @@ int log_level_parse(const char *s, enum log_level *out);   /* 0 / -1 */
 /* `fields_json` is a JSON object text ("{...}") or NULL. */
 void log_write(enum log_level lv, const char *msg, const char *fields_json);
 void log_printf(enum log_level lv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An INFO record written whatever the level: shutdown summaries (requests served …). */
+void log_summary(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_printf(LOG_DEBUG, __VA_ARGS__); } while (0)
 #define log_info(...)  log_printf(LOG_INFO, __VA_ARGS__)

@@ -19,6 +19,20 @@
 
 struct task *task_current(lua_State *L) { return *(struct task **)lua_getextraspace(L); }
 
+static void link_task(struct proc *p, struct task *t) {
+  t->all_prev = NULL;
+  t->all_next = p->tasks;
+  if (p->tasks) p->tasks->all_prev = t;
+  p->tasks = t;
+}
+
+static void unlink_task(struct proc *p, struct task *t) {
+  if (t->all_prev) t->all_prev->all_next = t->all_next;
+  else p->tasks = t->all_next;
+  if (t->all_next) t->all_next->all_prev = t->all_prev;
+  t->all_next = t->all_prev = NULL;
+}
+
 struct task *task_new(struct proc *p, int fidx, lua_State *L) {
   fidx = lua_absindex(L, fidx);
   struct task *t = xcalloc(1, sizeof *t);
@@ -30,9 +44,19 @@ struct task *task_new(struct proc *p, int fidx, lua_State *L) {
   t->co = co;
   t->p = p;
   t->state = T_PARKED;
-  t->all_next = p->tasks;
-  if (p->tasks) p->tasks->all_prev = t;
-  p->tasks = t;
+  link_task(p, t);
+  return t;
+}
+
+struct task *task_reuse(struct proc *p, int fidx, lua_State *L) {
+  struct task *t = p->spare_main;
+  if (!t) return task_new(p, fidx, L);
+  p->spare_main = NULL;
+  link_task(p, t);
+  lua_pushvalue(L, fidx);
+  lua_xmove(L, t->co, 1);               /* a coroutine that ended normally starts afresh */
+  t->state = T_PARKED;
+  t->nargs = 0;
   return t;
 }
 
@@ -73,9 +97,7 @@ struct task *task_check_blocking(lua_State *L, const char *what) {
 
 /* Unlinks a finished task and lets the GC take its coroutine. */
 static void task_free(struct proc *p, struct task *t) {
-  if (t->all_prev) t->all_prev->all_next = t->all_next;
-  else p->tasks = t->all_next;
-  if (t->all_next) t->all_next->all_prev = t->all_prev;
+  unlink_task(p, t);
   luaL_unref(p->L, LUA_REGISTRYINDEX, t->ref);
   free(t->sel_spare);
   free(t);
@@ -215,7 +237,12 @@ static void call_returned(struct proc *p, struct task *t, int nres) {
   }
   c->done = 1;
   p->main_task = NULL;
-  task_free(p, t);
+  lua_settop(co, 0);
+  if (p->spare_main) task_free(p, t);
+  else {                                /* keep its coroutine for the next call */
+    unlink_task(p, t);
+    p->spare_main = t;
+  }
 }
 
 /* The main task of an inline call raised: the call fails, the state stays usable. */
