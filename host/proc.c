@@ -436,7 +436,8 @@ static void close_state(struct proc *p) {
   struct task *t = p->tasks;
   while (t) { struct task *n = t->all_next; free(t->sel_spare); free(t); t = n; }
   p->tasks = NULL;
-  if (p->spare_main) { free(p->spare_main->sel_spare); free(p->spare_main); p->spare_main = NULL; }
+  while ((t = p->free_tasks)) { p->free_tasks = t->next; free(t->sel_spare); free(t); }
+  p->nfree_tasks = 0;
   for (size_t i = 0; i < p->nlisteners; i++) {
     msgq_clear(&p->listeners[i]->feed.q);
     free(p->listeners[i]->pattern);
@@ -557,7 +558,7 @@ void proc_call_inline(struct proc *p, struct worker *w, struct call *c) {
   p->worker = w;
   p->call = c;
   lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->fn_ref);
-  struct task *t = task_reuse(p, -1, p->L);
+  struct task *t = task_new(p, -1, p->L);
   lua_pop(p->L, 1);
   t->is_main = 1;
   p->main_task = t;

@@ -199,7 +199,8 @@ struct proc {
   int fn_ref;                 /* the entry's function, anchored */
   struct call *call;          /* the inline call in progress, or NULL */
   int detached;               /* a function state handed to a process host */
-  struct task *spare_main;    /* a finished call's main task, reused by the next call */
+  struct task *free_tasks;    /* finished tasks whose coroutines are reused (linked by next) */
+  int nfree_tasks;
 };
 
 enum { PF_CANCELED = 1, PF_KILL = 2 };
@@ -249,9 +250,8 @@ int proc_unlink(struct rt *rt, uint64_t pid, uint64_t other);
 
 /* ---- tasks (task.c) ---- */
 struct task *task_current(lua_State *L);           /* the task running L (may be &p->root) */
-struct task *task_new(struct proc *p, int fidx, lua_State *L); /* function at fidx on L */
-/* A task for the function at fidx, reusing p->spare_main's coroutine when there is one. */
-struct task *task_reuse(struct proc *p, int fidx, lua_State *L);
+/* A task running the function at fidx on L; reuses a finished task's coroutine if any. */
+struct task *task_new(struct proc *p, int fidx, lua_State *L);
 void task_ready(struct task *t);                    /* append to the ready FIFO */
 void task_ready_front(struct task *t);
 void task_park(struct task *t);                     /* mark parked; caller then yields */

@@ -33,8 +33,29 @@ static void unlink_task(struct proc *p, struct task *t) {
   t->all_next = t->all_prev = NULL;
 }
 
+/* A finished task (its coroutine ended normally) kept for reuse, as skynet pools coroutines:
+** pushing a function onto such a coroutine starts it afresh. */
+#define MAX_FREE_TASKS 32
+
+static struct task *reuse_free(struct proc *p, int fidx, lua_State *L) {
+  struct task *t = p->free_tasks;
+  p->free_tasks = t->next;
+  p->nfree_tasks--;
+  t->next = NULL;
+  t->nargs = 0;
+  t->is_main = 0;
+  t->sel = NULL;
+  t->pend = NULL;
+  t->state = T_PARKED;
+  lua_pushvalue(L, fidx);
+  lua_xmove(L, t->co, 1);
+  link_task(p, t);
+  return t;
+}
+
 struct task *task_new(struct proc *p, int fidx, lua_State *L) {
   fidx = lua_absindex(L, fidx);
+  if (p->free_tasks) return reuse_free(p, fidx, L);
   struct task *t = xcalloc(1, sizeof *t);
   lua_State *co = lua_newthread(L);
   *(struct task **)lua_getextraspace(co) = t;
@@ -45,18 +66,6 @@ struct task *task_new(struct proc *p, int fidx, lua_State *L) {
   t->p = p;
   t->state = T_PARKED;
   link_task(p, t);
-  return t;
-}
-
-struct task *task_reuse(struct proc *p, int fidx, lua_State *L) {
-  struct task *t = p->spare_main;
-  if (!t) return task_new(p, fidx, L);
-  p->spare_main = NULL;
-  link_task(p, t);
-  lua_pushvalue(L, fidx);
-  lua_xmove(L, t->co, 1);               /* a coroutine that ended normally starts afresh */
-  t->state = T_PARKED;
-  t->nargs = 0;
   return t;
 }
 
@@ -96,11 +105,23 @@ struct task *task_check_blocking(lua_State *L, const char *what) {
 }
 
 /* Unlinks a finished task and lets the GC take its coroutine. */
-static void task_free(struct proc *p, struct task *t) {
+/* Drops a task whose coroutine cannot run again (it raised). */
+static void task_discard(struct proc *p, struct task *t) {
   unlink_task(p, t);
   luaL_unref(p->L, LUA_REGISTRYINDEX, t->ref);
   free(t->sel_spare);
   free(t);
+}
+
+/* A task that returned: its coroutine goes to the free list (or away when that is full). */
+static void task_free(struct proc *p, struct task *t) {
+  if (p->nfree_tasks >= MAX_FREE_TASKS) { task_discard(p, t); return; }
+  unlink_task(p, t);
+  lua_settop(t->co, 0);
+  t->state = T_DEAD;
+  t->next = p->free_tasks;
+  p->free_tasks = t;
+  p->nfree_tasks++;
 }
 
 /* main returned nres values on co: record the result (wippy-compat.md §4.5, §4.11). */
@@ -237,12 +258,7 @@ static void call_returned(struct proc *p, struct task *t, int nres) {
   }
   c->done = 1;
   p->main_task = NULL;
-  lua_settop(co, 0);
-  if (p->spare_main) task_free(p, t);
-  else {                                /* keep its coroutine for the next call */
-    unlink_task(p, t);
-    p->spare_main = t;
-  }
+  task_free(p, t);
 }
 
 /* The main task of an inline call raised: the call fails, the state stays usable. */
@@ -258,7 +274,7 @@ static void call_raised(struct proc *p, struct task *t) {
     lua_pop(p->L, 1);
   }
   p->main_task = NULL;
-  task_free(p, t);
+  task_discard(p, t);
 }
 
 static void run_one(struct proc *p, struct task *t) {
