@@ -266,7 +266,7 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
   snprintf(ports, sizeof ports, "%s", spec);
   free(spec);
   snprintf(threads, sizeof threads, "%lld", (long long)val_int(val_get(svc->data, "threads"), 1024));
-  snprintf(req_ms, sizeof req_ms, "%lld", (long long)(read_ms > write_ms ? read_ms : write_ms));
+  snprintf(req_ms, sizeof req_ms, "%lld", (long long)read_ms);    /* civetweb: per socket read/write */
   snprintf(idle_ms, sizeof idle_ms, "%lld", (long long)ms_field(svc, "timeouts.idle", 2000));
   const char *opts[] = {
     "listening_ports", ports, "num_threads", threads, "enable_keep_alive", "yes",

@@ -105,6 +105,7 @@ entries:
   - name: admin
     kind: http.service
     addr: "127.0.0.1:0"
+    timeouts: {read: 300ms, idle: 300ms}
     lifecycle: {auto_start: true}
   - {name: api, kind: http.router, meta: {server: gateway}, prefix: /v1}
   - {name: adm, kind: http.router, meta: {server: admin}}
@@ -230,6 +231,24 @@ class HandlerApi(th.TestCase):
         self.assertEqual(headers["content-type"], "application/json")
         self.assertNotIn("x-late", headers)
         self.assertEqual(json.loads(body), {"late_header_refused": True})
+
+    def test_slow_and_idle_clients_are_cut_off(self):
+        import socket
+        for payload in (b"GET /ping HTTP/1.1\r\nHost: x\r\n",           # headers never finish
+                        b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"):     # answered, then idle
+            s = socket.create_connection(("127.0.0.1", self.admin), timeout=5)
+            t0 = time.monotonic()
+            s.sendall(payload)
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            self.assertLess(time.monotonic() - t0, 3.0, payload)
+            if payload.endswith(b"\r\n\r\n"):
+                self.assertIn(b"pong", data)
 
     def test_each_service_has_its_own_address_and_routes(self):
         self.assertNotEqual(self.gw, self.admin)
