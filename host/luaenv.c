@@ -16,16 +16,73 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A state used by one thread at a time keeps freed small blocks in LIFO lists by size class
+** (16-byte steps up to BC_MAX): HTTP function states move between civetweb threads, and
+** glibc frees that cross thread arenas take locks. Blocks of a class are always allocated
+** at the class's full size, so any block of the list fits any request of the class. */
+#define BC_STEP 16
+#define BC_MAX 256
+#define BC_CLASSES (BC_MAX / BC_STEP)
+#define BC_KEEP 128                 /* blocks kept per class at most */
+
+struct blockcache {
+  void *head[BC_CLASSES];
+  unsigned count[BC_CLASSES];
+};
+
+static int bc_class(size_t n) { return n && n <= BC_MAX ? (int)((n - 1) / BC_STEP) : -1; }
+
+static void *bc_alloc(struct blockcache *bc, size_t n) {
+  int k = bc_class(n);
+  if (k < 0) return malloc(n);
+  void *b = bc->head[k];
+  if (!b) return malloc((size_t)(k + 1) * BC_STEP);
+  bc->head[k] = *(void **)b;
+  bc->count[k]--;
+  return b;
+}
+
+static void bc_free(struct blockcache *bc, void *b, size_t n) {
+  int k = bc_class(n);
+  if (k < 0 || bc->count[k] >= BC_KEEP) { free(b); return; }
+  *(void **)b = bc->head[k];
+  bc->head[k] = b;
+  bc->count[k]++;
+}
+
+static void *bc_realloc(struct blockcache *bc, void *b, size_t o, size_t n) {
+  int ko = bc_class(o), kn = bc_class(n);
+  if (ko < 0 && kn < 0) return realloc(b, n);       /* both large: plain realloc */
+  if (ko >= 0 && ko == kn) return b;                /* same class: the block already fits */
+  void *q = bc_alloc(bc, n);
+  if (!q) return NULL;
+  memcpy(q, b, o < n ? o : n);
+  bc_free(bc, b, o);
+  return q;
+}
+
+void luaenv_cache_free(struct proc *p) {
+  struct blockcache *bc = p->cache;
+  if (!bc) return;
+  for (int k = 0; k < BC_CLASSES; k++)
+    for (void *b = bc->head[k], *next; b; b = next) { next = *(void **)b; free(b); }
+  free(bc);
+  p->cache = NULL;
+}
+
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   struct proc *p = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    if (p->cache && ptr) bc_free(p->cache, ptr, osize);
+    else free(ptr);
     p->mem -= old;
     return NULL;
   }
   if (p->mem_limit && nsize > old && p->mem + nsize - old > p->mem_limit) return NULL;
-  void *q = realloc(ptr, nsize);
+  void *q;
+  if (!p->cache) q = realloc(ptr, nsize);
+  else q = ptr ? bc_realloc(p->cache, ptr, osize, nsize) : bc_alloc(p->cache, nsize);
   if (q) p->mem += nsize - old;
   return q;
 }
@@ -216,6 +273,9 @@ static void sandbox(lua_State *L) {
 }
 
 lua_State *luaenv_new(struct proc *p) {
+#ifndef TASKHOST_SANITIZE                /* under ASan every block goes back to malloc */
+  if (p->is_function) p->cache = xcalloc(1, sizeof *p->cache);
+#endif
   lua_State *L = lua_newstate(counting_alloc, p);
   if (!L) return NULL;
   p->root.p = p;

@@ -12,6 +12,8 @@ typedef struct lua_State lua_State;
 struct proc;
 
 lua_State *luaenv_new(struct proc *p);
+/* Frees a function state's block cache; after lua_close. */
+void luaenv_cache_free(struct proc *p);
 
 /* Lua module openers implemented by the lmod_*.c files. */
 int luaopen_process(lua_State *L);

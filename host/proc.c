@@ -433,6 +433,7 @@ static void close_state(struct proc *p) {
   msgq_clear(&p->lines);
   if (p->L) lua_close(p->L);
   p->L = NULL;
+  luaenv_cache_free(p);
   struct task *t = p->tasks;
   while (t) { struct task *n = t->all_next; free(t->sel_spare); free(t); t = n; }
   p->tasks = NULL;

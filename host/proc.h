@@ -166,6 +166,7 @@ struct proc {
   struct worker *worker;      /* the worker running this process, while RUNNING */
   lua_State *L;
   size_t mem, mem_limit;      /* bytes held by L (counting allocator) */
+  struct blockcache *cache;   /* small-block free lists (function states only), or NULL */
   struct task root;           /* pseudo-task of the main thread: blocking calls refuse it */
   struct task *ready_head, *ready_tail;
   struct task *tasks;         /* all live tasks */
