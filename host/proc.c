@@ -448,6 +448,18 @@ static void close_state(struct proc *p) {
   p->listeners = NULL;
 }
 
+/* Frees the names the process registered and its Lua state. */
+static void release(struct proc *p) {
+  for (size_t i = 0; i < p->nnames; i++) {
+    rt_name_unregister(p->rt, p->names[i], p->pid);
+    free(p->names[i]);
+  }
+  free(p->names);
+  p->names = NULL;
+  p->nnames = 0;
+  close_state(p);
+}
+
 static void proc_exit(struct proc *p) {
   p->mem_limit = 0;
   log_debug("process %s (%s) exits holding %zu bytes of Lua heap", p->pidstr, p->code->e->id, p->mem);
@@ -455,10 +467,7 @@ static void proc_exit(struct proc *p) {
     log_warn("process %s (%s) failed: %s", p->pidstr, p->code->e->id, p->exit_error);
     if (p->exit_result.len == 0) pack_failure(p);
   }
-  for (size_t i = 0; i < p->nnames; i++) { rt_name_unregister(p->rt, p->names[i], p->pid); free(p->names[i]); }
-  free(p->names);
-  p->names = NULL;
-  close_state(p);
+  release(p);
   pthread_mutex_lock(&p->lock);
   p->state = PS_DONE;
   struct watcher *ws = p->watchers; size_t nw = p->nwatchers;
@@ -597,10 +606,7 @@ void proc_detach(struct proc *p, struct sched *s) {
 
 void proc_free_function(struct proc *p) {
   p->mem_limit = 0;
-  for (size_t i = 0; i < p->nnames; i++) { rt_name_unregister(p->rt, p->names[i], p->pid); free(p->names[i]); }
-  free(p->names);
-  p->names = NULL;
-  close_state(p);
+  release(p);
   pthread_mutex_lock(&p->lock);
   p->state = PS_DONE;
   pthread_mutex_unlock(&p->lock);

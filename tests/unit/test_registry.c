@@ -15,6 +15,7 @@
 
 #define FIX "fixtures/registry/"
 #define ECHO "../examples/echo-service"   /* the seed 003 app itself, not a copy */
+#define HTTP_APP "../examples/http-async-task"   /* likewise seed 000 */
 
 /* Loads <proj>/src with project_dir = proj. */
 static int load_ov(const char *proj, const struct reg_override *ov, size_t n, struct registry **r,
@@ -95,7 +96,7 @@ TEST(echo_service_loads) {
 TEST(http_async_task_loads) {
   struct registry *r;
   struct diag d;
-  CHECK_INT(load(FIX "http-async-task", &r, &d), 0);
+  CHECK_INT(load(HTTP_APP, &r, &d), 0);
   dump(&d);
   CHECK_INT(d.n, 0);
   CHECK_INT(registry_count(r), 5);
@@ -560,7 +561,7 @@ static void *load_worker(void *p) {
   for (int i = 0; i < 4; i++) {
     struct registry *r;
     struct diag d;
-    if (load(i % 2 ? ECHO : FIX "http-async-task", &r, &d) != 0) a->failures++;
+    if (load(i % 2 ? ECHO : HTTP_APP, &r, &d) != 0) a->failures++;
     else if (!registry_get(r, "app:processes") || !registry_get(a->shared, "app:relay")) a->failures++;
     registry_unref(r);
     diag_free(&d);
