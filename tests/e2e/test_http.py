@@ -109,7 +109,7 @@ entries:
     lifecycle: {auto_start: true}
   - {name: api, kind: http.router, meta: {server: gateway}, prefix: /v1}
   - {name: adm, kind: http.router, meta: {server: admin}}
-  - {name: api_fn, kind: function.lua, source: "file://api.lua", method: handle, modules: [http, json]}
+  - {name: api_fn, kind: function.lua, source: "file://api.lua", method: handle, modules: [http, json, time]}
   - {name: show, kind: http.endpoint, meta: {router: api}, method: GET, path: "/items/{id}", func: api_fn}
   - {name: files, kind: http.endpoint, meta: {router: api}, method: GET, path: "/files/{rest...}", func: api_fn}
   - {name: echo, kind: http.endpoint, meta: {router: api}, method: POST, path: /echo, func: api_fn}
@@ -118,6 +118,7 @@ entries:
   - {name: silent, kind: http.endpoint, meta: {router: api}, method: GET, path: /silent, func: api_fn}
   - {name: status_first, kind: http.endpoint, meta: {router: api}, method: GET, path: /status-first, func: api_fn}
   - {name: headers, kind: http.endpoint, meta: {router: api}, method: GET, path: /headers, func: api_fn}
+  - {name: nap, kind: http.endpoint, meta: {router: api}, method: GET, path: /nap, func: api_fn}
   - {name: spin, kind: http.endpoint, meta: {router: api}, method: GET, path: /spin, func: api_fn}
   - {name: ping, kind: http.endpoint, meta: {router: adm}, method: GET, path: /ping, func: api_fn}
 """
@@ -125,6 +126,7 @@ entries:
 API_LUA = """
 local http = require("http")
 local json = require("json")
+local time = require("time")
 local calls = 0          -- module state survives between calls on one state
 
 local function handle()
@@ -155,6 +157,12 @@ local function handle()
   elseif p == "/v1/headers" then
     return res:write_json({ua = req:header("User-Agent"), multi = req:header("X-Multi"),
                            ct = req:content_type(), has_body = req:has_body()})
+  elseif p == "/v1/nap" then
+    local t0 = time.now()
+    local ch = channel.new()
+    coroutine.spawn(function() time.sleep("30ms") ch:send("woke") end)
+    local got = ch:receive()
+    return res:write_json({got = got, waited_ms = time.now():sub(t0):milliseconds(), pid = process.pid()})
   elseif p == "/v1/spin" then
     while true do pcall(function() while true do end end) end
   elseif p == "/ping" then
@@ -216,6 +224,14 @@ class HandlerApi(th.TestCase):
         status, _, body = th.http(self.gw, "GET", "/v1/silent")
         self.assertEqual((status, body), (500, "no response sent\n"))
         self.assertEqual(th.http(self.gw, "GET", "/v1/items/1")[0], 200)
+
+    def test_a_handler_may_block_on_timers_and_channels(self):
+        status, _, body = th.http(self.gw, "GET", "/v1/nap")
+        self.assertEqual(status, 200, body)
+        data = json.loads(body)
+        self.assertEqual(data["got"], "woke")
+        self.assertGreaterEqual(data["waited_ms"], 25)
+        self.assertRegex(data["pid"], r"^\{app:api_fn\|0x[0-9a-f]+\}$")
 
     def test_a_runaway_handler_is_stopped_at_its_deadline(self):
         t0 = time.monotonic()
