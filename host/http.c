@@ -85,32 +85,67 @@ int http_res_add_header(struct http_req *r, const char *name, const char *value)
 
 /* ---- response ---------------------------------------------------------------------- */
 
+/* Appends a string to a fixed buffer; returns the new length, or cap+1 once it overflows. */
+static size_t put(char *d, size_t len, size_t cap, const char *s, size_t n) {
+  if (len + n > cap) return cap + 1;
+  memcpy(d + len, s, n);
+  return len + n;
+}
+
+static size_t put_uint(char *d, size_t len, size_t cap, unsigned long long v) {
+  char tmp[24];
+  size_t n = 0;
+  do { tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10); v /= 10; } while (v);
+  return put(d, len, cap, tmp + sizeof tmp - n, n);
+}
+
+#define PUTS(lit) (n = put(head, n, cap, lit, sizeof(lit) - 1))
+
+/* Builds the status line and headers into head (cap bytes). Returns the length, or cap+1
+** when they do not fit. Hand-assembled: snprintf cost more than the rest of a small reply. */
+static size_t build_head(struct http_req *r, int status, const char *ctype, size_t len, char *head,
+                         size_t cap) {
+  const char *text = http_status_text(status);
+  size_t n = 0;
+  PUTS("HTTP/1.1 ");
+  n = put_uint(head, n, cap, (unsigned)status);
+  PUTS(" ");
+  n = put(head, n, cap, text, strlen(text));
+  PUTS("\r\n");
+  n = put(head, n, cap, r->headers->data ? r->headers->data : "", r->headers->len);
+  if (ctype && !r->has_ctype) {
+    PUTS("Content-Type: ");
+    n = put(head, n, cap, ctype, strlen(ctype));
+    PUTS("\r\n");
+  }
+  if (status != 204 && status != 304) {
+    PUTS("Content-Length: ");
+    n = put_uint(head, n, cap, len);
+    PUTS("\r\n");
+  }
+  if (r->too_large) PUTS("Connection: close\r\n");
+  PUTS("\r\n");
+  return n;
+}
+
 static void send_all(struct http_req *r, const char *ctype, const char *body, size_t len) {
-  char head[HEAD_GAP];
   int status = r->status ? r->status : 200;
   int no_body = status == 204 || status == 304 || strcmp(r->ri->request_method, "HEAD") == 0;
-  char clen[48] = "";
-  if (status != 204 && status != 304) snprintf(clen, sizeof clen, "Content-Length: %zu\r\n", len);
-  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%.*s%s%s%s%s%s\r\n", status,
-                   http_status_text(status), (int)r->headers->len, r->headers->data ? r->headers->data : "",
-                   ctype && !r->has_ctype ? "Content-Type: " : "", ctype && !r->has_ctype ? ctype : "",
-                   ctype && !r->has_ctype ? "\r\n" : "", clen, r->too_large ? "Connection: close\r\n" : "");
+  char head[HEAD_GAP];
+  size_t n = build_head(r, status, ctype, len, head, sizeof head);
   if (no_body) len = 0;
-  if (n > 0 && n < (int)sizeof head && body == r->out->data + HEAD_GAP) {
+  if (n <= sizeof head && body == r->out->data + HEAD_GAP) {
     char *start = r->out->data + HEAD_GAP - n;      /* the head goes right before the body */
-    memcpy(start, head, (size_t)n);
-    mg_write(r->conn, start, (size_t)n + len);
+    memcpy(start, head, n);
+    mg_write(r->conn, start, n + len);
     return;
   }
-  struct buf all;                                   /* long headers or a body elsewhere */
-  buf_init(&all);
-  buf_printf(&all, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
-  buf_add(&all, r->headers->data ? r->headers->data : "", r->headers->len);
-  if (ctype && !r->has_ctype) buf_printf(&all, "Content-Type: %s\r\n", ctype);
-  buf_printf(&all, "%s%s\r\n", clen, r->too_large ? "Connection: close\r\n" : "");
-  buf_add(&all, body, len);
-  mg_write(r->conn, all.data, all.len);
-  buf_free(&all);
+  size_t cap = r->headers->len + 256;               /* long headers or a body elsewhere */
+  char *all = xmalloc(cap + len);
+  n = build_head(r, status, ctype, len, all, cap);
+  memcpy(all + n, body, len);
+  mg_write(r->conn, all, n + len);
+  free(all);
 }
 
 static void send_text(struct http_req *r, int status, const char *text) {

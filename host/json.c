@@ -96,15 +96,22 @@ static void put_escape(struct buf *b, unsigned char c) {
   }
 }
 
+/* 1 for the bytes a JSON string must escape: control characters, '"' and '\\'. */
+static const unsigned char must_escape[256] = {
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+/* Copies runs of plain bytes in bulk; only the bytes that need it are escaped. */
 static void put_string(struct buf *b, const char *s, size_t n) {
   buf_reserve(b, n + 2);
-  buf_addc(b, '"');
+  b->data[b->len++] = '"';
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (!must_escape[(unsigned char)s[i]]) continue;
     buf_add(b, s + run, i - run);
-    put_escape(b, c);
+    put_escape(b, (unsigned char)s[i]);
     run = i + 1;
   }
   buf_add(b, s + run, n - run);

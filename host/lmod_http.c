@@ -27,25 +27,28 @@ static struct http_req *call_req(lua_State *L) {
   return p->call ? p->call->ctx : NULL;
 }
 
-/* The live request behind the object at index 1, or a raised error. */
+/* The live request behind the object at index 1, or a raised error. Methods carry their
+** metatable as upvalue 1, so the type check is a pointer comparison, not a name lookup. */
 static struct http_req *check(lua_State *L, const char *mt) {
-  struct uhttp *u = luaL_checkudata(L, 1, mt);
+  struct uhttp *u = lua_touserdata(L, 1);
+  if (!u || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, mt);
+  lua_pop(L, 1);
   struct http_req *r = call_req(L);
   if (!r || r->serial != u->serial) luaL_error(L, "the HTTP request is over (its handler returned)");
   return r;
 }
 
-static int new_object(lua_State *L, const char *mt) {
+/* http.request / http.response carry their type's metatable as upvalue 1. */
+static int new_object(lua_State *L) {
   struct http_req *r = call_req(L);
   if (!r) return errors_fail(L, EK_INVALID, "not inside an HTTP handler");
   struct uhttp *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->serial = r->serial;
-  luaL_setmetatable(L, mt);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setmetatable(L, -2);
   return 1;
 }
-
-static int l_request(lua_State *L) { return new_object(L, REQ_MT); }
-static int l_response(lua_State *L) { return new_object(L, RES_MT); }
 
 /* ---- Request ---------------------------------------------------------------------- */
 
@@ -289,7 +292,8 @@ static void set_strs(lua_State *L, const char *name, const char *const *kv) {
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods) {
   if (luaL_newmetatable(L, mt)) {
     lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);         /* each method gets the metatable as upvalue 1 */
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
@@ -325,10 +329,15 @@ int luaopen_http(lua_State *L) {
     "MULTIPART", "multipart/form-data", "TEXT", "text/plain", "STREAM", "application/octet-stream",
     NULL,
   };
-  static const luaL_Reg funcs[] = {{"request", l_request}, {"response", l_response}, {NULL, NULL}};
   new_type(L, REQ_MT, req_methods);
   new_type(L, RES_MT, res_methods);
-  luaL_newlib(L, funcs);
+  lua_createtable(L, 0, 5);
+  luaL_getmetatable(L, REQ_MT);
+  lua_pushcclosure(L, new_object, 1);
+  lua_setfield(L, -2, "request");
+  luaL_getmetatable(L, RES_MT);
+  lua_pushcclosure(L, new_object, 1);
+  lua_setfield(L, -2, "response");
   set_ints(L, "STATUS", status_names, status_codes);
   set_strs(L, "METHOD", methods);
   set_strs(L, "CONTENT", content);
