@@ -31,12 +31,6 @@ static int is_lua_kind(const char *kind) {
   return 0;
 }
 
-static uint64_t fnv64(const char *s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (; *s; s++) { h ^= (unsigned char)*s; h *= 0x100000001b3ULL; }
-  return h ? h : 1;
-}
-
 static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
   buf_add(ud, p, n);
   return 0;
@@ -81,7 +75,7 @@ static int compile_one(lua_State *L, struct code *c, struct diag *d) {
 }
 
 static void index_code(struct codeset *cs, struct code *c) {
-  uint64_t h = fnv64(c->e->id);
+  uint64_t h = str_hash(c->e->id);
   if (hmap_get(&cs->byid, h)) cs->collisions = 1;
   else hmap_put(&cs->byid, h, c);
 }
@@ -111,7 +105,7 @@ struct codeset *codeset_build(struct registry *r, const char *project_dir, struc
 
 const struct code *codeset_get(const struct codeset *cs, const char *id) {
   if (!cs->collisions) {
-    const struct code *c = hmap_get(&cs->byid, fnv64(id));
+    const struct code *c = hmap_get(&cs->byid, str_hash(id));
     return c && strcmp(c->e->id, id) == 0 ? c : NULL;
   }
   for (size_t i = 0; i < cs->n; i++)

@@ -280,25 +280,6 @@ static void set_ints(lua_State *L, const char *name, const char *const *names, c
   lua_setfield(L, -2, name);
 }
 
-static void set_strs(lua_State *L, const char *name, const char *const *kv) {
-  lua_newtable(L);
-  for (int i = 0; kv[i]; i += 2) {
-    lua_pushstring(L, kv[i + 1]);
-    lua_setfield(L, -2, kv[i]);
-  }
-  lua_setfield(L, -2, name);
-}
-
-static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods) {
-  if (luaL_newmetatable(L, mt)) {
-    lua_newtable(L);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1);         /* each method gets the metatable as upvalue 1 */
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
-}
-
 int luaopen_http(lua_State *L) {
   static const luaL_Reg req_methods[] = {
     {"method", r_method}, {"path", r_path}, {"query", r_query}, {"query_params", r_query_params},
@@ -329,8 +310,8 @@ int luaopen_http(lua_State *L) {
     "MULTIPART", "multipart/form-data", "TEXT", "text/plain", "STREAM", "application/octet-stream",
     NULL,
   };
-  new_type(L, REQ_MT, req_methods);
-  new_type(L, RES_MT, res_methods);
+  luaenv_newtype(L, REQ_MT, req_methods, NULL);
+  luaenv_newtype(L, RES_MT, res_methods, NULL);
   lua_createtable(L, 0, 5);
   luaL_getmetatable(L, REQ_MT);
   lua_pushcclosure(L, new_object, 1);
@@ -339,7 +320,11 @@ int luaopen_http(lua_State *L) {
   lua_pushcclosure(L, new_object, 1);
   lua_setfield(L, -2, "response");
   set_ints(L, "STATUS", status_names, status_codes);
-  set_strs(L, "METHOD", methods);
-  set_strs(L, "CONTENT", content);
+  lua_newtable(L);
+  luaenv_setstrings(L, methods);
+  lua_setfield(L, -2, "METHOD");
+  lua_newtable(L);
+  luaenv_setstrings(L, content);
+  lua_setfield(L, -2, "CONTENT");
   return 1;
 }

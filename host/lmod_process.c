@@ -486,12 +486,6 @@ static void open_types(lua_State *L) {
   chan_open_metatables(L);
 }
 
-static void set_strings(lua_State *L, const char *const *kv) {
-  for (; kv[0]; kv += 2) {
-    lua_pushstring(L, kv[1]);
-    lua_setfield(L, -2, kv[0]);
-  }
-}
 
 int luaopen_process(lua_State *L) {
   static const luaL_Reg funcs[] = {
@@ -511,7 +505,7 @@ int luaopen_process(lua_State *L) {
   open_types(L);
   luaL_newlib(L, funcs);
   lua_createtable(L, 0, 3);
-  set_strings(L, events);
+  luaenv_setstrings(L, events);
   lua_setfield(L, -2, "event");
   luaL_newlib(L, reg_funcs);
   lua_pushinteger(L, 0);

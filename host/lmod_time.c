@@ -174,16 +174,6 @@ static int t_rfc3339(lua_State *L) {
   return 1;
 }
 
-static void new_type(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction tostr) {
-  if (luaL_newmetatable(L, name)) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, tostr);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
-}
 
 int luaopen_time(lua_State *L) {
   static const luaL_Reg dmethods[] = {
@@ -207,13 +197,9 @@ int luaopen_time(lua_State *L) {
     {"NANOSECOND", 1}, {"MICROSECOND", 1000}, {"MILLISECOND", NS_PER_MS},
     {"SECOND", NS_PER_S}, {"MINUTE", 60 * NS_PER_S}, {"HOUR", 3600 * NS_PER_S},
   };
-  new_type(L, DURATION_MT, dmethods, d_tostring);
-  new_type(L, TIME_MT, tmethods, t_rfc3339);
-  if (luaL_newmetatable(L, TICKER_MT)) {
-    luaL_newlib(L, tkmethods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  luaenv_newtype(L, DURATION_MT, dmethods, d_tostring);
+  luaenv_newtype(L, TIME_MT, tmethods, t_rfc3339);
+  luaenv_newtype(L, TICKER_MT, tkmethods, NULL);
   chan_open_metatables(L);
   luaL_newlib(L, funcs);
   for (size_t i = 0; i < countof(units); i++) {

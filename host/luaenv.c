@@ -87,6 +87,28 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return q;
 }
 
+void luaenv_newtype(lua_State *L, const char *mt, const luaL_Reg *methods,
+                    int (*tostring)(lua_State *)) {
+  if (luaL_newmetatable(L, mt)) {
+    lua_newtable(L);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__index");
+    if (tostring) {
+      lua_pushcfunction(L, tostring);
+      lua_setfield(L, -2, "__tostring");
+    }
+  }
+  lua_pop(L, 1);
+}
+
+void luaenv_setstrings(lua_State *L, const char *const *kv) {
+  for (; kv[0]; kv += 2) {
+    lua_pushstring(L, kv[1]);
+    lua_setfield(L, -2, kv[0]);
+  }
+}
+
 /* The `errors` global as a module opener. */
 int luaopen_errors(lua_State *L) {
   errors_open(L);

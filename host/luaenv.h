@@ -8,12 +8,20 @@
 #ifndef TASKHOST_LUAENV_H
 #define TASKHOST_LUAENV_H
 
-typedef struct lua_State lua_State;
+#include <lauxlib.h>
 struct proc;
 
 lua_State *luaenv_new(struct proc *p);
 /* Frees a function state's block cache; after lua_close. */
 void luaenv_cache_free(struct proc *p);
+
+/* Glue helpers shared by the lmod_*.c files. */
+/* Registers metatable `mt` once: __index = methods (each gets the metatable as upvalue 1, so
+** it can check its self argument by pointer), and __tostring if given. */
+void luaenv_newtype(lua_State *L, const char *mt, const luaL_Reg *methods,
+                    int (*tostring)(lua_State *));
+/* Sets t[kv[i]] = kv[i+1] (strings) on the table on top, up to a NULL name. */
+void luaenv_setstrings(lua_State *L, const char *const *kv);
 
 /* Lua module openers implemented by the lmod_*.c files. */
 int luaopen_process(lua_State *L);

@@ -13,12 +13,6 @@
 
 struct name_ent { struct name_ent *next; char *name; uint64_t pid; };
 
-static uint64_t fnv64(const char *s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (; *s; s++) { h ^= (unsigned char)*s; h *= 0x100000001b3ULL; }
-  return h ? h : 1;
-}
-
 struct rt *rt_new(const char *project_dir) {
   struct rt *rt = xcalloc(1, sizeof *rt);
   rt->project_dir = project_dir;
@@ -125,7 +119,7 @@ uint64_t rt_resolve(struct rt *rt, const char *dest) {
 }
 
 int rt_name_register(struct rt *rt, const char *name, uint64_t pid, uint64_t *owner) {
-  uint64_t h = fnv64(name);
+  uint64_t h = str_hash(name);
   pthread_mutex_lock(&rt->name_lock);
   struct name_ent *head = hmap_get(&rt->names, h), *e;
   for (e = head; e; e = e->next)
@@ -146,7 +140,7 @@ int rt_name_register(struct rt *rt, const char *name, uint64_t pid, uint64_t *ow
 }
 
 uint64_t rt_name_lookup(struct rt *rt, const char *name) {
-  uint64_t h = fnv64(name), pid = 0;
+  uint64_t h = str_hash(name), pid = 0;
   pthread_mutex_lock(&rt->name_lock);
   for (struct name_ent *e = hmap_get(&rt->names, h); e; e = e->next)
     if (strcmp(e->name, name) == 0) { pid = e->pid; break; }
@@ -155,7 +149,7 @@ uint64_t rt_name_lookup(struct rt *rt, const char *name) {
 }
 
 int rt_name_unregister(struct rt *rt, const char *name, uint64_t pid) {
-  uint64_t h = fnv64(name);
+  uint64_t h = str_hash(name);
   int removed = 0;
   pthread_mutex_lock(&rt->name_lock);
   struct name_ent *head = hmap_get(&rt->names, h), *prev = NULL, *e;

@@ -108,6 +108,12 @@ static const struct { const char *name; int64_t ns; } units[] = {
   {"s", NS_PER_S}, {"m", 60 * NS_PER_S}, {"h", 3600 * NS_PER_S},
 };
 
+uint64_t str_hash(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (; *s; s++) { h ^= (unsigned char)*s; h *= 0x100000001b3ULL; }
+  return h ? h : 1;
+}
+
 int duration_parse(const char *s, int64_t *ns) {
   if (!s || !*s) return -1;
   int neg = 0;

@@ -33,6 +33,9 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* FNV-1a of a NUL-terminated string; never 0 (hmap keys must not be 0). */
+uint64_t str_hash(const char *s);
+
 /* Parses a Go-style duration ("300ms", "1h30m", "2.5s"; units ns us µs ms s m h).
 ** Returns 0 and the value in nanoseconds, or -1 on a malformed string. */
 int duration_parse(const char *s, int64_t *ns);
