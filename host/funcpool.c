@@ -21,6 +21,8 @@ struct funcpool {
   struct proc **idle;         /* states ready for a call (a stack: the warmest first) */
   size_t nidle, cap;
   size_t live, max;           /* states owned by the pool (idle + in calls), limit */
+  size_t peak;                /* most states ever live at once */
+  uint64_t waits;             /* calls that found the pool at its limit */
   int warned_no_bg;
 };
 
@@ -40,9 +42,10 @@ struct funcpool *funcpool_new(struct rt *rt, const struct code *code, struct sch
 /* Takes an idle state or a slot to make one. Returns the state, or NULL with a slot held. */
 static struct proc *take(struct funcpool *fp) {
   pthread_mutex_lock(&fp->lock);
+  if (!fp->nidle && fp->live >= fp->max) fp->waits++;
   while (!fp->nidle && fp->live >= fp->max) pthread_cond_wait(&fp->cv, &fp->lock);
   struct proc *p = fp->nidle ? fp->idle[--fp->nidle] : NULL;
-  if (!p) fp->live++;
+  if (!p && ++fp->live > fp->peak) fp->peak = fp->live;
   pthread_mutex_unlock(&fp->lock);
   return p;
 }
@@ -102,6 +105,9 @@ size_t funcpool_states(struct funcpool *fp) {
 
 void funcpool_free(struct funcpool *fp) {
   if (!fp) return;
+  if (fp->peak)
+    log_summary("%s: at most %zu states at once (limit %zu); %llu calls waited for one",
+                fp->code->e->id, fp->peak, fp->max, (unsigned long long)fp->waits);
   for (size_t i = 0; i < fp->nidle; i++) proc_free_function(fp->idle[i]);
   free(fp->idle);
   pthread_mutex_destroy(&fp->lock);
