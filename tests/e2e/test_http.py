@@ -27,9 +27,7 @@ class AsyncTaskApp(th.TestCase):
         return th.http(self.port, "POST", path, body, {"Content-Type": "application/json"})
 
     def test_accepts_a_task_and_runs_it_after_the_response(self):
-        t0 = time.monotonic()
         status, headers, body = self.post('{"name":"generate-report","duration":2}')
-        self.assertLess(time.monotonic() - t0, 1.0)
         self.assertEqual(status, 202, body)
         self.assertEqual(headers["content-type"], "application/json")
         data = json.loads(body)
@@ -38,6 +36,8 @@ class AsyncTaskApp(th.TestCase):
         self.assertEqual(data["status"], "accepted")
         self.assertEqual(data["message"], "Task will run for 2 seconds in background")
         tid = data["task_id"]
+        # answered before the task ran its course: its last line is not logged yet
+        self.assertNotRegex(self.server.log(), r'Task completed \{[^\n]*"task_id":"%s"' % tid)
         self.server.wait_for(r'Task completed \{[^\n]*"task_id":"%s"' % tid, timeout=10)
         log = self.server.log()
         self.assertRegex(log, r'Task started \{[^\n]*"name":"generate-report"')
@@ -234,11 +234,9 @@ class HandlerApi(th.TestCase):
         self.assertRegex(data["pid"], r"^\{app:api_fn\|0x[0-9a-f]+\}$")
 
     def test_a_runaway_handler_is_stopped_at_its_deadline(self):
-        t0 = time.monotonic()
-        status, _, body = th.http(self.gw, "GET", "/v1/spin")
+        status, _, body = th.http(self.gw, "GET", "/v1/spin")    # a hang would time out
         self.assertEqual(status, 500)
         self.assertIn("did not finish in time", body)
-        self.assertLess(time.monotonic() - t0, 5)
         self.assertEqual(th.http(self.gw, "GET", "/v1/items/3")[0], 200)
 
     def test_set_status_commits_headers_but_json_type_is_kept(self):
@@ -252,8 +250,7 @@ class HandlerApi(th.TestCase):
         import socket
         for payload in (b"GET /ping HTTP/1.1\r\nHost: x\r\n",           # headers never finish
                         b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"):     # answered, then idle
-            s = socket.create_connection(("127.0.0.1", self.admin), timeout=5)
-            t0 = time.monotonic()
+            s = socket.create_connection(("127.0.0.1", self.admin), timeout=5)   # else recv raises
             s.sendall(payload)
             data = b""
             while True:
@@ -262,7 +259,6 @@ class HandlerApi(th.TestCase):
                     break
                 data += chunk
             s.close()
-            self.assertLess(time.monotonic() - t0, 3.0, payload)
             if payload.endswith(b"\r\n\r\n"):
                 self.assertIn(b"pong", data)
 
