@@ -606,6 +606,7 @@ void proc_detach(struct proc *p, struct sched *s) {
 
 void proc_free_function(struct proc *p) {
   p->mem_limit = 0;
+  log_debug("function state %s closes holding %zu bytes of Lua heap", p->pidstr, p->mem);
   release(p);
   pthread_mutex_lock(&p->lock);
   p->state = PS_DONE;
