@@ -30,10 +30,7 @@ static struct http_req *call_req(lua_State *L) {
 /* The live request behind the object at index 1, or a raised error. Methods carry their
 ** metatable as upvalue 1, so the type check is a pointer comparison, not a name lookup. */
 static struct http_req *check(lua_State *L, const char *mt) {
-  struct uhttp *u = lua_touserdata(L, 1);
-  if (!u || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
-    luaL_typeerror(L, 1, mt);
-  lua_pop(L, 1);
+  struct uhttp *u = luaenv_toself(L, mt);
   struct http_req *r = call_req(L);
   if (!r || r->serial != u->serial) luaL_error(L, "the HTTP request is over (its handler returned)");
   return r;

@@ -43,8 +43,9 @@ static int build_fields(lua_State *L) {
 }
 
 static int emit(lua_State *L, enum log_level lv) {
-  if (!luaL_testudata(L, 1, LOGGER_MT))
+  if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
     return luaL_error(L, "logger methods must be called with ':' (logger:info(msg, fields))");
+  lua_pop(L, 1);
   if (!log_enabled(lv)) return 0;
   const char *msg = luaL_tolstring(L, 2, NULL);
   lua_replace(L, 2);
@@ -77,7 +78,7 @@ static void new_logger(lua_State *L, int fields_idx, int name_idx) {
 }
 
 static int l_with(lua_State *L) {
-  luaL_checkudata(L, 1, LOGGER_MT);
+  luaenv_toself(L, LOGGER_MT);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_newtable(L);
   int t = lua_gettop(L);
@@ -91,7 +92,7 @@ static int l_with(lua_State *L) {
 }
 
 static int l_named(lua_State *L) {
-  luaL_checkudata(L, 1, LOGGER_MT);
+  luaenv_toself(L, LOGGER_MT);
   luaL_checkstring(L, 2);
   lua_getiuservalue(L, 1, 1);
   lua_getfield(L, -1, "fields");
@@ -104,11 +105,7 @@ int luaopen_logger(lua_State *L) {
     {"debug", l_debug}, {"info", l_info}, {"warn", l_warn}, {"error", l_error},
     {"with", l_with}, {"named", l_named}, {NULL, NULL},
   };
-  if (luaL_newmetatable(L, LOGGER_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  luaenv_newtype(L, LOGGER_MT, methods, NULL);
   new_logger(L, 0, 0);
   return 1;
 }

@@ -70,7 +70,9 @@ static int payload_new(lua_State *L) {
   return 1;
 }
 
-static struct umsg *check_msg(lua_State *L) { return luaL_checkudata(L, 1, MESSAGE_MT); }
+static struct umsg *check_msg(lua_State *L) { return luaenv_toself(L, MESSAGE_MT); }
+
+static const char message_key = 0;   /* registry[&message_key] = the Message metatable */
 
 static int msg_topic_l(lua_State *L) {
   struct umsg *u = check_msg(L);
@@ -124,7 +126,7 @@ static int msg_data_l(lua_State *L) {
 }
 
 static int msg_tostring(lua_State *L) {
-  struct umsg *u = check_msg(L);
+  struct umsg *u = luaL_checkudata(L, 1, MESSAGE_MT);     /* a metamethod: no upvalue */
   lua_pushfstring(L, "process.Message{topic=%s}", u->data);
   return 1;
 }
@@ -140,7 +142,8 @@ static void conv_message(lua_State *L, struct proc *p, struct msg *m) {
   u->from_host = m->from_host;
   memcpy(u->data, m->data, size);
   free(m);
-  luaL_setmetatable(L, MESSAGE_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &message_key);
+  lua_setmetatable(L, -2);
 }
 
 /* EXIT / LINK_DOWN / CANCEL → {kind, from, at, result={value, error} | reason}. */
@@ -469,13 +472,9 @@ static void open_types(lua_State *L) {
     {"topic", msg_topic_l}, {"from", msg_from_l}, {"payload", msg_payload_l},
     {"data", msg_data_l}, {NULL, NULL},
   };
-  if (luaL_newmetatable(L, MESSAGE_MT)) {
-    luaL_newlib(L, msg_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, msg_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  luaenv_newtype(L, MESSAGE_MT, msg_methods, msg_tostring);
+  luaL_getmetatable(L, MESSAGE_MT);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
   if (luaL_newmetatable(L, PAYLOAD_MT)) {
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, payload_data);

@@ -102,6 +102,14 @@ void luaenv_newtype(lua_State *L, const char *mt, const luaL_Reg *methods,
   lua_pop(L, 1);
 }
 
+void *luaenv_toself(lua_State *L, const char *mt) {
+  void *u = lua_touserdata(L, 1);
+  if (!u || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, mt);
+  lua_pop(L, 1);
+  return u;
+}
+
 void luaenv_setstrings(lua_State *L, const char *const *kv) {
   for (; kv[0]; kv += 2) {
     lua_pushstring(L, kv[1]);

@@ -20,6 +20,9 @@ void luaenv_cache_free(struct proc *p);
 ** it can check its self argument by pointer), and __tostring if given. */
 void luaenv_newtype(lua_State *L, const char *mt, const luaL_Reg *methods,
                     int (*tostring)(lua_State *));
+/* The userdata at index 1 when its metatable is the calling method's upvalue 1 (see
+** luaenv_newtype); otherwise raises a type error naming `mt`. Only for methods. */
+void *luaenv_toself(lua_State *L, const char *mt);
 /* Sets t[kv[i]] = kv[i+1] (strings) on the table on top, up to a NULL name. */
 void luaenv_setstrings(lua_State *L, const char *const *kv);
 
