@@ -8,6 +8,7 @@
 #include "log.h"
 #include "proc.h"
 #include "registry.h"
+#include "scheduler.h"
 #include "util.h"
 
 #include <lauxlib.h>
@@ -16,13 +17,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A state used by one thread at a time keeps freed small blocks in LIFO lists by size class
-** (16-byte steps up to BC_MAX): HTTP function states move between civetweb threads, and
-** glibc frees that cross thread arenas take locks. Blocks of a class are always allocated
-** at the class's full size, so any block of the list fits any request of the class. */
+/* Freed small blocks are kept in LIFO lists by size class (glibc's usable chunk sizes: 24,
+** 40, 56 … BC_MAX, so rounding a request up to its class wastes nothing) and
+** handed out again without malloc: per function state (they move between HTTP threads, and
+** glibc frees that cross thread arenas take locks) and per process-host worker (spawn and
+** exit build and close a whole state; messages come and go). Every small block is allocated
+** at its class's full size, cache or not, so any block of a class fits any request of that
+** class wherever it is freed. A cache belongs to one thread at a time: its state's, or its
+** worker's. */
+#define BC_MIN 24
 #define BC_STEP 16
-#define BC_MAX 256
-#define BC_CLASSES (BC_MAX / BC_STEP)
+#define BC_MAX 248
+#define BC_CLASSES ((BC_MAX - BC_MIN) / BC_STEP + 1)
 #define BC_KEEP 128                 /* blocks kept per class at most */
 
 struct blockcache {
@@ -30,13 +36,18 @@ struct blockcache {
   unsigned count[BC_CLASSES];
 };
 
-static int bc_class(size_t n) { return n && n <= BC_MAX ? (int)((n - 1) / BC_STEP) : -1; }
+static int bc_class(size_t n) {
+  if (!n || n > BC_MAX) return -1;
+  return n <= BC_MIN ? 0 : (int)((n - BC_MIN + BC_STEP - 1) / BC_STEP);
+}
+
+static size_t bc_size(int k) { return BC_MIN + (size_t)k * BC_STEP; }
 
 static void *bc_alloc(struct blockcache *bc, size_t n) {
   int k = bc_class(n);
   if (k < 0) return malloc(n);
-  void *b = bc->head[k];
-  if (!b) return malloc((size_t)(k + 1) * BC_STEP);
+  void *b = bc ? bc->head[k] : NULL;
+  if (!b) return malloc(bc_size(k));
   bc->head[k] = *(void **)b;
   bc->count[k]--;
   return b;
@@ -44,7 +55,7 @@ static void *bc_alloc(struct blockcache *bc, size_t n) {
 
 static void bc_free(struct blockcache *bc, void *b, size_t n) {
   int k = bc_class(n);
-  if (k < 0 || bc->count[k] >= BC_KEEP) { free(b); return; }
+  if (!bc || k < 0 || bc->count[k] >= BC_KEEP) { free(b); return; }
   *(void **)b = bc->head[k];
   bc->head[k] = b;
   bc->count[k]++;
@@ -61,28 +72,37 @@ static void *bc_realloc(struct blockcache *bc, void *b, size_t o, size_t n) {
   return q;
 }
 
-void luaenv_cache_free(struct proc *p) {
-  struct blockcache *bc = p->cache;
+struct blockcache *luaenv_cache_new(void) {
+#ifdef TASKHOST_SANITIZE
+  return NULL;                      /* under ASan every block goes back to malloc */
+#else
+  return xcalloc(1, sizeof(struct blockcache));
+#endif
+}
+
+void luaenv_cache_destroy(struct blockcache *bc) {
   if (!bc) return;
   for (int k = 0; k < BC_CLASSES; k++)
     for (void *b = bc->head[k], *next; b; b = next) { next = *(void **)b; free(b); }
   free(bc);
+}
+
+void luaenv_cache_free(struct proc *p) {
+  luaenv_cache_destroy(p->cache);
   p->cache = NULL;
 }
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   struct proc *p = ud;
+  struct blockcache *bc = p->cache ? p->cache : p->worker ? p->worker->cache : NULL;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    if (p->cache && ptr) bc_free(p->cache, ptr, osize);
-    else free(ptr);
+    if (ptr) bc_free(bc, ptr, osize);
     p->mem -= old;
     return NULL;
   }
   if (p->mem_limit && nsize > old && p->mem + nsize - old > p->mem_limit) return NULL;
-  void *q;
-  if (!p->cache) q = realloc(ptr, nsize);
-  else q = ptr ? bc_realloc(p->cache, ptr, osize, nsize) : bc_alloc(p->cache, nsize);
+  void *q = ptr ? bc_realloc(bc, ptr, osize, nsize) : bc_alloc(bc, nsize);
   if (q) p->mem += nsize - old;
   return q;
 }
@@ -303,9 +323,7 @@ static void sandbox(lua_State *L) {
 }
 
 lua_State *luaenv_new(struct proc *p) {
-#ifndef TASKHOST_SANITIZE                /* under ASan every block goes back to malloc */
-  if (p->is_function) p->cache = xcalloc(1, sizeof *p->cache);
-#endif
+  if (p->is_function) p->cache = luaenv_cache_new();
   lua_State *L = lua_newstate(counting_alloc, p);
   if (!L) return NULL;
   p->root.p = p;

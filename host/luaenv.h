@@ -14,6 +14,9 @@ struct proc;
 lua_State *luaenv_new(struct proc *p);
 /* Frees a function state's block cache; after lua_close. */
 void luaenv_cache_free(struct proc *p);
+/* A small-block cache for one thread's states (NULL under ASan); and its release. */
+struct blockcache *luaenv_cache_new(void);
+void luaenv_cache_destroy(struct blockcache *bc);
 
 /* Glue helpers shared by the lmod_*.c files. */
 /* Registers metatable `mt` once: __index = methods (each gets the metatable as upvalue 1, so

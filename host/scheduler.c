@@ -7,6 +7,7 @@
 #include "scheduler.h"
 #include "proc.h"
 #include "log.h"
+#include "luaenv.h"
 #include "util.h"
 #include "watchdog.h"
 
@@ -135,6 +136,7 @@ struct sched *sched_new(struct rt *rt, const char *name, int nworkers) {
 int sched_start(struct sched *s) {
   for (int i = 0; i < s->nworkers; i++) {
     s->workers[i].s = s;
+    s->workers[i].cache = luaenv_cache_new();
     s->workers[i].id = i;
     if (pthread_create(&s->threads[i], NULL, worker_main, &s->workers[i]) != 0) {
       log_error("%s: cannot start worker %d", s->name, i);
@@ -159,6 +161,7 @@ void sched_free(struct sched *s) {
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->empty_lock);
   pthread_cond_destroy(&s->empty_cv);
+  for (int i = 0; i < s->nworkers; i++) luaenv_cache_destroy(s->workers[i].cache);
   free(s->workers);
   free(s->threads);
   free(s->name);

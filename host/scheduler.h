@@ -29,6 +29,7 @@ struct worker {
   _Atomic uint64_t resumes;
   _Atomic(lua_State *) running_co;
   _Atomic int hooking;
+  struct blockcache *cache;  /* small Lua blocks of the states this worker runs (luaenv.c) */
 };
 
 /* Arms the interrupt hook on the coroutine w is running, if any (task.c). */
