@@ -244,6 +244,45 @@ end }
         self.assertEqual(r.stdout, "done\n")
         self.assertNotIn("hidden line", r.stderr)
 
+    def test_imports_and_env(self):
+        lib = """
+local M = {}
+function M.greet(name) return "hello " .. name end
+return M
+"""
+        entries = """
+- name: greeter
+  kind: library.lua
+  source: file://greeter.lua
+- name: port
+  kind: env.variable
+  variable: TASKHOST_TEST_PORT
+  default: "8123"
+"""
+        project = th.script_project("""
+local io = require("io")
+local g = require("words")
+local env = require("env")
+return { main = function()
+  io.print(g.greet("lua"), require("words") == g)
+  io.print("port", env.get("TASKHOST_TEST_PORT"), env.get("app:port"))
+  io.print("home", env.get("TASKHOST_TEST_HOME"))
+  local v, err = env.get("TASKHOST_SURELY_UNSET_VAR")
+  io.print("unset", tostring(v), err and err:kind())
+  local ok, e = pcall(require, "nothere")
+  io.print("missing", ok, tostring(e):match("not found") ~= nil)
+  return 0
+end }
+""", extra_entries=entries, extra_files={"src/greeter.lua": lib}, modules="[io, env]",
+            imports="{words: greeter}")
+        r = th.run(["run", project, "-x", "app:main"], env={"TASKHOST_TEST_HOME": "/h"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("hello lua\ttrue", r.stdout)
+        self.assertIn("port\t8123\t8123", r.stdout)
+        self.assertIn("home\t/h", r.stdout)
+        self.assertIn("unset\tnil\tNOT_FOUND", r.stdout)
+        self.assertIn("missing\tfalse\ttrue", r.stdout)
+
     def test_sandbox(self):
         r = run_script(self, """
 local io = require("io")

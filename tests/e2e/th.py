@@ -68,7 +68,7 @@ entries:
 
 
 def script_project(main_lua, extra_entries="", extra_files=None,
-                   modules="[io, process, time, channel, logger, json, env]"):
+                   modules="[io, process, time, channel, logger, json, env]", imports=None):
     """A project whose app:main process (for -x on the terminal) runs main_lua.
     extra_entries: YAML list items (at column 0, "- name: ..."), appended to entries."""
     main_entry = textwrap.dedent(f"""
@@ -77,7 +77,7 @@ def script_project(main_lua, extra_entries="", extra_files=None,
           source: file://main.lua
           method: main
           modules: {modules}
-        """)
+        """) + (f"  imports: {imports}\n" if imports else "")
     index = (textwrap.dedent(TERMINAL_HEADER).lstrip("\n")
              + textwrap.indent(main_entry + textwrap.dedent(extra_entries), "  "))
     files = {"src/_index.yaml": index, "src/main.lua": main_lua}
