@@ -29,7 +29,7 @@
 
 static void push_pid(lua_State *L, const char *host, uint64_t pid) {
   char s[128];
-  snprintf(s, sizeof s, "{%s|0x%05llx}", host ? host : "?", (unsigned long long)pid);
+  rt_pid_format(s, sizeof s, host, pid);
   lua_pushstring(L, s);
 }
 

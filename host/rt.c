@@ -8,6 +8,7 @@
 #include "scheduler.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,11 @@ void rt_foreach_proc(struct rt *rt, struct sched *s, void (*fn)(struct proc *, v
     if (p && (!s || p->sched == s)) fn(p, ud);
   }
   pthread_rwlock_unlock(&rt->pid_lock);
+}
+
+char *rt_pid_format(char *buf, size_t len, const char *host, uint64_t pid) {
+  snprintf(buf, len, "{%s|0x%05llx}", host ? host : "?", (unsigned long long)pid);
+  return buf;
 }
 
 uint64_t rt_pid_parse(const char *s) {

@@ -56,6 +56,8 @@ struct proc *rt_pid_get(struct rt *rt, uint64_t pid);          /* with a referen
 /* Calls fn for every live process of scheduler s (or all if s is NULL) under the pid lock. */
 void rt_foreach_proc(struct rt *rt, struct sched *s, void (*fn)(struct proc *, void *), void *ud);
 
+/* Writes "{host|0x0000f}" (the form rt_pid_parse reads) into buf; returns buf. */
+char *rt_pid_format(char *buf, size_t len, const char *host, uint64_t pid);
 /* "{app:processes|0x0000f}" → 15; 0 if malformed. */
 uint64_t rt_pid_parse(const char *s);
 /* Resolves a destination: a pid string or a registered name. 0 if unknown. */
