@@ -69,9 +69,8 @@ static int l_after(lua_State *L) {
   if (to_duration(L, 1, &ns) != 0) return errors_fail(L, EK_INVALID, "%s", lua_tostring(L, -1));
   if (ns <= 0) return errors_fail(L, EK_INVALID, "time.after needs a positive duration");
   struct proc *p = proc_of(L);
-  struct chan *c = chan_new(L, 1);
+  chan_new(L, 1);
   struct pending *pe = pending_new(p, PEND_AFTER);
-  pe->ch = c;
   lua_pushvalue(L, -1);
   pe->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   pending_arm_timer(p, pe, ns);
@@ -91,9 +90,8 @@ static int l_ticker(lua_State *L) {
   struct proc *p = proc_of(L);
   struct uticker *u = lua_newuserdatauv(L, sizeof *u, 1);
   luaL_setmetatable(L, TICKER_MT);
-  struct chan *c = chan_new(L, 1);
+  chan_new(L, 1);
   struct pending *pe = pending_new(p, PEND_TICKER);
-  pe->ch = c;
   pe->period = ns;
   lua_pushvalue(L, -1);
   pe->ref = luaL_ref(L, LUA_REGISTRYINDEX);

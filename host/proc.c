@@ -201,7 +201,7 @@ uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
   if (sched_closed(s)) return 0;
   struct proc *p = xcalloc(1, sizeof *p);
   p->pid = rt_next_pid(rt);
-  snprintf(p->pidstr, sizeof p->pidstr, "{%s|0x%05llx}", sched_name(s), (unsigned long long)p->pid);
+  rt_pid_format(p->pidstr, sizeof p->pidstr, sched_name(s), p->pid);
   p->rt = rt;
   p->sched = s;
   p->host_name = sched_name(s);
@@ -325,8 +325,8 @@ static void deliver(struct proc *p, struct msg *m) {
   case MK_LINK_DOWN:
     if (p->trap_links) feed_deliver(p, &p->events, m);
     else {
-      proc_fail(p, "linked process {%s|0x%05llx} failed", m->from_host ? m->from_host : "?",
-                (unsigned long long)m->from);
+      char pid[128];
+      proc_fail(p, "linked process %s failed", rt_pid_format(pid, sizeof pid, m->from_host, m->from));
       free(m);
     }
     break;
@@ -519,7 +519,7 @@ int proc_step(struct proc *p, struct worker *w) {
 struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err, size_t errlen) {
   struct proc *p = xcalloc(1, sizeof *p);
   p->pid = rt_next_pid(rt);
-  snprintf(p->pidstr, sizeof p->pidstr, "{%s|0x%05llx}", code->e->id, (unsigned long long)p->pid);
+  rt_pid_format(p->pidstr, sizeof p->pidstr, code->e->id, p->pid);
   p->rt = rt;
   p->host_name = code->e->id;
   p->code = code;
@@ -528,7 +528,7 @@ struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err
   codeset_ref(code->set);
   atomic_store(&p->refs, 1);
   pthread_mutex_init(&p->lock, NULL);
-  pthread_cond_init(&p->cv, NULL);
+  cond_init_monotonic(&p->cv);
   p->state = PS_INLINE;
   hmap_init(&p->sessions);
   buf_init(&p->exit_result);
@@ -551,13 +551,8 @@ static int wait_post(struct proc *p, int64_t deadline) {
   pthread_mutex_lock(&p->lock);
   while (!p->mailbox.head && rc == 0) {
     if (!deadline) { pthread_cond_wait(&p->cv, &p->lock); continue; }
-    int64_t left = deadline - clock_mono_ns();
-    if (left <= 0) { rc = -1; break; }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);          /* p->cv uses the default clock */
-    int64_t abs = (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec + left;
-    ts.tv_sec = (time_t)(abs / NS_PER_S);
-    ts.tv_nsec = (long)(abs % NS_PER_S);
+    if (clock_mono_ns() >= deadline) { rc = -1; break; }
+    struct timespec ts = ns_timespec(deadline);
     pthread_cond_timedwait(&p->cv, &p->lock, &ts);
   }
   pthread_mutex_unlock(&p->lock);

@@ -107,7 +107,6 @@ struct pending {
   uint64_t session;
   uint8_t kind;
   struct task *t;             /* PEND_SLEEP / PEND_LINE */
-  struct chan *ch;            /* PEND_AFTER */
   int ref;                    /* PEND_AFTER/TICKER: anchors the channel until it fires/stops */
   int64_t period;             /* PEND_TICKER */
   struct timer tm;
@@ -171,7 +170,6 @@ struct proc {
   struct task *ready_head, *ready_tail;
   struct task *tasks;         /* all live tasks */
   struct task *main_task;
-  struct task *running;
   char *args; size_t args_len; /* packed arguments for main, freed at boot */
   struct feed inbox, events;
   struct hmap sessions;       /* session → struct pending */
@@ -195,7 +193,7 @@ struct proc {
   size_t nnames;
   struct buf scratch;         /* reused packing buffer for sends */
   /* function states */
-  pthread_cond_t cv;          /* PS_INLINE: signalled by posts (guarded by `lock`) */
+  pthread_cond_t cv;          /* PS_INLINE: signalled by posts (guarded by `lock`; monotonic) */
   int is_function;
   int fn_ref;                 /* the entry's function, anchored */
   struct call *call;          /* the inline call in progress, or NULL */

@@ -123,11 +123,7 @@ struct sched *sched_new(struct rt *rt, const char *name, int nworkers) {
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->empty_lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&s->empty_cv, &ca);
-  pthread_condattr_destroy(&ca);
+  cond_init_monotonic(&s->empty_cv);
   s->workers = xcalloc((size_t)nworkers, sizeof *s->workers);
   s->threads = xcalloc((size_t)nworkers, sizeof *s->threads);
   return s;
@@ -185,8 +181,7 @@ void sched_proc_removed(struct sched *s) {
 }
 
 int sched_wait_empty(struct sched *s, int64_t deadline_ns) {
-  struct timespec ts = {.tv_sec = (time_t)(deadline_ns / NS_PER_S),
-                        .tv_nsec = (long)(deadline_ns % NS_PER_S)};
+  struct timespec ts = ns_timespec(deadline_ns);
   pthread_mutex_lock(&s->empty_lock);
   int rc = 0;
   while (atomic_load(&s->nprocs) > 0 && rc == 0)

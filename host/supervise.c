@@ -71,11 +71,7 @@ struct supervisor *sup_new(struct rt *rt) {
   s->rt = rt;
   s->seed = (unsigned)clock_mono_ns();
   pthread_mutex_init(&s->lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&s->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  cond_init_monotonic(&s->cv);
   return s;
 }
 
@@ -180,7 +176,7 @@ void sup_start_all(struct supervisor *s) {
 }
 
 static int wait_exit_locked(struct supervisor *s, struct service *v, int64_t deadline) {
-  struct timespec ts = {.tv_sec = (time_t)(deadline / NS_PER_S), .tv_nsec = (long)(deadline % NS_PER_S)};
+  struct timespec ts = ns_timespec(deadline);
   while (v->pid && pthread_cond_timedwait(&s->cv, &s->lock, &ts) == 0) {}
   return v->pid ? -1 : 0;
 }

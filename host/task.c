@@ -280,9 +280,7 @@ static void call_raised(struct proc *p, struct task *t) {
 static void run_one(struct proc *p, struct task *t) {
   int nres = 0;
   t->state = T_RUNNING;
-  p->running = t;
   int st = resume(p, t, &nres);
-  p->running = NULL;
   t->nargs = 0;
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);

@@ -85,11 +85,6 @@ struct timer *theap_pop(struct theap *h) {
 void timer_init(struct timer *n) { n->idx = -1; }
 int timer_armed(const struct timer *n) { return n->idx >= 0; }
 
-static void deadline_to_timespec(int64_t ns, struct timespec *ts) {
-  ts->tv_sec = (time_t)(ns / NS_PER_S);
-  ts->tv_nsec = (long)(ns % NS_PER_S);
-}
-
 /* Pops every expired timer and runs its callback outside the lock. Called with lock held. */
 static void fire_expired(struct timers *t) {
   int64_t now = clock_mono_ns();
@@ -112,8 +107,7 @@ static void *timer_thread(void *arg) {
     fire_expired(t);
     struct timer *n = theap_top(&t->heap);
     if (!n) { pthread_cond_wait(&t->cv, &t->lock); continue; }
-    struct timespec ts;
-    deadline_to_timespec(n->deadline, &ts);
+    struct timespec ts = ns_timespec(n->deadline);
     pthread_cond_timedwait(&t->cv, &t->lock, &ts);
   }
   pthread_mutex_unlock(&t->lock);
@@ -122,11 +116,7 @@ static void *timer_thread(void *arg) {
 
 struct timers *timers_new(void) {
   struct timers *t = xcalloc(1, sizeof *t);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&t->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  cond_init_monotonic(&t->cv);
   pthread_mutex_init(&t->lock, NULL);
   return t;
 }

@@ -5,6 +5,7 @@
 #ifndef TASKHOST_UTIL_H
 #define TASKHOST_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -47,6 +48,11 @@ int size_parse(const char *s, uint64_t *bytes);
 /* Clocks, in nanoseconds. */
 int64_t clock_mono_ns(void);
 int64_t clock_wall_ns(void);
+
+/* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines. */
+void cond_init_monotonic(pthread_cond_t *cv);
+/* A CLOCK_MONOTONIC deadline in ns as the timespec pthread_cond_timedwait wants. */
+struct timespec ns_timespec(int64_t ns);
 
 /* Reads a whole file. Returns malloc'd NUL-terminated data or NULL (errno set). */
 char *file_read_all(const char *path, size_t *len);

@@ -33,11 +33,7 @@ static void *watch(void *arg) {
   struct watchdog *wd = arg;
   pthread_mutex_lock(&wd->lock);
   while (!wd->stopping) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t at = (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec + SLICE_NS;
-    ts.tv_sec = (time_t)(at / NS_PER_S);
-    ts.tv_nsec = (long)(at % NS_PER_S);
+    struct timespec ts = ns_timespec(clock_mono_ns() + SLICE_NS);
     pthread_cond_timedwait(&wd->cv, &wd->lock, &ts);
     if (!wd->stopping) scan(wd);
   }
@@ -48,11 +44,7 @@ static void *watch(void *arg) {
 struct watchdog *watchdog_new(void) {
   struct watchdog *wd = xcalloc(1, sizeof *wd);
   pthread_mutex_init(&wd->lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&wd->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  cond_init_monotonic(&wd->cv);
   if (pthread_create(&wd->thread, NULL, watch, wd) != 0) {
     pthread_mutex_destroy(&wd->lock);
     pthread_cond_destroy(&wd->cv);
