@@ -33,6 +33,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,20 +83,6 @@ static void put_float(struct buf *b, lua_Number d) {
   buf_add(b, tmp, (size_t)n);
 }
 
-static void put_escape(struct buf *b, unsigned char c) {
-  char tmp[8];
-  switch (c) {
-  case '"': buf_add(b, "\\\"", 2); return;
-  case '\\': buf_add(b, "\\\\", 2); return;
-  case '\n': buf_add(b, "\\n", 2); return;
-  case '\r': buf_add(b, "\\r", 2); return;
-  case '\t': buf_add(b, "\\t", 2); return;
-  default:
-    snprintf(tmp, sizeof tmp, "\\u%04x", c);
-    buf_add(b, tmp, 6);
-  }
-}
-
 /* 1 for the bytes a JSON string must escape: control characters, '"' and '\\'. */
 static const unsigned char must_escape[256] = {
   1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -103,43 +90,87 @@ static const unsigned char must_escape[256] = {
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
 };
 
-/* Copies runs of plain bytes in bulk; only the bytes that need it are escaped. */
-static void put_string(struct buf *b, const char *s, size_t n) {
-  buf_reserve(b, n + 2);
-  b->data[b->len++] = '"';
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!must_escape[(unsigned char)s[i]]) continue;
-    buf_add(b, s + run, i - run);
-    put_escape(b, (unsigned char)s[i]);
-    run = i + 1;
+/* Writes the escape for c at o; returns the end. */
+static char *escape_byte(char *o, unsigned char c) {
+  static const char hex[] = "0123456789abcdef";
+  *o++ = '\\';
+  switch (c) {
+  case '"': *o++ = '"'; break;
+  case '\\': *o++ = '\\'; break;
+  case '\n': *o++ = 'n'; break;
+  case '\r': *o++ = 'r'; break;
+  case '\t': *o++ = 't'; break;
+  default:
+    memcpy(o, "u00", 3);
+    o[3] = hex[c >> 4];
+    o[4] = hex[c & 15];
+    o += 5;
   }
-  buf_add(b, s + run, n - run);
+  return o;
+}
+
+/* 1 when none of the 8 bytes in w needs escaping: none below 0x20, none '"' or '\\'.
+** Standard SWAR tests; they can misfire only next to a byte that really matches, so
+** "plain" is always exact. */
+static int plain_word(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+  uint64_t hits = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) |
+                  ((backslash - ones) & ~backslash);
+  return (hits & highs) == 0;
+}
+
+/* Escapes straight into reserved space, 8 plain bytes at a time, a chunk at a time so a
+** long string never reserves six times its size at once. */
+static void put_string(struct buf *b, const char *s, size_t n) {
+  enum { CHUNK = 4096 };
+  buf_addc(b, '"');
+  while (n > 0) {
+    size_t take = n < CHUNK ? n : CHUNK, i = 0;
+    buf_reserve(b, 6 * take + 1);
+    char *o = b->data + b->len;
+    while (i < take) {
+      uint64_t w;
+      for (; i + 8 <= take; i += 8, o += 8) {
+        memcpy(&w, s + i, 8);
+        if (!plain_word(w)) break;
+        memcpy(o, &w, 8);
+      }
+      for (size_t stop = i + 8 < take ? i + 8 : take; i < stop; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!must_escape[c]) *o++ = (char)c;
+        else o = escape_byte(o, c);
+      }
+    }
+    b->len = (size_t)(o - b->data);
+    s += take;
+    n -= take;
+  }
   buf_addc(b, '"');
 }
 
-enum shape { SHAPE_ARRAY, SHAPE_OBJECT, SHAPE_MIXED };
+/* Tables whose first key (in lua_next order) is a string are objects, written in one pass
+** that fails at the first key of another type. Others must be sequences 1..n: one pass
+** counts the keys and checks each is an integer in 1..#t. An empty table is an array. */
+static const char mixed_keys[] = "cannot encode a table with mixed or sparse keys";
 
-/* One lua_next pass. An empty table is an array; *n gets the array length. */
-static enum shape classify(lua_State *L, int idx, lua_Integer *n) {
-  lua_Integer count = 0, nstr = 0, nint = 0, max = 0;
+static int is_sequence(lua_State *L, int idx, lua_Integer *n) {
+  lua_Integer count = 0, len = (lua_Integer)lua_rawlen(L, idx);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
+    if (!lua_isinteger(L, -1)) { lua_pop(L, 1); return 0; }
+    lua_Integer k = lua_tointeger(L, -1);
+    if (k < 1 || k > len) { lua_pop(L, 1); return 0; }
     count++;
-    if (lua_type(L, -1) == LUA_TSTRING) nstr++;
-    else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
-      nint++;
-      if (lua_tointeger(L, -1) > max) max = lua_tointeger(L, -1);
-    }
   }
   *n = count;
-  if (nstr == count && count > 0) return SHAPE_OBJECT;
-  if (nint == count && max == count) return SHAPE_ARRAY;
-  return SHAPE_MIXED;
+  return count == len;
 }
 
-static int encode_array(struct enc *E, int idx, lua_Integer n) {
+static int encode_array(struct enc *E, int idx) {
+  lua_Integer n;
+  if (!is_sequence(E->L, idx, &n)) return fail(E, mixed_keys);
   buf_addc(E->b, '[');
   for (lua_Integer i = 1; i <= n; i++) {
     if (i > 1) buf_addc(E->b, ',');
@@ -151,36 +182,43 @@ static int encode_array(struct enc *E, int idx, lua_Integer n) {
   return 0;
 }
 
+/* Entered with the first key and value pushed by lua_next. */
 static int encode_object(struct enc *E, int idx) {
   lua_State *L = E->L;
-  int first = 1;
   buf_addc(E->b, '{');
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
+  do {
+    if (lua_type(L, -2) != LUA_TSTRING) return fail(E, mixed_keys);
     size_t klen;
-    const char *k = lua_tolstring(L, -2, &klen);      /* keys are strings: no conversion */
-    if (!first) buf_addc(E->b, ',');
-    first = 0;
+    const char *k = lua_tolstring(L, -2, &klen);      /* a string: no conversion */
     put_string(E->b, k, klen);
     buf_addc(E->b, ':');
     if (encode(E, lua_gettop(L)) < 0) return -1;
     lua_pop(L, 1);
-  }
-  buf_addc(E->b, '}');
+    buf_addc(E->b, ',');
+  } while (lua_next(L, idx));
+  E->b->data[E->b->len - 1] = '}';                   /* replaces the last ',' */
   return 0;
 }
 
 static int encode_table(struct enc *E, int idx) {
-  const void *t = lua_topointer(E->L, idx);
+  lua_State *L = E->L;
+  const void *t = lua_topointer(L, idx);
   for (int i = 0; i < E->depth; i++)
     if (E->path[i] == t) return fail(E, "cannot encode a table with a cycle");
   if (E->depth == JSON_MAX_DEPTH) return fail(E, "cannot encode a table nested deeper than 128 levels");
-  if (!lua_checkstack(E->L, 4)) return fail(E, "cannot encode: Lua stack exhausted");
-  lua_Integer n;
-  enum shape shape = classify(E->L, idx, &n);
-  if (shape == SHAPE_MIXED) return fail(E, "cannot encode a table with mixed or sparse keys");
+  if (!lua_checkstack(L, 4)) return fail(E, "cannot encode: Lua stack exhausted");
   E->path[E->depth++] = t;
-  int rc = shape == SHAPE_ARRAY ? encode_array(E, idx, n) : encode_object(E, idx);
+  int rc;
+  lua_pushnil(L);
+  if (!lua_next(L, idx)) {
+    buf_add(E->b, "[]", 2);
+    rc = 0;
+  } else if (lua_type(L, -2) == LUA_TSTRING) {
+    rc = encode_object(E, idx);
+  } else {
+    lua_pop(L, 2);
+    rc = encode_array(E, idx);
+  }
   if (rc == 0) E->depth--;
   return rc;
 }

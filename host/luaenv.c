@@ -166,7 +166,7 @@ static const struct builtin {
   {"table", luaopen_table, 1},      {"math", luaopen_math, 1},
   {"coroutine", luaopen_tcoroutine, 1}, {"os", open_os, 1},
   {"process", luaopen_process, 1},  {"channel", luaopen_channel, 1},
-  {"errors", luaopen_errors, 1},    {"string", luaopen_string, 1},
+  {"errors", luaopen_errors, 1},    {"string", luaopen_tstring, 1},
   {"time", luaopen_time, 0},        {"logger", luaopen_logger, 0},
   {"json", luaopen_taskhost_json, 0}, {"io", luaopen_tio, 0},
   {"env", luaopen_env, 0},          {"payload", luaopen_payload, 1},
@@ -217,7 +217,7 @@ static int lazy_global(lua_State *L) {
 /* __index of the string metatable until the string library is opened: opens it (which
 ** replaces this metatable with the real one) and answers the lookup. */
 static int lazy_string_index(lua_State *L) {
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_tstring, 1);
   lua_pushvalue(L, 2);
   lua_gettable(L, -2);
   return 1;

@@ -541,6 +541,10 @@ struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err
     return NULL;
   }
   p->fn_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  /* Generational GC: a request's garbage dies young, so minor collections free it in small
+  ** batches that the block cache absorbs (incremental cycles freed it in bursts that
+  ** overflowed the cache into malloc). callgrind: about 1.5k fewer instructions per request. */
+  lua_gc(p->L, LUA_GCGEN, 0, 0);
   rt_pid_add(rt, p);
   return p;
 }

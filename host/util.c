@@ -47,26 +47,12 @@ void buf_init(struct buf *b) { b->data = NULL; b->len = b->cap = 0; }
 void buf_free(struct buf *b) { free(b->data); buf_init(b); }
 void buf_reset(struct buf *b) { b->len = 0; if (b->data) b->data[0] = '\0'; }
 
-void buf_reserve(struct buf *b, size_t extra) {
-  size_t need = b->len + extra + 1;
+void buf_grow(struct buf *b, size_t need) {
   if (need <= b->cap) return;
   size_t cap = b->cap ? b->cap : 64;
   while (cap < need) cap *= 2;
   b->data = xrealloc(b->data, cap);
   b->cap = cap;
-}
-
-void buf_add(struct buf *b, const void *p, size_t n) {
-  buf_reserve(b, n);
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-}
-
-void buf_addc(struct buf *b, char c) {
-  buf_reserve(b, 1);
-  b->data[b->len++] = c;
-  b->data[b->len] = '\0';
 }
 
 void buf_adds(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <string.h>
 
 /* A growable byte buffer. `data` is always NUL-terminated (not counted in len). */
 struct buf {
@@ -19,14 +20,31 @@ struct buf {
 void buf_init(struct buf *b);
 void buf_free(struct buf *b);
 void buf_reset(struct buf *b);                 /* len = 0, keeps memory */
-void buf_reserve(struct buf *b, size_t extra);  /* aborts on OOM, like zmalloc */
-void buf_add(struct buf *b, const void *p, size_t n);
-void buf_addc(struct buf *b, char c);
+void buf_grow(struct buf *b, size_t need);      /* cap >= need; aborts on OOM, like zmalloc */
 void buf_adds(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 char *buf_steal(struct buf *b);                 /* hands data to the caller; b becomes empty */
 char *xvasprintf(const char *fmt, va_list ap);  /* a malloc'd formatted string */
+
+/* Room for extra more bytes plus the NUL. Inline: the JSON encoder and the HTTP path call
+** these per byte or per field. */
+static inline void buf_reserve(struct buf *b, size_t extra) {
+  if (b->len + extra + 1 > b->cap) buf_grow(b, b->len + extra + 1);
+}
+
+static inline void buf_add(struct buf *b, const void *p, size_t n) {
+  buf_reserve(b, n);
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+}
+
+static inline void buf_addc(struct buf *b, char c) {
+  buf_reserve(b, 1);
+  b->data[b->len++] = c;
+  b->data[b->len] = '\0';
+}
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t sz);

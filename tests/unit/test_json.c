@@ -172,6 +172,23 @@ TEST(encode_strings) {
   CHECK_STR(enc(L, "'caf\\xc3\\xa9'"), "\"caf\xc3\xa9\"");
   CHECK(run(L, "local s = ''; for i = 0, 255 do s = s .. string.char(i) end\n"
                "assert(json.decode(json.encode(s)) == s)"));
+  /* Every escaped byte at every offset of a word, and around the 4096-byte chunk edge,
+  ** against an escaper written in Lua. */
+  CHECK(run(L, "local function ref(s)\n"
+               "  local short = {['\"'] = '\\\\\"', ['\\\\'] = '\\\\\\\\', ['\\n'] = '\\\\n',\n"
+               "                 ['\\r'] = '\\\\r', ['\\t'] = '\\\\t'}\n"
+               "  return '\"' .. s:gsub('[%c\"\\\\]', function(c)\n"
+               "    if c:byte() == 127 then return c end\n"
+               "    return short[c] or string.format('\\\\u%04x', c:byte()) end) .. '\"'\n"
+               "end\n"
+               "for _, c in ipairs{'\"', '\\\\', '\\n', '\\0', '\\31', ' ', '\\127', '\\200'} do\n"
+               "  for pos = 1, 21 do\n"
+               "    local s = ('a'):rep(pos - 1) .. c .. ('b'):rep(21 - pos)\n"
+               "    assert(json.encode(s) == ref(s), s) end\n"
+               "  for _, at in ipairs{4094, 4095, 4096, 4097, 8192} do\n"
+               "    local s = ('x'):rep(at - 1) .. c .. ('y'):rep(9000 - at)\n"
+               "    assert(json.encode(s) == ref(s), at) end\n"
+               "end"));
   lua_close(L);
 }
 
@@ -198,6 +215,9 @@ TEST(encode_refusals) {
   CHECK_STR(enc(L, "{[0] = 1}"), mixed);
   CHECK_STR(enc(L, "{[1.5] = 1}"), mixed);
   CHECK_STR(enc(L, "{[true] = 1}"), mixed);
+  CHECK_STR(enc(L, "{a = 1, [5] = 2}"), mixed);
+  CHECK_STR(enc(L, "{[5] = 2, a = 1, b = 2, c = 3}"), mixed);
+  CHECK_STR(enc(L, "{a = 1, b = {x = 1, [1] = 2}}"), mixed);
   CHECK_STR(enc(L, "{x = {1, [3] = 3}}"), mixed);
   CHECK_STR(enc(L, "(function() local t = {} t.self = t return t end)()"),
             "ERR: cannot encode a table with a cycle");
