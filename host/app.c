@@ -5,6 +5,7 @@
 #include "code.h"
 #include "funcpool.h"
 #include "http.h"
+#include "jobs.h"
 #include "router.h"
 #include "log.h"
 #include "proc.h"
@@ -45,6 +46,7 @@ struct app {
   size_t nservers;
   struct pool_ent { const char *func; struct funcpool *fp; } *pools;
   size_t npools;
+  struct jobs *jobs;
   int mg_ready;
   int exit_code;
   char *exec_out;
@@ -188,14 +190,19 @@ static int start_http(struct app *a, const struct reg_entry *e) {
   return 0;
 }
 
+static struct funcpool *pool_cb(void *ud, const char *func) { return pool_for(ud, func); }
+
 int app_start(struct app *a, const char *exec_host) {
   if (timers_start(a->rt->timers) != 0) return -1;
+  char err[512];
+  if (!(a->jobs = jobs_open(a->rt, a->gen, err, sizeof err))) { log_error("%s", err); return -1; }
   for (size_t i = 0; i < registry_count(a->gen); i++) {
     const struct reg_entry *e = registry_at(a->gen, i);
     int wanted = auto_start(e) || (exec_host && strcmp(exec_host, e->id) == 0);
     if (wanted && is_kind(e, "process.host") && start_process_host(a, e) != 0) return -1;
     if (wanted && is_kind(e, "terminal.host") && start_terminal_host(a, e) != 0) return -1;
   }
+  if (jobs_start_consumers(a->jobs, a->gen, pool_cb, a) != 0) return -1;
   if (add_services(a) != 0) return -1;
   sup_start_all(a->sup);
   for (size_t i = 0; i < registry_count(a->gen); i++) {
@@ -341,6 +348,7 @@ static int drain_sched(struct app *a, struct sched *s) {
 void app_stop(struct app *a) {
   pthread_t th;
   if (pthread_create(&th, NULL, second_signal, NULL) == 0) pthread_detach(th);
+  jobs_drain(a->jobs, a->shutdown_timeout);      /* HTTP still answers: publishing gets 503 */
   for (size_t i = 0; i < a->nservers; i++) {      /* stop accepting; in-flight requests end */
     http_stop(a->servers[i]);
     a->servers[i] = NULL;
@@ -368,6 +376,7 @@ void app_free(struct app *a) {
   }
   free(a->servers);
   free(a->routes);
+  jobs_free(a->jobs);
   for (size_t i = 0; i < a->npools; i++) funcpool_free(a->pools[i].fp);
   free(a->pools);
   if (a->mg_ready) mg_exit_library();

@@ -177,7 +177,7 @@ static void finish(struct http_server *s, struct http_req *r, struct call *c) {
 
 static void serve(struct http_server *s, struct http_req *r) {
   struct funcpool *fp = r->match.route->handler;
-  struct call c = {.ctx = r, .deadline = s->call_timeout ? clock_mono_ns() + s->call_timeout : 0};
+  struct call c = {.kind = CALL_HTTP, .ctx = r, .deadline = s->call_timeout ? clock_mono_ns() + s->call_timeout : 0};
   struct http_thread *ht = mg_get_thread_pointer(r->conn);
   funcpool_call(fp, ht ? &ht->w : NULL, &c);
   finish(s, r, &c);

@@ -24,7 +24,7 @@ struct uhttp { uint64_t serial; };
 
 static struct http_req *call_req(lua_State *L) {
   struct proc *p = proc_of(L);
-  return p->call ? p->call->ctx : NULL;
+  return p->call && p->call->kind == CALL_HTTP ? p->call->ctx : NULL;
 }
 
 /* The live request behind the object at index 1, or a raised error. Methods carry their

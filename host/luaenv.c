@@ -170,7 +170,7 @@ static const struct builtin {
   {"time", luaopen_time, 0},        {"logger", luaopen_logger, 0},
   {"json", luaopen_taskhost_json, 0}, {"io", luaopen_tio, 0},
   {"env", luaopen_env, 0},          {"payload", luaopen_payload, 1},
-  {"http", luaopen_http, 0},
+  {"http", luaopen_http, 0},        {"queue", luaopen_queue, 0},
 };
 
 static const struct builtin *find_builtin(const char *name) {

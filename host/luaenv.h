@@ -40,6 +40,7 @@ int luaopen_errors(lua_State *L);
 int luaopen_tcoroutine(lua_State *L);
 int luaopen_payload(lua_State *L);
 int luaopen_http(lua_State *L);
+int luaopen_queue(lua_State *L);
 int luaopen_tstring(lua_State *L);        /* string, with a fast string.format (lstrfmt.c) */
 
 #endif

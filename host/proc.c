@@ -4,6 +4,7 @@
 ** chan.c, the Lua environment in luaenv.c.
 */
 #include "proc.h"
+#include "json.h"
 #include "registry.h"
 #include "chan.h"
 #include "code.h"
@@ -549,36 +550,66 @@ struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err
   return p;
 }
 
-/* Sleeps until a post arrives or the call's deadline passes. Returns 0, or -1 on timeout. */
-static int wait_post(struct proc *p, int64_t deadline) {
+static int call_cancelled(const struct call *c) { return c->cancel && atomic_load(c->cancel); }
+
+/* Sleeps until a post arrives, the call's deadline passes (-1) or it is cancelled (-2). */
+static int wait_post(struct proc *p, struct call *c) {
   int rc = 0;
   pthread_mutex_lock(&p->lock);
   while (!p->mailbox.head && rc == 0) {
-    if (!deadline) { pthread_cond_wait(&p->cv, &p->lock); continue; }
-    if (clock_mono_ns() >= deadline) { rc = -1; break; }
-    struct timespec ts = ns_timespec(deadline);
+    if (call_cancelled(c)) { rc = -2; break; }
+    if (!c->deadline) { pthread_cond_wait(&p->cv, &p->lock); continue; }
+    if (clock_mono_ns() >= c->deadline) { rc = -1; break; }
+    struct timespec ts = ns_timespec(c->deadline);
     pthread_cond_timedwait(&p->cv, &p->lock, &ts);
   }
   pthread_mutex_unlock(&p->lock);
   return rc;
 }
 
+void proc_call_wake(struct call *c) {
+  struct proc *p = atomic_load(&c->proc);
+  if (!p) return;                     /* not started yet: it checks the flag before waiting */
+  pthread_mutex_lock(&p->lock);
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* Pushes the call's argument (decoded JSON) on the task's coroutine. 0, or -1 with c failed. */
+static int push_arg(struct proc *p, struct task *t, struct call *c) {
+  char err[256];
+  if (json_decode(t->co, c->arg_json, c->arg_len, err, sizeof err) != 0) {
+    c->failed = c->done = 1;
+    c->error = xstrdup(err);
+    return -1;
+  }
+  t->nargs = 1;
+  return 0;
+}
+
 void proc_call_inline(struct proc *p, struct worker *w, struct call *c) {
   p->worker = w;
   p->call = c;
+  atomic_store(&c->proc, p);
   lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->fn_ref);
   struct task *t = task_new(p, -1, p->L);
   lua_pop(p->L, 1);
   t->is_main = 1;
   p->main_task = t;
-  task_ready(t);
+  if (c->arg_json && push_arg(p, t, c) != 0) {
+    p->main_task = NULL;
+    task_drop(p, t);
+  } else {
+    task_ready(t);
+  }
   while (!c->done && !p->done) {
     drain_mailbox(p, 0);
     if (task_run_ready(p, STEP_BUDGET)) { p->preempted = 0; continue; }
     if (c->done || p->done) break;
-    if (wait_post(p, c->deadline) != 0) {
-      c->failed = c->done = 1;
-      c->error = xstrdup("the handler did not finish in time");
+    int rc = wait_post(p, c);
+    if (rc != 0) {
+      c->failed = c->done = c->interrupted = 1;
+      c->error = xstrdup(rc == -1 ? "the handler did not finish in time" : "cancelled");
       p->done = 1;                               /* its tasks are stuck: don't reuse the state */
     }
   }
@@ -586,6 +617,7 @@ void proc_call_inline(struct proc *p, struct worker *w, struct call *c) {
     c->failed = c->done = 1;
     c->error = xstrdup(p->exit_error ? p->exit_error : "failed");
   }
+  atomic_store(&c->proc, NULL);
   p->call = NULL;
   p->main_task = NULL;
   p->worker = NULL;

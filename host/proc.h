@@ -37,15 +37,29 @@ struct sel;
 ** host and becomes an ordinary QUEUED process that ends when its last task ends. */
 enum proc_state { PS_IDLE, PS_QUEUED, PS_RUNNING, PS_DONE, PS_INLINE };
 
+/* What a call's ctx is, so a module reads only its own kind of context. */
+enum call_kind { CALL_PLAIN, CALL_HTTP, CALL_JOB };
+
 /* One inline call of a function state (proc_call_inline). */
 struct call {
+  enum call_kind kind;
   int64_t deadline;           /* monotonic ns; 0 = none */
-  void *ctx;                  /* the caller's context (http.c's request), for Lua modules */
+  void *ctx;                  /* the caller's context (http.c's request, a job), for Lua modules */
+  const char *arg_json;       /* when set, decoded and passed as the function's one argument */
+  size_t arg_len;
+  struct buf *result_json;    /* when set, gets the first return value encoded as JSON */
+  _Atomic int *cancel;        /* when set and non-zero, the call is interrupted ("cancelled") */
+  struct proc *_Atomic proc;  /* the state running the call (for proc_call_wake) */
   int done;
   int failed;                 /* raised, returned nil/false + error, or timed out */
+  int fatal;                  /* failed with an error object whose retryable is false */
+  int interrupted;            /* ended by the deadline or the cancel flag */
   int returned;               /* returned a non-nil first value */
   char *error;                /* failure message (malloc'd) */
 };
+
+/* Wakes the state running c so it notices c->cancel (any thread). */
+void proc_call_wake(struct call *c);
 
 /* Message kinds. Payload layout: `data` holds `topic_len` bytes of topic (+ NUL) then
 ** `len` bytes of body (seri-packed values, or raw text for MK_LINE/MK_CANCEL reason). */
@@ -251,6 +265,7 @@ int proc_unlink(struct rt *rt, uint64_t pid, uint64_t other);
 struct task *task_current(lua_State *L);           /* the task running L (may be &p->root) */
 /* A task running the function at fidx on L; reuses a finished task's coroutine if any. */
 struct task *task_new(struct proc *p, int fidx, lua_State *L);
+void task_drop(struct proc *p, struct task *t);    /* a task that will not run (never started) */
 void task_ready(struct task *t);                    /* append to the ready FIFO */
 void task_ready_front(struct task *t);
 void task_park(struct task *t);                     /* mark parked; caller then yields */

@@ -36,6 +36,8 @@ void rt_free(struct rt *rt) {
   hmap_free(&rt->pids);
   for (size_t i = 0; i < rt->nscheds; i++) free(rt->scheds[i].id);
   free(rt->scheds);
+  for (size_t i = 0; i < rt->nqueues; i++) free(rt->queues[i].id);
+  free(rt->queues);
   if (rt->code) codeset_unref(rt->code);
   if (rt->gen) registry_unref(rt->gen);
   pthread_mutex_destroy(&rt->gen_lock);
@@ -70,6 +72,17 @@ void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal) 
 struct sched *rt_find_sched(struct rt *rt, const char *id) {
   for (size_t i = 0; i < rt->nscheds; i++)
     if (strcmp(rt->scheds[i].id, id) == 0) return rt->scheds[i].s;
+  return NULL;
+}
+
+void rt_add_queue(struct rt *rt, const char *id, struct jobq *q) {
+  rt->queues = xrealloc(rt->queues, (rt->nqueues + 1) * sizeof *rt->queues);
+  rt->queues[rt->nqueues++] = (struct queue_ent){xstrdup(id), q};
+}
+
+struct jobq *rt_find_queue(struct rt *rt, const char *id) {
+  for (size_t i = 0; i < rt->nqueues; i++)
+    if (strcmp(rt->queues[i].id, id) == 0) return rt->queues[i].q;
   return NULL;
 }
 

@@ -18,6 +18,7 @@ struct sched;
 struct timers;
 struct registry;
 struct codeset;
+struct jobq;
 
 struct rt {
   struct timers *timers;
@@ -37,6 +38,10 @@ struct rt {
 
   struct sched_ent { char *id; struct sched *s; int terminal; } *scheds;
   size_t nscheds;
+
+  /* queue.queue entries, registered by app.c before any Lua runs; read-only afterwards. */
+  struct queue_ent { char *id; struct jobq *q; } *queues;
+  size_t nqueues;
 };
 
 struct rt *rt_new(const char *project_dir);
@@ -48,6 +53,8 @@ struct codeset *rt_code(struct rt *rt);
 
 void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal);
 struct sched *rt_find_sched(struct rt *rt, const char *id);
+void rt_add_queue(struct rt *rt, const char *id, struct jobq *q);
+struct jobq *rt_find_queue(struct rt *rt, const char *id);
 
 uint64_t rt_next_pid(struct rt *rt);
 void rt_pid_add(struct rt *rt, struct proc *p);

@@ -6,6 +6,7 @@
 */
 #include "proc.h"
 #include "errors.h"
+#include "json.h"
 #include "log.h"
 #include "rt.h"
 #include "scheduler.h"
@@ -113,6 +114,8 @@ static void task_discard(struct proc *p, struct task *t) {
   free(t);
 }
 
+void task_drop(struct proc *p, struct task *t) { task_discard(p, t); }
+
 /* A task that returned: its coroutine goes to the free list (or away when that is full). */
 static void task_free(struct proc *p, struct task *t) {
   if (p->nfree_tasks >= MAX_FREE_TASKS) { task_discard(p, t); return; }
@@ -198,18 +201,27 @@ static void task_failed(struct proc *p, struct task *t) {
 ** in time" (the hook stays armed, so pcall cannot swallow either);
 ** otherwise the task yields and goes to the back of the ready list. Code running inside a
 ** plain coroutine.create/wrap coroutine is not reached (the hook is per coroutine). */
-static int past_deadline(const struct proc *p) {
-  return p->call && p->call->deadline && clock_mono_ns() > p->call->deadline;
+/* Why the running code must stop now, or NULL: a kill, the call's cancel flag (a cancelled
+** job) or its deadline. */
+static const char *stop_reason(struct proc *p) {
+  struct call *c = p->call;
+  if (atomic_load(&p->kill)) return "terminated";
+  if (!c) return NULL;
+  if (c->cancel && atomic_load(c->cancel)) return "cancelled";
+  if (c->deadline && clock_mono_ns() > c->deadline) return "the handler did not finish in time";
+  return NULL;
 }
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   struct task *t = task_current(L);
   struct proc *p = t->p;
-  if (atomic_load(&p->kill) || past_deadline(p)) {
+  const char *why = stop_reason(p);
+  if (why) {
     /* fire at every instruction from now on: a pcall that catches this error gets one
     ** instruction before the next one, so every level unwinds */
     lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, atomic_load(&p->kill) ? "terminated" : "the handler did not finish in time");
+    if (p->call) p->call->interrupted = 1;
+    luaL_error(L, "%s", why);
     return;
   }
   lua_sethook(L, NULL, 0, 0);
@@ -246,6 +258,15 @@ static int resume(struct proc *p, struct task *t, int *nres) {
   return st;
 }
 
+/* 1 when the value at idx is an error object whose retryable is false. */
+static int not_retryable(lua_State *co, int idx) {
+  if (!errors_is(co, idx) || !lua_checkstack(co, 5)) return 0;
+  errors_push_fields(co, idx);
+  int r = lua_isboolean(co, -3) && !lua_toboolean(co, -3);
+  lua_pop(co, 5);
+  return r;
+}
+
 /* The main task of an inline function call returned: record the outcome, keep the state. */
 static void call_returned(struct proc *p, struct task *t, int nres) {
   lua_State *co = t->co;
@@ -254,7 +275,15 @@ static void call_returned(struct proc *p, struct task *t, int nres) {
   c->returned = nres >= 1 && !lua_isnil(co, base);
   if (nres >= 2 && (lua_type(co, base + 1) == LUA_TSTRING || errors_is(co, base + 1))) {
     c->failed = 1;
+    c->fatal = not_retryable(co, base + 1);
     c->error = xstrdup(errors_is(co, base + 1) ? errors_message(co, base + 1) : lua_tostring(co, base + 1));
+  } else if (c->result_json) {
+    char err[256];
+    if (nres < 1) lua_pushnil(co);
+    if (json_encode(co, base, c->result_json, err, sizeof err) != 0) {
+      c->failed = c->fatal = 1;
+      c->error = xstrdup(err);
+    }
   }
   c->done = 1;
   p->main_task = NULL;
@@ -266,6 +295,7 @@ static void call_raised(struct proc *p, struct task *t) {
   lua_State *co = t->co;
   struct call *c = p->call;
   c->failed = c->done = 1;
+  c->fatal = not_retryable(co, -1);
   if (errors_is(co, -1)) c->error = xstrdup(errors_message(co, -1));
   else c->error = xstrdup(luaL_tolstring(co, -1, NULL));
   if (log_enabled(LOG_DEBUG)) {

@@ -1,0 +1,793 @@
+/*
+** jobq.c — see jobq.h.
+**
+** Layout: jobs live in `all` (seq order, for listing) and an id hash (chained on
+** str_hash); a waiting job is in exactly one heap: `ready` (priority, seq) or `delayed`
+** (run_at, seq). A scheduled or retrying job whose run_at has come is moved to `ready`
+** without a write; it is shown as queued from then on (shown_state).
+**
+** Threads: everything under q->lock. Store commits call back on the store's writer thread
+** (committed()), which takes q->lock to publish the new state; jobstore_put is called with
+** q->lock held (it only queues the row), so the writer must never hold its own lock while
+** calling back — jobstore.c does not.
+*/
+#include "jobq.h"
+#include "jobstore.h"
+#include "log.h"
+#include "util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define HIST_BUCKETS 16
+
+struct job {
+  struct job *hash_next;
+  uint64_t hash;
+  int64_t seq;
+  char *id, *idem_key, *data, *result, *progress;
+  size_t data_len;
+  struct buf errors;               /* ",{...}" items; wrapped in [] when shown */
+  int state, pub_state;            /* pub_state: committed and visible; -1 = not yet */
+  int priority, attempt, max_retries, recoveries;
+  int64_t run_at, created_at, started_at, finished_at;   /* epoch ms */
+  int heap;                        /* 0 none, 1 ready, 2 delayed */
+  size_t hidx;
+  int inflight;                    /* store writes not yet committed */
+  _Atomic int cancel;              /* 1 cancelled by a client, 2 stopped by shutdown */
+  void (*wake)(void *);
+  void *wake_arg;
+  int64_t deadline;                /* monotonic ns */
+  int64_t claimed_mono;
+};
+
+struct heap {
+  struct job **v;
+  size_t n, cap;
+};
+
+struct jobq {
+  struct jobq_config cfg;
+  char *name;
+  struct jobstore *store;
+  pthread_mutex_t lock;
+  pthread_cond_t cv;
+  struct job **all;
+  size_t nall, capall;
+  struct job **buckets;            /* id hash chains */
+  size_t nbuckets;
+  struct heap ready, delayed;
+  int64_t next_seq;
+  size_t live, running;
+  int draining, stopped;
+  uint64_t rnd;
+  struct jobq_stats st;
+};
+
+static const char *const state_names[JS_COUNT] = {
+  "queued", "scheduled", "running", "retrying", "done", "failed", "cancelled"};
+
+const char *job_state_name(int s) { return s >= 0 && s < JS_COUNT ? state_names[s] : "unknown"; }
+
+int job_state_parse(const char *name) {
+  for (int i = 0; i < JS_COUNT; i++)
+    if (strcmp(state_names[i], name) == 0) return i;
+  return -1;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t next_rand(struct jobq *q) {        /* xorshift64* */
+  q->rnd ^= q->rnd >> 12;
+  q->rnd ^= q->rnd << 25;
+  q->rnd ^= q->rnd >> 27;
+  return q->rnd * 2685821657736338717ULL;
+}
+
+static double rand01(struct jobq *q) { return (double)(next_rand(q) >> 11) / 9007199254740992.0; }
+
+int64_t jobq_backoff_ns(const struct jobq_config *c, int retry, double r01) {
+  double d = (double)c->backoff_base_ns * pow(c->backoff_factor, retry > 1 ? retry - 1 : 0);
+  if (c->backoff_cap_ns > 0 && d > (double)c->backoff_cap_ns) d = (double)c->backoff_cap_ns;
+  if (c->jitter == JITTER_FULL) d *= r01;
+  else if (c->jitter == JITTER_EQUAL) d = d / 2 + d / 2 * r01;
+  return (int64_t)d;
+}
+
+/* ---- heaps ----------------------------------------------------------------------- */
+
+static int before(const struct job *a, const struct job *b, int delayed) {
+  if (delayed && a->run_at != b->run_at) return a->run_at < b->run_at;
+  if (!delayed && a->priority != b->priority) return a->priority < b->priority;
+  return a->seq < b->seq;
+}
+
+static void heap_set(struct heap *h, size_t i, struct job *j) { h->v[i] = j; j->hidx = i; }
+
+static void heap_up(struct heap *h, size_t i, int delayed) {
+  struct job *j = h->v[i];
+  while (i > 0 && before(j, h->v[(i - 1) / 2], delayed)) {
+    heap_set(h, i, h->v[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  heap_set(h, i, j);
+}
+
+static void heap_down(struct heap *h, size_t i, int delayed) {
+  struct job *j = h->v[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= h->n) break;
+    if (c + 1 < h->n && before(h->v[c + 1], h->v[c], delayed)) c++;
+    if (!before(h->v[c], j, delayed)) break;
+    heap_set(h, i, h->v[c]);
+    i = c;
+  }
+  heap_set(h, i, j);
+}
+
+static void heap_push(struct jobq *q, struct job *j, int delayed) {
+  struct heap *h = delayed ? &q->delayed : &q->ready;
+  if (h->n == h->cap) {
+    h->cap = h->cap ? h->cap * 2 : 64;
+    h->v = xrealloc(h->v, h->cap * sizeof *h->v);
+  }
+  j->heap = delayed ? 2 : 1;
+  heap_set(h, h->n++, j);
+  heap_up(h, h->n - 1, delayed);
+}
+
+static void heap_remove(struct jobq *q, struct job *j) {
+  if (!j->heap) return;
+  int delayed = j->heap == 2;
+  struct heap *h = delayed ? &q->delayed : &q->ready;
+  size_t i = j->hidx;
+  j->heap = 0;
+  struct job *last = h->v[--h->n];
+  if (i == h->n) return;
+  heap_set(h, i, last);
+  heap_up(h, i, delayed);
+  heap_down(h, last->hidx, delayed);
+}
+
+/* Waiting job → the right heap for its run_at. */
+static void enqueue(struct jobq *q, struct job *j, int64_t now) {
+  heap_push(q, j, j->run_at > now);
+}
+
+/* ---- index ----------------------------------------------------------------------- */
+
+static struct job *find(struct jobq *q, const char *id) {
+  uint64_t h = str_hash(id);
+  for (struct job *j = q->buckets[h & (q->nbuckets - 1)]; j; j = j->hash_next)
+    if (j->hash == h && strcmp(j->id, id) == 0) return j;
+  return NULL;
+}
+
+static void index_add(struct jobq *q, struct job *j);
+
+static void rehash(struct jobq *q) {
+  struct job **old = q->buckets;
+  size_t n = q->nbuckets;
+  q->nbuckets = n ? n * 2 : 1024;
+  q->buckets = xcalloc(q->nbuckets, sizeof *q->buckets);
+  for (size_t i = 0; i < n; i++)
+    for (struct job *j = old[i], *next; j; j = next) {
+      next = j->hash_next;
+      j->hash_next = q->buckets[j->hash & (q->nbuckets - 1)];
+      q->buckets[j->hash & (q->nbuckets - 1)] = j;
+    }
+  free(old);
+}
+
+static void index_add(struct jobq *q, struct job *j) {
+  if (q->nall + 1 > q->nbuckets) rehash(q);
+  j->hash = str_hash(j->id);
+  struct job **b = &q->buckets[j->hash & (q->nbuckets - 1)];
+  j->hash_next = *b;
+  *b = j;
+  if (q->nall == q->capall) {
+    q->capall = q->capall ? q->capall * 2 : 1024;
+    q->all = xrealloc(q->all, q->capall * sizeof *q->all);
+  }
+  q->all[q->nall++] = j;
+}
+
+static void index_del(struct jobq *q, struct job *j) {
+  for (struct job **p = &q->buckets[j->hash & (q->nbuckets - 1)]; *p; p = &(*p)->hash_next)
+    if (*p == j) { *p = j->hash_next; break; }
+}
+
+static void job_free(struct job *j) {
+  free(j->id);
+  free(j->idem_key);
+  free(j->data);
+  free(j->result);
+  free(j->progress);
+  buf_free(&j->errors);
+  free(j);
+}
+
+/* Finished jobs past retention leave memory and the store. Runs when a job finishes. */
+static void prune(struct jobq *q, int64_t now) {
+  if (!q->cfg.retention_ns) return;
+  int64_t cutoff = now - q->cfg.retention_ns / 1000000;
+  size_t k = 0;
+  for (size_t i = 0; i < q->nall; i++) {
+    struct job *j = q->all[i];
+    if (job_state_final(j->state) && !j->inflight && j->finished_at && j->finished_at < cutoff) {
+      index_del(q, j);
+      if (q->store) jobstore_delete(q->store, j->seq);
+      job_free(j);
+    } else {
+      q->all[k++] = j;
+    }
+  }
+  q->nall = k;
+}
+
+/* ---- persistence ------------------------------------------------------------------ */
+
+struct waiter {
+  pthread_mutex_t m;
+  pthread_cond_t cv;
+  int done, ok;
+};
+
+struct commit {
+  struct jobq *q;
+  struct job *j;
+  int state;
+  struct waiter *w;
+};
+
+static void committed(void *arg, int ok) {
+  struct commit *c = arg;
+  pthread_mutex_lock(&c->q->lock);
+  if (ok) c->j->pub_state = c->state;
+  c->j->inflight--;
+  pthread_mutex_unlock(&c->q->lock);
+  if (c->w) {
+    pthread_mutex_lock(&c->w->m);
+    c->w->done = 1;
+    c->w->ok = ok;
+    pthread_cond_signal(&c->w->cv);
+    pthread_mutex_unlock(&c->w->m);
+  }
+  free(c);
+}
+
+static void to_row(const struct jobq *q, const struct job *j, struct job_row *r) {
+  *r = (struct job_row){
+    .seq = j->seq, .id = j->id, .queue = q->name, .state = j->state, .priority = j->priority,
+    .attempt = j->attempt, .max_retries = j->max_retries, .recoveries = j->recoveries,
+    .run_at = j->run_at, .created_at = j->created_at, .started_at = j->started_at,
+    .finished_at = j->finished_at, .data = j->data, .result = j->result,
+    .errors = j->errors.len ? j->errors.data : NULL, .progress = j->progress,
+    .idem_key = j->idem_key};
+}
+
+/* Writes the job's current row (q->lock held). With w, the caller waits on it after
+** unlocking. Without a store the change is visible at once. */
+static void persist(struct jobq *q, struct job *j, struct waiter *w) {
+  if (!q->store) {
+    j->pub_state = j->state;
+    if (w) w->done = w->ok = 1;
+    return;
+  }
+  struct commit *c = xmalloc(sizeof *c);
+  *c = (struct commit){q, j, j->state, w};
+  struct job_row r;
+  to_row(q, j, &r);
+  j->inflight++;
+  jobstore_put(q->store, &r, committed, c);
+}
+
+static void waiter_init(struct waiter *w) {
+  pthread_mutex_init(&w->m, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  w->done = w->ok = 0;
+}
+
+static int waiter_wait(struct waiter *w) {
+  pthread_mutex_lock(&w->m);
+  while (!w->done) pthread_cond_wait(&w->cv, &w->m);
+  pthread_mutex_unlock(&w->m);
+  pthread_mutex_destroy(&w->m);
+  pthread_cond_destroy(&w->cv);
+  return w->ok;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+struct jobq *jobq_new(const struct jobq_config *cfg, struct jobstore *store) {
+  struct jobq *q = xcalloc(1, sizeof *q);
+  q->cfg = *cfg;
+  q->name = xstrdup(cfg->name);
+  q->cfg.name = q->name;
+  q->store = store;
+  q->next_seq = 1;
+  pthread_mutex_init(&q->lock, NULL);
+  cond_init_monotonic(&q->cv);
+  rehash(q);
+  if (getrandom(&q->rnd, sizeof q->rnd, 0) != sizeof q->rnd || !q->rnd)
+    q->rnd = (uint64_t)clock_mono_ns() | 1;
+  return q;
+}
+
+void jobq_free(struct jobq *q) {
+  if (!q) return;
+  for (size_t i = 0; i < q->nall; i++) job_free(q->all[i]);
+  free(q->all);
+  free(q->buckets);
+  free(q->ready.v);
+  free(q->delayed.v);
+  pthread_mutex_destroy(&q->lock);
+  pthread_cond_destroy(&q->cv);
+  free(q->name);
+  free(q);
+}
+
+const char *jobq_name(const struct jobq *q) { return q->name; }
+
+static void add_error(struct job *j, int64_t at, const char *msg, size_t len);
+
+void jobq_restore(struct jobq *q, const struct job_row *r) {
+  struct job *j = xcalloc(1, sizeof *j);
+  j->seq = r->seq;
+  j->id = xstrdup(r->id);
+  j->idem_key = r->idem_key ? xstrdup(r->idem_key) : NULL;
+  j->data = xstrdup(r->data ? r->data : "null");
+  j->data_len = strlen(j->data);
+  j->result = r->result ? xstrdup(r->result) : NULL;
+  j->progress = r->progress ? xstrdup(r->progress) : NULL;
+  buf_init(&j->errors);
+  if (r->errors) buf_adds(&j->errors, r->errors);
+  j->state = r->state;
+  j->priority = r->priority;
+  j->attempt = r->attempt;
+  j->max_retries = r->max_retries;
+  j->recoveries = r->recoveries;
+  j->run_at = r->run_at;
+  j->created_at = r->created_at;
+  j->started_at = r->started_at;
+  j->finished_at = r->finished_at;
+  pthread_mutex_lock(&q->lock);
+  if (r->seq >= q->next_seq) q->next_seq = r->seq + 1;
+  index_add(q, j);
+  int64_t now = now_ms();
+  if (j->state == JS_RUNNING) {                /* the host died while it ran */
+    j->recoveries++;
+    static const char lost[] = "worker lost: the host stopped while the job ran";
+    add_error(j, now, lost, sizeof lost - 1);
+    if (j->recoveries > q->cfg.max_recoveries || j->attempt > j->max_retries) {
+      j->state = JS_FAILED;
+      j->finished_at = now;
+    } else {
+      j->state = JS_RETRYING;
+      j->run_at = now + jobq_backoff_ns(&q->cfg, j->attempt, rand01(q)) / 1000000;
+    }
+    persist(q, j, NULL);
+    log_warn("%s: job %s was running when the host stopped: %s", q->name, j->id,
+             job_state_name(j->state));
+  }
+  j->pub_state = j->state;
+  if (!job_state_final(j->state)) {
+    q->live++;
+    enqueue(q, j, now);
+  }
+  pthread_mutex_unlock(&q->lock);
+}
+
+/* ---- publish ---------------------------------------------------------------------- */
+
+static struct job *find_idem(struct jobq *q, const char *key) {
+  for (size_t i = q->nall; i-- > 0;)
+    if (q->all[i]->idem_key && !job_state_final(q->all[i]->state) &&
+        strcmp(q->all[i]->idem_key, key) == 0)
+      return q->all[i];
+  return NULL;
+}
+
+int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
+                 char *id_out, size_t idlen, int *existed, char *err, size_t errlen) {
+  static const struct jobq_publish_opts none = {.max_retries = -1};
+  if (!o) o = &none;
+  *existed = 0;
+  pthread_mutex_lock(&q->lock);
+  struct job *old = o->id ? find(q, o->id) : NULL;
+  if (!old && o->idem_key) old = find_idem(q, o->idem_key);
+  if (old) {
+    snprintf(id_out, idlen, "%s", old->id);
+    *existed = 1;
+    pthread_mutex_unlock(&q->lock);
+    return JQ_OK;
+  }
+  if (q->draining) {
+    q->st.rejected_draining++;
+    pthread_mutex_unlock(&q->lock);
+    snprintf(err, errlen, "queue %s is shutting down", q->name);
+    return JQ_DRAINING;
+  }
+  if (q->cfg.capacity && q->live >= q->cfg.capacity) {
+    q->st.rejected_full++;
+    pthread_mutex_unlock(&q->lock);
+    snprintf(err, errlen, "queue %s is full (%zu jobs)", q->name, q->cfg.capacity);
+    return JQ_FULL;
+  }
+  struct job *j = xcalloc(1, sizeof *j);
+  j->seq = q->next_seq++;
+  if (o->id) j->id = xstrdup(o->id);
+  else {
+    char tmp[40];
+    snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
+    j->id = xstrdup(tmp);
+  }
+  j->idem_key = o->idem_key ? xstrdup(o->idem_key) : NULL;
+  j->data = xstrndup(data, len);
+  j->data_len = len;
+  buf_init(&j->errors);
+  j->priority = o->priority;
+  j->max_retries = o->max_retries >= 0 ? o->max_retries : q->cfg.max_retries;
+  j->created_at = now_ms();
+  j->run_at = j->created_at + o->delay_ns / 1000000;
+  j->state = o->delay_ns > 0 ? JS_SCHEDULED : JS_QUEUED;
+  j->pub_state = -1;
+  index_add(q, j);
+  q->live++;
+  q->st.published++;
+  snprintf(id_out, idlen, "%s", j->id);
+  struct waiter w;
+  waiter_init(&w);
+  persist(q, j, &w);
+  pthread_mutex_unlock(&q->lock);
+  int ok = waiter_wait(&w);
+  pthread_mutex_lock(&q->lock);
+  if (ok) {
+    enqueue(q, j, now_ms());
+    pthread_cond_signal(&q->cv);
+  } else {                                       /* not durable: take it back */
+    j->state = JS_FAILED;
+    q->live--;
+  }
+  pthread_mutex_unlock(&q->lock);
+  if (!ok) snprintf(err, errlen, "queue %s: the job could not be stored", q->name);
+  return ok ? JQ_OK : JQ_ERROR;
+}
+
+/* ---- claim and finish -------------------------------------------------------------- */
+
+static void promote_due(struct jobq *q, int64_t now) {
+  while (q->delayed.n && q->delayed.v[0]->run_at <= now) {
+    struct job *j = q->delayed.v[0];
+    heap_remove(q, j);
+    heap_push(q, j, 0);
+  }
+}
+
+static int can_claim(struct jobq *q) {
+  return !q->draining && q->ready.n &&
+         (!q->cfg.max_concurrent || q->running < (size_t)q->cfg.max_concurrent);
+}
+
+static void record_wait(struct jobq *q, struct job *j, int64_t now) {
+  int64_t from = j->run_at > j->created_at ? j->run_at : j->created_at;
+  double s = now > from ? (double)(now - from) / 1000.0 : 0.0;
+  int b = 0;
+  while (b < HIST_BUCKETS - 1 && s > jobq_hist_bound(b)) b++;
+  q->st.wait_hist[b]++;
+  q->st.wait_ns_total += (uint64_t)(s * 1e9);
+  q->st.wait_count++;
+}
+
+struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
+  pthread_mutex_lock(&q->lock);
+  for (;;) {
+    if (q->stopped) break;
+    int64_t now = now_ms();
+    promote_due(q, now);
+    if (can_claim(q)) {
+      struct job *j = q->ready.v[0];
+      heap_remove(q, j);
+      j->state = JS_RUNNING;
+      j->attempt++;
+      j->started_at = now;
+      atomic_store(&j->cancel, 0);
+      j->wake = NULL;
+      j->claimed_mono = clock_mono_ns();
+      j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
+      q->running++;
+      record_wait(q, j, now);
+      struct waiter w;
+      waiter_init(&w);
+      persist(q, j, &w);
+      pthread_mutex_unlock(&q->lock);
+      waiter_wait(&w);         /* the attempt is on disk before the job runs */
+      return j;
+    }
+    int64_t wake = until_ns;
+    if (q->delayed.n && !q->draining) {
+      int64_t due = clock_mono_ns() + (q->delayed.v[0]->run_at - now) * 1000000;
+      if (!wake || due < wake) wake = due;
+    }
+    if (until_ns && clock_mono_ns() >= until_ns) break;
+    if (!wake) pthread_cond_wait(&q->cv, &q->lock);
+    else {
+      struct timespec ts = ns_timespec(wake);
+      pthread_cond_timedwait(&q->cv, &q->lock, &ts);
+    }
+  }
+  pthread_mutex_unlock(&q->lock);
+  return NULL;
+}
+
+const char *job_id(const struct job *j) { return j->id; }
+const char *job_data(const struct job *j, size_t *len) { *len = j->data_len; return j->data; }
+int job_attempt(const struct job *j) { return j->attempt; }
+int job_max_retries(const struct job *j) { return j->max_retries; }
+int64_t job_deadline(const struct job *j) { return j->deadline; }
+_Atomic int *job_cancel_flag(struct job *j) { return &j->cancel; }
+
+void job_on_cancel(struct jobq *q, struct job *j, void (*wake)(void *), void *arg) {
+  pthread_mutex_lock(&q->lock);
+  j->wake = wake;            /* set by the runner before the job's code starts */
+  j->wake_arg = arg;
+  pthread_mutex_unlock(&q->lock);
+}
+
+void job_set_progress(struct jobq *q, struct job *j, const char *json, size_t len) {
+  pthread_mutex_lock(&q->lock);
+  free(j->progress);
+  j->progress = xstrndup(json, len);
+  pthread_mutex_unlock(&q->lock);
+}
+
+/* Appends {"attempt":n,"at":ms,"error":"..."} to the job's history. */
+static void add_error(struct job *j, int64_t at, const char *msg, size_t len) {
+  struct buf *b = &j->errors;
+  if (b->len) b->len--;                          /* drop the closing ']' */
+  else buf_addc(b, '[');
+  if (b->len > 1) buf_addc(b, ',');
+  buf_printf(b, "{\"attempt\":%d,\"at\":%lld,\"error\":\"", j->attempt, (long long)at);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)msg[i];
+    if (c == '"' || c == '\\') { buf_addc(b, '\\'); buf_addc(b, (char)c); }
+    else if (c < 0x20) buf_printf(b, "\\u%04x", c);
+    else buf_addc(b, (char)c);
+  }
+  buf_add(b, "\"}]", 3);
+}
+
+void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *text, size_t len) {
+  pthread_mutex_lock(&q->lock);
+  int64_t now = now_ms();
+  q->running--;
+  q->st.run_ns_total += (uint64_t)(clock_mono_ns() - j->claimed_mono);
+  q->st.run_count++;
+  if (o == JO_ERROR || o == JO_TIMEOUT || o == JO_FATAL || o == JO_CANCELLED)
+    add_error(j, now, text ? text : "", text ? len : 0);
+  if (o == JO_OK) {
+    j->state = JS_DONE;
+    j->result = text ? xstrndup(text, len) : NULL;
+  } else if (o == JO_REQUEUE) {
+    j->state = JS_QUEUED;
+    j->attempt--;
+    j->run_at = now;
+  } else if ((o == JO_ERROR || o == JO_TIMEOUT) && j->attempt <= j->max_retries) {
+    j->state = JS_RETRYING;
+    j->run_at = now + jobq_backoff_ns(&q->cfg, j->attempt, rand01(q)) / 1000000;
+    q->st.retries++;
+  } else {
+    j->state = o == JO_CANCELLED ? JS_CANCELLED : JS_FAILED;
+  }
+  if (job_state_final(j->state)) {
+    j->finished_at = now;
+    q->live--;
+    q->st.finished++;
+  } else {
+    enqueue(q, j, now);
+  }
+  j->wake = NULL;
+  persist(q, j, NULL);
+  if (job_state_final(j->state)) prune(q, now);
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->lock);
+}
+
+int jobq_cancel(struct jobq *q, const char *id) {
+  pthread_mutex_lock(&q->lock);
+  struct job *j = find(q, id);
+  if (!j || j->pub_state < 0) {
+    pthread_mutex_unlock(&q->lock);
+    return -1;
+  }
+  int was = j->state;
+  if (was == JS_RUNNING) {
+    int zero = 0;
+    if (atomic_compare_exchange_strong(&j->cancel, &zero, 1) && j->wake) j->wake(j->wake_arg);
+    pthread_mutex_unlock(&q->lock);
+    return was;
+  }
+  if (job_state_final(was)) {
+    pthread_mutex_unlock(&q->lock);
+    return was;
+  }
+  heap_remove(q, j);
+  j->state = JS_CANCELLED;
+  j->finished_at = now_ms();
+  q->live--;
+  static const char msg[] = "cancelled before it ran";
+  add_error(j, j->finished_at, msg, sizeof msg - 1);
+  struct waiter w;
+  waiter_init(&w);
+  persist(q, j, &w);
+  pthread_mutex_unlock(&q->lock);
+  waiter_wait(&w);
+  return was;
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+/* A due scheduled/retrying job is waiting for a worker: shown as queued. */
+static int shown_state(const struct job *j, int64_t now) {
+  int s = j->pub_state;
+  if ((s == JS_SCHEDULED || s == JS_RETRYING) && j->state == s && j->run_at <= now) return JS_QUEUED;
+  return s;
+}
+
+static void put_time(struct buf *b, const char *key, int64_t ms) {
+  if (!ms) { buf_printf(b, ",\"%s\":null", key); return; }
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  buf_printf(b, ",\"%s\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", key, tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static void put_json_string(struct buf *b, const char *s) {
+  buf_addc(b, '"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') { buf_addc(b, '\\'); buf_addc(b, (char)c); }
+    else if (c < 0x20) buf_printf(b, "\\u%04x", c);
+    else buf_addc(b, (char)c);
+  }
+  buf_addc(b, '"');
+}
+
+static void put_info(const struct jobq *q, const struct job *j, int state, struct buf *b) {
+  buf_adds(b, "{\"id\":");
+  put_json_string(b, j->id);
+  buf_adds(b, ",\"queue\":");
+  put_json_string(b, q->name);
+  buf_printf(b, ",\"state\":\"%s\",\"attempt\":%d,\"max_retries\":%d,\"priority\":%d",
+             job_state_name(state), j->attempt, j->max_retries, j->priority);
+  put_time(b, "created_at", j->created_at);
+  put_time(b, "run_at", j->run_at);
+  put_time(b, "started_at", j->started_at);
+  put_time(b, "finished_at", state == j->state ? j->finished_at : 0);
+  buf_printf(b, ",\"progress\":%s", j->progress ? j->progress : "null");
+  buf_printf(b, ",\"result\":%s", state == JS_DONE && j->result ? j->result : "null");
+  buf_printf(b, ",\"errors\":%s}", j->errors.len ? j->errors.data : "[]");
+}
+
+int jobq_job_info(struct jobq *q, const char *id, struct buf *out) {
+  pthread_mutex_lock(&q->lock);
+  struct job *j = find(q, id);
+  int s = j ? shown_state(j, now_ms()) : -1;
+  if (s >= 0) put_info(q, j, s, out);
+  pthread_mutex_unlock(&q->lock);
+  return s;
+}
+
+/* The "error" of the last history item, as a JSON string, into out. Items are written by
+** add_error as {"attempt":N,"at":N,"error":"..."}; inside a JSON string every '"' is
+** escaped, so the last `{"attempt":` is the start of the last item. */
+static void put_last_error(const struct job *j, struct buf *out) {
+  const char *item = NULL, *p = j->errors.len ? j->errors.data : "";
+  while ((p = strstr(p, "{\"attempt\":"))) item = p++;
+  const char *m = item ? strstr(item, ",\"error\":") : NULL;
+  if (!m) { buf_adds(out, "null"); return; }
+  m += 9;
+  const char *end = m + 1;
+  while (*end && *end != '"') end += *end == '\\' ? 2 : 1;
+  buf_add(out, m, (size_t)(end + 1 - m));
+}
+
+int jobq_job_result(struct jobq *q, const char *id, struct buf *out) {
+  pthread_mutex_lock(&q->lock);
+  struct job *j = find(q, id);
+  int s = j ? shown_state(j, now_ms()) : -1;
+  if (s == JS_DONE) buf_adds(out, j->result ? j->result : "null");
+  else if (s == JS_FAILED || s == JS_CANCELLED) put_last_error(j, out);
+  pthread_mutex_unlock(&q->lock);
+  return s;
+}
+
+void jobq_list(struct jobq *q, int state, int64_t after, size_t limit, struct buf *out,
+               int64_t *next) {
+  pthread_mutex_lock(&q->lock);
+  int64_t now = now_ms();
+  size_t lo = 0, hi = q->nall, n = 0;
+  while (lo < hi) {                              /* first job with seq > after */
+    size_t mid = (lo + hi) / 2;
+    if (q->all[mid]->seq <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  *next = 0;
+  buf_addc(out, '[');
+  for (size_t i = lo; i < q->nall; i++) {
+    struct job *j = q->all[i];
+    int s = shown_state(j, now);
+    if (s < 0 || (state >= 0 && s != state)) continue;
+    if (n == limit) { *next = q->all[i - 1]->seq; break; }
+    if (n++) buf_addc(out, ',');
+    put_info(q, j, s, out);
+  }
+  buf_addc(out, ']');
+  pthread_mutex_unlock(&q->lock);
+}
+
+double jobq_hist_bound(int i) {
+  static const double b[HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5, 1, 2.5, 5, 10, 30, 60, INFINITY};
+  return b[i];
+}
+
+void jobq_stats(struct jobq *q, struct jobq_stats *out) {
+  pthread_mutex_lock(&q->lock);
+  *out = q->st;
+  memset(out->by_state, 0, sizeof out->by_state);
+  int64_t now = now_ms();
+  for (size_t i = 0; i < q->nall; i++) {
+    int s = shown_state(q->all[i], now);
+    if (s >= 0) out->by_state[s]++;
+  }
+  pthread_mutex_unlock(&q->lock);
+}
+
+/* ---- shutdown ---------------------------------------------------------------------- */
+
+void jobq_drain(struct jobq *q) {
+  pthread_mutex_lock(&q->lock);
+  q->draining = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->lock);
+}
+
+void jobq_stop(struct jobq *q) {
+  pthread_mutex_lock(&q->lock);
+  q->draining = q->stopped = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->lock);
+}
+
+size_t jobq_running(struct jobq *q) {
+  pthread_mutex_lock(&q->lock);
+  size_t n = q->running;
+  pthread_mutex_unlock(&q->lock);
+  return n;
+}
+
+size_t jobq_interrupt_running(struct jobq *q) {
+  size_t n = 0;
+  pthread_mutex_lock(&q->lock);
+  for (size_t i = 0; i < q->nall; i++) {
+    struct job *j = q->all[i];
+    int zero = 0;
+    if (j->state != JS_RUNNING || !atomic_compare_exchange_strong(&j->cancel, &zero, 2)) continue;
+    if (j->wake) j->wake(j->wake_arg);
+    n++;
+  }
+  pthread_mutex_unlock(&q->lock);
+  return n;
+}

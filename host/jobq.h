@@ -1,0 +1,149 @@
+/*
+** jobq.h — one background-job queue (a `queue.queue` entry): every live job in memory, a
+** ready heap (priority, then creation order) and a delayed heap (run_at), a bounded
+** capacity, retries with exponential backoff and jitter, per-job timeout, cancel, results,
+** error history and progress, and a drain mode for shutdown.
+**
+** Durability. With a store (jobstore.h, SQLite) every state change is written as a whole
+** row; a change becomes *visible* (status, list, result; jobq_job_info) only once its row has
+** committed, so nothing a client has seen can be undone by a crash. jobq_publish returns
+** after the insert committed (the 202 is durable); a claim commits (attempt counted) before
+** the job runs. Without a store (the memory driver) changes apply at once and a crash loses
+** everything, by design.
+**
+** Threads: every function may be called from any thread; the queue's state is guarded by
+** its mutex, which is never held across a store write or a callback into the caller.
+*/
+#ifndef TASKHOST_JOBQ_H
+#define TASKHOST_JOBQ_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct jobstore;
+struct job_row;
+struct buf;
+
+enum job_state {
+  JS_QUEUED, JS_SCHEDULED, JS_RUNNING, JS_RETRYING, JS_DONE, JS_FAILED, JS_CANCELLED,
+  JS_COUNT
+};
+const char *job_state_name(int state);
+int job_state_parse(const char *name);          /* -1 when unknown */
+static inline int job_state_final(int s) { return s >= JS_DONE; }
+
+enum jitter { JITTER_FULL, JITTER_EQUAL, JITTER_NONE };
+
+struct jobq_config {
+  const char *name;             /* the queue entry's id */
+  size_t capacity;              /* live (unfinished) jobs at most */
+  int max_retries;              /* default per job */
+  int64_t backoff_base_ns, backoff_cap_ns;
+  double backoff_factor;
+  enum jitter jitter;
+  int64_t timeout_ns;           /* per attempt; 0 = none */
+  int64_t retention_ns;         /* finished jobs are forgotten after this; 0 = keep */
+  int max_concurrent;           /* running at once over all consumers; 0 = unlimited */
+  int max_recoveries;           /* crash recoveries before a job fails as "worker lost" */
+};
+
+/* The delay before retry number `retry` (1 = first retry), before jitter is applied: base ·
+** factor^(retry-1), capped. With jitter: FULL uniform in [0, d], EQUAL in [d/2, d]. r01 is a
+** uniform random number in [0, 1). */
+int64_t jobq_backoff_ns(const struct jobq_config *c, int retry, double r01);
+
+struct jobq;
+struct job;                     /* opaque; valid while claimed, until jobq_finish */
+
+struct jobq *jobq_new(const struct jobq_config *cfg, struct jobstore *store);
+void jobq_free(struct jobq *q);   /* no worker may hold a job */
+
+/* Boot recovery, before any publish or claim: takes a stored row of this queue. A job left
+** running by a crashed host goes to retrying (the crash counts as an attempt), or to failed
+** ("worker lost") after max_recoveries. Finished jobs past retention are dropped. */
+void jobq_restore(struct jobq *q, const struct job_row *r);
+
+struct jobq_publish_opts {
+  const char *id;               /* NULL: generated */
+  const char *idem_key;         /* NULL: none */
+  int64_t delay_ns;             /* run no earlier than now + delay */
+  int priority;                 /* smaller first; default 0 */
+  int max_retries;              /* < 0: the queue's default */
+};
+
+enum { JQ_OK = 0, JQ_ERROR = -1, JQ_FULL = -2, JQ_DRAINING = -3 };
+
+/* Adds a job; returns JQ_OK with its id in id_out (capacity idlen), *existed = 1 when the
+** id or the idempotency key names a job already there (nothing added). */
+int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
+                 char *id_out, size_t idlen, int *existed, char *err, size_t errlen);
+
+/* Waits for a job to run (ready, and under max_concurrent) and claims it; returns NULL once
+** the queue stops (jobq_stop) or `until_ns` (monotonic; 0 = no limit) passes. */
+struct job *jobq_claim(struct jobq *q, int64_t until_ns);
+
+/* What a claimed job exposes to its runner. */
+const char *job_id(const struct job *j);
+const char *job_data(const struct job *j, size_t *len);
+int job_attempt(const struct job *j);
+int job_max_retries(const struct job *j);
+int64_t job_deadline(const struct job *j);       /* monotonic ns; 0 = none */
+/* Set when the job was cancelled while running; the runner's Lua call watches it. */
+_Atomic int *job_cancel_flag(struct job *j);
+/* Called (from the cancelling thread) right after the flag is set, to wake the runner. */
+void job_on_cancel(struct jobq *q, struct job *j, void (*wake)(void *), void *arg);
+void job_set_progress(struct jobq *q, struct job *j, const char *json, size_t len);
+
+enum job_outcome {
+  JO_OK,          /* result: JSON text (may be NULL) */
+  JO_ERROR,       /* retry while attempts remain, else failed */
+  JO_FATAL,       /* failed, no retry */
+  JO_TIMEOUT,     /* an error: retried like JO_ERROR */
+  JO_CANCELLED,   /* it was cancelled: cancelled, never retried */
+  JO_REQUEUE      /* shutdown stopped it: back to queued, the attempt is not counted */
+};
+/* Ends a claimed job; `text` is the result (JO_OK) or the error message. */
+void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *text, size_t len);
+
+/* Cancel. Returns the state the job was in (its final state unchanged for a finished job), or
+** -1 for an unknown id. Queued/scheduled/retrying jobs become cancelled at once; a running
+** one gets its cancel flag set and ends as cancelled when its runner stops. */
+int jobq_cancel(struct jobq *q, const char *id);
+
+/* The job's visible record as a JSON object into out: id, queue, state, attempt,
+** max_retries, priority, created_at/run_at/started_at/finished_at (RFC 3339 or null),
+** progress, result (finished: done only), errors (array). Returns the visible state, or -1
+** for an unknown id. */
+int jobq_job_info(struct jobq *q, const char *id, struct buf *out);
+/* The result (done) or last error (failed/cancelled) as JSON text into out; returns the
+** visible state or -1. */
+int jobq_job_result(struct jobq *q, const char *id, struct buf *out);
+
+/* A JSON array of job records (as jobq_job_info) with seq > after, oldest first, at most
+** limit, optionally only one state (state < 0: all). *next: the cursor for the next page,
+** or 0 when there is none. */
+void jobq_list(struct jobq *q, int state, int64_t after, size_t limit, struct buf *out,
+               int64_t *next);
+
+struct jobq_stats {
+  size_t by_state[JS_COUNT];
+  uint64_t published, rejected_full, rejected_draining, retries, finished;
+  uint64_t wait_ns_total, run_ns_total;    /* enqueue→start and run time, summed */
+  uint64_t wait_count, run_count;
+  uint64_t wait_hist[16];                  /* enqueue→start, buckets of jobq_hist_bound */
+};
+void jobq_stats(struct jobq *q, struct jobq_stats *out);
+double jobq_hist_bound(int i);             /* upper bound of bucket i in seconds (+Inf last) */
+
+/* Shutdown. jobq_drain: publishing now answers JQ_DRAINING and no new job is claimed;
+** jobq_stop: claim returns NULL for every waiter. jobq_running: jobs running now. */
+void jobq_drain(struct jobq *q);
+void jobq_stop(struct jobq *q);
+size_t jobq_running(struct jobq *q);
+/* Sets the cancel flag of every running job (the shutdown deadline passed); they end as
+** JO_REQUEUE by their runners. Returns how many. */
+size_t jobq_interrupt_running(struct jobq *q);
+const char *jobq_name(const struct jobq *q);
+
+#endif

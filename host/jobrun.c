@@ -1,0 +1,111 @@
+/*
+** jobrun.c — see jobrun.h.
+*/
+#include "jobrun.h"
+#include "funcpool.h"
+#include "jobq.h"
+#include "log.h"
+#include "proc.h"
+#include "scheduler.h"
+#include "util.h"
+#include "watchdog.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct runner {
+  struct consumer *c;
+  pthread_t thread;
+  struct worker w;            /* watchdog slot */
+  int started;
+};
+
+struct consumer {
+  char *id;
+  struct jobq *q;
+  struct funcpool *fp;
+  struct watchdog *watchdog;
+  struct runner *runners;
+  int n;
+};
+
+static void wake_call(void *arg) { proc_call_wake(arg); }
+
+/* The outcome of a finished call. A cancel flag decides first: 1 (a client) → cancelled,
+** 2 (shutdown) → back to the queue, whatever error the interruption produced. */
+static enum job_outcome outcome_of(struct job *j, const struct call *c) {
+  if (!c->failed) return JO_OK;
+  int flag = atomic_load(job_cancel_flag(j));
+  if (flag == 1) return JO_CANCELLED;
+  if (flag == 2) return JO_REQUEUE;
+  if (c->interrupted) return JO_TIMEOUT;
+  return c->fatal ? JO_FATAL : JO_ERROR;
+}
+
+static void run_job(struct runner *r, struct job *j) {
+  struct consumer *cs = r->c;
+  struct jobctx jc = {cs->q, j};
+  struct buf result;
+  buf_init(&result);
+  size_t len;
+  const char *data = job_data(j, &len);
+  struct call c = {.kind = CALL_JOB, .ctx = &jc, .deadline = job_deadline(j), .arg_json = data,
+                   .arg_len = len, .result_json = &result, .cancel = job_cancel_flag(j)};
+  job_on_cancel(cs->q, j, wake_call, &c);
+  funcpool_call(cs->fp, &r->w, &c);
+  enum job_outcome o = outcome_of(j, &c);
+  if (o == JO_OK) {
+    jobq_finish(cs->q, j, o, result.len ? result.data : NULL, result.len);
+  } else {
+    const char *msg = c.error ? c.error : "failed";
+    log_debug("%s: job %s attempt %d: %s", cs->id, job_id(j), job_attempt(j), msg);
+    jobq_finish(cs->q, j, o, msg, strlen(msg));
+  }
+  free(c.error);
+  buf_free(&result);
+}
+
+static void *runner_main(void *arg) {
+  struct runner *r = arg;
+  struct job *j;
+  while ((j = jobq_claim(r->c->q, 0))) run_job(r, j);
+  return NULL;
+}
+
+struct consumer *consumer_start(const char *id, struct jobq *q, struct funcpool *fp,
+                                int concurrency, char *err, size_t errlen) {
+  struct consumer *c = xcalloc(1, sizeof *c);
+  c->id = xstrdup(id);
+  c->q = q;
+  c->fp = fp;
+  c->n = concurrency > 0 ? concurrency : 1;
+  c->runners = xcalloc((size_t)c->n, sizeof *c->runners);
+  c->watchdog = watchdog_new();
+  int started = 0;
+  for (int i = 0; i < c->n; i++) {
+    struct runner *r = &c->runners[i];
+    r->c = c;
+    r->w.id = i;
+    watchdog_add(c->watchdog, &r->w);
+    r->started = pthread_create(&r->thread, NULL, runner_main, r) == 0;
+    started += r->started;
+  }
+  if (!started) {
+    snprintf(err, errlen, "%s: cannot start worker threads", id);
+    consumer_join(c);
+    return NULL;
+  }
+  return c;
+}
+
+void consumer_join(struct consumer *c) {
+  if (!c) return;
+  for (int i = 0; i < c->n; i++)
+    if (c->runners[i].started) pthread_join(c->runners[i].thread, NULL);
+  watchdog_free(c->watchdog);
+  free(c->runners);
+  free(c->id);
+  free(c);
+}

@@ -1,0 +1,31 @@
+/*
+** jobs.h — the project's background jobs: one jobq (and, for the sqlite driver, one
+** jobstore file) per queue.queue entry, registered in the runtime for queue.publish, and the
+** worker threads of every auto-started queue.consumer. Boot restores stored jobs (jobs a
+** crash left running go back to retry); shutdown drains (see jobs_drain).
+** Threads: all functions run on the main thread.
+*/
+#ifndef TASKHOST_JOBS_H
+#define TASKHOST_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rt;
+struct registry;
+struct funcpool;
+struct jobs;
+
+typedef struct funcpool *(*jobs_pool_fn)(void *ud, const char *func_id);
+
+/* Opens every queue and restores its stored jobs. NULL with a message in err. */
+struct jobs *jobs_open(struct rt *rt, struct registry *gen, char *err, size_t errlen);
+/* Starts the consumers; pool_for gives the function pool of a function.lua id. 0 / -1. */
+int jobs_start_consumers(struct jobs *js, struct registry *gen, jobs_pool_fn pool_for, void *ud);
+/* Shutdown: publishing answers "shutting down" and nothing new is claimed; running jobs get
+** timeout_ns to finish, then are interrupted and put back in their queue without using an
+** attempt; consumers are joined and stores flushed. */
+void jobs_drain(struct jobs *js, int64_t timeout_ns);
+void jobs_free(struct jobs *js);
+
+#endif

@@ -1,0 +1,409 @@
+/*
+** jobstore.c — see jobstore.h.
+**
+** Threads: jobstore_open runs on the caller's thread, prepares everything and starts the
+** writer. After that the sqlite3 connection and its prepared statements belong to whoever
+** holds `db_lock`: the opener during jobstore_load, otherwise the writer thread (the lock is
+** never contended in correct use, since load runs before any put; it only makes a misuse
+** safe). The pending op list, the op counters and the stats are guarded by `mu`; `work_cv`
+** wakes the writer, `done_cv` wakes jobstore_flush.
+**
+** Group commit: the writer takes the whole pending list at once, applies it in one
+** BEGIN IMMEDIATE … COMMIT, then runs the done callbacks in order. Puts that arrive while it
+** commits pile up for the next transaction, so throughput is not bound by the commit rate.
+** A row that violates a constraint (e.g. an existing id under another seq) fails alone:
+** SQLite's default ABORT undoes only that statement and the transaction goes on.
+*/
+#include "jobstore.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SCHEMA_VERSION 1
+
+enum op_kind { OP_PUT, OP_DELETE };
+
+/* One queued operation; for a put the row's strings follow in the same allocation. */
+struct op {
+  struct op *next;
+  enum op_kind kind;
+  int ok;
+  jobstore_done_fn done;
+  void *arg;
+  struct job_row row;       /* for OP_DELETE only row.seq is set */
+};
+
+struct jobstore {
+  char *path;
+  sqlite3 *db;
+  sqlite3_stmt *upsert, *del;
+  pthread_mutex_t db_lock;  /* held while the connection is in use */
+
+  pthread_mutex_t mu;       /* guards everything below */
+  pthread_cond_t work_cv, done_cv;
+  struct op *head, *tail;
+  uint64_t ops_queued, ops_done;
+  struct jobstore_stats stats;
+  int stopping;
+  pthread_t thread;
+};
+
+static const char schema_sql[] =
+  "CREATE TABLE jobs ("
+  " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, queue TEXT NOT NULL,"
+  " state INTEGER, priority INTEGER, attempt INTEGER, max_retries INTEGER,"
+  " recoveries INTEGER, run_at INTEGER, created_at INTEGER, started_at INTEGER,"
+  " finished_at INTEGER, data TEXT, result TEXT, errors TEXT, progress TEXT, idem_key TEXT);"
+  "INSERT INTO meta(key, value) VALUES('schema_version', 1);";
+
+#define COLUMNS "seq, id, queue, state, priority, attempt, max_retries, recoveries, run_at," \
+  " created_at, started_at, finished_at, data, result, errors, progress, idem_key"
+
+static const char upsert_sql[] =
+  "INSERT INTO jobs(" COLUMNS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+  " ?13, ?14, ?15, ?16, ?17) ON CONFLICT(seq) DO UPDATE SET id = excluded.id,"
+  " queue = excluded.queue, state = excluded.state, priority = excluded.priority,"
+  " attempt = excluded.attempt, max_retries = excluded.max_retries,"
+  " recoveries = excluded.recoveries, run_at = excluded.run_at,"
+  " created_at = excluded.created_at, started_at = excluded.started_at,"
+  " finished_at = excluded.finished_at, data = excluded.data, result = excluded.result,"
+  " errors = excluded.errors, progress = excluded.progress, idem_key = excluded.idem_key";
+
+/* ---- opening ----------------------------------------------------------- */
+
+static int fail(struct jobstore *s, char *err, size_t errlen, const char *what) {
+  snprintf(err, errlen, "%s: %s%s%s", s->path, what, s->db ? ": " : "",
+           s->db ? sqlite3_errmsg(s->db) : "");
+  return -1;
+}
+
+/* Creates the parent directory of path (one level) when missing. */
+static int make_parent(const char *path, char *err, size_t errlen) {
+  const char *slash = strrchr(path, '/');
+  if (!slash || slash == path) return 0;
+  char *dir = xstrndup(path, (size_t)(slash - path));
+  int rc = mkdir(dir, 0755);
+  if (rc < 0 && errno != EEXIST) {
+    snprintf(err, errlen, "%s: cannot create directory %s: %s", path, dir, strerror(errno));
+    free(dir);
+    return -1;
+  }
+  free(dir);
+  return 0;
+}
+
+static int exec(struct jobstore *s, const char *sql) {
+  return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static int set_pragmas(struct jobstore *s, int synchronous_full, char *err, size_t errlen) {
+  sqlite3_busy_timeout(s->db, 5000);
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK)
+    return fail(s, err, errlen, "PRAGMA journal_mode");
+  const char *mode = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+  int wal = mode && sqlite3_stricmp(mode, "wal") == 0;
+  sqlite3_finalize(st);
+  if (!wal) return fail(s, err, errlen, "cannot switch to WAL mode");
+  if (exec(s, synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") < 0)
+    return fail(s, err, errlen, "PRAGMA synchronous");
+  return 0;
+}
+
+/* Reads meta.schema_version into *version (0 when the row is missing). */
+static int read_version(struct jobstore *s, int *version) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &st,
+                         NULL) != SQLITE_OK)
+    return -1;
+  int rc = sqlite3_step(st);
+  *version = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Creates the schema in a new file, checks the version of an existing one. Migrations from
+** older versions go here when there are any. */
+static int ensure_schema(struct jobstore *s, char *err, size_t errlen) {
+  int version;
+  if (exec(s, "BEGIN IMMEDIATE") < 0) return fail(s, err, errlen, "cannot begin");
+  if (exec(s, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)") < 0 ||
+      read_version(s, &version) < 0 || (version == 0 && exec(s, schema_sql) < 0)) {
+    fail(s, err, errlen, "cannot create the schema");
+    exec(s, "ROLLBACK");
+    return -1;
+  }
+  if (version > SCHEMA_VERSION) {
+    snprintf(err, errlen, "%s: schema version %d is newer than this taskhost supports (%d)",
+             s->path, version, SCHEMA_VERSION);
+    exec(s, "ROLLBACK");
+    return -1;
+  }
+  if (exec(s, "COMMIT") < 0) {
+    fail(s, err, errlen, "cannot commit the schema");
+    exec(s, "ROLLBACK");
+    return -1;
+  }
+  return 0;
+}
+
+static int prepare(struct jobstore *s, char *err, size_t errlen) {
+  if (sqlite3_prepare_v3(s->db, upsert_sql, -1, SQLITE_PREPARE_PERSISTENT, &s->upsert, NULL) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "DELETE FROM jobs WHERE seq = ?1", -1, SQLITE_PREPARE_PERSISTENT,
+                         &s->del, NULL) != SQLITE_OK)
+    return fail(s, err, errlen, "cannot prepare statements");
+  return 0;
+}
+
+static void *writer_main(void *arg);
+
+static void destroy(struct jobstore *s) {
+  sqlite3_finalize(s->upsert);
+  sqlite3_finalize(s->del);
+  sqlite3_close(s->db);
+  pthread_mutex_destroy(&s->db_lock);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->work_cv);
+  pthread_cond_destroy(&s->done_cv);
+  free(s->path);
+  free(s);
+}
+
+struct jobstore *jobstore_open(const char *path, int synchronous_full, char *err, size_t errlen) {
+  struct jobstore *s = xcalloc(1, sizeof *s);
+  s->path = xstrdup(path);
+  pthread_mutex_init(&s->db_lock, NULL);
+  pthread_mutex_init(&s->mu, NULL);
+  cond_init_monotonic(&s->work_cv);
+  cond_init_monotonic(&s->done_cv);
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (make_parent(path, err, errlen) < 0) goto failed;
+  if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+    fail(s, err, errlen, "cannot open");
+    goto failed;
+  }
+  if (set_pragmas(s, synchronous_full, err, errlen) < 0 || ensure_schema(s, err, errlen) < 0 ||
+      prepare(s, err, errlen) < 0)
+    goto failed;
+  int rc = pthread_create(&s->thread, NULL, writer_main, s);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s: cannot start the writer thread: %s", path, strerror(rc));
+    goto failed;
+  }
+  return s;
+failed:
+  destroy(s);
+  return NULL;
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+static void row_from_stmt(sqlite3_stmt *st, struct job_row *r) {
+#define TXT(i) ((const char *)sqlite3_column_text(st, i))
+  *r = (struct job_row){
+    .seq = sqlite3_column_int64(st, 0), .id = TXT(1), .queue = TXT(2),
+    .state = sqlite3_column_int(st, 3), .priority = sqlite3_column_int(st, 4),
+    .attempt = sqlite3_column_int(st, 5), .max_retries = sqlite3_column_int(st, 6),
+    .recoveries = sqlite3_column_int(st, 7), .run_at = sqlite3_column_int64(st, 8),
+    .created_at = sqlite3_column_int64(st, 9), .started_at = sqlite3_column_int64(st, 10),
+    .finished_at = sqlite3_column_int64(st, 11), .data = TXT(12), .result = TXT(13),
+    .errors = TXT(14), .progress = TXT(15), .idem_key = TXT(16),
+  };
+#undef TXT
+}
+
+int jobstore_load(struct jobstore *s, void (*each)(void *arg, const struct job_row *r), void *arg,
+                  char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  int rc, ret = 0;
+  pthread_mutex_lock(&s->db_lock);
+  if (sqlite3_prepare_v2(s->db, "SELECT " COLUMNS " FROM jobs ORDER BY seq", -1, &st, NULL) !=
+      SQLITE_OK) {
+    ret = fail(s, err, errlen, "cannot read jobs");
+    pthread_mutex_unlock(&s->db_lock);
+    return ret;
+  }
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    struct job_row r;
+    row_from_stmt(st, &r);
+    each(arg, &r);
+  }
+  if (rc != SQLITE_DONE) ret = fail(s, err, errlen, "cannot read jobs");
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->db_lock);
+  return ret;
+}
+
+/* ---- queueing ---------------------------------------------------------- */
+
+static size_t str_size(const char *p) { return p ? strlen(p) + 1 : 0; }
+
+/* Copies src into the string area at *at; returns the copy (NULL stays NULL). */
+static const char *str_copy(char **at, const char *src) {
+  if (!src) return NULL;
+  size_t n = strlen(src) + 1;
+  char *dst = memcpy(*at, src, n);
+  *at += n;
+  return dst;
+}
+
+static struct op *op_new_put(const struct job_row *r) {
+  size_t n = str_size(r->id) + str_size(r->queue) + str_size(r->data) + str_size(r->result) +
+             str_size(r->errors) + str_size(r->progress) + str_size(r->idem_key);
+  struct op *op = xmalloc(sizeof *op + n);
+  char *at = (char *)(op + 1);
+  op->row = *r;
+  op->row.id = str_copy(&at, r->id);
+  op->row.queue = str_copy(&at, r->queue);
+  op->row.data = str_copy(&at, r->data);
+  op->row.result = str_copy(&at, r->result);
+  op->row.errors = str_copy(&at, r->errors);
+  op->row.progress = str_copy(&at, r->progress);
+  op->row.idem_key = str_copy(&at, r->idem_key);
+  op->kind = OP_PUT;
+  return op;
+}
+
+static void enqueue(struct jobstore *s, struct op *op) {
+  op->next = NULL;
+  op->ok = 0;
+  pthread_mutex_lock(&s->mu);
+  if (s->tail) s->tail->next = op;
+  else s->head = op;
+  s->tail = op;
+  s->ops_queued++;
+  pthread_cond_signal(&s->work_cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+void jobstore_put(struct jobstore *s, const struct job_row *r, jobstore_done_fn done, void *arg) {
+  struct op *op = op_new_put(r);
+  op->done = done;
+  op->arg = arg;
+  enqueue(s, op);
+}
+
+void jobstore_delete(struct jobstore *s, int64_t seq) {
+  struct op *op = xcalloc(1, sizeof *op);
+  op->kind = OP_DELETE;
+  op->row.seq = seq;
+  enqueue(s, op);
+}
+
+void jobstore_flush(struct jobstore *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t target = s->ops_queued;
+  while (s->ops_done < target) pthread_cond_wait(&s->done_cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- the writer -------------------------------------------------------- */
+
+static void bind_row(sqlite3_stmt *st, const struct job_row *r) {
+  const char *texts[] = {r->id, r->queue};
+  const char *tail[] = {r->data, r->result, r->errors, r->progress, r->idem_key};
+  const int64_t ints[] = {r->state, r->priority, r->attempt, r->max_retries, r->recoveries,
+                          r->run_at, r->created_at, r->started_at, r->finished_at};
+  sqlite3_bind_int64(st, 1, r->seq);
+  for (int i = 0; i < 2; i++) sqlite3_bind_text(st, 2 + i, texts[i], -1, SQLITE_STATIC);
+  for (int i = 0; i < 9; i++) sqlite3_bind_int64(st, 4 + i, ints[i]);
+  for (int i = 0; i < 5; i++) sqlite3_bind_text(st, 13 + i, tail[i], -1, SQLITE_STATIC);
+}
+
+/* Runs one op inside the open transaction. Returns 0, or -1 (logged). */
+static int apply(struct jobstore *s, const struct op *op) {
+  sqlite3_stmt *st = op->kind == OP_PUT ? s->upsert : s->del;
+  if (op->kind == OP_PUT) bind_row(st, &op->row);
+  else sqlite3_bind_int64(st, 1, op->row.seq);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc == SQLITE_DONE) return 0;
+  log_error("jobstore %s: %s of job seq %lld (id %s) failed: %s", s->path,
+            op->kind == OP_PUT ? "write" : "delete", (long long)op->row.seq,
+            op->row.id ? op->row.id : "-", sqlite3_errmsg(s->db));
+  return -1;
+}
+
+/* Applies a batch in one transaction; sets each op's ok. Returns 1 if it committed. */
+static int write_batch(struct jobstore *s, struct op *list) {
+  pthread_mutex_lock(&s->db_lock);
+  int committed = exec(s, "BEGIN IMMEDIATE") == 0;
+  if (!committed) log_error("jobstore %s: cannot begin: %s", s->path, sqlite3_errmsg(s->db));
+  for (struct op *op = list; op && committed; op = op->next) {
+    op->ok = apply(s, op) == 0;
+    /* An I/O error or the like may have rolled the whole transaction back. */
+    if (!op->ok && sqlite3_get_autocommit(s->db)) committed = 0;
+  }
+  if (committed && exec(s, "COMMIT") < 0) {
+    log_error("jobstore %s: commit failed: %s", s->path, sqlite3_errmsg(s->db));
+    committed = 0;
+  }
+  if (!committed && !sqlite3_get_autocommit(s->db)) exec(s, "ROLLBACK");
+  pthread_mutex_unlock(&s->db_lock);
+  return committed;
+}
+
+/* Reports and frees a processed batch, then counts it. */
+static void finish_batch(struct jobstore *s, struct op *list, int committed) {
+  uint64_t n = 0, written = 0;
+  while (list) {
+    struct op *op = list;
+    list = op->next;
+    int ok = committed && op->ok;
+    written += ok;
+    n++;
+    if (op->done) op->done(op->arg, ok);
+    free(op);
+  }
+  pthread_mutex_lock(&s->mu);
+  s->stats.rows += written;
+  s->stats.failures += n - written;
+  s->stats.transactions += committed;
+  s->ops_done += n;
+  pthread_cond_broadcast(&s->done_cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void *writer_main(void *arg) {
+  struct jobstore *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->head && !s->stopping) pthread_cond_wait(&s->work_cv, &s->mu);
+    if (!s->head) break;
+    struct op *list = s->head;
+    s->head = s->tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    finish_batch(s, list, write_batch(s, list));
+    pthread_mutex_lock(&s->mu);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* ---- closing and stats ------------------------------------------------- */
+
+void jobstore_close(struct jobstore *s) {
+  if (!s) return;
+  jobstore_flush(s);
+  pthread_mutex_lock(&s->mu);
+  s->stopping = 1;
+  pthread_cond_signal(&s->work_cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->thread, NULL);
+  destroy(s);
+}
+
+void jobstore_stats(struct jobstore *s, struct jobstore_stats *out) {
+  pthread_mutex_lock(&s->mu);
+  *out = s->stats;
+  pthread_mutex_unlock(&s->mu);
+}

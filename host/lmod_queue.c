@@ -1,0 +1,139 @@
+/*
+** lmod_queue.c — the `queue` module (wippy-compat.md §3.15, taskhost's job semantics):
+**   queue.publish(queue_id, data [, opts]) → job id | nil, err
+**       opts: id, delay (duration string or seconds), priority, max_retries, idempotency_key
+**       err kinds: NOT_FOUND (no such queue), RATE_LIMITED (full), UNAVAILABLE (shutting
+**       down), INVALID (data not JSON-encodable). With the SQLite driver it returns once the
+**       job is on disk; the calling thread waits for that commit.
+**   queue.job() → {id, queue, attempt, max_retries} inside a consumer function, else nil
+**   queue.progress(value) → true | nil, err: the running job's progress (any JSON value)
+** A consumer function gets the job's data as its argument; its return value is stored as
+** the result; a raised error or `nil, err` is a failed attempt (retried while attempts
+** remain); an error object with retryable = false fails the job at once.
+** Owner: the thread running the calling state.
+*/
+#include "code.h"
+#include "registry.h"
+#include "errors.h"
+#include "jobq.h"
+#include "jobrun.h"
+#include "json.h"
+#include "luaenv.h"
+#include "proc.h"
+#include "rt.h"
+#include "util.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <string.h>
+
+static struct jobctx *current_job(lua_State *L) {
+  struct proc *p = proc_of(L);
+  return p->call && p->call->kind == CALL_JOB ? p->call->ctx : NULL;
+}
+
+/* A bare name is taken in the calling entry's namespace. */
+static struct jobq *find_queue(lua_State *L, const char *name) {
+  struct proc *p = proc_of(L);
+  if (strchr(name, ':') || !p->code) return rt_find_queue(p->rt, name);
+  const char *id = p->code->e->id, *colon = strchr(id, ':');
+  lua_pushfstring(L, "%s:%s", lua_pushlstring(L, id, colon ? (size_t)(colon - id) : 0), name);
+  struct jobq *q = rt_find_queue(p->rt, lua_tostring(L, -1));
+  lua_pop(L, 2);
+  return q;
+}
+
+static int opt_duration(lua_State *L, int t, const char *key, int64_t *ns) {
+  int ty = lua_getfield(L, t, key);
+  int ok = 1;
+  if (ty == LUA_TNUMBER) *ns = (int64_t)(lua_tonumber(L, -1) * 1e9);
+  else if (ty == LUA_TSTRING) ok = duration_parse(lua_tostring(L, -1), ns) == 0;
+  else if (ty != LUA_TNIL) ok = 0;
+  lua_pop(L, 1);
+  if (!ok) luaL_error(L, "queue.publish: opts.%s must be a duration (\"5s\") or seconds", key);
+  return 0;
+}
+
+static const char *opt_string(lua_State *L, int t, const char *key) {
+  int ty = lua_getfield(L, t, key);          /* left on the stack: the string stays alive */
+  if (ty != LUA_TNIL && ty != LUA_TSTRING) luaL_error(L, "queue.publish: opts.%s must be a string", key);
+  return lua_tostring(L, -1);
+}
+
+static int opt_int(lua_State *L, int t, const char *key, int dflt) {
+  int ty = lua_getfield(L, t, key);
+  if (ty != LUA_TNIL && !lua_isinteger(L, -1)) luaL_error(L, "queue.publish: opts.%s must be an integer", key);
+  int v = ty == LUA_TNIL ? dflt : (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int l_publish(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checkany(L, 2);
+  struct jobq_publish_opts o = {.max_retries = -1};
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    o.id = opt_string(L, 3, "id");
+    o.idem_key = opt_string(L, 3, "idempotency_key");
+    opt_duration(L, 3, "delay", &o.delay_ns);
+    o.priority = opt_int(L, 3, "priority", 0);
+    o.max_retries = opt_int(L, 3, "max_retries", -1);
+  }
+  struct jobq *q = find_queue(L, name);
+  if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish: no queue.queue entry '%s'", name);
+  struct buf b;
+  char err[256], id[80];
+  buf_init(&b);
+  if (json_encode(L, 2, &b, err, sizeof err) != 0) {
+    buf_free(&b);
+    return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
+  }
+  int existed;
+  int rc = jobq_publish(q, b.data, b.len, &o, id, sizeof id, &existed, err, sizeof err);
+  buf_free(&b);
+  if (rc == JQ_FULL) return errors_fail(L, EK_RATE_LIMITED, "%s", err);
+  if (rc == JQ_DRAINING) return errors_fail(L, EK_UNAVAILABLE, "%s", err);
+  if (rc != JQ_OK) return errors_fail(L, EK_INTERNAL, "%s", err);
+  lua_pushstring(L, id);
+  return 1;
+}
+
+static int l_job(lua_State *L) {
+  struct jobctx *jc = current_job(L);
+  if (!jc) { lua_pushnil(L); return 1; }
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, job_id(jc->job));
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, jobq_name(jc->q));
+  lua_setfield(L, -2, "queue");
+  lua_pushinteger(L, job_attempt(jc->job));
+  lua_setfield(L, -2, "attempt");
+  lua_pushinteger(L, job_max_retries(jc->job));
+  lua_setfield(L, -2, "max_retries");
+  return 1;
+}
+
+static int l_progress(lua_State *L) {
+  struct jobctx *jc = current_job(L);
+  if (!jc) return errors_fail(L, EK_INVALID, "queue.progress: not inside a queue consumer");
+  luaL_checkany(L, 1);
+  struct buf b;
+  char err[256];
+  buf_init(&b);
+  if (json_encode(L, 1, &b, err, sizeof err) != 0) {
+    buf_free(&b);
+    return errors_fail(L, EK_INVALID, "queue.progress: %s", err);
+  }
+  job_set_progress(jc->q, jc->job, b.data, b.len);
+  buf_free(&b);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int luaopen_queue(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"publish", l_publish}, {"job", l_job}, {"progress", l_progress}, {NULL, NULL}};
+  luaL_newlib(L, funcs);
+  return 1;
+}
