@@ -173,6 +173,15 @@ static int start_http(struct app *a, const struct reg_entry *e) {
   if (!rs) return -1;
   for (size_t i = 0; i < routes_count(rs); i++) {
     struct route *r = routes_at(rs, i);
+    if (r->action != RA_FUNCTION) {
+      const char *qid = val_str(val_get(r->endpoint->data, "queue"), "");
+      if (!(r->handler = rt_find_queue(a->rt, qid))) {
+        log_error("%s: %s is not a queue.queue entry", r->endpoint->id, qid);
+        routes_free(rs);
+        return -1;
+      }
+      continue;
+    }
     if (!(r->handler = pool_for(a, r->func))) {
       log_error("%s: function %s is not a function.lua entry", r->endpoint->id, r->func);
       routes_free(rs);

@@ -8,6 +8,7 @@
 #include "registry.h"
 #include "scheduler.h"
 #include "watchdog.h"
+#include "jobapi.h"
 
 #include <civetweb.h>
 #include <pthread.h>
@@ -175,7 +176,17 @@ static void finish(struct http_server *s, struct http_req *r, struct call *c) {
   }
 }
 
+void http_reply(struct http_req *r, int status, const char *ctype, const char *body, size_t len) {
+  r->status = status;
+  r->handled = 1;
+  send_all(r, ctype, body, len);
+}
+
 static void serve(struct http_server *s, struct http_req *r) {
+  if (r->match.route->action != RA_FUNCTION) {
+    jobapi_serve(r->match.route->action, r->match.route->handler, r);
+    return;
+  }
   struct funcpool *fp = r->match.route->handler;
   struct call c = {.kind = CALL_HTTP, .ctx = r, .deadline = s->call_timeout ? clock_mono_ns() + s->call_timeout : 0};
   struct http_thread *ht = mg_get_thread_pointer(r->conn);

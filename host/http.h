@@ -45,12 +45,16 @@ struct http_req {
 ** the whole response leaves in one write without a copy. */
 #define HEAD_GAP 512
 
-/* Starts listening. Every route's `handler` must be its function pool. NULL with err. */
+/* Starts listening. Every route's `handler` must be its function pool (RA_FUNCTION) or its
+** job queue (the job API). NULL with err. */
 struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struct routes *routes,
                                const char *docroot, char *err, size_t errlen);
 int http_port(const struct http_server *s);
 /* Stops accepting and waits for the requests in flight. */
 void http_stop(struct http_server *s);
+
+/* Sends a whole response now (built-in handlers). Extra headers go in r->headers first. */
+void http_reply(struct http_req *r, int status, const char *ctype, const char *body, size_t len);
 
 /* For the Lua module. */
 int http_req_read_body(struct http_req *r);              /* 0, or -1 (too large / read error) */

@@ -771,6 +771,13 @@ void jobq_stop(struct jobq *q) {
   pthread_mutex_unlock(&q->lock);
 }
 
+int jobq_draining(struct jobq *q) {
+  pthread_mutex_lock(&q->lock);
+  int d = q->draining;
+  pthread_mutex_unlock(&q->lock);
+  return d;
+}
+
 size_t jobq_running(struct jobq *q) {
   pthread_mutex_lock(&q->lock);
   size_t n = q->running;

@@ -141,6 +141,7 @@ double jobq_hist_bound(int i);             /* upper bound of bucket i in seconds
 void jobq_drain(struct jobq *q);
 void jobq_stop(struct jobq *q);
 size_t jobq_running(struct jobq *q);
+int jobq_draining(struct jobq *q);
 /* Sets the cancel flag of every running job (the shutdown deadline passed); they end as
 ** JO_REQUEUE by their runners. Returns how many. */
 size_t jobq_interrupt_running(struct jobq *q);

@@ -59,7 +59,8 @@ static void run_job(struct runner *r, struct job *j) {
   if (o == JO_OK) {
     jobq_finish(cs->q, j, o, result.len ? result.data : NULL, result.len);
   } else {
-    const char *msg = c.error ? c.error : "failed";
+    const char *msg = o == JO_TIMEOUT ? "timed out: the job ran longer than its queue's timeout"
+                      : c.error ? c.error : "failed";
     log_debug("%s: job %s attempt %d: %s", cs->id, job_id(j), job_attempt(j), msg);
     jobq_finish(cs->q, j, o, msg, strlen(msg));
   }

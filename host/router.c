@@ -90,12 +90,14 @@ static void route_free(struct route *r) {
   free(r->pattern);
 }
 
-static int add_route(struct routes *rs, const struct reg_entry *ep, const char *prefix, struct diag *d) {
+static int add_route(struct routes *rs, const struct reg_entry *ep, const char *prefix,
+                     const char *method, const char *path, enum route_action action, struct diag *d) {
   struct route r = {0};
   r.endpoint = ep;
-  r.method = xstrdup(val_str(val_get(ep->data, "method"), "GET"));
-  r.pattern = join_path(prefix, val_str(val_get(ep->data, "path"), "/"));
-  r.func = val_str(val_get(ep->data, "func"), "");
+  r.action = action;
+  r.method = xstrdup(method);
+  r.pattern = join_path(prefix, path);
+  r.func = action == RA_FUNCTION ? val_str(val_get(ep->data, "func"), "") : NULL;
   const char *why;
   if (parse_pattern(&r, r.pattern, &why) != 0) {
     diag_add(d, 1, ep->file, ep->line, "%s: bad path %s: %s", ep->id, r.pattern, why);
@@ -120,6 +122,32 @@ static int refers_to(const struct reg_entry *e, const char *meta_key, const char
   return v && strcmp(v, id) == 0;
 }
 
+static int add_endpoint(struct routes *rs, const struct reg_entry *ep, const char *prefix, struct diag *d) {
+  return add_route(rs, ep, prefix, val_str(val_get(ep->data, "method"), "GET"),
+                   val_str(val_get(ep->data, "path"), "/"), RA_FUNCTION, d);
+}
+
+/* The job API of a queue.http entry: its path plus these suffixes, and two extra paths. */
+static int add_job_api(struct routes *rs, const struct reg_entry *ep, const char *prefix, struct diag *d) {
+  static const struct { const char *method, *suffix; enum route_action action; } api[] = {
+    {"POST", "", RA_JOB_SUBMIT},        {"GET", "", RA_JOB_LIST},
+    {"GET", "/{id}", RA_JOB_STATUS},    {"GET", "/{id}/status", RA_JOB_STATUS},
+    {"GET", "/{id}/result", RA_JOB_RESULT}, {"DELETE", "/{id}", RA_JOB_CANCEL},
+    {"POST", "/{id}/cancel", RA_JOB_CANCEL},
+  };
+  const char *base = val_str(val_get(ep->data, "path"), "/jobs");
+  int failed = 0;
+  char path[512];
+  for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
+    snprintf(path, sizeof path, "%s%s", strcmp(base, "/") == 0 && api[i].suffix[0] ? "" : base, api[i].suffix);
+    failed |= add_route(rs, ep, prefix, api[i].method, path, api[i].action, d) != 0;
+  }
+  const char *health = val_str(val_get(ep->data, "health_path"), ""), *metrics = val_str(val_get(ep->data, "metrics_path"), "");
+  if (health[0]) failed |= add_route(rs, ep, prefix, "GET", health, RA_JOB_HEALTH, d) != 0;
+  if (metrics[0]) failed |= add_route(rs, ep, prefix, "GET", metrics, RA_JOB_METRICS, d) != 0;
+  return failed ? -1 : 0;
+}
+
 struct routes *routes_build(struct registry *reg, const char *service_id, struct diag *d) {
   struct routes *rs = xcalloc(1, sizeof *rs);
   int failed = 0;
@@ -130,8 +158,9 @@ struct routes *routes_build(struct registry *reg, const char *service_id, struct
     const char *prefix = val_str(val_get(router->data, "prefix"), "");
     for (size_t j = 0; j < n; j++) {
       const struct reg_entry *ep = registry_at(reg, j);
-      if (strcmp(ep->kind, "http.endpoint") == 0 && refers_to(ep, "router", router->id))
-        failed |= add_route(rs, ep, prefix, d) != 0;
+      if (!refers_to(ep, "router", router->id)) continue;
+      if (strcmp(ep->kind, "http.endpoint") == 0) failed |= add_endpoint(rs, ep, prefix, d) != 0;
+      else if (strcmp(ep->kind, "queue.http") == 0) failed |= add_job_api(rs, ep, prefix, d) != 0;
     }
   }
   if (failed) { routes_free(rs); return NULL; }

@@ -5,7 +5,9 @@
 ** whole subtree. The most specific matching pattern wins (literal > {param} > {rest...} >
 ** subtree, decided at the first segment where they differ); two routes of one method with the
 ** same shape conflict (a load error). GET routes also answer HEAD; OPTIONS on a known path
-** gets 204; a known path with another method gets 405 with Allow.
+** gets 204; a known path with another method gets 405 with Allow. A queue.http entry adds the
+** job API under its `path`: POST and GET on it, GET {id}, GET {id}/status, GET {id}/result,
+** DELETE {id}, POST {id}/cancel, and its health and metrics paths (relative to the router).
 ** Immutable after build; any thread may match.
 */
 #ifndef TASKHOST_ROUTER_H
@@ -20,12 +22,19 @@ struct routes;
 
 #define ROUTE_MAX_PARAMS 16
 
+/* Built-in handlers a route may have instead of a function (queue.http entries). */
+enum route_action {
+  RA_FUNCTION, RA_JOB_SUBMIT, RA_JOB_LIST, RA_JOB_STATUS, RA_JOB_RESULT, RA_JOB_CANCEL,
+  RA_JOB_HEALTH, RA_JOB_METRICS
+};
+
 struct route {
   char *method;
   char *pattern;                  /* "/api/tasks/{id}" as written (prefix + path) */
   const struct reg_entry *endpoint;
-  const char *func;               /* function.lua id */
-  void *handler;                  /* the caller's (a function pool), set after build */
+  enum route_action action;
+  const char *func;               /* function.lua id (RA_FUNCTION) */
+  void *handler;                  /* the caller's (a function pool, a job queue), set after build */
   struct seg *segs;
   int nsegs;
   int subtree;

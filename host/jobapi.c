@@ -1,0 +1,274 @@
+/*
+** jobapi.c — see jobapi.h.
+**
+** Answers (job-queues.md §6.3): submit 202 + Location (200 when the id or Idempotency-Key
+** names a job already there), 400 invalid JSON, 413 too large, 429 + Retry-After when the
+** queue is full, 503 + Retry-After while draining; status 200 / 404; result 200 done, 202 not
+** finished (with its state), 409 failed or cancelled (with the last error), 404; cancel 200
+** cancelled, 202 cancel requested (running), 409 already finished, 404; list 200 with a
+** cursor. Every body is JSON.
+**
+** Threads: civetweb's. The submitted body is checked with the host's JSON decoder in a small
+** Lua state kept per thread (created on first use, closed when the thread ends).
+*/
+#include "jobapi.h"
+#include "http.h"
+#include "jobq.h"
+#include "json.h"
+#include "util.h"
+
+#include <civetweb.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_key_t validator_key;
+static pthread_once_t validator_once = PTHREAD_ONCE_INIT;
+
+static void close_validator(void *L) { lua_close(L); }
+static void make_key(void) { pthread_key_create(&validator_key, close_validator); }
+
+/* 0 when text is one valid JSON value; else -1 with the decoder's message. */
+static int check_json(const char *text, size_t len, char *err, size_t errlen) {
+  pthread_once(&validator_once, make_key);
+  lua_State *L = pthread_getspecific(validator_key);
+  if (!L) {
+    if (!(L = luaL_newstate())) { snprintf(err, errlen, "out of memory"); return -1; }
+    pthread_setspecific(validator_key, L);
+  }
+  int rc = json_decode(L, text, len, err, errlen);
+  lua_settop(L, 0);
+  return rc == 0 ? 0 : -1;
+}
+
+static void reply_json(struct http_req *r, int status, struct buf *b) {
+  http_reply(r, status, "application/json", b->data ? b->data : "{}", b->len);
+}
+
+/* s as a JSON string (control bytes dropped). */
+static void add_str(struct buf *b, const char *s) {
+  buf_addc(b, '"');
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') buf_addc(b, '\\');
+    if ((unsigned char)*s >= 0x20) buf_addc(b, *s);
+  }
+  buf_addc(b, '"');
+}
+
+static void reply_error(struct http_req *r, int status, const char *msg) {
+  struct buf b;
+  buf_init(&b);
+  buf_adds(&b, "{\"error\":");
+  add_str(&b, msg);
+  buf_addc(&b, '}');
+  reply_json(r, status, &b);
+  buf_free(&b);
+}
+
+/* {"id":<id>,"state":<state> — the start of several answers. */
+static void begin(struct buf *b, const char *id, int state) {
+  buf_adds(b, "{\"id\":");
+  add_str(b, id);
+  buf_printf(b, ",\"state\":\"%s\"", job_state_name(state));
+}
+
+/* The {id} path parameter, copied (params point into the path and run to its end). */
+static void job_id_param(const struct http_req *r, char *out, size_t cap) {
+  out[0] = '\0';
+  for (int i = 0; i < r->match.nparams; i++)
+    if (strcmp(r->match.params[i].name, "id") == 0) {
+      size_t n = r->match.params[i].len < cap - 1 ? r->match.params[i].len : cap - 1;
+      memcpy(out, r->match.params[i].value, n);
+      out[n] = '\0';
+    }
+}
+
+/* A query-string variable into out; 1 when present. */
+static int query(const struct http_req *r, const char *name, char *out, size_t cap) {
+  const char *qs = r->ri->query_string;
+  return qs && mg_get_var(qs, strlen(qs), name, out, cap) >= 0;
+}
+
+static void submit(struct jobq *q, struct http_req *r) {
+  if (http_req_read_body(r) != 0) {
+    if (r->too_large) reply_error(r, 413, "request body too large");
+    else reply_error(r, 400, "cannot read the request body");
+    return;
+  }
+  char err[256], id[128], delay[32], prio[16], retries[16], key[200];
+  const char *body = r->body.len ? r->body.data : "null";
+  size_t len = r->body.len ? r->body.len : 4;
+  if (check_json(body, len, err, sizeof err) != 0) { reply_error(r, 400, err); return; }
+  struct jobq_publish_opts o = {.max_retries = -1};
+  if (query(r, "id", id, sizeof id)) o.id = id;
+  const char *idem = http_req_header(r, "Idempotency-Key");
+  if (idem && strlen(idem) < sizeof key) { snprintf(key, sizeof key, "%s", idem); o.idem_key = key; }
+  if (query(r, "delay", delay, sizeof delay) && duration_parse(delay, &o.delay_ns) != 0) {
+    reply_error(r, 400, "delay must be a duration such as 30s");
+    return;
+  }
+  if (query(r, "priority", prio, sizeof prio)) o.priority = atoi(prio);
+  if (query(r, "max_retries", retries, sizeof retries)) o.max_retries = atoi(retries);
+  char newid[128];
+  int existed = 0;
+  int rc = jobq_publish(q, body, len, &o, newid, sizeof newid, &existed, err, sizeof err);
+  if (rc == JQ_FULL || rc == JQ_DRAINING) {
+    http_res_add_header(r, "Retry-After", rc == JQ_FULL ? "1" : "5");
+    reply_error(r, rc == JQ_FULL ? 429 : 503, err);
+    return;
+  }
+  if (rc != JQ_OK) { reply_error(r, 500, err); return; }
+  struct buf b, loc;
+  buf_init(&b);
+  buf_init(&loc);
+  size_t plen = strlen(r->path);
+  while (plen > 1 && r->path[plen - 1] == '/') plen--;
+  buf_printf(&loc, "%.*s/%s", (int)plen, r->path, newid);
+  http_res_add_header(r, "Location", loc.data);
+  if (jobq_job_info(q, newid, &b) < 0) { buf_adds(&b, "{\"id\":"); add_str(&b, newid); buf_addc(&b, '}'); }
+  reply_json(r, existed ? 200 : 202, &b);
+  buf_free(&b);
+  buf_free(&loc);
+}
+
+static void status(struct jobq *q, struct http_req *r) {
+  char id[256];
+  job_id_param(r, id, sizeof id);
+  struct buf b;
+  buf_init(&b);
+  if (jobq_job_info(q, id, &b) < 0) reply_error(r, 404, "no such job");
+  else reply_json(r, 200, &b);
+  buf_free(&b);
+}
+
+static void result(struct jobq *q, struct http_req *r) {
+  char id[256];
+  job_id_param(r, id, sizeof id);
+  struct buf val, b;
+  buf_init(&val);
+  buf_init(&b);
+  int s = jobq_job_result(q, id, &val);
+  if (s < 0) {
+    reply_error(r, 404, "no such job");
+  } else {
+    begin(&b, id, s);
+    if (s == JS_DONE) buf_printf(&b, ",\"result\":%s}", val.data ? val.data : "null");
+    else if (job_state_final(s)) buf_printf(&b, ",\"error\":%s}", val.data ? val.data : "null");
+    else buf_adds(&b, "}");
+    reply_json(r, s == JS_DONE ? 200 : job_state_final(s) ? 409 : 202, &b);
+  }
+  buf_free(&val);
+  buf_free(&b);
+}
+
+static void cancel(struct jobq *q, struct http_req *r) {
+  char id[256];
+  job_id_param(r, id, sizeof id);
+  int was = jobq_cancel(q, id);
+  if (was < 0) { reply_error(r, 404, "no such job"); return; }
+  struct buf b;
+  buf_init(&b);
+  if (job_state_final(was)) {
+    begin(&b, id, was);
+    buf_adds(&b, ",\"error\":\"the job has already finished\"}");
+    reply_json(r, 409, &b);
+  } else if (was == JS_RUNNING) {
+    begin(&b, id, JS_RUNNING);
+    buf_adds(&b, ",\"cancel\":\"requested\"}");
+    reply_json(r, 202, &b);
+  } else {
+    begin(&b, id, JS_CANCELLED);
+    buf_addc(&b, '}');
+    reply_json(r, 200, &b);
+  }
+  buf_free(&b);
+}
+
+static void list(struct jobq *q, struct http_req *r) {
+  char v[64];
+  int state = -1;
+  long long after = 0, limit = 100;
+  if (query(r, "state", v, sizeof v) && (state = job_state_parse(v)) < 0) {
+    reply_error(r, 400, "unknown state (queued, scheduled, running, retrying, done, failed, cancelled)");
+    return;
+  }
+  if (query(r, "after", v, sizeof v)) after = atoll(v);
+  if (query(r, "limit", v, sizeof v)) limit = atoll(v);
+  if (limit < 1) limit = 1;
+  if (limit > 1000) limit = 1000;
+  struct buf b;
+  buf_init(&b);
+  int64_t next = 0;
+  buf_adds(&b, "{\"jobs\":");
+  jobq_list(q, state, after, (size_t)limit, &b, &next);
+  if (next) buf_printf(&b, ",\"next\":\"%lld\"}", (long long)next);
+  else buf_adds(&b, ",\"next\":null}");
+  reply_json(r, 200, &b);
+  buf_free(&b);
+}
+
+static void health(struct jobq *q, struct http_req *r) {
+  struct buf b;
+  buf_init(&b);
+  int draining = jobq_draining(q);
+  buf_printf(&b, "{\"status\":\"%s\",\"queue\":", draining ? "draining" : "ok");
+  add_str(&b, jobq_name(q));
+  buf_addc(&b, '}');
+  reply_json(r, draining ? 503 : 200, &b);
+  buf_free(&b);
+}
+
+static void metrics(struct jobq *q, struct http_req *r) {
+  struct jobq_stats st;
+  jobq_stats(q, &st);
+  const char *n = jobq_name(q);
+  struct buf b;
+  buf_init(&b);
+  buf_adds(&b, "# HELP taskhost_jobs Jobs by state.\n# TYPE taskhost_jobs gauge\n");
+  for (int s = 0; s < JS_COUNT; s++)
+    buf_printf(&b, "taskhost_jobs{queue=\"%s\",state=\"%s\"} %zu\n", n, job_state_name(s), st.by_state[s]);
+  buf_printf(&b, "# TYPE taskhost_jobs_published_total counter\ntaskhost_jobs_published_total{queue=\"%s\"} %llu\n",
+             n, (unsigned long long)st.published);
+  buf_printf(&b, "# TYPE taskhost_jobs_rejected_total counter\n"
+                 "taskhost_jobs_rejected_total{queue=\"%s\",reason=\"full\"} %llu\n"
+                 "taskhost_jobs_rejected_total{queue=\"%s\",reason=\"draining\"} %llu\n",
+             n, (unsigned long long)st.rejected_full, n, (unsigned long long)st.rejected_draining);
+  buf_printf(&b, "# TYPE taskhost_jobs_retries_total counter\ntaskhost_jobs_retries_total{queue=\"%s\"} %llu\n",
+             n, (unsigned long long)st.retries);
+  buf_printf(&b, "# TYPE taskhost_jobs_finished_total counter\ntaskhost_jobs_finished_total{queue=\"%s\"} %llu\n",
+             n, (unsigned long long)st.finished);
+  buf_adds(&b, "# HELP taskhost_job_wait_seconds Time from enqueue (or run_at) to start.\n"
+               "# TYPE taskhost_job_wait_seconds histogram\n");
+  uint64_t cum = 0;
+  for (int i = 0; i < 16; i++) {
+    cum += st.wait_hist[i];
+    double bound = jobq_hist_bound(i);
+    if (i == 15) buf_printf(&b, "taskhost_job_wait_seconds_bucket{queue=\"%s\",le=\"+Inf\"} %llu\n", n, (unsigned long long)cum);
+    else buf_printf(&b, "taskhost_job_wait_seconds_bucket{queue=\"%s\",le=\"%g\"} %llu\n", n, bound, (unsigned long long)cum);
+  }
+  buf_printf(&b, "taskhost_job_wait_seconds_sum{queue=\"%s\"} %.6f\ntaskhost_job_wait_seconds_count{queue=\"%s\"} %llu\n",
+             n, (double)st.wait_ns_total / 1e9, n, (unsigned long long)st.wait_count);
+  buf_printf(&b, "# TYPE taskhost_job_run_seconds summary\ntaskhost_job_run_seconds_sum{queue=\"%s\"} %.6f\n"
+                 "taskhost_job_run_seconds_count{queue=\"%s\"} %llu\n",
+             n, (double)st.run_ns_total / 1e9, n, (unsigned long long)st.run_count);
+  http_reply(r, 200, "text/plain; version=0.0.4", b.data, b.len);
+  buf_free(&b);
+}
+
+void jobapi_serve(int action, void *queue, struct http_req *r) {
+  struct jobq *q = queue;
+  switch (action) {
+  case RA_JOB_SUBMIT: submit(q, r); break;
+  case RA_JOB_LIST: list(q, r); break;
+  case RA_JOB_STATUS: status(q, r); break;
+  case RA_JOB_RESULT: result(q, r); break;
+  case RA_JOB_CANCEL: cancel(q, r); break;
+  case RA_JOB_HEALTH: health(q, r); break;
+  case RA_JOB_METRICS: metrics(q, r); break;
+  default: reply_error(r, 500, "unknown built-in route"); break;
+  }
+}
