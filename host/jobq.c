@@ -43,7 +43,8 @@ struct job {
   void (*wake)(void *);
   void *wake_arg;
   int64_t deadline;                /* monotonic ns */
-  int64_t claimed_mono;
+  int64_t claimed_mono;            /* when it started running */
+  int64_t ready_mono;              /* when it became (or becomes) due: enqueue→start */
 };
 
 struct heap {
@@ -66,8 +67,13 @@ struct jobq {
   size_t live, running;
   int draining, stopped;
   uint64_t rnd;
+  int64_t last_prune;              /* epoch ms */
+  int64_t *waits;                  /* ring of the last WAIT_SAMPLES enqueue→start times (ns) */
+  size_t nwaits, wait_pos;
   struct jobq_stats st;
 };
+
+#define WAIT_SAMPLES 65536
 
 static const char *const state_names[JS_COUNT] = {
   "queued", "scheduled", "running", "retrying", "done", "failed", "cancelled"};
@@ -100,7 +106,7 @@ int64_t jobq_backoff_ns(const struct jobq_config *c, int retry, double r01) {
   if (c->backoff_cap_ns > 0 && d > (double)c->backoff_cap_ns) d = (double)c->backoff_cap_ns;
   if (c->jitter == JITTER_FULL) d *= r01;
   else if (c->jitter == JITTER_EQUAL) d = d / 2 + d / 2 * r01;
-  return (int64_t)d;
+  return d >= 9.2e18 ? INT64_MAX : (int64_t)d;      /* uncapped: no overflow */
 }
 
 /* ---- heaps ----------------------------------------------------------------------- */
@@ -161,6 +167,7 @@ static void heap_remove(struct jobq *q, struct job *j) {
 
 /* Waiting job → the right heap for its run_at. */
 static void enqueue(struct jobq *q, struct job *j, int64_t now) {
+  j->ready_mono = clock_mono_ns() + (j->run_at > now ? (j->run_at - now) * 1000000 : 0);
   heap_push(q, j, j->run_at > now);
 }
 
@@ -219,7 +226,8 @@ static void job_free(struct job *j) {
 
 /* Finished jobs past retention leave memory and the store. Runs when a job finishes. */
 static void prune(struct jobq *q, int64_t now) {
-  if (!q->cfg.retention_ns) return;
+  if (!q->cfg.retention_ns || now - q->last_prune < 1000) return;     /* at most once a second */
+  q->last_prune = now;
   int64_t cutoff = now - q->cfg.retention_ns / 1000000;
   size_t k = 0;
   for (size_t i = 0; i < q->nall; i++) {
@@ -331,6 +339,7 @@ void jobq_free(struct jobq *q) {
   free(q->buckets);
   free(q->ready.v);
   free(q->delayed.v);
+  free(q->waits);
   pthread_mutex_destroy(&q->lock);
   pthread_cond_destroy(&q->cv);
   free(q->name);
@@ -342,6 +351,15 @@ const char *jobq_name(const struct jobq *q) { return q->name; }
 static void add_error(struct job *j, int64_t at, const char *msg, size_t len);
 
 void jobq_restore(struct jobq *q, const struct job_row *r) {
+  int64_t now0 = now_ms();
+  if (r->state >= JS_DONE && q->cfg.retention_ns && r->finished_at &&
+      r->finished_at < now0 - q->cfg.retention_ns / 1000000) {       /* past retention */
+    pthread_mutex_lock(&q->lock);
+    if (r->seq >= q->next_seq) q->next_seq = r->seq + 1;
+    if (q->store) jobstore_delete(q->store, r->seq);
+    pthread_mutex_unlock(&q->lock);
+    return;
+  }
   struct job *j = xcalloc(1, sizeof *j);
   j->seq = r->seq;
   j->id = xstrdup(r->id);
@@ -398,6 +416,32 @@ static struct job *find_idem(struct jobq *q, const char *key) {
   return NULL;
 }
 
+/* Builds a new job (q->lock held). */
+static struct job *new_job(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o) {
+  struct job *j = xcalloc(1, sizeof *j);
+  j->seq = q->next_seq++;
+  if (o->id) j->id = xstrdup(o->id);
+  else {
+    char tmp[40];
+    snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
+    j->id = xstrdup(tmp);
+  }
+  j->idem_key = o->idem_key ? xstrdup(o->idem_key) : NULL;
+  j->data = xstrndup(data, len);
+  j->data_len = len;
+  buf_init(&j->errors);
+  j->priority = o->priority;
+  j->max_retries = o->max_retries >= 0 ? o->max_retries : q->cfg.max_retries;
+  j->created_at = now_ms();
+  j->run_at = j->created_at + o->delay_ns / 1000000;
+  j->state = o->delay_ns > 0 ? JS_SCHEDULED : JS_QUEUED;
+  j->pub_state = -1;
+  index_add(q, j);
+  q->live++;
+  q->st.published++;
+  return j;
+}
+
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
                  char *id_out, size_t idlen, int *existed, char *err, size_t errlen) {
   static const struct jobq_publish_opts none = {.max_retries = -1};
@@ -424,27 +468,7 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
     snprintf(err, errlen, "queue %s is full (%zu jobs)", q->name, q->cfg.capacity);
     return JQ_FULL;
   }
-  struct job *j = xcalloc(1, sizeof *j);
-  j->seq = q->next_seq++;
-  if (o->id) j->id = xstrdup(o->id);
-  else {
-    char tmp[40];
-    snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
-    j->id = xstrdup(tmp);
-  }
-  j->idem_key = o->idem_key ? xstrdup(o->idem_key) : NULL;
-  j->data = xstrndup(data, len);
-  j->data_len = len;
-  buf_init(&j->errors);
-  j->priority = o->priority;
-  j->max_retries = o->max_retries >= 0 ? o->max_retries : q->cfg.max_retries;
-  j->created_at = now_ms();
-  j->run_at = j->created_at + o->delay_ns / 1000000;
-  j->state = o->delay_ns > 0 ? JS_SCHEDULED : JS_QUEUED;
-  j->pub_state = -1;
-  index_add(q, j);
-  q->live++;
-  q->st.published++;
+  struct job *j = new_job(q, data, len, o);
   snprintf(id_out, idlen, "%s", j->id);
   struct waiter w;
   waiter_init(&w);
@@ -453,7 +477,7 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
   int ok = waiter_wait(&w);
   pthread_mutex_lock(&q->lock);
   if (ok) {
-    enqueue(q, j, now_ms());
+    if (!job_state_final(j->state)) enqueue(q, j, now_ms());   /* unless cancelled meanwhile */
     pthread_cond_signal(&q->cv);
   } else {                                       /* not durable: take it back */
     j->state = JS_FAILED;
@@ -461,6 +485,46 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
   }
   pthread_mutex_unlock(&q->lock);
   if (!ok) snprintf(err, errlen, "queue %s: the job could not be stored", q->name);
+  return ok ? JQ_OK : JQ_ERROR;
+}
+
+int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *lens, size_t n,
+                      const struct jobq_publish_opts *o, char (*ids)[JOBQ_ID_MAX], char *err,
+                      size_t errlen) {
+  struct jobq_publish_opts opts = o ? *o : (struct jobq_publish_opts){.max_retries = -1};
+  opts.id = opts.idem_key = NULL;
+  if (!n) return JQ_OK;
+  pthread_mutex_lock(&q->lock);
+  int rc = q->draining ? JQ_DRAINING : q->cfg.capacity && q->live + n > q->cfg.capacity ? JQ_FULL : JQ_OK;
+  if (rc != JQ_OK) {
+    if (rc == JQ_FULL) q->st.rejected_full += n;
+    else q->st.rejected_draining += n;
+    pthread_mutex_unlock(&q->lock);
+    snprintf(err, errlen, rc == JQ_FULL ? "queue %s has no room for %zu more jobs" : "queue %s is shutting down",
+             q->name, n);
+    return rc;
+  }
+  struct job **js = xmalloc(n * sizeof *js);
+  struct waiter w;
+  waiter_init(&w);
+  for (size_t i = 0; i < n; i++) {
+    js[i] = new_job(q, data[i], lens[i], &opts);
+    snprintf(ids[i], JOBQ_ID_MAX, "%s", js[i]->id);
+    persist(q, js[i], i + 1 == n ? &w : NULL);     /* commits in order: the last one is enough */
+  }
+  pthread_mutex_unlock(&q->lock);
+  int ok = waiter_wait(&w);
+  pthread_mutex_lock(&q->lock);
+  int64_t now = now_ms();
+  for (size_t i = 0; i < n; i++) {
+    if (job_state_final(js[i]->state)) continue;   /* cancelled meanwhile */
+    if (ok) enqueue(q, js[i], now);
+    else { js[i]->state = JS_FAILED; q->live--; }
+  }
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->lock);
+  free(js);
+  if (!ok) snprintf(err, errlen, "queue %s: the jobs could not be stored", q->name);
   return ok ? JQ_OK : JQ_ERROR;
 }
 
@@ -479,40 +543,54 @@ static int can_claim(struct jobq *q) {
          (!q->cfg.max_concurrent || q->running < (size_t)q->cfg.max_concurrent);
 }
 
-static void record_wait(struct jobq *q, struct job *j, int64_t now) {
-  int64_t from = j->run_at > j->created_at ? j->run_at : j->created_at;
-  double s = now > from ? (double)(now - from) / 1000.0 : 0.0;
+static void record_wait(struct jobq *q, struct job *j, int64_t mono) {
+  int64_t ns = mono > j->ready_mono ? mono - j->ready_mono : 0;
+  double s = (double)ns / 1e9;
   int b = 0;
   while (b < HIST_BUCKETS - 1 && s > jobq_hist_bound(b)) b++;
   q->st.wait_hist[b]++;
-  q->st.wait_ns_total += (uint64_t)(s * 1e9);
+  q->st.wait_ns_total += (uint64_t)ns;
   q->st.wait_count++;
+  if (!q->waits) q->waits = xmalloc(WAIT_SAMPLES * sizeof *q->waits);
+  q->waits[q->wait_pos] = ns;
+  q->wait_pos = (q->wait_pos + 1) % WAIT_SAMPLES;
+  if (q->nwaits < WAIT_SAMPLES) q->nwaits++;
 }
 
-struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
+/* Claims ready jobs (q->lock held): one when the queue is shallow, more when it is deep, so
+** a durable claim costs one commit per batch instead of one per job. */
+static size_t take_ready(struct jobq *q, struct job **out, size_t max, int64_t now) {
+  size_t want = 1 + q->ready.n / 8, n = 0;
+  if (want > max) want = max;
+  while (n < want && can_claim(q)) {
+    struct job *j = q->ready.v[0];
+    heap_remove(q, j);
+    j->state = JS_RUNNING;
+    j->attempt++;
+    j->started_at = now;
+    atomic_store(&j->cancel, 0);
+    j->wake = NULL;
+    j->deadline = 0;
+    q->running++;
+    out[n++] = j;
+  }
+  return n;
+}
+
+size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size_t max) {
   pthread_mutex_lock(&q->lock);
   for (;;) {
     if (q->stopped) break;
     int64_t now = now_ms();
     promote_due(q, now);
-    if (can_claim(q)) {
-      struct job *j = q->ready.v[0];
-      heap_remove(q, j);
-      j->state = JS_RUNNING;
-      j->attempt++;
-      j->started_at = now;
-      atomic_store(&j->cancel, 0);
-      j->wake = NULL;
-      j->claimed_mono = clock_mono_ns();
-      j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
-      q->running++;
-      record_wait(q, j, now);
+    size_t n = take_ready(q, out, max, now);
+    if (n) {
       struct waiter w;
       waiter_init(&w);
-      persist(q, j, &w);
+      for (size_t i = 0; i < n; i++) persist(q, out[i], i + 1 == n ? &w : NULL);
       pthread_mutex_unlock(&q->lock);
-      waiter_wait(&w);         /* the attempt is on disk before the job runs */
-      return j;
+      waiter_wait(&w);         /* the attempts are on disk before the jobs run */
+      return n;
     }
     int64_t wake = until_ns;
     if (q->delayed.n && !q->draining) {
@@ -527,7 +605,24 @@ struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
     }
   }
   pthread_mutex_unlock(&q->lock);
-  return NULL;
+  return 0;
+}
+
+struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
+  struct job *j;
+  if (!jobq_claim_batch(q, until_ns, &j, 1)) return NULL;
+  job_begin(q, j);
+  return j;
+}
+
+int job_begin(struct jobq *q, struct job *j) {
+  pthread_mutex_lock(&q->lock);
+  j->claimed_mono = clock_mono_ns();
+  j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
+  record_wait(q, j, j->claimed_mono);
+  int flag = atomic_load(&j->cancel);
+  pthread_mutex_unlock(&q->lock);
+  return flag;
 }
 
 const char *job_id(const struct job *j) { return j->id; }
@@ -599,7 +694,7 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
   j->wake = NULL;
   persist(q, j, NULL);
   if (job_state_final(j->state)) prune(q, now);
-  pthread_cond_broadcast(&q->cv);
+  pthread_cond_signal(&q->cv);                   /* a slot is free, or a job is back */
   pthread_mutex_unlock(&q->lock);
 }
 
@@ -625,6 +720,7 @@ int jobq_cancel(struct jobq *q, const char *id) {
   j->state = JS_CANCELLED;
   j->finished_at = now_ms();
   q->live--;
+  q->st.finished++;
   static const char msg[] = "cancelled before it ran";
   add_error(j, j->finished_at, msg, sizeof msg - 1);
   struct waiter w;
@@ -729,7 +825,7 @@ void jobq_list(struct jobq *q, int state, int64_t after, size_t limit, struct bu
     struct job *j = q->all[i];
     int s = shown_state(j, now);
     if (s < 0 || (state >= 0 && s != state)) continue;
-    if (n == limit) { *next = q->all[i - 1]->seq; break; }
+    if (n == limit) { *next = n ? q->all[i - 1]->seq : 0; break; }
     if (n++) buf_addc(out, ',');
     put_info(q, j, s, out);
   }
@@ -743,9 +839,23 @@ double jobq_hist_bound(int i) {
   return b[i];
 }
 
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
 void jobq_stats(struct jobq *q, struct jobq_stats *out) {
   pthread_mutex_lock(&q->lock);
   *out = q->st;
+  out->wait_p50_ns = out->wait_p99_ns = 0;
+  if (q->nwaits) {
+    int64_t *v = xmalloc(q->nwaits * sizeof *v);
+    memcpy(v, q->waits, q->nwaits * sizeof *v);
+    qsort(v, q->nwaits, sizeof *v, cmp_i64);
+    out->wait_p50_ns = v[q->nwaits / 2];
+    out->wait_p99_ns = v[q->nwaits * 99 / 100];
+    free(v);
+  }
   memset(out->by_state, 0, sizeof out->by_state);
   int64_t now = now_ms();
   for (size_t i = 0; i < q->nall; i++) {

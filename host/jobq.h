@@ -12,7 +12,9 @@
 ** everything, by design.
 **
 ** Threads: every function may be called from any thread; the queue's state is guarded by
-** its mutex, which is never held across a store write or a callback into the caller.
+** its mutex. It is never held while waiting for a store commit. The one callback into the
+** caller, a job's wake function (job_on_cancel), runs with it held — that is what keeps the
+** runner's wake argument alive — so a wake function must not call into the queue.
 */
 #ifndef TASKHOST_JOBQ_H
 #define TASKHOST_JOBQ_H
@@ -79,8 +81,23 @@ enum { JQ_OK = 0, JQ_ERROR = -1, JQ_FULL = -2, JQ_DRAINING = -3 };
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
                  char *id_out, size_t idlen, int *existed, char *err, size_t errlen);
 
-/* Waits for a job to run (ready, and under max_concurrent) and claims it; returns NULL once
-** the queue stops (jobq_stop) or `until_ns` (monotonic; 0 = no limit) passes. */
+/* Adds n jobs in one go (one commit wait): all, or none when there is no room for all.
+** Options apply to every job (their id and idem_key are ignored); ids get the new ids. */
+#define JOBQ_ID_MAX 40
+int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *lens, size_t n,
+                      const struct jobq_publish_opts *o, char (*ids)[JOBQ_ID_MAX], char *err,
+                      size_t errlen);
+
+/* Waits for jobs to run (ready, and under max_concurrent) and claims up to max of them (more
+** than one only when the queue is deep); returns how many, 0 once the queue stops
+** (jobq_stop) or `until_ns` (monotonic; 0 = no limit) passes. Each claimed job must then go
+** through job_begin and jobq_finish, in order. */
+size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size_t max);
+/* Before a claimed job runs: starts its clock (timeout, enqueue→start, run time). Returns
+** its cancel flag: 0 run it; 1 (cancelled) or 2 (shutdown) finish it as JO_CANCELLED /
+** JO_REQUEUE without running it. */
+int job_begin(struct jobq *q, struct job *j);
+/* jobq_claim_batch of one job, and job_begin. */
 struct job *jobq_claim(struct jobq *q, int64_t until_ns);
 
 /* What a claimed job exposes to its runner. */
@@ -91,7 +108,8 @@ int job_max_retries(const struct job *j);
 int64_t job_deadline(const struct job *j);       /* monotonic ns; 0 = none */
 /* Set when the job was cancelled while running; the runner's Lua call watches it. */
 _Atomic int *job_cancel_flag(struct job *j);
-/* Called (from the cancelling thread) right after the flag is set, to wake the runner. */
+/* Called (from the cancelling thread, with the queue locked: it must not call into the
+** queue) right after the flag is set, to wake the runner. */
 void job_on_cancel(struct jobq *q, struct job *j, void (*wake)(void *), void *arg);
 void job_set_progress(struct jobq *q, struct job *j, const char *json, size_t len);
 
@@ -132,6 +150,7 @@ struct jobq_stats {
   uint64_t wait_ns_total, run_ns_total;    /* enqueue→start and run time, summed */
   uint64_t wait_count, run_count;
   uint64_t wait_hist[16];                  /* enqueue→start, buckets of jobq_hist_bound */
+  int64_t wait_p50_ns, wait_p99_ns;        /* over the last 65536 starts */
 };
 void jobq_stats(struct jobq *q, struct jobq_stats *out);
 double jobq_hist_bound(int i);             /* upper bound of bucket i in seconds (+Inf last) */

@@ -68,10 +68,21 @@ static void run_job(struct runner *r, struct job *j) {
   buf_free(&result);
 }
 
+#define CLAIM_BATCH 16
+
 static void *runner_main(void *arg) {
   struct runner *r = arg;
-  struct job *j;
-  while ((j = jobq_claim(r->c->q, 0))) run_job(r, j);
+  struct jobq *q = r->c->q;
+  struct job *batch[CLAIM_BATCH];
+  size_t n;
+  while ((n = jobq_claim_batch(q, 0, batch, CLAIM_BATCH))) {
+    for (size_t i = 0; i < n; i++) {
+      int flag = job_begin(q, batch[i]);
+      if (flag == 0) { run_job(r, batch[i]); continue; }
+      static const char msg[] = "cancelled before it ran";
+      jobq_finish(q, batch[i], flag == 1 ? JO_CANCELLED : JO_REQUEUE, msg, sizeof msg - 1);
+    }
+  }
   return NULL;
 }
 

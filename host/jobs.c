@@ -20,6 +20,7 @@ struct queue_rt {
   const struct reg_entry *e;
   struct jobq *q;
   struct jobstore *store;
+  char *path;                 /* its database file (sqlite driver) */
 };
 
 struct jobs {
@@ -83,10 +84,17 @@ static int open_queue(struct jobs *js, struct rt *rt, const struct reg_entry *e,
   qr->e = e;
   if (strcmp(val_str(val_get(e->data, "driver"), "sqlite"), "sqlite") == 0) {
     char *path = db_path(e, rt->project_dir);
+    for (size_t i = 0; i < js->nqueues; i++)      /* one file per queue: seq is per queue */
+      if (js->queues[i].path && strcmp(js->queues[i].path, path) == 0) {
+        snprintf(err, errlen, "%s:%d: %s: database %s is already used by %s; give each queue its own",
+                 e->file, e->line, e->id, path, js->queues[i].e->id);
+        free(path);
+        return -1;
+      }
     int full = strcmp(val_str(val_get(e->data, "synchronous"), "normal"), "full") == 0;
     qr->store = jobstore_open(path, full, err, errlen);
-    free(path);
-    if (!qr->store) return -1;
+    if (!qr->store) { free(path); return -1; }
+    qr->path = path;
   }
   qr->q = jobq_new(&cfg, qr->store);
   js->nqueues++;
@@ -185,6 +193,7 @@ void jobs_free(struct jobs *js) {
   for (size_t i = 0; i < js->nqueues; i++) {
     jobstore_close(js->queues[i].store);     /* flushes: every callback has run */
     jobq_free(js->queues[i].q);
+    free(js->queues[i].path);
   }
   free(js->queues);
   free(js->consumers);

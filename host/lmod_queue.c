@@ -5,6 +5,8 @@
 **       err kinds: NOT_FOUND (no such queue), RATE_LIMITED (full), UNAVAILABLE (shutting
 **       down), INVALID (data not JSON-encodable). With the SQLite driver it returns once the
 **       job is on disk; the calling thread waits for that commit.
+**   queue.publish_batch(queue_id, items [, opts]) → {ids} | nil, err   (one commit, all or none)
+**   queue.info(queue_id) → counts per state, published, retries, rejected, wait_p50/p99_ms
 **   queue.job() → {id, queue, attempt, max_retries} inside a consumer function, else nil
 **   queue.progress(value) → true | nil, err: the running job's progress (any JSON value)
 ** A consumer function gets the job's data as its argument; its return value is stored as
@@ -25,6 +27,7 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct jobctx *current_job(lua_State *L) {
@@ -99,6 +102,83 @@ static int l_publish(lua_State *L) {
   return 1;
 }
 
+/* queue.publish_batch(queue_id, items [, opts]) → {ids} | nil, err: every item of the list
+** as one job, stored with one commit; all or none (RATE_LIMITED when there is no room for
+** all). opts as publish, without id and idempotency_key. */
+static int l_publish_batch(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  struct jobq_publish_opts o = {.max_retries = -1};
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    opt_duration(L, 3, "delay", &o.delay_ns);
+    o.priority = opt_int(L, 3, "priority", 0);
+    o.max_retries = opt_int(L, 3, "max_retries", -1);
+  }
+  struct jobq *q = find_queue(L, name);
+  if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish_batch: no queue.queue entry '%s'", name);
+  size_t n = (size_t)luaL_len(L, 2);
+  struct buf all;
+  size_t *offs = xmalloc((n + 1) * sizeof *offs), *lens = xmalloc((n ? n : 1) * sizeof *lens);
+  char err[256];
+  buf_init(&all);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    offs[i] = all.len;
+    int bad = json_encode(L, -1, &all, err, sizeof err) != 0;
+    lua_pop(L, 1);
+    if (bad) {
+      free(offs); free(lens); buf_free(&all);
+      return errors_fail(L, EK_INVALID, "queue.publish_batch: item %zu: %s", i + 1, err);
+    }
+    lens[i] = all.len - offs[i];
+  }
+  const char **data = xmalloc((n ? n : 1) * sizeof *data);
+  for (size_t i = 0; i < n; i++) data[i] = all.data + offs[i];
+  char (*ids)[JOBQ_ID_MAX] = xmalloc((n ? n : 1) * sizeof *ids);
+  int rc = jobq_publish_many(q, data, lens, n, &o, ids, err, sizeof err);
+  if (rc == JQ_OK) {
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+      lua_pushstring(L, ids[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+  }
+  free(ids); free(data); free(offs); free(lens); buf_free(&all);
+  if (rc == JQ_FULL) return errors_fail(L, EK_RATE_LIMITED, "%s", err);
+  if (rc == JQ_DRAINING) return errors_fail(L, EK_UNAVAILABLE, "%s", err);
+  if (rc != JQ_OK) return errors_fail(L, EK_INTERNAL, "%s", err);
+  return 1;
+}
+
+/* queue.info(queue_id) → {queue, <state> = count…, published, retries, rejected,
+** wait_p50_ms, wait_p99_ms} | nil, err */
+static int l_info(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  struct jobq *q = find_queue(L, name);
+  if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.info: no queue.queue entry '%s'", name);
+  struct jobq_stats st;
+  jobq_stats(q, &st);
+  lua_createtable(L, 0, JS_COUNT + 6);
+  lua_pushstring(L, jobq_name(q));
+  lua_setfield(L, -2, "queue");
+  for (int i = 0; i < JS_COUNT; i++) {
+    lua_pushinteger(L, (lua_Integer)st.by_state[i]);
+    lua_setfield(L, -2, job_state_name(i));
+  }
+  lua_pushinteger(L, (lua_Integer)st.published);
+  lua_setfield(L, -2, "published");
+  lua_pushinteger(L, (lua_Integer)st.retries);
+  lua_setfield(L, -2, "retries");
+  lua_pushinteger(L, (lua_Integer)(st.rejected_full + st.rejected_draining));
+  lua_setfield(L, -2, "rejected");
+  lua_pushnumber(L, (double)st.wait_p50_ns / 1e6);
+  lua_setfield(L, -2, "wait_p50_ms");
+  lua_pushnumber(L, (double)st.wait_p99_ns / 1e6);
+  lua_setfield(L, -2, "wait_p99_ms");
+  return 1;
+}
+
 static int l_job(lua_State *L) {
   struct jobctx *jc = current_job(L);
   if (!jc) { lua_pushnil(L); return 1; }
@@ -133,7 +213,8 @@ static int l_progress(lua_State *L) {
 
 int luaopen_queue(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"publish", l_publish}, {"job", l_job}, {"progress", l_progress}, {NULL, NULL}};
+    {"publish", l_publish}, {"publish_batch", l_publish_batch}, {"info", l_info},
+    {"job", l_job}, {"progress", l_progress}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }
