@@ -49,15 +49,7 @@ static void reply_json(struct http_req *r, int status, struct buf *b) {
   http_reply(r, status, "application/json", b->data ? b->data : "{}", b->len);
 }
 
-/* s as a JSON string (control bytes dropped). */
-static void add_str(struct buf *b, const char *s) {
-  buf_addc(b, '"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') buf_addc(b, '\\');
-    if ((unsigned char)*s >= 0x20) buf_addc(b, *s);
-  }
-  buf_addc(b, '"');
-}
+static void add_str(struct buf *b, const char *s) { json_put_string(b, s, strlen(s)); }
 
 static void reply_error(struct http_req *r, int status, const char *msg) {
   struct buf b;

@@ -11,8 +11,9 @@
 ** q->lock held (it only queues the row), so the writer must never hold its own lock while
 ** calling back — jobstore.c does not.
 */
-#include "jobq.h"
+#include "jobq_impl.h"
 #include "jobstore.h"
+#include "json.h"
 #include "log.h"
 #include "util.h"
 
@@ -23,57 +24,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
-
-#define HIST_BUCKETS 16
-
-struct job {
-  struct job *hash_next;
-  uint64_t hash;
-  int64_t seq;
-  char *id, *idem_key, *data, *result, *progress;
-  size_t data_len;
-  struct buf errors;               /* ",{...}" items; wrapped in [] when shown */
-  int state, pub_state;            /* pub_state: committed and visible; -1 = not yet */
-  int priority, attempt, max_retries, recoveries;
-  int64_t run_at, created_at, started_at, finished_at;   /* epoch ms */
-  int heap;                        /* 0 none, 1 ready, 2 delayed */
-  size_t hidx;
-  int inflight;                    /* store writes not yet committed */
-  _Atomic int cancel;              /* 1 cancelled by a client, 2 stopped by shutdown */
-  void (*wake)(void *);
-  void *wake_arg;
-  int64_t deadline;                /* monotonic ns */
-  int64_t claimed_mono;            /* when it started running */
-  int64_t ready_mono;              /* when it became (or becomes) due: enqueue→start */
-};
-
-struct heap {
-  struct job **v;
-  size_t n, cap;
-};
-
-struct jobq {
-  struct jobq_config cfg;
-  char *name;
-  struct jobstore *store;
-  pthread_mutex_t lock;
-  pthread_cond_t cv;
-  struct job **all;
-  size_t nall, capall;
-  struct job **buckets;            /* id hash chains */
-  size_t nbuckets;
-  struct heap ready, delayed;
-  int64_t next_seq;
-  size_t live, running;
-  int draining, stopped;
-  uint64_t rnd;
-  int64_t last_prune;              /* epoch ms */
-  int64_t *waits;                  /* ring of the last WAIT_SAMPLES enqueue→start times (ns) */
-  size_t nwaits, wait_pos;
-  struct jobq_stats st;
-};
-
-#define WAIT_SAMPLES 65536
 
 static const char *const state_names[JS_COUNT] = {
   "queued", "scheduled", "running", "retrying", "done", "failed", "cancelled"};
@@ -86,7 +36,7 @@ int job_state_parse(const char *name) {
   return -1;
 }
 
-static int64_t now_ms(void) {
+int64_t jobq_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -173,7 +123,7 @@ static void enqueue(struct jobq *q, struct job *j, int64_t now) {
 
 /* ---- index ----------------------------------------------------------------------- */
 
-static struct job *find(struct jobq *q, const char *id) {
+struct job *jobq_find(struct jobq *q, const char *id) {
   uint64_t h = str_hash(id);
   for (struct job *j = q->buckets[h & (q->nbuckets - 1)]; j; j = j->hash_next)
     if (j->hash == h && strcmp(j->id, id) == 0) return j;
@@ -351,7 +301,7 @@ const char *jobq_name(const struct jobq *q) { return q->name; }
 static void add_error(struct job *j, int64_t at, const char *msg, size_t len);
 
 void jobq_restore(struct jobq *q, const struct job_row *r) {
-  int64_t now0 = now_ms();
+  int64_t now0 = jobq_now_ms();
   if (r->state >= JS_DONE && q->cfg.retention_ns && r->finished_at &&
       r->finished_at < now0 - q->cfg.retention_ns / 1000000) {       /* past retention */
     pthread_mutex_lock(&q->lock);
@@ -382,7 +332,7 @@ void jobq_restore(struct jobq *q, const struct job_row *r) {
   pthread_mutex_lock(&q->lock);
   if (r->seq >= q->next_seq) q->next_seq = r->seq + 1;
   index_add(q, j);
-  int64_t now = now_ms();
+  int64_t now = jobq_now_ms();
   if (j->state == JS_RUNNING) {                /* the host died while it ran */
     j->recoveries++;
     static const char lost[] = "worker lost: the host stopped while the job ran";
@@ -432,7 +382,7 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   buf_init(&j->errors);
   j->priority = o->priority;
   j->max_retries = o->max_retries >= 0 ? o->max_retries : q->cfg.max_retries;
-  j->created_at = now_ms();
+  j->created_at = jobq_now_ms();
   j->run_at = j->created_at + o->delay_ns / 1000000;
   j->state = o->delay_ns > 0 ? JS_SCHEDULED : JS_QUEUED;
   j->pub_state = -1;
@@ -448,7 +398,7 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
   if (!o) o = &none;
   *existed = 0;
   pthread_mutex_lock(&q->lock);
-  struct job *old = o->id ? find(q, o->id) : NULL;
+  struct job *old = o->id ? jobq_find(q, o->id) : NULL;
   if (!old && o->idem_key) old = find_idem(q, o->idem_key);
   if (old) {
     snprintf(id_out, idlen, "%s", old->id);
@@ -477,7 +427,7 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
   int ok = waiter_wait(&w);
   pthread_mutex_lock(&q->lock);
   if (ok) {
-    if (!job_state_final(j->state)) enqueue(q, j, now_ms());   /* unless cancelled meanwhile */
+    if (!job_state_final(j->state)) enqueue(q, j, jobq_now_ms());   /* unless cancelled meanwhile */
     pthread_cond_signal(&q->cv);
   } else {                                       /* not durable: take it back */
     j->state = JS_FAILED;
@@ -515,7 +465,7 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   pthread_mutex_unlock(&q->lock);
   int ok = waiter_wait(&w);
   pthread_mutex_lock(&q->lock);
-  int64_t now = now_ms();
+  int64_t now = jobq_now_ms();
   for (size_t i = 0; i < n; i++) {
     if (job_state_final(js[i]->state)) continue;   /* cancelled meanwhile */
     if (ok) enqueue(q, js[i], now);
@@ -581,7 +531,7 @@ size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size
   pthread_mutex_lock(&q->lock);
   for (;;) {
     if (q->stopped) break;
-    int64_t now = now_ms();
+    int64_t now = jobq_now_ms();
     promote_due(q, now);
     size_t n = take_ready(q, out, max, now);
     if (n) {
@@ -652,19 +602,14 @@ static void add_error(struct job *j, int64_t at, const char *msg, size_t len) {
   if (b->len) b->len--;                          /* drop the closing ']' */
   else buf_addc(b, '[');
   if (b->len > 1) buf_addc(b, ',');
-  buf_printf(b, "{\"attempt\":%d,\"at\":%lld,\"error\":\"", j->attempt, (long long)at);
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)msg[i];
-    if (c == '"' || c == '\\') { buf_addc(b, '\\'); buf_addc(b, (char)c); }
-    else if (c < 0x20) buf_printf(b, "\\u%04x", c);
-    else buf_addc(b, (char)c);
-  }
-  buf_add(b, "\"}]", 3);
+  buf_printf(b, "{\"attempt\":%d,\"at\":%lld,\"error\":", j->attempt, (long long)at);
+  json_put_string(b, msg, len);
+  buf_add(b, "}]", 2);
 }
 
 void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *text, size_t len) {
   pthread_mutex_lock(&q->lock);
-  int64_t now = now_ms();
+  int64_t now = jobq_now_ms();
   q->running--;
   q->st.run_ns_total += (uint64_t)(clock_mono_ns() - j->claimed_mono);
   q->st.run_count++;
@@ -700,7 +645,7 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
 
 int jobq_cancel(struct jobq *q, const char *id) {
   pthread_mutex_lock(&q->lock);
-  struct job *j = find(q, id);
+  struct job *j = jobq_find(q, id);
   if (!j || j->pub_state < 0) {
     pthread_mutex_unlock(&q->lock);
     return -1;
@@ -718,7 +663,7 @@ int jobq_cancel(struct jobq *q, const char *id) {
   }
   heap_remove(q, j);
   j->state = JS_CANCELLED;
-  j->finished_at = now_ms();
+  j->finished_at = jobq_now_ms();
   q->live--;
   q->st.finished++;
   static const char msg[] = "cancelled before it ran";
@@ -729,140 +674,6 @@ int jobq_cancel(struct jobq *q, const char *id) {
   pthread_mutex_unlock(&q->lock);
   waiter_wait(&w);
   return was;
-}
-
-/* ---- reading ---------------------------------------------------------------------- */
-
-/* A due scheduled/retrying job is waiting for a worker: shown as queued. */
-static int shown_state(const struct job *j, int64_t now) {
-  int s = j->pub_state;
-  if ((s == JS_SCHEDULED || s == JS_RETRYING) && j->state == s && j->run_at <= now) return JS_QUEUED;
-  return s;
-}
-
-static void put_time(struct buf *b, const char *key, int64_t ms) {
-  if (!ms) { buf_printf(b, ",\"%s\":null", key); return; }
-  time_t t = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  buf_printf(b, ",\"%s\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", key, tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
-static void put_json_string(struct buf *b, const char *s) {
-  buf_addc(b, '"');
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') { buf_addc(b, '\\'); buf_addc(b, (char)c); }
-    else if (c < 0x20) buf_printf(b, "\\u%04x", c);
-    else buf_addc(b, (char)c);
-  }
-  buf_addc(b, '"');
-}
-
-static void put_info(const struct jobq *q, const struct job *j, int state, struct buf *b) {
-  buf_adds(b, "{\"id\":");
-  put_json_string(b, j->id);
-  buf_adds(b, ",\"queue\":");
-  put_json_string(b, q->name);
-  buf_printf(b, ",\"state\":\"%s\",\"attempt\":%d,\"max_retries\":%d,\"priority\":%d",
-             job_state_name(state), j->attempt, j->max_retries, j->priority);
-  put_time(b, "created_at", j->created_at);
-  put_time(b, "run_at", j->run_at);
-  put_time(b, "started_at", j->started_at);
-  put_time(b, "finished_at", state == j->state ? j->finished_at : 0);
-  buf_printf(b, ",\"progress\":%s", j->progress ? j->progress : "null");
-  buf_printf(b, ",\"result\":%s", state == JS_DONE && j->result ? j->result : "null");
-  buf_printf(b, ",\"errors\":%s}", j->errors.len ? j->errors.data : "[]");
-}
-
-int jobq_job_info(struct jobq *q, const char *id, struct buf *out) {
-  pthread_mutex_lock(&q->lock);
-  struct job *j = find(q, id);
-  int s = j ? shown_state(j, now_ms()) : -1;
-  if (s >= 0) put_info(q, j, s, out);
-  pthread_mutex_unlock(&q->lock);
-  return s;
-}
-
-/* The "error" of the last history item, as a JSON string, into out. Items are written by
-** add_error as {"attempt":N,"at":N,"error":"..."}; inside a JSON string every '"' is
-** escaped, so the last `{"attempt":` is the start of the last item. */
-static void put_last_error(const struct job *j, struct buf *out) {
-  const char *item = NULL, *p = j->errors.len ? j->errors.data : "";
-  while ((p = strstr(p, "{\"attempt\":"))) item = p++;
-  const char *m = item ? strstr(item, ",\"error\":") : NULL;
-  if (!m) { buf_adds(out, "null"); return; }
-  m += 9;
-  const char *end = m + 1;
-  while (*end && *end != '"') end += *end == '\\' ? 2 : 1;
-  buf_add(out, m, (size_t)(end + 1 - m));
-}
-
-int jobq_job_result(struct jobq *q, const char *id, struct buf *out) {
-  pthread_mutex_lock(&q->lock);
-  struct job *j = find(q, id);
-  int s = j ? shown_state(j, now_ms()) : -1;
-  if (s == JS_DONE) buf_adds(out, j->result ? j->result : "null");
-  else if (s == JS_FAILED || s == JS_CANCELLED) put_last_error(j, out);
-  pthread_mutex_unlock(&q->lock);
-  return s;
-}
-
-void jobq_list(struct jobq *q, int state, int64_t after, size_t limit, struct buf *out,
-               int64_t *next) {
-  pthread_mutex_lock(&q->lock);
-  int64_t now = now_ms();
-  size_t lo = 0, hi = q->nall, n = 0;
-  while (lo < hi) {                              /* first job with seq > after */
-    size_t mid = (lo + hi) / 2;
-    if (q->all[mid]->seq <= after) lo = mid + 1;
-    else hi = mid;
-  }
-  *next = 0;
-  buf_addc(out, '[');
-  for (size_t i = lo; i < q->nall; i++) {
-    struct job *j = q->all[i];
-    int s = shown_state(j, now);
-    if (s < 0 || (state >= 0 && s != state)) continue;
-    if (n == limit) { *next = n ? q->all[i - 1]->seq : 0; break; }
-    if (n++) buf_addc(out, ',');
-    put_info(q, j, s, out);
-  }
-  buf_addc(out, ']');
-  pthread_mutex_unlock(&q->lock);
-}
-
-double jobq_hist_bound(int i) {
-  static const double b[HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                         0.5, 1, 2.5, 5, 10, 30, 60, INFINITY};
-  return b[i];
-}
-
-static int cmp_i64(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
-}
-
-void jobq_stats(struct jobq *q, struct jobq_stats *out) {
-  pthread_mutex_lock(&q->lock);
-  *out = q->st;
-  out->wait_p50_ns = out->wait_p99_ns = 0;
-  if (q->nwaits) {
-    int64_t *v = xmalloc(q->nwaits * sizeof *v);
-    memcpy(v, q->waits, q->nwaits * sizeof *v);
-    qsort(v, q->nwaits, sizeof *v, cmp_i64);
-    out->wait_p50_ns = v[q->nwaits / 2];
-    out->wait_p99_ns = v[q->nwaits * 99 / 100];
-    free(v);
-  }
-  memset(out->by_state, 0, sizeof out->by_state);
-  int64_t now = now_ms();
-  for (size_t i = 0; i < q->nall; i++) {
-    int s = shown_state(q->all[i], now);
-    if (s >= 0) out->by_state[s]++;
-  }
-  pthread_mutex_unlock(&q->lock);
 }
 
 /* ---- shutdown ---------------------------------------------------------------------- */

@@ -122,7 +122,7 @@ static int plain_word(uint64_t w) {
 
 /* Escapes straight into reserved space, 8 plain bytes at a time, a chunk at a time so a
 ** long string never reserves six times its size at once. */
-static void put_string(struct buf *b, const char *s, size_t n) {
+void json_put_string(struct buf *b, const char *s, size_t n) {
   enum { CHUNK = 4096 };
   buf_addc(b, '"');
   while (n > 0) {
@@ -190,7 +190,7 @@ static int encode_object(struct enc *E, int idx) {
     if (lua_type(L, -2) != LUA_TSTRING) return fail(E, mixed_keys);
     size_t klen;
     const char *k = lua_tolstring(L, -2, &klen);      /* a string: no conversion */
-    put_string(E->b, k, klen);
+    json_put_string(E->b, k, klen);
     buf_addc(E->b, ':');
     if (encode(E, lua_gettop(L)) < 0) return -1;
     lua_pop(L, 1);
@@ -225,7 +225,7 @@ static int encode_table(struct enc *E, int idx) {
 
 static void put_error(struct enc *E, int idx) {
   const char *msg = errors_message(E->L, idx);
-  put_string(E->b, msg, strlen(msg));
+  json_put_string(E->b, msg, strlen(msg));
 }
 
 /* idx must be absolute. */
@@ -243,7 +243,7 @@ static int encode(struct enc *E, int idx) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    put_string(E->b, s, n);
+    json_put_string(E->b, s, n);
     return 0;
   }
   case LUA_TTABLE: return encode_table(E, idx);

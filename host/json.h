@@ -15,6 +15,8 @@ typedef struct lua_State lua_State;
 
 /* Appends the JSON text of the value at idx to out. Returns 0, or -1 with a message. */
 int json_encode(lua_State *L, int idx, struct buf *out, char *err, size_t errlen);
+/* Appends s (n bytes) as a JSON string literal, quotes included (RFC 8259 escaping). */
+void json_put_string(struct buf *b, const char *s, size_t n);
 
 /* Decodes s[0..len) and pushes the value (pushes nothing on error). Returns 0, or -1 with
 ** a message (e.g. "invalid JSON at character 7: ..."). */

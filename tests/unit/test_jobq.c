@@ -1291,10 +1291,10 @@ TEST(json_escaping) {
   CHECK_J(s, "v.errors[1].error", m1);
   CHECK_J(s, "v.errors[2].error", m2);
   CHECK_J(s, "v.errors[2].attempt", "2");
-  CHECK_CONTAINS(s, "\\\"hi\\\"\\\\path\\\\\\u000aline2\\u0009tab\\u0001");
+  CHECK_CONTAINS(s, "\\\"hi\\\"\\\\path\\\\\\nline2\\ttab\\u0001");
   const char *r = result(q, id);
   CHECK_J(r, "v", m2);
-  CHECK_STR(r, "\"said \\\"hi\\\"\\\\path\\\\\\u000aline2\\u0009tab\\u0001 \xc3\xa9 end\\\\\"");
+  CHECK_STR(r, "\"said \\\"hi\\\"\\\\path\\\\\\nline2\\ttab\\u0001 \xc3\xa9 end\\\\\"");
 
   /* a list of it decodes too */
   struct buf lb;

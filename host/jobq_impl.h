@@ -1,0 +1,68 @@
+/*
+** jobq_impl.h — the insides of a job queue, shared by jobq.c (changes) and jobq_view.c
+** (reading: info, result, list, stats). Not for other modules.
+** Threads: every field is guarded by jobq.lock, except job.cancel (atomic).
+*/
+#ifndef TASKHOST_JOBQ_IMPL_H
+#define TASKHOST_JOBQ_IMPL_H
+
+#include "jobq.h"
+#include "util.h"
+
+#include <pthread.h>
+
+#define HIST_BUCKETS 16
+
+struct job {
+  struct job *hash_next;
+  uint64_t hash;
+  int64_t seq;
+  char *id, *idem_key, *data, *result, *progress;
+  size_t data_len;
+  struct buf errors;               /* ",{...}" items; wrapped in [] when shown */
+  int state, pub_state;            /* pub_state: committed and visible; -1 = not yet */
+  int priority, attempt, max_retries, recoveries;
+  int64_t run_at, created_at, started_at, finished_at;   /* epoch ms */
+  int heap;                        /* 0 none, 1 ready, 2 delayed */
+  size_t hidx;
+  int inflight;                    /* store writes not yet committed */
+  _Atomic int cancel;              /* 1 cancelled by a client, 2 stopped by shutdown */
+  void (*wake)(void *);
+  void *wake_arg;
+  int64_t deadline;                /* monotonic ns */
+  int64_t claimed_mono;            /* when it started running */
+  int64_t ready_mono;              /* when it became (or becomes) due: enqueue→start */
+};
+
+struct heap {
+  struct job **v;
+  size_t n, cap;
+};
+
+struct jobq {
+  struct jobq_config cfg;
+  char *name;
+  struct jobstore *store;
+  pthread_mutex_t lock;
+  pthread_cond_t cv;
+  struct job **all;
+  size_t nall, capall;
+  struct job **buckets;            /* id hash chains */
+  size_t nbuckets;
+  struct heap ready, delayed;
+  int64_t next_seq;
+  size_t live, running;
+  int draining, stopped;
+  uint64_t rnd;
+  int64_t last_prune;              /* epoch ms */
+  int64_t *waits;                  /* ring of the last WAIT_SAMPLES enqueue→start times (ns) */
+  size_t nwaits, wait_pos;
+  struct jobq_stats st;
+};
+
+#define WAIT_SAMPLES 65536
+
+int64_t jobq_now_ms(void);                                   /* wall clock, epoch ms */
+struct job *jobq_find(struct jobq *q, const char *id);       /* q->lock held */
+
+#endif
