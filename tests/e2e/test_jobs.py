@@ -234,6 +234,11 @@ class SqliteDriver(JobApi, th.TestCase):
     def test_the_database_file_is_in_the_project(self):
         self.assertTrue(os.path.exists(os.path.join(self.project, "data", "app.jobs.db")))
 
+    def test_a_second_host_on_the_same_database_is_refused(self):
+        r = th.run(["run", self.project] + OVERRIDE, timeout=30)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("in use by another taskhost", r.stderr)
+
 
 class ShutdownRequeue(th.TestCase):
     def test_a_job_still_running_at_the_drain_deadline_goes_back_without_using_an_attempt(self):
