@@ -6,6 +6,7 @@
 #include "funcpool.h"
 #include "http.h"
 #include "jobs.h"
+#include "watch.h"
 #include "router.h"
 #include "log.h"
 #include "proc.h"
@@ -42,8 +43,13 @@ struct app {
   _Atomic int exec_done;
   int restore_level;          /* log level to restore after a hide_logs terminal process, or -1 */
   struct http_server **servers;
-  struct routes **routes;
+  struct routes **routes;     /* each server's first table (later ones belong to reloads) */
+  char **server_ids;
   size_t nservers;
+  app_reloader reloader;      /* builds the project again (hot reload), or NULL */
+  void *reloader_ctx;
+  struct watch *watch;        /* source tree watcher, or NULL (--no-watch) */
+  struct registry *adopted;   /* the generation the last reload adopted (a reference) */
   struct pool_ent { const char *func; struct funcpool *fp; } *pools;
   size_t npools;
   struct jobs *jobs;
@@ -164,42 +170,155 @@ static struct funcpool *pool_for(struct app *a, const char *func) {
   return fp;
 }
 
-static int start_http(struct app *a, const struct reg_entry *e) {
+typedef struct funcpool *(*pool_getter)(void *ctx, const char *func);
+
+/* Builds a service's routes from gen and gives every route its handler: the function's
+** pool (from get) or the job queue of a queue.http entry. NULL with problems logged. */
+static struct routes *build_routes(struct app *a, struct registry *gen, const char *service,
+                                   pool_getter get, void *ctx) {
   struct diag d;
   diag_init(&d);
-  struct routes *rs = routes_build(a->gen, e->id, &d);
+  struct routes *rs = routes_build(gen, service, &d);
   for (size_t i = 0; i < d.n; i++) log_error("%s", d.items[i]);
   diag_free(&d);
-  if (!rs) return -1;
-  for (size_t i = 0; i < routes_count(rs); i++) {
+  for (size_t i = 0; rs && i < routes_count(rs); i++) {
     struct route *r = routes_at(rs, i);
-    if (r->action != RA_FUNCTION) {
-      const char *qid = val_str(val_get(r->endpoint->data, "queue"), "");
-      if (!(r->handler = rt_find_queue(a->rt, qid))) {
-        log_error("%s: %s is not a queue.queue entry", r->endpoint->id, qid);
-        routes_free(rs);
-        return -1;
-      }
-      continue;
-    }
-    if (!(r->handler = pool_for(a, r->func))) {
-      log_error("%s: function %s is not a function.lua entry", r->endpoint->id, r->func);
+    const char *qid = val_str(val_get(r->endpoint->data, "queue"), "");
+    if (r->action != RA_FUNCTION ? !(r->handler = rt_find_queue(a->rt, qid))
+                                 : !(r->handler = get(ctx, r->func))) {
+      log_error("%s:%d: %s: %s is not a %s entry", r->endpoint->file, r->endpoint->line, r->endpoint->id,
+                r->action != RA_FUNCTION ? qid : r->func, r->action != RA_FUNCTION ? "queue.queue" : "function.lua");
       routes_free(rs);
-      return -1;
+      rs = NULL;
     }
   }
+  return rs;
+}
+
+static struct funcpool *app_pool(void *ctx, const char *func) { return pool_for(ctx, func); }
+
+static int start_http(struct app *a, const struct reg_entry *e) {
+  struct routes *rs = build_routes(a, a->gen, e->id, app_pool, a);
+  if (!rs) return -1;
   if (!a->mg_ready) { mg_init_library(0); a->mg_ready = 1; }
   char err[256];
   struct http_server *s = http_start(a->rt, e, rs, a->rt->project_dir, err, sizeof err);
   if (!s) { log_error("%s", err); routes_free(rs); return -1; }
   a->servers = xrealloc(a->servers, (a->nservers + 1) * sizeof *a->servers);
   a->routes = xrealloc(a->routes, (a->nservers + 1) * sizeof *a->routes);
+  a->server_ids = xrealloc(a->server_ids, (a->nservers + 1) * sizeof *a->server_ids);
   a->servers[a->nservers] = s;
+  a->server_ids[a->nservers] = xstrdup(e->id);
   a->routes[a->nservers++] = rs;
   return 0;
 }
 
-static struct funcpool *pool_cb(void *ud, const char *func) { return pool_for(ud, func); }
+/* ---- hot reload ------------------------------------------------------------------- */
+
+/* The function pools of one reloaded generation, shared by the route tables built from it;
+** it holds that generation's registry and code until the last table is released. Used on
+** the main thread only (tables are released by http_swap_routes/http_reclaim/http_stop). */
+struct pool_set {
+  struct app *a;
+  struct registry *reg;
+  struct codeset *code;
+  struct pool_ent *v;
+  size_t n;
+  int refs;
+};
+
+struct table { struct routes *rs; struct pool_set *ps; };
+
+static struct funcpool *set_pool(void *ctx, const char *func) {
+  struct pool_set *ps = ctx;
+  for (size_t i = 0; i < ps->n; i++)
+    if (strcmp(ps->v[i].func, func) == 0) return ps->v[i].fp;
+  const struct code *c = codeset_get(ps->code, func);
+  if (!c) return NULL;
+  size_t max = (size_t)val_int(val_path(c->e->data, "pool.max_size"), 100);
+  struct funcpool *fp = funcpool_new(ps->a->rt, c, background_host(ps->a, c->e), max);
+  ps->v = xrealloc(ps->v, (ps->n + 1) * sizeof *ps->v);
+  ps->v[ps->n++] = (struct pool_ent){c->e->id, fp};
+  return fp;
+}
+
+static void set_unref(struct pool_set *ps) {
+  if (--ps->refs > 0) return;
+  for (size_t i = 0; i < ps->n; i++) {
+    funcpool_quiet(ps->v[i].fp);
+    funcpool_free(ps->v[i].fp);
+  }
+  free(ps->v);
+  codeset_unref(ps->code);
+  registry_unref(ps->reg);
+  free(ps);
+}
+
+static void release_table(void *ud) {
+  struct table *t = ud;
+  routes_free(t->rs);
+  set_unref(t->ps);
+  free(t);
+}
+
+int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
+  struct pool_set *ps = xcalloc(1, sizeof *ps);
+  *ps = (struct pool_set){a, registry_ref(reg), codeset_ref(code), NULL, 0, 1};
+  struct routes **tables = xcalloc(a->nservers + 1, sizeof *tables);
+  int ok = 1;
+  for (size_t i = 0; i < a->nservers && ok; i++) {
+    if (!a->servers[i]) continue;
+    const struct reg_entry *e = registry_get(reg, a->server_ids[i]);
+    if (!e || strcmp(e->kind, "http.service") != 0) {
+      log_warn("reload: %s is gone from the registry; it keeps serving its last routes", a->server_ids[i]);
+      continue;
+    }
+    ok = (tables[i] = build_routes(a, reg, a->server_ids[i], set_pool, ps)) != NULL;
+  }
+  if (!ok) {
+    for (size_t i = 0; i < a->nservers; i++) routes_free(tables[i]);
+    free(tables);
+    set_unref(ps);
+    return -1;
+  }
+  rt_set_generation(a->rt, registry_ref(reg), codeset_ref(code));
+  if (a->adopted) registry_unref(a->adopted);
+  a->adopted = registry_ref(reg);
+  a->gen = reg;
+  for (size_t i = 0; i < a->nservers; i++) {
+    if (!tables[i]) continue;
+    struct table *t = xmalloc(sizeof *t);
+    *t = (struct table){tables[i], ps};
+    ps->refs++;
+    http_swap_routes(a->servers[i], tables[i], release_table, t);
+  }
+  free(tables);
+  set_unref(ps);                                  /* the tables hold it now */
+  return 0;
+}
+
+void app_set_reloader(struct app *a, app_reloader fn, void *ctx, struct watch *w) {
+  a->reloader = fn;
+  a->reloader_ctx = ctx;
+  a->watch = w;
+}
+
+/* Builds the project again and applies it; on any problem the running code stays. */
+static void reload(struct app *a, const char *why) {
+  if (!a->reloader) return;
+  int64_t t0 = clock_mono_ns();
+  struct registry *reg = NULL;
+  struct codeset *code = NULL;
+  if (a->reloader(a->reloader_ctx, &reg, &code) != 0 || app_reload(a, reg, code) != 0) {
+    log_error("reload (%s) refused: the running code stays until the problem is fixed", why);
+  } else {
+    log_info("reloaded (%s): generation %llu, %zu entries, in %.1f ms", why,
+             (unsigned long long)registry_version(reg), registry_count(reg),
+             (double)(clock_mono_ns() - t0) / 1e6);
+  }
+  if (code) codeset_unref(code);
+  if (reg) registry_unref(reg);
+}
 
 int app_start(struct app *a, const char *exec_host) {
   if (timers_start(a->rt->timers) != 0) return -1;
@@ -211,7 +330,7 @@ int app_start(struct app *a, const char *exec_host) {
     if (wanted && is_kind(e, "process.host") && start_process_host(a, e) != 0) return -1;
     if (wanted && is_kind(e, "terminal.host") && start_terminal_host(a, e) != 0) return -1;
   }
-  if (jobs_start_consumers(a->jobs, a->gen, pool_cb, a) != 0) return -1;
+  if (jobs_start_consumers(a->jobs, a->gen, app_pool, a) != 0) return -1;
   if (add_services(a) != 0) return -1;
   sup_start_all(a->sup);
   for (size_t i = 0; i < registry_count(a->gen); i++) {
@@ -292,14 +411,31 @@ int app_exec(struct app *a, const char *host, const char *entry, char **args, in
   return 0;
 }
 
+/* Once a tick: a finished burst of file changes reloads; retired route tables are freed. */
+static void tick_reload(struct app *a) {
+  char *first = NULL;
+  size_t count = 0;
+  if (a->watch && watch_take(a->watch, &first, &count)) {
+    char why[512];
+    snprintf(why, sizeof why, "%s changed%s", first ? first : "?", count > 1 ? " and more" : "");
+    reload(a, why);
+    free(first);
+  }
+  for (size_t i = 0; i < a->nservers; i++)
+    if (a->servers[i]) http_reclaim(a->servers[i]);
+}
+
 int app_wait(struct app *a) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  struct timespec tick = {0, 20 * 1000 * 1000};
+  sigaddset(&set, SIGHUP);
+  struct timespec tick = {0, 10 * 1000 * 1000};
   for (;;) {
     int sig = sigtimedwait(&set, NULL, &tick);
+    if (sig == SIGHUP) reload(a, "SIGHUP");
+    tick_reload(a);
     if (sig == SIGINT || sig == SIGTERM) {
       log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
       return a->exec_term ? 130 : 0;
@@ -385,6 +521,9 @@ void app_free(struct app *a) {
   }
   free(a->servers);
   free(a->routes);
+  for (size_t i = 0; i < a->nservers; i++) free(a->server_ids[i]);
+  free(a->server_ids);
+  if (a->adopted) registry_unref(a->adopted);
   jobs_free(a->jobs);
   for (size_t i = 0; i < a->npools; i++) funcpool_free(a->pools[i].fp);
   free(a->pools);

@@ -26,6 +26,16 @@ int app_exec_target(struct app *a, const char *spec, char **host, char **entry, 
 int app_exec(struct app *a, const char *host, const char *entry, char **args, int nargs,
              char *err, size_t errlen);
 /* Blocks until SIGINT/SIGTERM or until the -x process ends. Returns the exit code. */
+/* Hot reload. The reloader builds the project again (registry + code, checked as `check`
+** does) into *reg and *code and returns 0, or logs the problems and returns -1. app_wait calls
+** it on SIGHUP and after each burst of changes the watcher (may be NULL) reports. */
+struct watch;
+typedef int (*app_reloader)(void *ctx, struct registry **reg, struct codeset **code);
+void app_set_reloader(struct app *a, app_reloader fn, void *ctx, struct watch *w);
+/* Applies a new generation: new spawns and new requests use it; requests in flight finish on
+** their old routes and code. Refused as a whole (-1, problems logged) when a route table
+** cannot be built. */
+int app_reload(struct app *a, struct registry *reg, struct codeset *code);
 int app_wait(struct app *a);
 void app_stop(struct app *a);
 void app_free(struct app *a);

@@ -23,6 +23,7 @@ struct funcpool {
   size_t live, max;           /* states owned by the pool (idle + in calls), limit */
   size_t peak;                /* most states ever live at once */
   uint64_t waits;             /* calls that found the pool at its limit */
+  int quiet;                  /* no summary when freed (pools a reload replaced) */
   int warned_no_bg;
 };
 
@@ -96,6 +97,8 @@ int funcpool_call(struct funcpool *fp, struct worker *w, struct call *c) {
   return 0;
 }
 
+void funcpool_quiet(struct funcpool *fp) { fp->quiet = 1; }
+
 size_t funcpool_states(struct funcpool *fp) {
   pthread_mutex_lock(&fp->lock);
   size_t n = fp->live;
@@ -105,7 +108,7 @@ size_t funcpool_states(struct funcpool *fp) {
 
 void funcpool_free(struct funcpool *fp) {
   if (!fp) return;
-  if (fp->peak)
+  if (fp->peak && !fp->quiet)
     log_summary("%s: at most %zu states at once (limit %zu); %llu calls waited for one",
                 fp->code->e->id, fp->peak, fp->max, (unsigned long long)fp->waits);
   for (size_t i = 0; i < fp->nidle; i++) proc_free_function(fp->idle[i]);

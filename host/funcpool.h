@@ -27,6 +27,7 @@ struct funcpool *funcpool_new(struct rt *rt, const struct code *code, struct sch
 ** when no state could be made. w: the calling thread's watchdog slot (may be NULL). */
 int funcpool_call(struct funcpool *fp, struct worker *w, struct call *c);
 void funcpool_free(struct funcpool *fp);   /* no call may be running */
+void funcpool_quiet(struct funcpool *fp);  /* funcpool_free logs no summary */
 size_t funcpool_states(struct funcpool *fp);
 
 #endif

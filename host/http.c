@@ -22,6 +22,15 @@
 struct http_thread {
   struct worker w;
   struct buf body, headers, out;
+  _Atomic(struct routes *) hazard;   /* the route table this thread's request uses, or NULL */
+};
+
+/* A route table swapped out by a reload, freed once no request uses it. */
+struct retired {
+  struct routes *rs;
+  void (*release)(void *ud);
+  void *ud;
+  struct retired *next;
 };
 
 struct http_server {
@@ -32,7 +41,10 @@ struct http_server {
   size_t nslots;
   char *id;
   struct mg_context *ctx;
-  struct routes *routes;
+  _Atomic(struct routes *) routes;   /* current table (read through a hazard pointer) */
+  void (*release)(void *ud);         /* how to free it (NULL: the caller of http_start owns it) */
+  void *release_ud;
+  struct retired *retired;           /* under lock */
   size_t max_body;
   int64_t call_timeout;
   int port;
@@ -227,7 +239,12 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
                        .headers = &ht->headers, .out = &ht->out};
   r.serial = atomic_fetch_add(&next_serial, 1);
   r.path = ri->local_uri ? ri->local_uri : "/";
-  switch (routes_match(s->routes, ri->request_method, r.path, &r.match)) {
+  struct routes *rs;
+  do {                       /* publish the table we use before trusting it (see http_reclaim) */
+    rs = atomic_load(&s->routes);
+    atomic_store(&ht->hazard, rs);
+  } while (rs != atomic_load(&s->routes));
+  switch (routes_match(rs, ri->request_method, r.path, &r.match)) {
   case MATCH_NOT_FOUND: send_text(&r, 404, "404 page not found\n"); break;
   case MATCH_OPTIONS:
     r.status = 204;
@@ -248,6 +265,7 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     }
     break;
   }
+  atomic_store(&ht->hazard, NULL);
   ht->body = r.body;                                /* keep what the body read grew */
   int status = r.status ? r.status : 200;
   count(s, conn);
@@ -344,6 +362,40 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
 
 int http_port(const struct http_server *s) { return s->port; }
 
+void http_swap_routes(struct http_server *s, struct routes *rs, void (*release)(void *ud), void *ud) {
+  pthread_mutex_lock(&s->lock);
+  struct retired *old = xmalloc(sizeof *old);
+  *old = (struct retired){atomic_load(&s->routes), s->release, s->release_ud, s->retired};
+  s->retired = old;
+  atomic_store(&s->routes, rs);
+  s->release = release;
+  s->release_ud = ud;
+  pthread_mutex_unlock(&s->lock);
+  http_reclaim(s);
+}
+
+/* A retired table is free once no thread's hazard points at it: a request that loaded it
+** before the swap published it first, and one that loads after the swap sees the new one. */
+static int in_use(struct http_server *s, const struct routes *rs) {
+  for (size_t i = 0; i < s->nslots; i++)
+    if (atomic_load(&s->slots[i]->hazard) == rs) return 1;
+  return 0;
+}
+
+size_t http_reclaim(struct http_server *s) {
+  size_t left = 0;
+  pthread_mutex_lock(&s->lock);
+  for (struct retired **p = &s->retired; *p;) {
+    struct retired *r = *p;
+    if (in_use(s, r->rs)) { left++; p = &r->next; continue; }
+    *p = r->next;
+    if (r->release) r->release(r->ud);
+    free(r);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return left;
+}
+
 void http_stop(struct http_server *s) {
   if (!s) return;
   if (s->ctx) {
@@ -353,6 +405,8 @@ void http_stop(struct http_server *s) {
              (unsigned long long)atomic_load(&s->connections));
   }
   watchdog_free(s->watchdog);
+  http_reclaim(s);                                  /* no request runs any more: frees all */
+  if (s->release) s->release(s->release_ud);
   for (size_t i = 0; i < s->nslots; i++) {
     buf_free(&s->slots[i]->body);
     buf_free(&s->slots[i]->headers);

@@ -50,6 +50,13 @@ struct http_req {
 struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struct routes *routes,
                                const char *docroot, char *err, size_t errlen);
 int http_port(const struct http_server *s);
+/* Reload: new requests use rs from now on; requests in flight finish on the table they
+** started with. The old table is released (release(ud), unless it is the one http_start got,
+** which stays its caller's) as soon as no request uses it: here, or in a later
+** http_reclaim. release may be NULL. */
+void http_swap_routes(struct http_server *s, struct routes *rs, void (*release)(void *ud), void *ud);
+/* Releases retired tables no request uses any more; returns how many are still in use. */
+size_t http_reclaim(struct http_server *s);
 /* Stops accepting and waits for the requests in flight. */
 void http_stop(struct http_server *s);
 

@@ -6,6 +6,7 @@
 ** Singletons are set up here in order (log, then the app's runtime) and torn down in reverse.
 */
 #include "app.h"
+#include "watch.h"
 #include "code.h"
 #include "log.h"
 #include "project.h"
@@ -35,6 +36,7 @@ struct cli {
   const char *log_level;
   const char *log_format;
   int help;
+  int no_watch;
 };
 
 static const char usage_text[] =
@@ -62,6 +64,7 @@ static const char usage_text[] =
   "                             (nested fields with dots; meta.X for meta); repeatable\n"
   "  -l, --log-level LEVEL      debug, info, warn or error (default: info or taskhost.yaml)\n"
   "      --log-format FORMAT    console or json\n"
+  "      --no-watch             do not reload when source files change (SIGHUP still does)\n"
   "  -h, --help                 this text\n"
   "\n"
   "The source directory is directories.src of DIR/wippy.lock, else DIR/src. Logs go to\n"
@@ -116,6 +119,7 @@ static int parse_args(int argc, char **argv, struct cli *c) {
       if (!(c->log_level = opt_value(argc, argv, &i, a))) return usage_error("%s needs a level", a);
       continue;
     }
+    if (strcmp(a, "--no-watch") == 0) { c->no_watch = 1; continue; }
     if (is_opt(a, "--log-format", "--log-format")) {
       if (!(c->log_format = opt_value(argc, argv, &i, a))) return usage_error("%s needs a format", a);
       continue;
@@ -208,8 +212,31 @@ static int report_ok(struct cli *c, struct project *p, struct registry *reg, str
   return 0;
 }
 
+struct reload_ctx { const struct cli *c; const struct project *p; };
+
+/* Hot reload: the same load as at start (overrides included); problems go to the log. */
+static int reload_project(void *ctx, struct registry **reg, struct codeset **code) {
+  struct reload_ctx *rc = ctx;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f) return -1;
+  int rc_load = load_project(rc->c, rc->p, f, reg, code);
+  fclose(f);
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) log_error("%s", line);
+  free(text);
+  return rc_load == 0 ? 0 : -1;
+}
+
 static int run_app(struct cli *c, struct project *p, struct registry *reg, struct codeset *code) {
   struct app *a = app_new(p, reg, code);
+  struct reload_ctx rctx = {c, p};
+  struct watch *w = NULL;
+  if (!c->exec && !c->no_watch) {
+    char err[512];
+    if (!(w = watch_start(p->src, 30 * NS_PER_MS, err, sizeof err))) log_warn("%s (no hot reload)", err);
+  }
+  app_set_reloader(a, reload_project, &rctx, w);
   char *host = NULL, *entry = NULL, err[512];
   int rc = 0;
   if (c->exec && app_exec_target(a, c->exec, &host, &entry, err, sizeof err) != 0) {
@@ -225,6 +252,7 @@ static int run_app(struct cli *c, struct project *p, struct registry *reg, struc
     log_info("taskhost %s running %s (%zu entries)", TASKHOST_VERSION, p->src, registry_count(reg));
     rc = app_wait(a);
   }
+  watch_stop(w);
   app_stop(a);
   app_free(a);
   free(host);
@@ -259,6 +287,7 @@ static void block_signals(void) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);     /* every thread inherits it; app_wait takes them */
   signal(SIGPIPE, SIG_IGN);
 }
