@@ -261,19 +261,70 @@ static void release_table(void *ud) {
   free(t);
 }
 
+/* A service whose entry changed (addr, timeouts, threads): a new listener with the new
+** settings starts before the old one stops. Same address: only its routes change now (two
+** listeners cannot share it); the other settings apply at the next restart. */
+static void replace_server(struct app *a, size_t i, const struct reg_entry *e, struct routes *rs,
+                           struct table *t) {
+  const struct reg_entry *old = registry_get(a->gen, a->server_ids[i]);
+  const char *was = old ? val_str(val_get(old->data, "addr"), "") : "";
+  if (strcmp(was, val_str(val_get(e->data, "addr"), "")) == 0) {
+    log_warn("reload: %s changed but keeps its address; new settings apply at restart", e->id);
+    http_swap_routes(a->servers[i], rs, release_table, t);
+    return;
+  }
+  char err[256];
+  struct http_server *s = http_start(a->rt, e, rs, a->rt->project_dir, err, sizeof err);
+  if (!s) {
+    log_error("reload: %s: %s; the old listener stays", e->id, err);
+    http_swap_routes(a->servers[i], rs, release_table, t);
+    return;
+  }
+  http_own_routes(s, release_table, t);
+  http_stop(a->servers[i]);                       /* its requests in flight finish first */
+  routes_free(a->routes[i]);                      /* its first table, if it still had it */
+  a->routes[i] = NULL;
+  a->servers[i] = s;
+}
+
+/* http.service entries that are new in gen start with its routes. */
+static void start_new_servers(struct app *a, struct registry *gen, struct pool_set *ps) {
+  for (size_t i = 0; i < registry_count(gen); i++) {
+    const struct reg_entry *e = registry_at(gen, i);
+    if (strcmp(e->kind, "http.service") != 0 || !auto_start(e)) continue;
+    int known = 0;
+    for (size_t j = 0; j < a->nservers && !known; j++) known = a->servers[j] && strcmp(a->server_ids[j], e->id) == 0;
+    if (known) continue;
+    struct routes *rs = build_routes(a, gen, e->id, set_pool, ps);
+    char err[256];
+    struct http_server *s = rs ? http_start(a->rt, e, rs, a->rt->project_dir, err, sizeof err) : NULL;
+    if (!s) {
+      if (rs) log_error("reload: %s", err);
+      routes_free(rs);
+      continue;
+    }
+    struct table *t = xmalloc(sizeof *t);
+    *t = (struct table){rs, ps};
+    ps->refs++;
+    http_own_routes(s, release_table, t);
+    a->servers = xrealloc(a->servers, (a->nservers + 1) * sizeof *a->servers);
+    a->routes = xrealloc(a->routes, (a->nservers + 1) * sizeof *a->routes);
+    a->server_ids = xrealloc(a->server_ids, (a->nservers + 1) * sizeof *a->server_ids);
+    a->servers[a->nservers] = s;
+    a->server_ids[a->nservers] = xstrdup(e->id);
+    a->routes[a->nservers++] = NULL;
+  }
+}
+
 int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
   struct pool_set *ps = xcalloc(1, sizeof *ps);
   *ps = (struct pool_set){a, registry_ref(reg), codeset_ref(code), NULL, 0, 1};
   struct routes **tables = xcalloc(a->nservers + 1, sizeof *tables);
   int ok = 1;
   for (size_t i = 0; i < a->nservers && ok; i++) {
-    if (!a->servers[i]) continue;
-    const struct reg_entry *e = registry_get(reg, a->server_ids[i]);
-    if (!e || strcmp(e->kind, "http.service") != 0) {
-      log_warn("reload: %s is gone from the registry; it keeps serving its last routes", a->server_ids[i]);
-      continue;
-    }
-    ok = (tables[i] = build_routes(a, reg, a->server_ids[i], set_pool, ps)) != NULL;
+    const struct reg_entry *e = a->servers[i] ? registry_get(reg, a->server_ids[i]) : NULL;
+    if (e && strcmp(e->kind, "http.service") == 0 && auto_start(e))
+      ok = (tables[i] = build_routes(a, reg, a->server_ids[i], set_pool, ps)) != NULL;
   }
   if (!ok) {
     for (size_t i = 0; i < a->nservers; i++) routes_free(tables[i]);
@@ -281,18 +332,32 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
     set_unref(ps);
     return -1;
   }
+  struct registry *old = registry_ref(a->gen);
   rt_set_generation(a->rt, registry_ref(reg), codeset_ref(code));
-  if (a->adopted) registry_unref(a->adopted);
-  a->adopted = registry_ref(reg);
-  a->gen = reg;
-  for (size_t i = 0; i < a->nservers; i++) {
-    if (!tables[i]) continue;
+  size_t n = a->nservers;
+  for (size_t i = 0; i < n; i++) {
+    if (!a->servers[i]) continue;
+    if (!tables[i]) {                             /* gone from the registry */
+      log_info("reload: %s is gone from the registry: stopping it", a->server_ids[i]);
+      http_stop(a->servers[i]);
+      a->servers[i] = NULL;
+      continue;
+    }
     struct table *t = xmalloc(sizeof *t);
     *t = (struct table){tables[i], ps};
     ps->refs++;
-    http_swap_routes(a->servers[i], tables[i], release_table, t);
+    if (registry_entry_changed(old, reg, a->server_ids[i]))
+      replace_server(a, i, registry_get(reg, a->server_ids[i]), tables[i], t);
+    else
+      http_swap_routes(a->servers[i], tables[i], release_table, t);
   }
   free(tables);
+  start_new_servers(a, reg, ps);
+  sup_reload(a->sup, old, reg);
+  if (a->adopted) registry_unref(a->adopted);
+  a->adopted = registry_ref(reg);
+  a->gen = reg;
+  registry_unref(old);
   set_unref(ps);                                  /* the tables hold it now */
   return 0;
 }

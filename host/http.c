@@ -362,6 +362,13 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
 
 int http_port(const struct http_server *s) { return s->port; }
 
+void http_own_routes(struct http_server *s, void (*release)(void *ud), void *ud) {
+  pthread_mutex_lock(&s->lock);
+  s->release = release;
+  s->release_ud = ud;
+  pthread_mutex_unlock(&s->lock);
+}
+
 void http_swap_routes(struct http_server *s, struct routes *rs, void (*release)(void *ud), void *ud) {
   pthread_mutex_lock(&s->lock);
   struct retired *old = xmalloc(sizeof *old);

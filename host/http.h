@@ -55,6 +55,8 @@ int http_port(const struct http_server *s);
 ** which stays its caller's) as soon as no request uses it: here, or in a later
 ** http_reclaim. release may be NULL. */
 void http_swap_routes(struct http_server *s, struct routes *rs, void (*release)(void *ud), void *ud);
+/* The server's current table is released with release(ud) when it is replaced or stopped. */
+void http_own_routes(struct http_server *s, void (*release)(void *ud), void *ud);
 /* Releases retired tables no request uses any more; returns how many are still in use. */
 size_t http_reclaim(struct http_server *s);
 /* Stops accepting and waits for the requests in flight. */

@@ -205,7 +205,8 @@ void jobs_drain(struct jobs *js, int64_t timeout_ns) {
   if (!js || !js->nqueues) return;
   for (size_t i = 0; i < js->nqueues; i++) jobq_drain(js->queues[i].q);
   size_t left = running_total(js);
-  if (left) log_info("jobs: waiting up to %.1fs for %zu running jobs", (double)timeout_ns / 1e9, left);
+  log_info("jobs: draining: no new jobs; waiting up to %.1fs for %zu running jobs",
+           (double)timeout_ns / 1e9, left);
   if (wait_running(js, clock_mono_ns() + timeout_ns)) {
     for (size_t i = 0; i < js->nqueues; i++) {
       size_t n = jobq_interrupt_running(js->queues[i].q);

@@ -69,6 +69,11 @@ void registry_unref(struct registry *r);
 ** "app:relay" is returned as given. Result is malloc'd. */
 char *registry_qualify(const char *ns, const char *ref);
 
+/* 1 when entry `id` differs between generations a and b: missing from one, another kind,
+** other data or meta (inlined sources included), or — for entries that run Lua — a change
+** in an entry it refers to (process, host, imports, func), followed recursively. */
+int registry_entry_changed(const struct registry *a, const struct registry *b, const char *id);
+
 /* The kind descriptions (registry/kinds.yaml), parsed once. */
 const struct val *registry_kinds(void);
 int registry_kind_known(const char *kind);

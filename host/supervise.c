@@ -31,6 +31,7 @@ struct service {
   double factor, jitter;
   int64_t max_attempts;
   int state, attempt;
+  int halting;                 /* being stopped by a reload: its exit is not a failure */
   uint64_t pid;
   int64_t started_at;
   struct timer restart;
@@ -75,9 +76,8 @@ struct supervisor *sup_new(struct rt *rt) {
   return s;
 }
 
-int sup_add(struct supervisor *s, const struct reg_entry *e) {
-  struct service *v = xcalloc(1, sizeof *v);
-  v->sup = s;
+/* (Re)reads a service's settings from its entry. 0, or -1 when its input cannot be packed. */
+static int configure(struct service *v, const struct reg_entry *e) {
   v->e = e;
   v->process_id = val_str(val_get(e->data, "process"), "");
   v->host_id = val_str(val_get(e->data, "host"), "");
@@ -88,9 +88,22 @@ int sup_add(struct supervisor *s, const struct reg_entry *e) {
   v->factor = val_num(val_path(e->data, "lifecycle.restart.backoff_factor"), 2.0);
   v->jitter = val_num(val_path(e->data, "lifecycle.restart.jitter"), 0.1);
   v->max_attempts = val_int(val_path(e->data, "lifecycle.restart.max_attempts"), 0);
+  buf_reset(&v->args);
+  return pack_input(e, &v->args);
+}
+
+static struct service *new_service(struct supervisor *s, const struct reg_entry *e) {
+  struct service *v = xcalloc(1, sizeof *v);
+  v->sup = s;
   timer_init(&v->restart);
   buf_init(&v->args);
-  if (pack_input(e, &v->args) != 0) { buf_free(&v->args); free(v); return -1; }
+  if (configure(v, e) != 0) { buf_free(&v->args); free(v); return NULL; }
+  return v;
+}
+
+int sup_add(struct supervisor *s, const struct reg_entry *e) {
+  struct service *v = new_service(s, e);
+  if (!v) return -1;
   s->svcs = xrealloc(s->svcs, (s->n + 1) * sizeof *s->svcs);
   s->svcs[s->n++] = v;
   return 0;
@@ -159,7 +172,7 @@ static void on_exit_cb(void *ud, const struct exit_info *info) {
   struct supervisor *s = v->sup;
   pthread_mutex_lock(&s->lock);
   v->pid = 0;
-  if (s->stopping) v->state = SVC_STOPPED;
+  if (s->stopping || v->halting) v->state = SVC_STOPPED;
   else if (info->failed) schedule_restart_locked(v, info->error ? info->error : "error");
   else {
     v->state = SVC_EXITED;
@@ -201,6 +214,56 @@ void sup_stop_all(struct supervisor *s) {
   pthread_mutex_lock(&s->lock);
   s->stopping = 1;
   for (size_t i = s->n; i-- > 0;) stop_one_locked(s, s->svcs[i]);
+  pthread_mutex_unlock(&s->lock);
+}
+
+static int is_service(const struct reg_entry *e) {
+  return e && strcmp(e->kind, "process.service") == 0 &&
+         val_bool(val_path(e->data, "lifecycle.auto_start"), 0);
+}
+
+/* Stops v through its normal CANCEL path (lock held). 0 once its process is gone. */
+static int halt_locked(struct supervisor *s, struct service *v) {
+  v->halting = 1;
+  stop_one_locked(s, v);
+  v->halting = 0;
+  return v->pid ? -1 : 0;
+}
+
+void sup_reload(struct supervisor *s, const struct registry *old, const struct registry *gen) {
+  pthread_mutex_lock(&s->lock);
+  size_t k = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    struct service *v = s->svcs[i];
+    const struct reg_entry *e = registry_get(gen, v->e->id);
+    if (!is_service(e)) {
+      log_info("service %s is gone from the registry: stopping it", v->e->id);
+      if (halt_locked(s, v) != 0) { s->svcs[k++] = v; continue; }   /* stuck: keep the record */
+      buf_free(&v->args);
+      free(v);
+      continue;
+    }
+    s->svcs[k++] = v;
+    if (!registry_entry_changed(old, gen, v->e->id)) { configure(v, e); continue; }  /* untouched */
+    log_info("service %s changed: restarting it", v->e->id);
+    halt_locked(s, v);
+    configure(v, e);
+    v->attempt = 0;
+    start_locked(v);
+  }
+  s->n = k;
+  for (size_t i = 0; i < registry_count(gen); i++) {
+    const struct reg_entry *e = registry_at(gen, i);
+    if (!is_service(e)) continue;
+    int known = 0;
+    for (size_t j = 0; j < s->n && !known; j++) known = strcmp(s->svcs[j]->e->id, e->id) == 0;
+    struct service *v = known ? NULL : new_service(s, e);
+    if (!v) continue;
+    s->svcs = xrealloc(s->svcs, (s->n + 1) * sizeof *s->svcs);
+    s->svcs[s->n++] = v;
+    log_info("service %s is new: starting it", e->id);
+    start_locked(v);
+  }
   pthread_mutex_unlock(&s->lock);
 }
 

@@ -21,6 +21,12 @@ struct supervisor *sup_new(struct rt *rt);
 int sup_add(struct supervisor *s, const struct reg_entry *e);
 void sup_start_all(struct supervisor *s);
 void sup_stop_all(struct supervisor *s);
+/* Hot reload to generation gen (old: the one the services were started from): services gone
+** from gen (or no longer auto-started) stop; changed ones (their entry, process code, host or
+** imports: registry_entry_changed) stop through CANCEL and start again on the new code; new
+** ones start; unchanged ones keep running untouched. Blocks while services stop. */
+struct registry;
+void sup_reload(struct supervisor *s, const struct registry *old, const struct registry *gen);
 void sup_free(struct supervisor *s);
 
 /* Backoff delay for the given attempt (1-based) before jitter; exposed for tests. */

@@ -376,3 +376,30 @@ struct val *val_from_lua(lua_State *L, int idx, const char *file, char *err, siz
   lua_pop(L, 1);
   return v;
 }
+
+int val_equal(const struct val *a, const struct val *b) {
+  if (!a || !b) return a == b;
+  if (a->type != b->type) {
+    if ((a->type == V_INT || a->type == V_NUM) && (b->type == V_INT || b->type == V_NUM))
+      return val_num(a, 0) == val_num(b, 0);
+    return 0;
+  }
+  switch (a->type) {
+  case V_NULL: return 1;
+  case V_BOOL: return a->u.b == b->u.b;
+  case V_INT: return a->u.i == b->u.i;
+  case V_NUM: return a->u.n == b->u.n;
+  case V_STR: return a->u.str.len == b->u.str.len && memcmp(a->u.str.s, b->u.str.s, a->u.str.len) == 0;
+  case V_LIST:
+    if (a->u.agg.n != b->u.agg.n) return 0;
+    for (size_t i = 0; i < a->u.agg.n; i++)
+      if (!val_equal(a->u.agg.items[i], b->u.agg.items[i])) return 0;
+    return 1;
+  case V_MAP:
+    if (a->u.agg.n != b->u.agg.n) return 0;
+    for (size_t i = 0; i < a->u.agg.n; i++)
+      if (!val_equal(a->u.agg.items[i], val_get(b, a->u.agg.keys[i]))) return 0;
+    return 1;
+  }
+  return 0;
+}

@@ -54,6 +54,9 @@ size_t val_len(const struct val *v);                                    /* items
 const struct val *val_at(const struct val *v, size_t i);
 const char *val_key_at(const struct val *v, size_t i);
 const char *val_type_name(enum val_type t);
+/* Deep equality of contents (types, scalars, strings, items; map keys in any order);
+** where values came from (file, line) does not matter. NULL equals NULL only. */
+int val_equal(const struct val *a, const struct val *b);
 
 /* Pushes the value onto a Lua stack as plain data (maps → tables, lists → sequences). */
 void val_push_lua(lua_State *L, const struct val *v);

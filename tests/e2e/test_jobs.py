@@ -319,7 +319,7 @@ class KaspgoContract(th.TestCase):
             self.assertEqual(enqueue(port, f"d{i}")[0], 202)
         wait_state(port, "d0", ["running", "done"])
         s.p.send_signal(signal.SIGTERM)
-        s.wait_for("shutting down")
+        s.wait_for("jobs: draining")
         status, headers, _ = enqueue(port, "after-term")
         self.assertEqual(status, 503)
         self.assertEqual(headers["retry-after"], "5")

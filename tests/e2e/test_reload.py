@@ -87,7 +87,10 @@ def wait_version(port, want, timeout=5):
     deadline = time.monotonic() + timeout
     got = None
     while time.monotonic() < deadline:
-        got = version(port)
+        try:
+            got = version(port)
+        except OSError as e:                  # a listener that is not up yet
+            got = repr(e)
         if got == (200, want):
             return time.monotonic()
         time.sleep(0.01)
@@ -185,6 +188,116 @@ class Reload(th.TestCase):
             f.write(HELLO % 9)
         self.server.p.send_signal(signal.SIGHUP)
         wait_version(self.port, 9)
+
+
+SERVICES = """
+version: "1.0"
+namespace: app
+entries:
+  - name: processes
+    kind: process.host
+    host: {workers: 2}
+    lifecycle: {auto_start: true}
+  - name: a
+    kind: process.lua
+    source: file://a.lua
+    method: main
+    modules: [time, logger]
+  - name: b
+    kind: process.lua
+    source: file://b.lua
+    method: main
+    modules: [time, logger]
+  - name: svc_a
+    kind: process.service
+    process: app:a
+    host: app:processes
+    lifecycle: {auto_start: true}
+  - name: svc_b
+    kind: process.service
+    process: app:b
+    host: app:processes
+    lifecycle: {auto_start: true}
+"""
+
+SVC_LUA = """
+local time = require("time")
+local logger = require("logger")
+local function main()
+  logger:info("started %s", {version = %s, pid = process.pid()})
+  local events = process.events()
+  while true do
+    local ev = events:receive()
+    if ev and ev.kind == process.event.CANCEL then logger:info("stopping %s") return end
+  end
+end
+return {main = main}
+"""
+
+SVC_C = """
+  - name: c
+    kind: process.lua
+    source: file://a.lua
+    method: main
+    modules: [time, logger]
+  - name: svc_c
+    kind: process.service
+    process: app:c
+    host: app:processes
+    lifecycle: {auto_start: true}
+"""
+
+
+class Services(th.TestCase):
+    def test_changed_services_restart_and_unchanged_keep_running(self):
+        project = th.make_project({"src/_index.yaml": SERVICES, "src/a.lua": SVC_LUA % ("a", 1, "a"),
+                                   "src/b.lua": SVC_LUA % ("b", 1, "b")})
+        s = th.Server(project)
+        try:
+            s.wait_for(r"started a \{[^\n]*\"version\":1")
+            s.wait_for(r"started b \{[^\n]*\"version\":1")
+            write(project, "a.lua", SVC_LUA % ("a", 2, "a"))
+            s.wait_for(r"started a \{[^\n]*\"version\":2", timeout=15)
+            self.assertIn("stopping a", s.log())                        # through CANCEL
+            self.assertIn("service app:svc_a changed: restarting it", s.log())
+            self.assertEqual(len(__import__("re").findall(r"started b ", s.log())), 1)   # untouched
+            self.assertNotIn("stopping b", s.log())
+            write(project, "_index.yaml", SERVICES + SVC_C)              # a new service starts
+            s.wait_for(r"service app:svc_c is new: starting it")
+            self.assertEqual(len(__import__("re").findall(r"started b ", s.log())), 1)
+            write(project, "_index.yaml", SERVICES)                      # and goes again
+            s.wait_for(r"service app:svc_c is gone from the registry: stopping it")
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+
+    def test_a_new_address_gets_a_new_listener_before_the_old_goes(self):
+        port1, port2 = free_port(), free_port()
+        index = INDEX.replace('addr: ":8080"', f'addr: "127.0.0.1:{port1}"')
+        project = th.make_project({"src/_index.yaml": index, "src/hello.lua": HELLO % "1"})
+        s = th.Server(project)
+        try:
+            s.ports()
+            self.assertEqual(version(port1), (200, 1))
+            write(project, "_index.yaml", index.replace(str(port1), str(port2)))
+            wait_version(port2, 1)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    th.http(port1, "GET", "/api/hello", timeout=1)
+                except OSError:
+                    break
+                time.sleep(0.05)
+            with self.assertRaises(OSError):
+                th.http(port1, "GET", "/api/hello", timeout=1)
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class NoWatch(th.TestCase):
