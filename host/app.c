@@ -6,6 +6,7 @@
 #include "funcpool.h"
 #include "http.h"
 #include "jobs.h"
+#include "jobrun.h"
 #include "watch.h"
 #include "router.h"
 #include "log.h"
@@ -316,6 +317,28 @@ static void start_new_servers(struct app *a, struct registry *gen, struct pool_s
   }
 }
 
+static void release_pool_ref(void *ud) { set_unref(ud); }
+
+/* Consumers whose entry or function (code, imports) changed run their next jobs on the new
+** code; jobs running finish on the old. Other queue and consumer changes need a restart. */
+static void swap_consumer_pools(struct app *a, struct registry *old, struct registry *reg,
+                                struct pool_set *ps) {
+  for (size_t i = 0; i < jobs_consumer_count(a->jobs); i++) {
+    struct consumer *c = jobs_consumer_at(a->jobs, i);
+    const struct reg_entry *e = registry_get(reg, consumer_id(c));
+    if (!e || strcmp(e->kind, "queue.consumer") != 0) {
+      log_warn("reload: %s is gone from the registry; it keeps running until restart", consumer_id(c));
+      continue;
+    }
+    if (!registry_entry_changed(old, reg, e->id)) continue;
+    struct funcpool *fp = set_pool(ps, val_str(val_get(e->data, "func"), ""));
+    if (!fp) continue;                             /* validated by the load: not reached */
+    ps->refs++;
+    consumer_swap_pool(c, fp, release_pool_ref, ps);
+    log_info("reload: %s runs its next jobs on the new code", e->id);
+  }
+}
+
 int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
   struct pool_set *ps = xcalloc(1, sizeof *ps);
   *ps = (struct pool_set){a, registry_ref(reg), codeset_ref(code), NULL, 0, 1};
@@ -353,6 +376,7 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
   }
   free(tables);
   start_new_servers(a, reg, ps);
+  swap_consumer_pools(a, old, reg, ps);
   sup_reload(a->sup, old, reg);
   if (a->adopted) registry_unref(a->adopted);
   a->adopted = registry_ref(reg);
@@ -488,6 +512,7 @@ static void tick_reload(struct app *a) {
   }
   for (size_t i = 0; i < a->nservers; i++)
     if (a->servers[i]) http_reclaim(a->servers[i]);
+  jobs_reclaim(a->jobs);
 }
 
 int app_wait(struct app *a) {

@@ -19,13 +19,26 @@ struct runner {
   struct consumer *c;
   pthread_t thread;
   struct worker w;            /* watchdog slot */
+  _Atomic(struct funcpool *) hazard;   /* the pool this runner's job uses, or NULL */
   int started;
+};
+
+/* A pool replaced by a reload, released once no runner uses it. */
+struct old_pool {
+  struct funcpool *fp;
+  void (*release)(void *ud);
+  void *ud;
+  struct old_pool *next;
 };
 
 struct consumer {
   char *id;
   struct jobq *q;
-  struct funcpool *fp;
+  _Atomic(struct funcpool *) fp;      /* read through a runner's hazard pointer */
+  void (*release)(void *ud);           /* how to release the current pool (NULL: not ours) */
+  void *release_ud;
+  pthread_mutex_t lock;                /* guards the retired list */
+  struct old_pool *retired;
   struct watchdog *watchdog;
   struct runner *runners;
   int n;
@@ -54,7 +67,13 @@ static void run_job(struct runner *r, struct job *j) {
   struct call c = {.kind = CALL_JOB, .ctx = &jc, .deadline = job_deadline(j), .arg_json = data,
                    .arg_len = len, .result_json = &result, .cancel = job_cancel_flag(j)};
   job_on_cancel(cs->q, j, wake_call, &c);
-  funcpool_call(cs->fp, &r->w, &c);
+  struct funcpool *fp;
+  do {                        /* publish the pool we use before trusting it (consumer_reclaim) */
+    fp = atomic_load(&cs->fp);
+    atomic_store(&r->hazard, fp);
+  } while (fp != atomic_load(&cs->fp));
+  funcpool_call(fp, &r->w, &c);
+  atomic_store(&r->hazard, NULL);
   enum job_outcome o = outcome_of(j, &c);
   if (o == JO_OK) {
     jobq_finish(cs->q, j, o, result.len ? result.data : NULL, result.len);
@@ -91,7 +110,8 @@ struct consumer *consumer_start(const char *id, struct jobq *q, struct funcpool 
   struct consumer *c = xcalloc(1, sizeof *c);
   c->id = xstrdup(id);
   c->q = q;
-  c->fp = fp;
+  atomic_store(&c->fp, fp);
+  pthread_mutex_init(&c->lock, NULL);
   c->n = concurrency > 0 ? concurrency : 1;
   c->runners = xcalloc((size_t)c->n, sizeof *c->runners);
   c->watchdog = watchdog_new();
@@ -112,10 +132,45 @@ struct consumer *consumer_start(const char *id, struct jobq *q, struct funcpool 
   return c;
 }
 
+void consumer_swap_pool(struct consumer *c, struct funcpool *fp, void (*release)(void *ud), void *ud) {
+  pthread_mutex_lock(&c->lock);
+  struct old_pool *old = xmalloc(sizeof *old);
+  *old = (struct old_pool){atomic_load(&c->fp), c->release, c->release_ud, c->retired};
+  c->retired = old;
+  atomic_store(&c->fp, fp);
+  c->release = release;
+  c->release_ud = ud;
+  pthread_mutex_unlock(&c->lock);
+  consumer_reclaim(c);
+}
+
+static int pool_in_use(const struct consumer *c, const struct funcpool *fp) {
+  for (int i = 0; i < c->n; i++)
+    if (atomic_load(&c->runners[i].hazard) == fp) return 1;
+  return 0;
+}
+
+void consumer_reclaim(struct consumer *c) {
+  pthread_mutex_lock(&c->lock);
+  for (struct old_pool **p = &c->retired; *p;) {
+    struct old_pool *o = *p;
+    if (pool_in_use(c, o->fp)) { p = &o->next; continue; }
+    *p = o->next;
+    if (o->release) o->release(o->ud);
+    free(o);
+  }
+  pthread_mutex_unlock(&c->lock);
+}
+
+const char *consumer_id(const struct consumer *c) { return c->id; }
+
 void consumer_join(struct consumer *c) {
   if (!c) return;
   for (int i = 0; i < c->n; i++)
     if (c->runners[i].started) pthread_join(c->runners[i].thread, NULL);
+  consumer_reclaim(c);                            /* no job runs any more: frees all */
+  if (c->release) c->release(c->release_ud);
+  pthread_mutex_destroy(&c->lock);
   watchdog_free(c->watchdog);
   free(c->runners);
   free(c->id);

@@ -29,5 +29,11 @@ struct consumer *consumer_start(const char *id, struct jobq *q, struct funcpool 
                                 int concurrency, char *err, size_t errlen);
 /* After jobq_stop(q): waits for the threads (each finishes its job first) and frees. */
 void consumer_join(struct consumer *c);
+/* Hot reload: jobs that start from now on run on fp; jobs running finish on their pool. The
+** replaced pool is released (release(ud); NULL for the pool consumer_start got, which stays
+** its caller's) once no job uses it: here, in consumer_reclaim, or in consumer_join. */
+void consumer_swap_pool(struct consumer *c, struct funcpool *fp, void (*release)(void *ud), void *ud);
+void consumer_reclaim(struct consumer *c);
+const char *consumer_id(const struct consumer *c);
 
 #endif

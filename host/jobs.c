@@ -187,6 +187,13 @@ int jobs_start_consumers(struct jobs *js, struct registry *gen, jobs_pool_fn poo
   return 0;
 }
 
+size_t jobs_consumer_count(const struct jobs *js) { return js ? js->nconsumers : 0; }
+struct consumer *jobs_consumer_at(struct jobs *js, size_t i) { return js->consumers[i]; }
+
+void jobs_reclaim(struct jobs *js) {
+  for (size_t i = 0; js && i < js->nconsumers; i++) consumer_reclaim(js->consumers[i]);
+}
+
 static size_t running_total(struct jobs *js) {
   size_t n = 0;
   for (size_t i = 0; i < js->nqueues; i++) n += jobq_running(js->queues[i].q);

@@ -27,5 +27,11 @@ int jobs_start_consumers(struct jobs *js, struct registry *gen, jobs_pool_fn poo
 ** attempt; consumers are joined and stores flushed. */
 void jobs_drain(struct jobs *js, int64_t timeout_ns);
 void jobs_free(struct jobs *js);
+/* The running consumers (for hot reload: consumer_swap_pool), and freeing the pools reloads
+** replaced once no job uses them. */
+struct consumer;
+size_t jobs_consumer_count(const struct jobs *js);
+struct consumer *jobs_consumer_at(struct jobs *js, size_t i);
+void jobs_reclaim(struct jobs *js);
 
 #endif

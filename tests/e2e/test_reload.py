@@ -293,6 +293,66 @@ class Services(th.TestCase):
             self.assertEqual(s.stop(), 0, s.log())
 
 
+JOBS = """
+version: "1.0"
+namespace: app
+entries:
+  - name: gateway
+    kind: http.service
+    addr: ":8080"
+    lifecycle: {auto_start: true}
+  - name: root
+    kind: http.router
+    meta: {server: app:gateway}
+    prefix: /
+  - name: jobs
+    kind: queue.queue
+    driver: memory
+  - name: work
+    kind: function.lua
+    source: file://work.lua
+    method: run
+  - name: workers
+    kind: queue.consumer
+    queue: app:jobs
+    func: app:work
+    concurrency: 2
+    lifecycle: {auto_start: true}
+  - name: jobs.api
+    kind: queue.http
+    meta: {router: app:root}
+    queue: app:jobs
+"""
+
+WORK = "return {run = function(data) return {version = %s} end}\n"
+
+
+class Consumers(th.TestCase):
+    def run_job(self, port):
+        status, _, body = th.http(port, "POST", "/jobs", "{}")
+        self.assertEqual(status, 202, body)
+        jid = json.loads(body)["id"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status, _, body = th.http(port, "GET", f"/jobs/{jid}/result")
+            if status == 200:
+                return json.loads(body)["result"]
+            time.sleep(0.02)
+        raise AssertionError(f"job {jid} did not finish: {body}")
+
+    def test_the_next_jobs_run_the_new_code(self):
+        project = th.make_project({"src/_index.yaml": JOBS, "src/work.lua": WORK % 1})
+        s = th.Server(project, OVERRIDE)
+        try:
+            port = s.ports()[0]
+            self.assertEqual(self.run_job(port), {"version": 1})
+            write(project, "work.lua", WORK % 2)
+            s.wait_for(r"app:workers runs its next jobs on the new code")
+            self.assertEqual(self.run_job(port), {"version": 2})
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+
+
 def free_port():
     import socket
     with socket.socket() as sock:
