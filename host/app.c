@@ -339,7 +339,40 @@ static void swap_consumer_pools(struct app *a, struct registry *old, struct regi
   }
 }
 
+/* A consumer a reload started holds a reference to the pool set its pool came from. */
+static void adopt_consumer(void *ud, struct consumer *c) {
+  struct pool_set *ps = ud;
+  ps->refs++;
+  consumer_own_pool(c, release_pool_ref, ps);
+}
+
+static struct funcpool *set_pool_cb(void *ud, const char *func) { return set_pool(ud, func); }
+
+/* Process hosts that are new in gen start (their services may need them). Hosts, queues and
+** consumers gone from gen keep running until the next restart (logged). */
+static void start_new_hosts(struct app *a, struct registry *old, struct registry *gen) {
+  for (size_t i = 0; i < registry_count(gen); i++) {
+    const struct reg_entry *e = registry_at(gen, i);
+    if (strcmp(e->kind, "process.host") == 0 && auto_start(e) && !rt_find_sched(a->rt, e->id) &&
+        start_process_host(a, e) == 0)
+      log_info("reload: process host %s started", e->id);
+  }
+  static const char *const kinds[] = {"process.host", "terminal.host", "queue.queue", "queue.consumer"};
+  for (size_t i = 0; i < registry_count(old); i++) {
+    const struct reg_entry *e = registry_at(old, i);
+    for (size_t k = 0; k < countof(kinds); k++)
+      if (strcmp(e->kind, kinds[k]) == 0 && !registry_get(gen, e->id))
+        log_warn("reload: %s is gone from the registry; it stops at the next restart", e->id);
+  }
+}
+
 int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
+  char err[512];
+  if (jobs_open_new(a->jobs, a->rt, reg, err, sizeof err) != 0) {   /* routes may use them */
+    log_error("%s", err);
+    return -1;
+  }
+  start_new_hosts(a, a->gen, reg);                /* pools made below may hand work to them */
   struct pool_set *ps = xcalloc(1, sizeof *ps);
   *ps = (struct pool_set){a, registry_ref(reg), codeset_ref(code), NULL, 0, 1};
   struct routes **tables = xcalloc(a->nservers + 1, sizeof *tables);
@@ -377,6 +410,7 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
   free(tables);
   start_new_servers(a, reg, ps);
   swap_consumer_pools(a, old, reg, ps);
+  jobs_start_consumers(a->jobs, reg, set_pool_cb, ps, adopt_consumer);
   sup_reload(a->sup, old, reg);
   if (a->adopted) registry_unref(a->adopted);
   a->adopted = registry_ref(reg);
@@ -419,7 +453,7 @@ int app_start(struct app *a, const char *exec_host) {
     if (wanted && is_kind(e, "process.host") && start_process_host(a, e) != 0) return -1;
     if (wanted && is_kind(e, "terminal.host") && start_terminal_host(a, e) != 0) return -1;
   }
-  if (jobs_start_consumers(a->jobs, a->gen, app_pool, a) != 0) return -1;
+  if (jobs_start_consumers(a->jobs, a->gen, app_pool, a, NULL) != 0) return -1;
   if (add_services(a) != 0) return -1;
   sup_start_all(a->sup);
   for (size_t i = 0; i < registry_count(a->gen); i++) {

@@ -164,6 +164,13 @@ void consumer_reclaim(struct consumer *c) {
 
 const char *consumer_id(const struct consumer *c) { return c->id; }
 
+void consumer_own_pool(struct consumer *c, void (*release)(void *ud), void *ud) {
+  pthread_mutex_lock(&c->lock);
+  c->release = release;
+  c->release_ud = ud;
+  pthread_mutex_unlock(&c->lock);
+}
+
 void consumer_join(struct consumer *c) {
   if (!c) return;
   for (int i = 0; i < c->n; i++)

@@ -34,6 +34,8 @@ void consumer_join(struct consumer *c);
 ** its caller's) once no job uses it: here, in consumer_reclaim, or in consumer_join. */
 void consumer_swap_pool(struct consumer *c, struct funcpool *fp, void (*release)(void *ud), void *ud);
 void consumer_reclaim(struct consumer *c);
+/* The consumer's current pool is released with release(ud) when replaced or joined. */
+void consumer_own_pool(struct consumer *c, void (*release)(void *ud), void *ud);
 const char *consumer_id(const struct consumer *c);
 
 #endif

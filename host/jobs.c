@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 struct queue_rt {
-  const struct reg_entry *e;
+  char *id;                   /* the entry's id (a copy: generations come and go) */
   struct jobq *q;
   struct jobstore *store;
   char *path;                 /* its database file (sqlite driver) */
@@ -106,17 +106,18 @@ static int lock_file(const char *db, const char *id, char *err, size_t errlen) {
 }
 
 static int open_queue(struct jobs *js, struct rt *rt, const struct reg_entry *e, char *err, size_t errlen) {
+  js->queues = xrealloc(js->queues, (js->nqueues + 1) * sizeof *js->queues);
   struct queue_rt *qr = &js->queues[js->nqueues];
+  memset(qr, 0, sizeof *qr);
   struct jobq_config cfg;
   config_of(e, &cfg);
-  qr->e = e;
   qr->lock_fd = -1;
   if (strcmp(val_str(val_get(e->data, "driver"), "sqlite"), "sqlite") == 0) {
     char *path = db_path(e, rt->project_dir);
     for (size_t i = 0; i < js->nqueues; i++)      /* one file per queue: seq is per queue */
       if (js->queues[i].path && strcmp(js->queues[i].path, path) == 0) {
         snprintf(err, errlen, "%s:%d: %s: database %s is already used by %s; give each queue its own",
-                 e->file, e->line, e->id, path, js->queues[i].e->id);
+                 e->file, e->line, e->id, path, js->queues[i].id);
         free(path);
         return -1;
       }
@@ -132,6 +133,7 @@ static int open_queue(struct jobs *js, struct rt *rt, const struct reg_entry *e,
     qr->path = path;
   }
   qr->q = jobq_new(&cfg, qr->store);
+  qr->id = xstrdup(e->id);
   js->nqueues++;
   if (qr->store) {
     struct restore_ctx rc = {qr->q, 0};
@@ -142,32 +144,42 @@ static int open_queue(struct jobs *js, struct rt *rt, const struct reg_entry *e,
   return 0;
 }
 
-struct jobs *jobs_open(struct rt *rt, struct registry *gen, char *err, size_t errlen) {
-  struct jobs *js = xcalloc(1, sizeof *js);
-  size_t n = 0;
-  for (size_t i = 0; i < registry_count(gen); i++)
-    n += strcmp(registry_at(gen, i)->kind, "queue.queue") == 0;
-  js->queues = xcalloc(n ? n : 1, sizeof *js->queues);
+static struct jobq *queue_by_id(struct jobs *js, const char *id) {
+  for (size_t i = 0; i < js->nqueues; i++)
+    if (strcmp(js->queues[i].id, id) == 0) return js->queues[i].q;
+  return NULL;
+}
+
+int jobs_open_new(struct jobs *js, struct rt *rt, struct registry *gen, char *err, size_t errlen) {
   for (size_t i = 0; i < registry_count(gen); i++) {
     const struct reg_entry *e = registry_at(gen, i);
-    if (strcmp(e->kind, "queue.queue") == 0 && open_queue(js, rt, e, err, errlen) != 0) {
-      jobs_free(js);
-      return NULL;
-    }
+    if (strcmp(e->kind, "queue.queue") == 0 && !queue_by_id(js, e->id) &&
+        open_queue(js, rt, e, err, errlen) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+struct jobs *jobs_open(struct rt *rt, struct registry *gen, char *err, size_t errlen) {
+  struct jobs *js = xcalloc(1, sizeof *js);
+  if (jobs_open_new(js, rt, gen, err, errlen) != 0) {
+    jobs_free(js);
+    return NULL;
   }
   return js;
 }
 
-static struct jobq *queue_by_id(struct jobs *js, const char *id) {
-  for (size_t i = 0; i < js->nqueues; i++)
-    if (strcmp(js->queues[i].e->id, id) == 0) return js->queues[i].q;
-  return NULL;
+static int consumer_running(const struct jobs *js, const char *id) {
+  for (size_t i = 0; i < js->nconsumers; i++)
+    if (strcmp(consumer_id(js->consumers[i]), id) == 0) return 1;
+  return 0;
 }
 
-int jobs_start_consumers(struct jobs *js, struct registry *gen, jobs_pool_fn pool_for, void *ud) {
+int jobs_start_consumers(struct jobs *js, struct registry *gen, jobs_pool_fn pool_for, void *ud,
+                         void (*adopt)(void *ud, struct consumer *c)) {
   for (size_t i = 0; i < registry_count(gen); i++) {
     const struct reg_entry *e = registry_at(gen, i);
-    if (strcmp(e->kind, "queue.consumer") != 0) continue;
+    if (strcmp(e->kind, "queue.consumer") != 0 || consumer_running(js, e->id)) continue;
     if (!val_bool(val_path(e->data, "lifecycle.auto_start"), 0)) continue;
     const char *qid = val_str(val_get(e->data, "queue"), ""), *fid = val_str(val_get(e->data, "func"), "");
     struct jobq *q = queue_by_id(js, qid);
@@ -182,6 +194,7 @@ int jobs_start_consumers(struct jobs *js, struct registry *gen, jobs_pool_fn poo
     if (!c) { log_error("%s", err); return -1; }
     js->consumers = xrealloc(js->consumers, (js->nconsumers + 1) * sizeof *js->consumers);
     js->consumers[js->nconsumers++] = c;
+    if (adopt) adopt(ud, c);
     log_info("%s: %d workers on %s", e->id, conc, qid);
   }
   return 0;
@@ -217,7 +230,7 @@ void jobs_drain(struct jobs *js, int64_t timeout_ns) {
   if (wait_running(js, clock_mono_ns() + timeout_ns)) {
     for (size_t i = 0; i < js->nqueues; i++) {
       size_t n = jobq_interrupt_running(js->queues[i].q);
-      if (n) log_warn("%s: %zu running jobs stopped and put back in the queue", js->queues[i].e->id, n);
+      if (n) log_warn("%s: %zu running jobs stopped and put back in the queue", js->queues[i].id, n);
     }
     if (wait_running(js, clock_mono_ns() + 5 * NS_PER_S))
       log_error("jobs: %zu jobs did not stop", running_total(js));
@@ -237,6 +250,7 @@ void jobs_free(struct jobs *js) {
     jobstore_close(js->queues[i].store);     /* flushes: every callback has run */
     jobq_free(js->queues[i].q);
     free(js->queues[i].path);
+    free(js->queues[i].id);
     if (js->queues[i].lock_fd >= 0) close(js->queues[i].lock_fd);
   }
   free(js->queues);

@@ -353,6 +353,84 @@ class Consumers(th.TestCase):
             self.assertEqual(s.stop(), 0, s.log())
 
 
+NEW_QUEUE = """
+version: "1.0"
+namespace: more
+entries:
+  - name: q2
+    kind: queue.queue
+    driver: memory
+  - name: work2
+    kind: function.lua
+    source: file://work2.lua
+    method: run
+  - name: workers2
+    kind: queue.consumer
+    queue: more:q2
+    func: more:work2
+    lifecycle: {auto_start: true}
+  - name: api2
+    kind: queue.http
+    meta: {router: app:root}
+    queue: more:q2
+    path: /jobs2
+  - name: hosts2
+    kind: process.host
+    lifecycle: {auto_start: true}
+  - name: p2
+    kind: process.lua
+    source: file://p2.lua
+    method: main
+    modules: [logger]
+  - name: svc2
+    kind: process.service
+    process: more:p2
+    host: more:hosts2
+    lifecycle: {auto_start: true}
+"""
+
+P2 = """
+local logger = require("logger")
+return {main = function()
+  logger:info("p2 up")
+  local ev = process.events()
+  while true do
+    local e = ev:receive()
+    if e and e.kind == process.event.CANCEL then return end
+  end
+end}
+"""
+
+
+class AddedEntries(th.TestCase):
+    def test_new_queue_consumer_api_host_and_service_start(self):
+        project = th.make_project({"src/_index.yaml": JOBS, "src/work.lua": WORK % 1})
+        s = th.Server(project, OVERRIDE)
+        try:
+            port = s.ports()[0]
+            self.assertEqual(th.http(port, "POST", "/jobs2", "{}")[0], 404)
+            write(project, "more/work2.lua", "return {run = function(d) return {two = true} end}\n")
+            write(project, "more/p2.lua", P2)
+            write(project, "more/_index.yaml", NEW_QUEUE)
+            s.wait_for(r"p2 up", timeout=10)
+            self.assertIn("process host more:hosts2 started", s.log())
+            deadline = time.monotonic() + 5
+            while th.http(port, "POST", "/jobs2", "{}")[0] == 404 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            status, _, body = th.http(port, "POST", "/jobs2", "{}")
+            self.assertEqual(status, 202, body)
+            jid = json.loads(body)["id"]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                status, _, body = th.http(port, "GET", f"/jobs2/{jid}/result")
+                if status == 200:
+                    break
+                time.sleep(0.05)
+            self.assertEqual((status, json.loads(body)["result"]), (200, {"two": True}))
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+
+
 def free_port():
     import socket
     with socket.socket() as sock:
