@@ -9,6 +9,7 @@
 #include "scheduler.h"
 #include "watchdog.h"
 #include "jobapi.h"
+#include "retire.h"
 
 #include <civetweb.h>
 #include <pthread.h>
@@ -25,13 +26,6 @@ struct http_thread {
   _Atomic(struct routes *) hazard;   /* the route table this thread's request uses, or NULL */
 };
 
-/* A route table swapped out by a reload, freed once no request uses it. */
-struct retired {
-  struct routes *rs;
-  void (*release)(void *ud);
-  void *ud;
-  struct retired *next;
-};
 
 struct http_server {
   struct rt *rt;
@@ -44,7 +38,7 @@ struct http_server {
   _Atomic(struct routes *) routes;   /* current table (read through a hazard pointer) */
   void (*release)(void *ud);         /* how to free it (NULL: the caller of http_start owns it) */
   void *release_ud;
-  struct retired *retired;           /* under lock */
+  struct retire_list retired;        /* tables swapped out by reloads (under lock) */
   size_t max_body;
   int64_t call_timeout;
   int port;
@@ -371,9 +365,7 @@ void http_own_routes(struct http_server *s, void (*release)(void *ud), void *ud)
 
 void http_swap_routes(struct http_server *s, struct routes *rs, void (*release)(void *ud), void *ud) {
   pthread_mutex_lock(&s->lock);
-  struct retired *old = xmalloc(sizeof *old);
-  *old = (struct retired){atomic_load(&s->routes), s->release, s->release_ud, s->retired};
-  s->retired = old;
+  retire_push(&s->retired, atomic_load(&s->routes), s->release, s->release_ud);
   atomic_store(&s->routes, rs);
   s->release = release;
   s->release_ud = ud;
@@ -383,22 +375,16 @@ void http_swap_routes(struct http_server *s, struct routes *rs, void (*release)(
 
 /* A retired table is free once no thread's hazard points at it: a request that loaded it
 ** before the swap published it first, and one that loads after the swap sees the new one. */
-static int in_use(struct http_server *s, const struct routes *rs) {
+static int in_use(void *ctx, const void *rs) {
+  struct http_server *s = ctx;
   for (size_t i = 0; i < s->nslots; i++)
     if (atomic_load(&s->slots[i]->hazard) == rs) return 1;
   return 0;
 }
 
 size_t http_reclaim(struct http_server *s) {
-  size_t left = 0;
   pthread_mutex_lock(&s->lock);
-  for (struct retired **p = &s->retired; *p;) {
-    struct retired *r = *p;
-    if (in_use(s, r->rs)) { left++; p = &r->next; continue; }
-    *p = r->next;
-    if (r->release) r->release(r->ud);
-    free(r);
-  }
+  size_t left = retire_sweep(&s->retired, in_use, s);
   pthread_mutex_unlock(&s->lock);
   return left;
 }

@@ -6,6 +6,7 @@
 #include "jobq.h"
 #include "log.h"
 #include "proc.h"
+#include "retire.h"
 #include "scheduler.h"
 #include "util.h"
 #include "watchdog.h"
@@ -23,13 +24,6 @@ struct runner {
   int started;
 };
 
-/* A pool replaced by a reload, released once no runner uses it. */
-struct old_pool {
-  struct funcpool *fp;
-  void (*release)(void *ud);
-  void *ud;
-  struct old_pool *next;
-};
 
 struct consumer {
   char *id;
@@ -38,7 +32,7 @@ struct consumer {
   void (*release)(void *ud);           /* how to release the current pool (NULL: not ours) */
   void *release_ud;
   pthread_mutex_t lock;                /* guards the retired list */
-  struct old_pool *retired;
+  struct retire_list retired;          /* pools replaced by reloads */
   struct watchdog *watchdog;
   struct runner *runners;
   int n;
@@ -134,9 +128,7 @@ struct consumer *consumer_start(const char *id, struct jobq *q, struct funcpool 
 
 void consumer_swap_pool(struct consumer *c, struct funcpool *fp, void (*release)(void *ud), void *ud) {
   pthread_mutex_lock(&c->lock);
-  struct old_pool *old = xmalloc(sizeof *old);
-  *old = (struct old_pool){atomic_load(&c->fp), c->release, c->release_ud, c->retired};
-  c->retired = old;
+  retire_push(&c->retired, atomic_load(&c->fp), c->release, c->release_ud);
   atomic_store(&c->fp, fp);
   c->release = release;
   c->release_ud = ud;
@@ -144,7 +136,8 @@ void consumer_swap_pool(struct consumer *c, struct funcpool *fp, void (*release)
   consumer_reclaim(c);
 }
 
-static int pool_in_use(const struct consumer *c, const struct funcpool *fp) {
+static int pool_in_use(void *ctx, const void *fp) {
+  const struct consumer *c = ctx;
   for (int i = 0; i < c->n; i++)
     if (atomic_load(&c->runners[i].hazard) == fp) return 1;
   return 0;
@@ -152,13 +145,7 @@ static int pool_in_use(const struct consumer *c, const struct funcpool *fp) {
 
 void consumer_reclaim(struct consumer *c) {
   pthread_mutex_lock(&c->lock);
-  for (struct old_pool **p = &c->retired; *p;) {
-    struct old_pool *o = *p;
-    if (pool_in_use(c, o->fp)) { p = &o->next; continue; }
-    *p = o->next;
-    if (o->release) o->release(o->ud);
-    free(o);
-  }
+  retire_sweep(&c->retired, pool_in_use, c);
   pthread_mutex_unlock(&c->lock);
 }
 
