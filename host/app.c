@@ -198,6 +198,16 @@ static struct routes *build_routes(struct app *a, struct registry *gen, const ch
 
 static struct funcpool *app_pool(void *ctx, const char *func) { return pool_for(ctx, func); }
 
+/* first: the table the server started with when the app owns it (freed by app_free), or NULL. */
+static void add_server(struct app *a, const char *id, struct http_server *s, struct routes *first) {
+  a->servers = xrealloc(a->servers, (a->nservers + 1) * sizeof *a->servers);
+  a->routes = xrealloc(a->routes, (a->nservers + 1) * sizeof *a->routes);
+  a->server_ids = xrealloc(a->server_ids, (a->nservers + 1) * sizeof *a->server_ids);
+  a->servers[a->nservers] = s;
+  a->server_ids[a->nservers] = xstrdup(id);
+  a->routes[a->nservers++] = first;
+}
+
 static int start_http(struct app *a, const struct reg_entry *e) {
   struct routes *rs = build_routes(a, a->gen, e->id, app_pool, a);
   if (!rs) return -1;
@@ -205,12 +215,7 @@ static int start_http(struct app *a, const struct reg_entry *e) {
   char err[256];
   struct http_server *s = http_start(a->rt, e, rs, a->rt->project_dir, err, sizeof err);
   if (!s) { log_error("%s", err); routes_free(rs); return -1; }
-  a->servers = xrealloc(a->servers, (a->nservers + 1) * sizeof *a->servers);
-  a->routes = xrealloc(a->routes, (a->nservers + 1) * sizeof *a->routes);
-  a->server_ids = xrealloc(a->server_ids, (a->nservers + 1) * sizeof *a->server_ids);
-  a->servers[a->nservers] = s;
-  a->server_ids[a->nservers] = xstrdup(e->id);
-  a->routes[a->nservers++] = rs;
+  add_server(a, e->id, s, rs);
   return 0;
 }
 
@@ -308,12 +313,7 @@ static void start_new_servers(struct app *a, struct registry *gen, struct pool_s
     *t = (struct table){rs, ps};
     ps->refs++;
     http_own_routes(s, release_table, t);
-    a->servers = xrealloc(a->servers, (a->nservers + 1) * sizeof *a->servers);
-    a->routes = xrealloc(a->routes, (a->nservers + 1) * sizeof *a->routes);
-    a->server_ids = xrealloc(a->server_ids, (a->nservers + 1) * sizeof *a->server_ids);
-    a->servers[a->nservers] = s;
-    a->server_ids[a->nservers] = xstrdup(e->id);
-    a->routes[a->nservers++] = NULL;
+    add_server(a, e->id, s, NULL);
   }
 }
 

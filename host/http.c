@@ -99,11 +99,11 @@ static size_t put(char *d, size_t len, size_t cap, const char *s, size_t n) {
   return len + n;
 }
 
-static size_t put_uint(char *d, size_t len, size_t cap, unsigned long long v) {
+static size_t put_uint(char *d, size_t len, size_t cap, size_t v) {
   char tmp[24];
-  size_t n = 0;
-  do { tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10); v /= 10; } while (v);
-  return put(d, len, cap, tmp + sizeof tmp - n, n);
+  size_t n;
+  const char *p = i64_dec((long long)v, tmp, &n);
+  return put(d, len, cap, p, n);
 }
 
 #define PUTS(lit) (n = put(head, n, cap, lit, sizeof(lit) - 1))
@@ -303,8 +303,7 @@ static char *listen_spec(const char *addr) {
 }
 
 static int64_t ms_field(const struct reg_entry *e, const char *path, int64_t dflt_ms) {
-  int64_t ns = 0;
-  duration_parse(val_str(val_path(e->data, path), "0"), &ns);
+  int64_t ns = val_duration_ns(val_path(e->data, path), 0);     /* "0" = the default */
   return ns > 0 ? ns / NS_PER_MS : dflt_ms;
 }
 

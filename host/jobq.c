@@ -392,6 +392,14 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   return j;
 }
 
+/* After a publish's commit (q->lock held): a stored job waits for a worker unless a cancel
+** got to it meanwhile; one that could not be stored is taken back. */
+static void settle_published(struct jobq *q, struct job *j, int ok, int64_t now) {
+  if (job_state_final(j->state)) return;         /* cancelled meanwhile */
+  if (ok) enqueue(q, j, now);
+  else { j->state = JS_FAILED; q->live--; }
+}
+
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
                  char *id_out, size_t idlen, int *existed, char *err, size_t errlen) {
   static const struct jobq_publish_opts none = {.max_retries = -1};
@@ -426,13 +434,8 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
   pthread_mutex_unlock(&q->lock);
   int ok = waiter_wait(&w);
   pthread_mutex_lock(&q->lock);
-  if (ok) {
-    if (!job_state_final(j->state)) enqueue(q, j, jobq_now_ms());   /* unless cancelled meanwhile */
-    pthread_cond_signal(&q->cv);
-  } else {                                       /* not durable: take it back */
-    j->state = JS_FAILED;
-    q->live--;
-  }
+  settle_published(q, j, ok, jobq_now_ms());
+  pthread_cond_signal(&q->cv);
   pthread_mutex_unlock(&q->lock);
   if (!ok) snprintf(err, errlen, "queue %s: the job could not be stored", q->name);
   return ok ? JQ_OK : JQ_ERROR;
@@ -466,11 +469,7 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   int ok = waiter_wait(&w);
   pthread_mutex_lock(&q->lock);
   int64_t now = jobq_now_ms();
-  for (size_t i = 0; i < n; i++) {
-    if (job_state_final(js[i]->state)) continue;   /* cancelled meanwhile */
-    if (ok) enqueue(q, js[i], now);
-    else { js[i]->state = JS_FAILED; q->live--; }
-  }
+  for (size_t i = 0; i < n; i++) settle_published(q, js[i], ok, now);
   pthread_cond_broadcast(&q->cv);
   pthread_mutex_unlock(&q->lock);
   free(js);

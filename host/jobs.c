@@ -37,9 +37,7 @@ struct jobs {
 };
 
 static int64_t dur(const struct reg_entry *e, const char *path, int64_t dflt) {
-  const char *s = val_str(val_path(e->data, path), NULL);
-  int64_t ns;
-  return s && duration_parse(s, &ns) == 0 ? ns : dflt;
+  return val_duration_ns(val_path(e->data, path), dflt);
 }
 
 static void config_of(const struct reg_entry *e, struct jobq_config *c) {

@@ -65,11 +65,10 @@ static int fail(struct enc *E, const char *msg) {
 }
 
 static void put_integer(struct buf *b, lua_Integer v) {
-  char tmp[24], *p = tmp + sizeof tmp;
-  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-  do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
-  if (v < 0) *--p = '-';
-  buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
+  char tmp[24];
+  size_t n;
+  const char *p = i64_dec((long long)v, tmp, &n);
+  buf_add(b, p, n);
 }
 
 static void put_float(struct buf *b, lua_Number d) {

@@ -71,18 +71,26 @@ static int opt_int(lua_State *L, int t, const char *key, int dflt) {
   return v;
 }
 
+/* The options table at idx (absent: defaults). per_job: id and idempotency_key too; their
+** strings stay on the stack, alive for the call. */
+static void read_opts(lua_State *L, int idx, int per_job, struct jobq_publish_opts *o) {
+  *o = (struct jobq_publish_opts){.max_retries = -1};
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  if (per_job) {
+    o->id = opt_string(L, idx, "id");
+    o->idem_key = opt_string(L, idx, "idempotency_key");
+  }
+  opt_duration(L, idx, "delay", &o->delay_ns);
+  o->priority = opt_int(L, idx, "priority", 0);
+  o->max_retries = opt_int(L, idx, "max_retries", -1);
+}
+
 static int l_publish(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checkany(L, 2);
-  struct jobq_publish_opts o = {.max_retries = -1};
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    o.id = opt_string(L, 3, "id");
-    o.idem_key = opt_string(L, 3, "idempotency_key");
-    opt_duration(L, 3, "delay", &o.delay_ns);
-    o.priority = opt_int(L, 3, "priority", 0);
-    o.max_retries = opt_int(L, 3, "max_retries", -1);
-  }
+  struct jobq_publish_opts o;
+  read_opts(L, 3, 1, &o);
   struct jobq *q = find_queue(L, name);
   if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish: no queue.queue entry '%s'", name);
   struct buf b;
@@ -108,13 +116,8 @@ static int l_publish(lua_State *L) {
 static int l_publish_batch(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  struct jobq_publish_opts o = {.max_retries = -1};
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    opt_duration(L, 3, "delay", &o.delay_ns);
-    o.priority = opt_int(L, 3, "priority", 0);
-    o.max_retries = opt_int(L, 3, "max_retries", -1);
-  }
+  struct jobq_publish_opts o;
+  read_opts(L, 3, 0, &o);
   struct jobq *q = find_queue(L, name);
   if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish_batch: no queue.queue entry '%s'", name);
   size_t n = (size_t)luaL_len(L, 2);

@@ -13,6 +13,7 @@
 ** Threads: none of its own; runs on whichever thread owns the lua_State.
 */
 #include "luaenv.h"
+#include "util.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -40,11 +41,10 @@ static int fast_ok(lua_State *L, const char *fmt, size_t len) {
 }
 
 static void add_integer(luaL_Buffer *b, lua_Integer v) {
-  char tmp[24], *p = tmp + sizeof tmp;
-  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-  do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
-  if (v < 0) *--p = '-';
-  luaL_addlstring(b, p, (size_t)(tmp + sizeof tmp - p));
+  char tmp[24];
+  size_t n;
+  const char *p = i64_dec((long long)v, tmp, &n);
+  luaL_addlstring(b, p, n);
 }
 
 /* Raises the original's error as if the original had been called where this function was.

@@ -47,10 +47,8 @@ struct supervisor {
   unsigned seed;
 };
 
-static int64_t dur_field(const struct reg_entry *e, const char *path, const char *dflt) {
-  int64_t ns = 0;
-  duration_parse(val_str(val_path(e->data, path), dflt), &ns);
-  return ns;
+static int64_t dur_field(const struct reg_entry *e, const char *path, int64_t dflt) {
+  return val_duration_ns(val_path(e->data, path), dflt);
 }
 
 /* Packs the `input:` list as the process's arguments. */
@@ -81,10 +79,10 @@ static int configure(struct service *v, const struct reg_entry *e) {
   v->e = e;
   v->process_id = val_str(val_get(e->data, "process"), "");
   v->host_id = val_str(val_get(e->data, "host"), "");
-  v->initial = dur_field(e, "lifecycle.restart.initial_delay", "1s");
-  v->max = dur_field(e, "lifecycle.restart.max_delay", "90s");
-  v->stable = dur_field(e, "lifecycle.stable_threshold", "5s");
-  v->stop_timeout = dur_field(e, "lifecycle.stop_timeout", "10s");
+  v->initial = dur_field(e, "lifecycle.restart.initial_delay", NS_PER_S);
+  v->max = dur_field(e, "lifecycle.restart.max_delay", 90 * NS_PER_S);
+  v->stable = dur_field(e, "lifecycle.stable_threshold", 5 * NS_PER_S);
+  v->stop_timeout = dur_field(e, "lifecycle.stop_timeout", 10 * NS_PER_S);
   v->factor = val_num(val_path(e->data, "lifecycle.restart.backoff_factor"), 2.0);
   v->jitter = val_num(val_path(e->data, "lifecycle.restart.jitter"), 0.1);
   v->max_attempts = val_int(val_path(e->data, "lifecycle.restart.max_attempts"), 0);

@@ -47,6 +47,15 @@ void buf_init(struct buf *b) { b->data = NULL; b->len = b->cap = 0; }
 void buf_free(struct buf *b) { free(b->data); buf_init(b); }
 void buf_reset(struct buf *b) { b->len = 0; if (b->data) b->data[0] = '\0'; }
 
+char *i64_dec(long long v, char tmp[24], size_t *len) {
+  char *p = tmp + 24;
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+  do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+  if (v < 0) *--p = '-';
+  *len = (size_t)(tmp + 24 - p);
+  return p;
+}
+
 void buf_grow(struct buf *b, size_t need) {
   if (need <= b->cap) return;
   size_t cap = b->cap ? b->cap : 64;

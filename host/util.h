@@ -52,6 +52,10 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* Writes v in decimal at the end of tmp (no NUL); returns where it starts, *len its length.
+** For hot paths where snprintf costs more than the rest of the work. */
+char *i64_dec(long long v, char tmp[24], size_t *len);
+
 /* FNV-1a of a NUL-terminated string; never 0 (hmap keys must not be 0). */
 uint64_t str_hash(const char *s);
 

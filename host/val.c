@@ -403,3 +403,9 @@ int val_equal(const struct val *a, const struct val *b) {
   }
   return 0;
 }
+
+int64_t val_duration_ns(const struct val *v, int64_t fallback) {
+  const char *s = val_str(v, NULL);
+  int64_t ns;
+  return s && duration_parse(s, &ns) == 0 ? ns : fallback;
+}

@@ -50,6 +50,9 @@ const char *val_str(const struct val *v, const char *fallback);         /* only 
 int64_t val_int(const struct val *v, int64_t fallback);                 /* V_INT, integral V_NUM */
 double val_num(const struct val *v, double fallback);                   /* V_INT or V_NUM */
 int val_bool(const struct val *v, int fallback);                        /* V_BOOL */
+/* A duration string ("300ms", "1m30s"; kinds.yaml rewrites integers as strings) in ns;
+** fallback when v is missing, not a string or not a duration. */
+int64_t val_duration_ns(const struct val *v, int64_t fallback);
 size_t val_len(const struct val *v);                                    /* items in list/map, else 0 */
 const struct val *val_at(const struct val *v, size_t i);
 const char *val_key_at(const struct val *v, size_t i);
