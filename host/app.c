@@ -463,12 +463,45 @@ int app_start(struct app *a, const char *exec_host) {
   return 0;
 }
 
+/* An entry of `kind` named by the user as Wippy resolves it: an id ("ns:name") as given;
+** else the entry whose meta.command.name is `name`; else the one entry called `name` in any
+** namespace. Several candidates, or none, are an error naming them. */
+static char *resolve_entry(const struct registry *gen, const char *name, const char *kind,
+                           char *err, size_t errlen) {
+  if (strchr(name, ':')) return xstrdup(name);
+  const char *by_command = NULL, *by_name = NULL;
+  int n_command = 0, n_name = 0;
+  struct buf names;
+  buf_init(&names);
+  for (size_t i = 0; i < registry_count(gen); i++) {
+    const struct reg_entry *e = registry_at(gen, i);
+    if (!is_kind(e, kind)) continue;
+    if (strcmp(val_str(val_path(e->meta, "command.name"), ""), name) == 0) { by_command = e->id; n_command++; }
+    if (strcmp(e->name, name) == 0) {
+      by_name = e->id;
+      buf_printf(&names, "%s%s", n_name++ ? ", " : "", e->id);
+    }
+  }
+  const char *found = n_command == 1 ? by_command : !n_command && n_name == 1 ? by_name : NULL;
+  if (!found) {
+    if (n_command > 1) snprintf(err, errlen, "%s: %d %s entries have meta.command.name %s; name one as NS:NAME", name, n_command, kind, name);
+    else if (n_name > 1) snprintf(err, errlen, "%s is ambiguous: %s; name one as NS:NAME", name, names.data);
+    else snprintf(err, errlen, "no %s entry named %s (give NS:NAME, a unique entry name or a meta.command.name)", kind, name);
+  }
+  buf_free(&names);
+  return found ? xstrdup(found) : NULL;
+}
+
 int app_exec_target(struct app *a, const char *spec, char **host, char **entry, char *err, size_t errlen) {
   const char *slash = strchr(spec, '/');
+  const char *ename = slash ? slash + 1 : spec;
+  *host = *entry = NULL;
+  if (!(*entry = resolve_entry(a->gen, ename, "process.lua", err, errlen))) return -1;
   if (slash) {
-    *host = xstrndup(spec, (size_t)(slash - spec));
-    *entry = xstrdup(slash + 1);
-    return 0;
+    char *hname = xstrndup(spec, (size_t)(slash - spec));
+    *host = resolve_entry(a->gen, hname, "terminal.host", err, errlen);
+    free(hname);
+    return *host ? 0 : -1;
   }
   const char *only = NULL;
   int count = 0;
@@ -478,11 +511,10 @@ int app_exec_target(struct app *a, const char *spec, char **host, char **entry, 
   }
   if (count != 1) {
     snprintf(err, errlen, count ? "several terminal.host entries: say which, as -x HOST/%s"
-                                : "no terminal.host entry in the registry to run %s on", spec);
+                                : "no terminal.host entry in the registry to run %s on", *entry);
     return -1;
   }
   *host = xstrdup(only);
-  *entry = xstrdup(spec);
   return 0;
 }
 

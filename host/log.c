@@ -61,6 +61,25 @@ static void add_json_string(struct buf *b, const char *s) {
   buf_addc(b, '"');
 }
 
+/* The console format's message: control characters (newline, CR, ESC, ...) are written as
+** escapes (\n, \r, \t, \xHH), so a message a script controls can neither start a forged
+** record on a new line nor drive the terminal. The fields are JSON, escaped already. */
+static void add_console_text(struct buf *b, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  for (const char *run = s;; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c >= 0x20 && c != 0x7f) continue;
+    buf_add(b, run, (size_t)(s - run));
+    if (c == 0) return;
+    run = s + 1;
+    buf_addc(b, '\\');
+    if (c == '\n') buf_addc(b, 'n');
+    else if (c == '\r') buf_addc(b, 'r');
+    else if (c == '\t') buf_addc(b, 't');
+    else { buf_addc(b, 'x'); buf_addc(b, hex[c >> 4]); buf_addc(b, hex[c & 15]); }
+  }
+}
+
 static void write_record(enum log_level lv, const char *msg, const char *fields_json);
 
 void log_write(enum log_level lv, const char *msg, const char *fields_json) {
@@ -94,7 +113,8 @@ static void write_record(enum log_level lv, const char *msg, const char *fields_
     }
   } else {
     add_timestamp(&b);
-    buf_printf(&b, " %-5s %s", level_names[lv], msg);
+    buf_printf(&b, " %-5s ", level_names[lv]);
+    add_console_text(&b, msg);
     if (fields_json && strcmp(fields_json, "{}") != 0 && strcmp(fields_json, "[]") != 0) {
       buf_addc(&b, ' ');
       buf_adds(&b, fields_json);

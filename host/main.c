@@ -25,6 +25,7 @@
 #define EXIT_CONFIG 3
 
 struct cli {
+  const char *argv0;       /* as invoked: hints print a command that works as typed */
   const char *cmd;
   const char *dir;
   const char *exec;
@@ -242,6 +243,8 @@ static int run_app(struct cli *c, struct project *p, struct registry *reg, struc
   if (c->exec && app_exec_target(a, c->exec, &host, &entry, err, sizeof err) != 0) {
     fprintf(stderr, "taskhost: %s\n", err);
     app_free(a);
+    free(host);
+    free(entry);
     return EXIT_USAGE;
   }
   if (app_start(a, host) != 0) rc = EXIT_CONFIG;
@@ -264,6 +267,17 @@ static int cmd_check(struct cli *c) { return with_project(c, stdout, report_ok);
 
 static int cmd_run(struct cli *c) { return with_project(c, stderr, run_app); }
 
+/* A word as a POSIX shell reads it back: as is when it is plain, else in single quotes. */
+static void print_shell_word(FILE *f, const char *w) {
+  if (*w && strspn(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:+-=@%,") == strlen(w)) {
+    fputs(w, f);
+    return;
+  }
+  fputc('\'', f);
+  for (; *w; w++) w[0] == '\'' ? fputs("'\\''", f) : fputc(*w, f);
+  fputc('\'', f);
+}
+
 static int cmd_init(struct cli *c) {
   char err[512];
   const char *dir = c->dir ? c->dir : ".";
@@ -271,7 +285,11 @@ static int cmd_init(struct cli *c) {
     fprintf(stderr, "taskhost: %s\n", err);
     return 1;
   }
-  printf("initialised %s: try  taskhost run %s -x hello\n", dir, dir);
+  printf("initialised %s: try  ", dir);
+  print_shell_word(stdout, strchr(c->argv0, '/') ? c->argv0 : "taskhost");
+  fputs(" run ", stdout);
+  print_shell_word(stdout, dir);
+  fputs(" -x hello\n", stdout);
   return 0;
 }
 
@@ -313,7 +331,7 @@ static int dispatch(struct cli *c) {
 }
 
 int main(int argc, char **argv) {
-  struct cli c = {0};
+  struct cli c = {.argv0 = argv[0]};
   int rc = parse_args(argc, argv, &c);
   if (rc == 0) rc = dispatch(&c);
   for (size_t i = 0; i < c.noverrides; i++) free(c.override_storage[i]);

@@ -202,7 +202,13 @@ static void stop_one_locked(struct supervisor *s, struct service *v) {
   timer_cancel(s->rt->timers, &v->restart);
   if (!v->pid) return;
   post_to(s, v->pid, MK_CANCEL, "service stopping");
-  if (wait_exit_locked(s, v, clock_mono_ns() + v->stop_timeout) == 0) return;
+  int64_t deadline = clock_mono_ns() + v->stop_timeout, patience = clock_mono_ns() + NS_PER_S;
+  if (patience < deadline) {      /* say why shutdown waits: the service ignores its CANCEL */
+    if (wait_exit_locked(s, v, patience) == 0) return;
+    log_info("service %s has not stopped 1s after CANCEL; waiting up to its stop_timeout (%.3gs) "
+             "before terminating it", v->e->id, (double)v->stop_timeout / NS_PER_S);
+  }
+  if (wait_exit_locked(s, v, deadline) == 0) return;
   log_warn("service %s did not stop within its stop_timeout; terminating it", v->e->id);
   post_to(s, v->pid, MK_KILL, "terminated");
   wait_exit_locked(s, v, clock_mono_ns() + 2 * NS_PER_S);

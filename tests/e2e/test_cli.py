@@ -34,6 +34,47 @@ class Cli(th.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "hello, taskhost\n")
 
+    def test_init_hint_runs_as_printed(self):
+        import shlex
+        parent = th.make_project({}, lock=False)
+        d = os.path.join(parent, "my app")                  # a space: the hint must quote it
+        r = th.run(["init", d])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        hint = r.stdout.split("try", 1)[1].strip()
+        argv = shlex.split(hint)
+        self.assertEqual(argv[1:], ["run", d, "-x", "hello"], hint)
+        r = th.run(argv[1:])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "hello, world\n")
+
+    def test_exec_resolves_bare_names_as_wippy(self):
+        entries = """
+- name: hello
+  kind: process.lua
+  source: file://hello.lua
+  method: main
+  modules: [io]
+  meta:
+    command: {name: greet}
+"""
+        d = th.script_project('return { main = function() return 0 end }', extra_entries=entries,
+                              extra_files={"src/hello.lua": 'local io = require("io")\n'
+                                           'return { main = function(n) io.print("hi " .. (n or "?")) return 0 end }\n',
+                                           "src/other.yaml": "namespace: other\nentries:\n  - name: main\n"
+                                           "    kind: process.lua\n    source: file://hello.lua\n    method: main\n"})
+        r = th.run(["run", d, "-x", "greet", "a"])         # meta.command.name
+        self.assertEqual((r.returncode, r.stdout), (0, "hi a\n"), r.stderr)
+        r = th.run(["run", d, "-x", "hello", "b"])         # a unique entry name
+        self.assertEqual((r.returncode, r.stdout), (0, "hi b\n"), r.stderr)
+        r = th.run(["run", d, "-x", "terminal/hello", "c"])  # host by name too
+        self.assertEqual((r.returncode, r.stdout), (0, "hi c\n"), r.stderr)
+        r = th.run(["run", d, "-x", "main"])               # app:main and other:main
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("main is ambiguous: app:main, other:main", r.stderr)
+        r = th.run(["run", d, "-x", "nothing"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no process.lua entry named nothing", r.stderr)
+
     def test_missing_source_dir(self):
         d = th.make_project({"wippy.lock": "directories:\n  src: ./nowhere\n"}, lock=False)
         r = th.run(["run", d])

@@ -52,6 +52,24 @@ def run_script(test, lua, entries="", files=None, timeout=60, expect_code=0,
 
 
 class Processes(th.TestCase):
+    def test_log_lines_cannot_be_forged(self):
+        r = run_script(self, r"""
+local logger = require("logger")
+local function main()
+  logger:info("one\n2026-01-01T00:00:00.000Z ERROR forged", {k = "v\nw"})
+  print("two\r\nERROR also forged \27[31m")
+  error("three\nERROR forged by an error")
+end
+return { main = main }
+""", expect_code=1)
+        lines = r.stderr.splitlines()
+        self.assertFalse([l for l in lines if l.startswith(("2026-01-01", "ERROR also"))], r.stderr)
+        self.assertIn(r"failed: src/main.lua:5: three\nERROR forged by an error", r.stderr)
+        self.assertIn(r"one\n2026-01-01T00:00:00.000Z ERROR forged", r.stderr)
+        self.assertIn(r'{"k":"v\nw"', r.stderr)
+        self.assertIn(r"two\r\nERROR also forged \x1b[31m", r.stderr)
+        # (the -x program's own error is then printed as is, like lua(1) does: "three" + newline)
+
     def test_exit_events_carry_value_and_error(self):
         r = run_script(self, """
 local io = require("io")
