@@ -1337,11 +1337,31 @@ static struct jobstore *must_open(const char *path) {
   return s;
 }
 
-/* Runs a query returning one integer on a separate connection; -1 on error. */
+/* Copies file from to to (a missing from leaves to missing). */
+static void copy_file(const char *from, const char *to) {
+  remove(to);
+  FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+  char buf[65536];
+  size_t n;
+  while (out && (n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);
+  if (out) fclose(out);
+  if (in) fclose(in);
+}
+
+/* Runs a query returning one integer on a separate connection; -1 on error. The store holds
+** its file in exclusive locking mode, so this reads a copy of what is on disk (the database
+** and its -wal, which the new connection replays). */
 static long long sql_int(const char *path, const char *sql, const char *bind) {
   sqlite3 *db;
   long long v = -1;
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+  char copy[300], from[300], to[320];
+  snprintf(copy, sizeof copy, "%s.peek", path);
+  snprintf(from, sizeof from, "%s-wal", path);
+  snprintf(to, sizeof to, "%s-wal", copy);
+  copy_file(path, copy);
+  copy_file(from, to);
+  path = copy;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
     printf("  sqlite3_open %s: %s\n", path, sqlite3_errmsg(db));
     sqlite3_close(db);
     return -1;
@@ -1355,6 +1375,8 @@ static long long sql_int(const char *path, const char *sql, const char *bind) {
     printf("  sql %s: %s\n", sql, sqlite3_errmsg(db));
   }
   sqlite3_close(db);
+  remove(copy);
+  remove(to);
   return v;
 }
 
