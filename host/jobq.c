@@ -212,6 +212,7 @@ static void committed(void *arg, int ok) {
   struct commit *c = arg;
   pthread_mutex_lock(&c->q->lock);
   if (ok) c->j->pub_state = c->state;
+  c->j->unsaved = !ok;
   c->j->inflight--;
   pthread_mutex_unlock(&c->q->lock);
   if (c->w) {
@@ -250,14 +251,17 @@ static void persist(struct jobq *q, struct job *j, struct waiter *w) {
   jobstore_put(q->store, &r, committed, c);
 }
 
-/* The store's health events (writer thread, no store lock held): after a reopen every job
-** is written again (those of a failed publish are gone already); once on disk, claimers
-** waiting out the outage are woken. */
+/* The store's health events (writer thread, no store lock held): after a reopen every job,
+** or every job whose last write failed, is written again (a job not yet visible has its own
+** put pending, or is a failed publish about to be forgotten); once on disk, claimers waiting
+** out the outage are woken. */
 static void store_event(void *arg, int event) {
   struct jobq *q = arg;
   pthread_mutex_lock(&q->lock);
-  for (size_t i = 0; event == JOBSTORE_REOPENED && i < q->nall; i++)
-    if (q->all[i]->pub_state >= 0) persist(q, q->all[i], NULL);   /* else its put is pending */
+  for (size_t i = 0; event != JOBSTORE_HEALTHY && i < q->nall; i++) {
+    struct job *j = q->all[i];
+    if (j->pub_state >= 0 && (event == JOBSTORE_REWRITE_ALL || j->unsaved)) persist(q, j, NULL);
+  }
   if (event == JOBSTORE_HEALTHY) pthread_cond_broadcast(&q->cv);
   pthread_mutex_unlock(&q->lock);
 }

@@ -60,6 +60,10 @@ struct jobstore {
   dev_t db_dev;             /* the open file, to compare with stat(path) */
   ino_t db_ino;
   int broken;               /* a fault was seen: ops fail until recover() succeeds */
+  int lost;                 /* the file at path went away or was replaced meanwhile */
+  int64_t *doubtful;        /* seqs of puts that committed to a file path no longer named */
+  size_t ndoubtful, capdoubtful;
+  int created;              /* the last open_db created the schema (a new file) */
   int64_t next_check;       /* monotonic ns: next file check or recovery attempt */
   char why[256];            /* the fault last logged */
   _Atomic int healthy;      /* !broken, for any thread */
@@ -170,6 +174,7 @@ static int ensure_schema(struct jobstore *s, char *err, size_t errlen) {
     exec(s, "ROLLBACK");
     return -1;
   }
+  s->created = version == 0;
   if (exec(s, "COMMIT") < 0) {
     fail(s, err, errlen, "cannot commit the schema");
     exec(s, "ROLLBACK");
@@ -251,6 +256,7 @@ static void destroy(struct jobstore *s) {
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->work_cv);
   pthread_cond_destroy(&s->done_cv);
+  free(s->doubtful);
   free(s->path);
   free(s->lock_path);
   free(s);
@@ -447,11 +453,10 @@ static int apply(struct jobstore *s, const struct op *op) {
 static int check_files(struct jobstore *s, char *why, size_t n) {
   struct stat st, held;
   struct statvfs vfs;
-  if (stat(s->path, &st) != 0)
-    snprintf(why, n, "the database file is gone (%s)", strerror(errno));
-  else if (st.st_dev != s->db_dev || st.st_ino != s->db_ino)
-    snprintf(why, n, "the database file was replaced");
-  else if (fstat(s->lock_fd, &held) != 0 || stat(s->lock_path, &st) != 0 || !same_file(&held, &st))
+  if (stat(s->path, &st) != 0 || st.st_dev != s->db_dev || st.st_ino != s->db_ino) {
+    s->lost = 1;
+    snprintf(why, n, "the database file is gone or was replaced");
+  } else if (fstat(s->lock_fd, &held) != 0 || stat(s->lock_path, &st) != 0 || !same_file(&held, &st))
     snprintf(why, n, "the lock file %s is gone or was replaced", s->lock_path);
   else if (statvfs(s->path, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
     snprintf(why, n, "the file system is read-only");
@@ -460,12 +465,45 @@ static int check_files(struct jobstore *s, char *why, size_t n) {
   return -1;
 }
 
-/* Applies a batch in one transaction; sets each op's ok. Returns 1 if it committed onto the
-** file path names, else 0 with the reason in why. */
-static int write_batch(struct jobstore *s, struct op *list, char *why, size_t n) {
+/* A put reported failed may still sit in that file, which may come back (an unmount, a
+** rename): recover() deletes it there before the owner writes its rows again. */
+static void note_doubtful(struct jobstore *s, const struct op *list) {
+  for (const struct op *op = list; op; op = op->next) {
+    if (op->kind != OP_PUT) continue;
+    if (s->ndoubtful == s->capdoubtful) {
+      s->capdoubtful = s->capdoubtful ? s->capdoubtful * 2 : 64;
+      s->doubtful = xrealloc(s->doubtful, s->capdoubtful * sizeof *s->doubtful);
+    }
+    s->doubtful[s->ndoubtful++] = op->row.seq;
+  }
+}
+
+/* Recovery's first statements: every row goes (wipe: the owner writes them all again), or
+** the doubtful ones. 0 / -1. */
+static int clear_rows(struct jobstore *s, int wipe) {
+  if (wipe) return exec(s, "DELETE FROM jobs");
+  struct op del = {.kind = OP_DELETE};
+  for (size_t i = 0; i < s->ndoubtful; i++) {
+    del.row.seq = s->doubtful[i];
+    if (apply(s, &del) < 0) return -1;
+  }
+  return 0;
+}
+
+enum { BATCH_OK, BATCH_FAILED, BATCH_ORPHANED };
+
+/* Applies a batch in one transaction; sets each op's ok. clear: 0, or 1 + wipe for
+** clear_rows first. BATCH_OK when it committed onto the file path names; BATCH_FAILED (not
+** committed) or BATCH_ORPHANED (committed to a file path no longer names) with the reason in
+** why. */
+static int write_batch(struct jobstore *s, struct op *list, int clear, char *why, size_t n) {
   pthread_mutex_lock(&s->db_lock);
   int committed = exec(s, "BEGIN IMMEDIATE") == 0;
   if (!committed) snprintf(why, n, "cannot begin: %s", sqlite3_errmsg(s->db));
+  if (committed && clear && clear_rows(s, clear - 1) < 0) {
+    committed = 0;
+    snprintf(why, n, "cannot clear rows: %s", sqlite3_errmsg(s->db));
+  }
   for (struct op *op = list; op && committed; op = op->next) {
     op->ok = apply(s, op) == 0;
     /* An I/O error or the like may have rolled the whole transaction back. */
@@ -480,7 +518,8 @@ static int write_batch(struct jobstore *s, struct op *list, char *why, size_t n)
   }
   if (!committed && !sqlite3_get_autocommit(s->db)) exec(s, "ROLLBACK");
   pthread_mutex_unlock(&s->db_lock);
-  return committed && check_files(s, why, n) == 0;
+  if (!committed) return BATCH_FAILED;
+  return check_files(s, why, n) == 0 ? BATCH_OK : BATCH_ORPHANED;
 }
 
 /* Reports and frees a processed batch, then counts it. */
@@ -541,13 +580,16 @@ static void recover(struct jobstore *s) {
   int rc = open_db(s, err, sizeof err);
   pthread_mutex_unlock(&s->db_lock);
   if (rc < 0) { go_broken(s, err); return; }
-  raise_event(s, JOBSTORE_REOPENED);
+  int all = s->lost || s->created;
+  raise_event(s, all ? JOBSTORE_REWRITE_ALL : JOBSTORE_REWRITE_FAILED);
   struct op *list = take_pending(s);
   size_t n = 0;
   for (struct op *op = list; op; op = op->next) n++;
-  int ok = write_batch(s, list, err, sizeof err);
+  int rc2 = write_batch(s, list, 1 + all, err, sizeof err), ok = rc2 == BATCH_OK;
+  if (rc2 == BATCH_ORPHANED) note_doubtful(s, list);
   if (ok) {
-    s->broken = 0;
+    s->ndoubtful = 0;
+    s->broken = s->lost = 0;
     atomic_store(&s->healthy, 1);
     log_info("jobstore %s: writable again (%zu rows written); accepting jobs", s->path, n);
   }
@@ -567,9 +609,10 @@ static void maintain(struct jobstore *s) {
 
 static void process(struct jobstore *s, struct op *list) {
   char why[256] = "";
-  int ok = !s->broken && write_batch(s, list, why, sizeof why);
-  if (!ok && !s->broken) go_broken(s, why);
-  finish_batch(s, list, ok);
+  int rc = s->broken ? BATCH_FAILED : write_batch(s, list, 0, why, sizeof why);
+  if (rc == BATCH_ORPHANED) note_doubtful(s, list);
+  if (rc != BATCH_OK && !s->broken) go_broken(s, why);
+  finish_batch(s, list, rc == BATCH_OK);
 }
 
 static void *writer_main(void *arg) {

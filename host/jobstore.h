@@ -17,9 +17,13 @@
 ** failed transaction or a failed check makes the store *unhealthy*: that batch and every
 ** later op fail (done(ok = 0)) without touching the disk, jobstore_healthy() is 0 and an
 ** ERROR is logged. Every second it then tries to recover: it takes the lock again, reopens
-** (creating the directory and the file when they are gone), raises JOBSTORE_REOPENED so the
-** owner puts every row it holds again, and commits those; once that commit holds it is
-** healthy again (logged, JOBSTORE_HEALTHY). A commit reported ok is on the file `path` names.
+** (creating the directory and the file when they are gone) and asks the owner to put its rows
+** again — every row when the file is new or was replaced (JOBSTORE_REWRITE_ALL: they replace
+** whatever the file holds), else only those whose last write failed (JOBSTORE_REWRITE_FAILED:
+** a full disk need not fit a copy of everything) — and commits those; once that commit holds
+** it is healthy again (logged, JOBSTORE_HEALTHY). A commit reported ok is on the file `path`
+** names; a put reported failed is not left in it (one that reached a file the path no longer
+** named is deleted there on recovery, should that file come back).
 **
 ** Threads: jobstore_put/jobstore_delete may be called from any thread; done callbacks and
 ** event callbacks run on the writer thread (done in put order) and must not wait for the
@@ -82,10 +86,10 @@ void jobstore_delete(struct jobstore *s, int64_t seq);
 /* 1 while the file is writable and is the one opened, 0 after a fault until recovered. */
 int jobstore_healthy(struct jobstore *s);
 
-/* The owner's hook (see Health above): fn(arg, JOBSTORE_REOPENED) after a reopen — put every
-** row again (jobstore_put; do not wait) — and fn(arg, JOBSTORE_HEALTHY) once they are on
-** disk. Set it before faults matter (right after open). */
-enum { JOBSTORE_REOPENED, JOBSTORE_HEALTHY };
+/* The owner's hook (see Health above): fn(arg, JOBSTORE_REWRITE_ALL / _FAILED) after a
+** reopen — put those rows again (jobstore_put; do not wait) — and fn(arg, JOBSTORE_HEALTHY)
+** once they are on disk. Set it before faults matter (right after open). */
+enum { JOBSTORE_REWRITE_ALL, JOBSTORE_REWRITE_FAILED, JOBSTORE_HEALTHY };
 void jobstore_on_event(struct jobstore *s, void (*fn)(void *arg, int event), void *arg);
 
 /* Waits until everything queued so far has committed (or failed). */
