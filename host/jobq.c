@@ -477,8 +477,10 @@ static int check_store(struct jobq *q, char *err, size_t errlen) {
 
 /* The answer to a publish whose commit failed. */
 static int store_failed(struct jobq *q, const char *what, char *err, size_t errlen) {
-  snprintf(err, errlen, "queue %s: the %s could not be stored", q->name, what);
-  return q->store && !jobstore_healthy(q->store) ? JQ_UNAVAILABLE : JQ_ERROR;
+  int down = q->store && !jobstore_healthy(q->store);
+  snprintf(err, errlen, "queue %s: the %s could not be stored%s", q->name, what,
+           down ? " (its database is not writable; try again later)" : "");
+  return down ? JQ_UNAVAILABLE : JQ_ERROR;
 }
 
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
