@@ -198,6 +198,7 @@ class FaultCase(th.TestCase):
         that failed); repairs it; checks recovery; restarts and checks every job that got a
         202."""
         s = th.Server(project, OVERRIDE)
+        pub = None
         try:
             port = s.ports()[0]
             pub = Publisher(port, payload)
@@ -223,6 +224,8 @@ class FaultCase(th.TestCase):
             status, _, body = th.http(port, "POST", "/lua/publish", "")
             self.assertIn("ok", json.loads(body), body)
         finally:
+            if pub:
+                pub.stop()
             code = s.stop()
         self.assertEqual(code, 0, s.log())
         statuses = {st for _, st in answers}
