@@ -438,9 +438,10 @@ static void unpublish(struct jobq *q, struct job *j) {
     if (q->all[mid]->seq < j->seq) lo = mid + 1;
     else hi = mid;
   }
-  if (lo < q->nall && q->all[lo] == j)
+  if (lo < q->nall && q->all[lo] == j) {
     memmove(&q->all[lo], &q->all[lo + 1], (q->nall - lo - 1) * sizeof *q->all);
-  q->nall--;
+    q->nall--;
+  }
   index_del(q, j);
   q->live--;
   q->st.published--;
