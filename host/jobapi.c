@@ -2,8 +2,10 @@
 ** jobapi.c — see jobapi.h.
 **
 ** Answers (job-queues.md §6.3): submit 202 + Location (200 when the id or Idempotency-Key
-** names a job already there), 400 invalid JSON, 413 too large, 429 + Retry-After when the
-** queue is full, 503 + Retry-After while draining; status 200 / 404; result 200 done, 202 not
+** names a job already there), 400 invalid JSON or a malformed option (an id or key that is
+** empty or longer than JOBQ_KEY_MAX, a number out of range: never ignored, never wrapped),
+** 413 too large, 429 + Retry-After when the queue is full, 503 + Retry-After while draining
+** or while the queue's database is not writable (so is the health path); status 200 / 404; result 200 done, 202 not
 ** finished (with its state), 409 failed or cancelled (with the last error), 404; cancel 200
 ** cancelled, 202 cancel requested (running), 409 already finished, 404; list 200 with a
 ** cursor. Every body is JSON.
@@ -18,9 +20,11 @@
 #include "util.h"
 
 #include <civetweb.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,10 +83,57 @@ static void job_id_param(const struct http_req *r, char *out, size_t cap) {
     }
 }
 
-/* A query-string variable into out; 1 when present. */
+/* A query-string variable into out: 1 present, 0 absent, -1 longer than cap - 1. */
 static int query(const struct http_req *r, const char *name, char *out, size_t cap) {
   const char *qs = r->ri->query_string;
-  return qs && mg_get_var(qs, strlen(qs), name, out, cap) >= 0;
+  int n = qs ? mg_get_var(qs, strlen(qs), name, out, cap) : -1;
+  return n >= 0 ? 1 : n == -1 ? 0 : -1;
+}
+
+/* ?name= as an integer in [lo, hi] into *v: 0 absent, 1 read, -1 malformed (answered 400). */
+static int query_int(struct http_req *r, const char *name, long long lo, long long hi,
+                     long long *v) {
+  char s[32], *end = s, msg[128];
+  int got = query(r, name, s, sizeof s);
+  if (got == 0) return 0;
+  long long x = 0;
+  errno = 0;
+  if (got > 0 && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))) x = strtoll(s, &end, 10);
+  if (got > 0 && end != s && !*end && !errno && x >= lo && x <= hi) {
+    *v = x;
+    return 1;
+  }
+  snprintf(msg, sizeof msg, "%s must be an integer from %lld to %lld", name, lo, hi);
+  reply_error(r, 400, msg);
+  return -1;
+}
+
+/* The publish options of the query string and the Idempotency-Key header into o (id into
+** idbuf, which holds JOBQ_KEY_MAX + 2 bytes). 0, or -1 when answered 400. Length limits of
+** id and key are checked by jobq_publish. */
+static int read_opts(struct http_req *r, struct jobq_publish_opts *o, char *idbuf) {
+  char delay[64], msg[128];
+  long long prio = 0, retries = -1;
+  *o = (struct jobq_publish_opts){.max_retries = -1};
+  int got = query(r, "id", idbuf, JOBQ_KEY_MAX + 2);
+  if (got < 0) {
+    snprintf(msg, sizeof msg, "the job's id must be 1 to %d bytes long", JOBQ_KEY_MAX);
+    reply_error(r, 400, msg);
+    return -1;
+  }
+  if (got > 0) o->id = idbuf;
+  o->idem_key = http_req_header(r, "Idempotency-Key");
+  got = query(r, "delay", delay, sizeof delay);
+  if (got != 0 && (got < 0 || duration_parse(delay, &o->delay_ns) != 0 || o->delay_ns < 0)) {
+    reply_error(r, 400, "delay must be a duration such as 30s (0 to 106751d)");
+    return -1;
+  }
+  if (query_int(r, "priority", INT_MIN, INT_MAX, &prio) < 0 ||
+      query_int(r, "max_retries", 0, INT_MAX, &retries) < 0)
+    return -1;
+  o->priority = (int)prio;
+  o->max_retries = (int)retries;
+  return 0;
 }
 
 static void submit(struct jobq *q, struct http_req *r) {
@@ -91,25 +142,18 @@ static void submit(struct jobq *q, struct http_req *r) {
     else reply_error(r, 400, "cannot read the request body");
     return;
   }
-  char err[256], id[128], delay[32], prio[16], retries[16], key[200];
+  char err[256], id[JOBQ_KEY_MAX + 2];
   const char *body = r->body.len ? r->body.data : "null";
   size_t len = r->body.len ? r->body.len : 4;
   if (check_json(body, len, err, sizeof err) != 0) { reply_error(r, 400, err); return; }
-  struct jobq_publish_opts o = {.max_retries = -1};
-  if (query(r, "id", id, sizeof id)) o.id = id;
-  const char *idem = http_req_header(r, "Idempotency-Key");
-  if (idem && strlen(idem) < sizeof key) { snprintf(key, sizeof key, "%s", idem); o.idem_key = key; }
-  if (query(r, "delay", delay, sizeof delay) && duration_parse(delay, &o.delay_ns) != 0) {
-    reply_error(r, 400, "delay must be a duration such as 30s");
-    return;
-  }
-  if (query(r, "priority", prio, sizeof prio)) o.priority = atoi(prio);
-  if (query(r, "max_retries", retries, sizeof retries)) o.max_retries = atoi(retries);
-  char newid[128];
+  struct jobq_publish_opts o;
+  if (read_opts(r, &o, id) != 0) return;
+  char newid[JOBQ_KEY_MAX + 1];
   int existed = 0;
   int rc = jobq_publish(q, body, len, &o, newid, sizeof newid, &existed, err, sizeof err);
-  if (rc == JQ_FULL || rc == JQ_DRAINING) {
-    http_res_add_header(r, "Retry-After", rc == JQ_FULL ? "1" : "5");
+  if (rc == JQ_INVALID) { reply_error(r, 400, err); return; }
+  if (rc == JQ_FULL || rc == JQ_DRAINING || rc == JQ_UNAVAILABLE) {
+    http_res_add_header(r, "Retry-After", rc == JQ_DRAINING ? "5" : "1");
     reply_error(r, rc == JQ_FULL ? 429 : 503, err);
     return;
   }
@@ -188,8 +232,9 @@ static void list(struct jobq *q, struct http_req *r) {
     reply_error(r, 400, "unknown state (queued, scheduled, running, retrying, done, failed, cancelled)");
     return;
   }
-  if (query(r, "after", v, sizeof v)) after = atoll(v);
-  if (query(r, "limit", v, sizeof v)) limit = atoll(v);
+  if (query_int(r, "after", 0, INT64_MAX, &after) < 0 ||
+      query_int(r, "limit", LLONG_MIN, LLONG_MAX, &limit) < 0)
+    return;
   if (limit < 1) limit = 1;
   if (limit > 1000) limit = 1000;
   struct buf b;
@@ -206,11 +251,13 @@ static void list(struct jobq *q, struct http_req *r) {
 static void health(struct jobq *q, struct http_req *r) {
   struct buf b;
   buf_init(&b);
-  int draining = jobq_draining(q);
-  buf_printf(&b, "{\"status\":\"%s\",\"queue\":", draining ? "draining" : "ok");
+  int draining = jobq_draining(q), down = !jobq_available(q);
+  buf_printf(&b, "{\"status\":\"%s\",\"queue\":",
+             draining ? "draining" : down ? "unavailable" : "ok");
   add_str(&b, jobq_name(q));
+  if (down && !draining) buf_adds(&b, ",\"error\":\"the queue's database is not writable\"");
   buf_addc(&b, '}');
-  reply_json(r, draining ? 503 : 200, &b);
+  reply_json(r, draining || down ? 503 : 200, &b);
   buf_free(&b);
 }
 

@@ -212,6 +212,7 @@ static void committed(void *arg, int ok) {
   struct commit *c = arg;
   pthread_mutex_lock(&c->q->lock);
   if (ok) c->j->pub_state = c->state;
+  c->j->unsaved = !ok;
   c->j->inflight--;
   pthread_mutex_unlock(&c->q->lock);
   if (c->w) {
@@ -250,6 +251,41 @@ static void persist(struct jobq *q, struct job *j, struct waiter *w) {
   jobstore_put(q->store, &r, committed, c);
 }
 
+/* The store's health events (writer thread, no store lock held): after a reopen every job,
+** or every job whose last write failed, is written again (a job not yet visible has its own
+** put pending, or is a failed publish about to be forgotten); once on disk, claimers waiting
+** out the outage are woken. */
+static void store_event(void *arg, int event) {
+  struct jobq *q = arg;
+  pthread_mutex_lock(&q->lock);
+  for (size_t i = 0; event != JOBSTORE_HEALTHY && i < q->nall; i++) {
+    struct job *j = q->all[i];
+    if (j->pub_state >= 0 && (event == JOBSTORE_REWRITE_ALL || j->unsaved)) persist(q, j, NULL);
+  }
+  if (event == JOBSTORE_HEALTHY) pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->lock);
+}
+
+/* persist() of n new jobs in one transaction (all or none); w is told with the last. */
+static void persist_all(struct jobq *q, struct job **js, size_t n, struct waiter *w) {
+  if (!q->store) {
+    for (size_t i = 0; i < n; i++) persist(q, js[i], i + 1 == n ? w : NULL);
+    return;
+  }
+  struct job_row *rows = xmalloc(n * sizeof *rows);
+  void **args = xmalloc(n * sizeof *args);
+  for (size_t i = 0; i < n; i++) {
+    struct commit *c = xmalloc(sizeof *c);
+    *c = (struct commit){q, js[i], js[i]->state, i + 1 == n ? w : NULL};
+    to_row(q, js[i], &rows[i]);
+    js[i]->inflight++;
+    args[i] = c;
+  }
+  jobstore_put_all(q->store, rows, n, committed, args);
+  free(rows);
+  free(args);
+}
+
 static void waiter_init(struct waiter *w) {
   pthread_mutex_init(&w->m, NULL);
   pthread_cond_init(&w->cv, NULL);
@@ -279,6 +315,7 @@ struct jobq *jobq_new(const struct jobq_config *cfg, struct jobstore *store) {
   rehash(q);
   if (getrandom(&q->rnd, sizeof q->rnd, 0) != sizeof q->rnd || !q->rnd)
     q->rnd = (uint64_t)clock_mono_ns() | 1;
+  if (store) jobstore_on_event(store, store_event, q);
   return q;
 }
 
@@ -392,12 +429,59 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   return j;
 }
 
+/* Forgets a job whose publish could not be stored (q->lock held; no write of it is in
+** flight): it was never visible, so no id, key or row may outlive it. `all` is in seq order. */
+static void unpublish(struct jobq *q, struct job *j) {
+  size_t lo = 0, hi = q->nall;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (q->all[mid]->seq < j->seq) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < q->nall && q->all[lo] == j) {
+    memmove(&q->all[lo], &q->all[lo + 1], (q->nall - lo - 1) * sizeof *q->all);
+    q->nall--;
+  }
+  index_del(q, j);
+  q->live--;
+  q->st.published--;
+  job_free(j);
+}
+
 /* After a publish's commit (q->lock held): a stored job waits for a worker unless a cancel
 ** got to it meanwhile; one that could not be stored is taken back. */
 static void settle_published(struct jobq *q, struct job *j, int ok, int64_t now) {
   if (job_state_final(j->state)) return;         /* cancelled meanwhile */
   if (ok) enqueue(q, j, now);
-  else { j->state = JS_FAILED; q->live--; }
+  else unpublish(q, j);
+}
+
+/* JQ_OK, or JQ_INVALID for an empty or too long caller-given id or key. */
+static int check_identity(const struct jobq_publish_opts *o, char *err, size_t errlen) {
+  const char *const vals[] = {o->id, o->idem_key}, *const names[] = {"id", "idempotency key"};
+  for (int i = 0; i < 2; i++) {
+    size_t n = vals[i] ? strlen(vals[i]) : 1;
+    if (n >= 1 && n <= JOBQ_KEY_MAX) continue;
+    snprintf(err, errlen, "the job's %s must be 1 to %d bytes long (got %zu)", names[i],
+             JOBQ_KEY_MAX, n);
+    return JQ_INVALID;
+  }
+  return JQ_OK;
+}
+
+/* JQ_UNAVAILABLE while the store is not writable (q->lock held), else JQ_OK. */
+static int check_store(struct jobq *q, char *err, size_t errlen) {
+  if (!q->store || jobstore_healthy(q->store)) return JQ_OK;
+  snprintf(err, errlen, "queue %s: its database is not writable; try again later", q->name);
+  return JQ_UNAVAILABLE;
+}
+
+/* The answer to a publish whose commit failed. */
+static int store_failed(struct jobq *q, const char *what, char *err, size_t errlen) {
+  int down = q->store && !jobstore_healthy(q->store);
+  snprintf(err, errlen, "queue %s: the %s could not be stored%s", q->name, what,
+           down ? " (its database is not writable; try again later)" : "");
+  return down ? JQ_UNAVAILABLE : JQ_ERROR;
 }
 
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
@@ -405,6 +489,7 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
   static const struct jobq_publish_opts none = {.max_retries = -1};
   if (!o) o = &none;
   *existed = 0;
+  if (check_identity(o, err, errlen) != JQ_OK) return JQ_INVALID;
   pthread_mutex_lock(&q->lock);
   struct job *old = o->id ? jobq_find(q, o->id) : NULL;
   if (!old && o->idem_key) old = find_idem(q, o->idem_key);
@@ -426,6 +511,10 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
     snprintf(err, errlen, "queue %s is full (%zu jobs)", q->name, q->cfg.capacity);
     return JQ_FULL;
   }
+  if (check_store(q, err, errlen) != JQ_OK) {
+    pthread_mutex_unlock(&q->lock);
+    return JQ_UNAVAILABLE;
+  }
   struct job *j = new_job(q, data, len, o);
   snprintf(id_out, idlen, "%s", j->id);
   struct waiter w;
@@ -437,8 +526,7 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
   settle_published(q, j, ok, jobq_now_ms());
   pthread_cond_signal(&q->cv);
   pthread_mutex_unlock(&q->lock);
-  if (!ok) snprintf(err, errlen, "queue %s: the job could not be stored", q->name);
-  return ok ? JQ_OK : JQ_ERROR;
+  return ok ? JQ_OK : store_failed(q, "job", err, errlen);
 }
 
 int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *lens, size_t n,
@@ -449,6 +537,10 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   if (!n) return JQ_OK;
   pthread_mutex_lock(&q->lock);
   int rc = q->draining ? JQ_DRAINING : q->cfg.capacity && q->live + n > q->cfg.capacity ? JQ_FULL : JQ_OK;
+  if (rc == JQ_OK && (rc = check_store(q, err, errlen)) != JQ_OK) {
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+  }
   if (rc != JQ_OK) {
     if (rc == JQ_FULL) q->st.rejected_full += n;
     else q->st.rejected_draining += n;
@@ -463,8 +555,8 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   for (size_t i = 0; i < n; i++) {
     js[i] = new_job(q, data[i], lens[i], &opts);
     snprintf(ids[i], JOBQ_ID_MAX, "%s", js[i]->id);
-    persist(q, js[i], i + 1 == n ? &w : NULL);     /* commits in order: the last one is enough */
   }
+  persist_all(q, js, n, &w);                       /* one transaction: the last one is enough */
   pthread_mutex_unlock(&q->lock);
   int ok = waiter_wait(&w);
   pthread_mutex_lock(&q->lock);
@@ -473,8 +565,7 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   pthread_cond_broadcast(&q->cv);
   pthread_mutex_unlock(&q->lock);
   free(js);
-  if (!ok) snprintf(err, errlen, "queue %s: the jobs could not be stored", q->name);
-  return ok ? JQ_OK : JQ_ERROR;
+  return ok ? JQ_OK : store_failed(q, "jobs", err, errlen);
 }
 
 /* ---- claim and finish -------------------------------------------------------------- */
@@ -488,7 +579,7 @@ static void promote_due(struct jobq *q, int64_t now) {
 }
 
 static int can_claim(struct jobq *q) {
-  return !q->draining && q->ready.n &&
+  return !q->draining && q->ready.n && (!q->store || jobstore_healthy(q->store)) &&
          (!q->cfg.max_concurrent || q->running < (size_t)q->cfg.max_concurrent);
 }
 
@@ -689,6 +780,10 @@ void jobq_stop(struct jobq *q) {
   q->draining = q->stopped = 1;
   pthread_cond_broadcast(&q->cv);
   pthread_mutex_unlock(&q->lock);
+}
+
+int jobq_available(struct jobq *q) {
+  return !q->store || jobstore_healthy(q->store);    /* an atomic: no lock needed */
 }
 
 int jobq_draining(struct jobq *q) {

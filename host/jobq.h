@@ -11,6 +11,10 @@
 ** the job runs. Without a store (the memory driver) changes apply at once and a crash loses
 ** everything, by design.
 **
+** Availability. While the store is unhealthy (jobstore.h: the file is gone, read-only or
+** full) publishing answers JQ_UNAVAILABLE and nothing is claimed; every job stays in memory
+** and is written again when the store recovers, after which both resume.
+**
 ** Threads: every function may be called from any thread; the queue's state is guarded by
 ** its mutex. It is never held while waiting for a store commit. The one callback into the
 ** caller, a job's wake function (job_on_cancel), runs with it held — that is what keeps the
@@ -66,18 +70,24 @@ void jobq_free(struct jobq *q);   /* no worker may hold a job */
 ** ("worker lost") after max_recoveries. Finished jobs past retention are dropped. */
 void jobq_restore(struct jobq *q, const struct job_row *r);
 
+/* The longest caller-given id or idempotency key, in bytes (longer ones are refused). */
+#define JOBQ_KEY_MAX 255
+
 struct jobq_publish_opts {
-  const char *id;               /* NULL: generated */
-  const char *idem_key;         /* NULL: none */
+  const char *id;               /* NULL: generated; else 1..JOBQ_KEY_MAX bytes */
+  const char *idem_key;         /* NULL: none; else 1..JOBQ_KEY_MAX bytes */
   int64_t delay_ns;             /* run no earlier than now + delay */
   int priority;                 /* smaller first; default 0 */
   int max_retries;              /* < 0: the queue's default */
 };
 
-enum { JQ_OK = 0, JQ_ERROR = -1, JQ_FULL = -2, JQ_DRAINING = -3 };
+enum { JQ_OK = 0, JQ_ERROR = -1, JQ_FULL = -2, JQ_DRAINING = -3, JQ_UNAVAILABLE = -4,
+       JQ_INVALID = -5 };
 
-/* Adds a job; returns JQ_OK with its id in id_out (capacity idlen), *existed = 1 when the
-** id or the idempotency key names a job already there (nothing added). */
+/* Adds a job; returns JQ_OK with its id in id_out (capacity idlen, JOBQ_KEY_MAX + 1 fits
+** every id), *existed = 1 when the id or the idempotency key names a job already there
+** (nothing added). JQ_INVALID: an empty or too long id / key; JQ_UNAVAILABLE: the store is
+** not writable (nothing added, nothing stored). */
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
                  char *id_out, size_t idlen, int *existed, char *err, size_t errlen);
 
@@ -161,6 +171,8 @@ void jobq_drain(struct jobq *q);
 void jobq_stop(struct jobq *q);
 size_t jobq_running(struct jobq *q);
 int jobq_draining(struct jobq *q);
+/* 0 while the queue's store is not writable (see Availability), else 1. */
+int jobq_available(struct jobq *q);
 /* Sets the cancel flag of every running job (the shutdown deadline passed); they end as
 ** JO_REQUEUE by their runners. Returns how many. */
 size_t jobq_interrupt_running(struct jobq *q);

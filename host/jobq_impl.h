@@ -26,6 +26,7 @@ struct job {
   int heap;                        /* 0 none, 1 ready, 2 delayed */
   size_t hidx;
   int inflight;                    /* store writes not yet committed */
+  int unsaved;                     /* its last store write failed (rewritten on recovery) */
   _Atomic int cancel;              /* 1 cancelled by a client, 2 stopped by shutdown */
   void (*wake)(void *);
   void *wake_arg;

@@ -13,20 +13,14 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 struct queue_rt {
   char *id;                   /* the entry's id (a copy: generations come and go) */
   struct jobq *q;
   struct jobstore *store;
-  char *path;                 /* its database file (sqlite driver) */
-  int lock_fd;                /* flock on <path>.lock: one host per file, or -1 */
+  char *path;                 /* its database file (sqlite driver; the store holds its lock) */
 };
 
 struct jobs {
@@ -81,35 +75,12 @@ static void restore_row(void *arg, const struct job_row *r) {
   rc->n++;
 }
 
-/* Boot recovery treats every job left running as orphaned, which is only true when this
-** host is the file's one user: a second taskhost on the same project is refused. The lock
-** dies with the process (kill -9 included). Returns the fd, or -1 with err. */
-static int lock_file(const char *db, const char *id, char *err, size_t errlen) {
-  struct buf b;
-  buf_init(&b);
-  buf_printf(&b, "%s.lock", db);
-  char *dir = xstrdup(db), *slash = strrchr(dir, '/');
-  if (slash) { *slash = '\0'; mkdir(dir, 0755); }
-  free(dir);
-  int fd = open(b.data, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    snprintf(err, errlen, "%s: %s: %s", id, b.data,
-             fd >= 0 && errno == EWOULDBLOCK ? "the queue's database is in use by another taskhost"
-                                              : strerror(errno));
-    if (fd >= 0) close(fd);
-    fd = -1;
-  }
-  buf_free(&b);
-  return fd;
-}
-
 static int open_queue(struct jobs *js, struct rt *rt, const struct reg_entry *e, char *err, size_t errlen) {
   js->queues = xrealloc(js->queues, (js->nqueues + 1) * sizeof *js->queues);
   struct queue_rt *qr = &js->queues[js->nqueues];
   memset(qr, 0, sizeof *qr);
   struct jobq_config cfg;
   config_of(e, &cfg);
-  qr->lock_fd = -1;
   if (strcmp(val_str(val_get(e->data, "driver"), "sqlite"), "sqlite") == 0) {
     char *path = db_path(e, rt->project_dir);
     for (size_t i = 0; i < js->nqueues; i++)      /* one file per queue: seq is per queue */
@@ -120,14 +91,11 @@ static int open_queue(struct jobs *js, struct rt *rt, const struct reg_entry *e,
         return -1;
       }
     int full = strcmp(val_str(val_get(e->data, "synchronous"), "normal"), "full") == 0;
-    int fd = lock_file(path, e->id, err, errlen);
-    qr->store = fd >= 0 ? jobstore_open(path, full, err, errlen) : NULL;
+    qr->store = jobstore_open(path, full, err, errlen);
     if (!qr->store) {
-      if (fd >= 0) close(fd);
       free(path);
       return -1;
     }
-    qr->lock_fd = fd;
     qr->path = path;
   }
   qr->q = jobq_new(&cfg, qr->store);
@@ -249,7 +217,6 @@ void jobs_free(struct jobs *js) {
     jobq_free(js->queues[i].q);
     free(js->queues[i].path);
     free(js->queues[i].id);
-    if (js->queues[i].lock_fd >= 0) close(js->queues[i].lock_fd);
   }
   free(js->queues);
   free(js->consumers);

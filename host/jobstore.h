@@ -8,10 +8,27 @@
 ** committed is the caller told (the done callback). So the queue can make a change visible —
 ** send a 202, start a job, report `done` — only once it is durable.
 **
-** Threads: jobstore_put/jobstore_delete may be called from any thread; done callbacks run on
-** the writer thread, in put order, and must not call back into the store. jobstore_load runs
-** on the caller's thread before any put. The sqlite3 connection belongs to the writer thread
-** after jobstore_open returns.
+** Storage faults are errors, never signals: the file is used with locking_mode=EXCLUSIVE
+** (set before WAL, so the wal-index lives in heap memory and there is no mapped -shm file)
+** and mmap_size=0; one host owns the file anyway (flock on <path>.lock).
+**
+** Health. After every commit, and every second while idle, the writer checks that `path`
+** and `<path>.lock` still name the files it holds and that the file system is writable. A
+** failed transaction or a failed check makes the store *unhealthy*: that batch and every
+** later op fail (done(ok = 0)) without touching the disk, jobstore_healthy() is 0 and an
+** ERROR is logged. Every second it then tries to recover: it takes the lock again, reopens
+** (creating the directory and the file when they are gone) and asks the owner to put its rows
+** again — every row when the file is new or was replaced (JOBSTORE_REWRITE_ALL: they replace
+** whatever the file holds), else only those whose last write failed (JOBSTORE_REWRITE_FAILED:
+** a full disk need not fit a copy of everything) — and commits those; once that commit holds
+** it is healthy again (logged, JOBSTORE_HEALTHY). A commit reported ok is on the file `path`
+** names; a put reported failed is not left in it (one that reached a file the path no longer
+** named is deleted there on recovery, should that file come back).
+**
+** Threads: jobstore_put/jobstore_delete may be called from any thread; done callbacks and
+** event callbacks run on the writer thread (done in put order) and must not wait for the
+** store (they may queue puts). jobstore_load runs on the caller's thread before any put. The
+** sqlite3 connection belongs to the writer thread after jobstore_open returns.
 */
 #ifndef TASKHOST_JOBSTORE_H
 #define TASKHOST_JOBSTORE_H
@@ -43,8 +60,9 @@ struct jobstore;
 /* ok: 1 when the row's transaction committed, 0 when it failed (the store logs why). */
 typedef void (*jobstore_done_fn)(void *arg, int ok);
 
-/* Opens (creating the file, its directory and the schema when missing) and starts the
-** writer thread. synchronous_full: PRAGMA synchronous=FULL instead of NORMAL.
+/* Takes the flock on <path>.lock (refused when another taskhost holds it), opens (creating
+** the file, its directory and the schema when missing) and starts the writer thread.
+** synchronous_full: PRAGMA synchronous=FULL instead of NORMAL.
 ** Returns NULL with a message in err. */
 struct jobstore *jobstore_open(const char *path, int synchronous_full, char *err, size_t errlen);
 
@@ -57,8 +75,22 @@ int jobstore_load(struct jobstore *s, void (*each)(void *arg, const struct job_r
 ** be NULL. */
 void jobstore_put(struct jobstore *s, const struct job_row *r, jobstore_done_fn done, void *arg);
 
+/* Queues n upserts that commit in the same transaction: all or none. done(args[i], ok) for
+** each row (done may be NULL). */
+void jobstore_put_all(struct jobstore *s, const struct job_row *rows, size_t n,
+                      jobstore_done_fn done, void *const *args);
+
 /* Queues the deletion of a row (retention pruning). */
 void jobstore_delete(struct jobstore *s, int64_t seq);
+
+/* 1 while the file is writable and is the one opened, 0 after a fault until recovered. */
+int jobstore_healthy(struct jobstore *s);
+
+/* The owner's hook (see Health above): fn(arg, JOBSTORE_REWRITE_ALL / _FAILED) after a
+** reopen — put those rows again (jobstore_put; do not wait) — and fn(arg, JOBSTORE_HEALTHY)
+** once they are on disk. Set it before faults matter (right after open). */
+enum { JOBSTORE_REWRITE_ALL, JOBSTORE_REWRITE_FAILED, JOBSTORE_HEALTHY };
+void jobstore_on_event(struct jobstore *s, void (*fn)(void *arg, int event), void *arg);
 
 /* Waits until everything queued so far has committed (or failed). */
 void jobstore_flush(struct jobstore *s);

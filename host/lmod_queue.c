@@ -3,7 +3,10 @@
 **   queue.publish(queue_id, data [, opts]) → job id | nil, err
 **       opts: id, delay (duration string or seconds), priority, max_retries, idempotency_key
 **       err kinds: NOT_FOUND (no such queue), RATE_LIMITED (full), UNAVAILABLE (shutting
-**       down), INVALID (data not JSON-encodable). With the SQLite driver it returns once the
+**       down, or the queue's database is not writable), INVALID (data not JSON-encodable; an
+**       id / idempotency_key empty or over 255 bytes; priority outside int32, max_retries
+**       < 0 or > 2^31-1, delay negative or too large: never clamped or wrapped). An option of
+**       the wrong type raises. With the SQLite driver it returns once the
 **       job is on disk; the calling thread waits for that commit.
 **   queue.publish_batch(queue_id, items [, opts]) → {ids} | nil, err   (one commit, all or none)
 **   queue.info(queue_id) → counts per state, published, retries, rejected, wait_p50/p99_ms
@@ -26,7 +29,9 @@
 #include "util.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,55 +51,86 @@ static struct jobq *find_queue(lua_State *L, const char *name) {
   return q;
 }
 
-static int opt_duration(lua_State *L, int t, const char *key, int64_t *ns) {
+/* Option values. A wrong type raises (misuse); a value out of range (or an unparsable
+** duration) is -1 with the reason in err, for an INVALID error: never wrapped, never clamped. */
+static int opt_duration(lua_State *L, int t, const char *key, int64_t *ns, char *err, size_t n) {
   int ty = lua_getfield(L, t, key);
   int ok = 1;
-  if (ty == LUA_TNUMBER) *ns = (int64_t)(lua_tonumber(L, -1) * 1e9);
-  else if (ty == LUA_TSTRING) ok = duration_parse(lua_tostring(L, -1), ns) == 0;
-  else if (ty != LUA_TNIL) ok = 0;
+  if (ty == LUA_TNUMBER) {
+    double v = lua_tonumber(L, -1);
+    ok = v >= 0 && v * 1e9 <= 9.2e18;                 /* NaN fails too */
+    if (ok) *ns = (int64_t)(v * 1e9);
+  } else if (ty == LUA_TSTRING) {
+    ok = duration_parse(lua_tostring(L, -1), ns) == 0 && *ns >= 0;
+  } else if (ty != LUA_TNIL) {
+    return luaL_error(L, "opts.%s must be a duration (\"5s\") or seconds", key);
+  }
   lua_pop(L, 1);
-  if (!ok) luaL_error(L, "queue.publish: opts.%s must be a duration (\"5s\") or seconds", key);
-  return 0;
+  if (!ok) snprintf(err, n, "opts.%s must be a duration (\"5s\") or seconds, 0 to 106751 days", key);
+  return ok ? 0 : -1;
 }
 
 static const char *opt_string(lua_State *L, int t, const char *key) {
   int ty = lua_getfield(L, t, key);          /* left on the stack: the string stays alive */
-  if (ty != LUA_TNIL && ty != LUA_TSTRING) luaL_error(L, "queue.publish: opts.%s must be a string", key);
+  if (ty != LUA_TNIL && ty != LUA_TSTRING) luaL_error(L, "opts.%s must be a string", key);
   return lua_tostring(L, -1);
 }
 
-static int opt_int(lua_State *L, int t, const char *key, int dflt) {
-  int ty = lua_getfield(L, t, key);
-  if (ty != LUA_TNIL && !lua_isinteger(L, -1)) luaL_error(L, "queue.publish: opts.%s must be an integer", key);
-  int v = ty == LUA_TNIL ? dflt : (int)lua_tointeger(L, -1);
+static int opt_int(lua_State *L, int t, const char *key, lua_Integer lo, lua_Integer hi, int *v,
+                   char *err, size_t n) {
+  int ty = lua_getfield(L, t, key), isint = lua_isinteger(L, -1);
+  lua_Integer x = lua_tointeger(L, -1);
   lua_pop(L, 1);
-  return v;
+  if (ty == LUA_TNIL) return 0;
+  if (ty != LUA_TNUMBER) return luaL_error(L, "opts.%s must be an integer", key);
+  if (isint && x >= lo && x <= hi) { *v = (int)x; return 0; }
+  snprintf(err, n, "opts.%s must be an integer from %lld to %lld", key, (long long)lo, (long long)hi);
+  return -1;
 }
 
-/* The options table at idx (absent: defaults). per_job: id and idempotency_key too; their
-** strings stay on the stack, alive for the call. */
-static void read_opts(lua_State *L, int idx, int per_job, struct jobq_publish_opts *o) {
+/* The options table at idx (absent: defaults) into o: 0, or -1 with the reason in err.
+** per_job: id and idempotency_key too (their strings stay on the stack, alive for the call);
+** else giving them is an error (a batch cannot share one id). */
+static int read_opts(lua_State *L, int idx, int per_job, struct jobq_publish_opts *o, char *err,
+                     size_t n) {
   *o = (struct jobq_publish_opts){.max_retries = -1};
-  if (lua_isnoneornil(L, idx)) return;
+  if (lua_isnoneornil(L, idx)) return 0;
   luaL_checktype(L, idx, LUA_TTABLE);
-  if (per_job) {
-    o->id = opt_string(L, idx, "id");
-    o->idem_key = opt_string(L, idx, "idempotency_key");
+  o->id = opt_string(L, idx, "id");
+  o->idem_key = opt_string(L, idx, "idempotency_key");
+  if (!per_job && (o->id || o->idem_key)) {
+    snprintf(err, n, "opts.%s is per job: publish each job with queue.publish",
+             o->id ? "id" : "idempotency_key");
+    return -1;
   }
-  opt_duration(L, idx, "delay", &o->delay_ns);
-  o->priority = opt_int(L, idx, "priority", 0);
-  o->max_retries = opt_int(L, idx, "max_retries", -1);
+  if (opt_duration(L, idx, "delay", &o->delay_ns, err, n) < 0 ||
+      opt_int(L, idx, "priority", INT_MIN, INT_MAX, &o->priority, err, n) < 0 ||
+      opt_int(L, idx, "max_retries", 0, INT_MAX, &o->max_retries, err, n) < 0)
+    return -1;
+  return 0;
+}
+
+/* nil, err for a JQ_* failure: its error kind by table. */
+static int publish_failed(lua_State *L, const char *fn, int rc, const char *err) {
+  static const struct { int rc; const char *kind; } kinds[] = {
+    {JQ_FULL, EK_RATE_LIMITED}, {JQ_DRAINING, EK_UNAVAILABLE}, {JQ_UNAVAILABLE, EK_UNAVAILABLE},
+    {JQ_INVALID, EK_INVALID}};
+  const char *kind = EK_INTERNAL;
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+    if (kinds[i].rc == rc) kind = kinds[i].kind;
+  return rc == JQ_INVALID ? errors_fail(L, kind, "%s: %s", fn, err) : errors_fail(L, kind, "%s", err);
 }
 
 static int l_publish(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checkany(L, 2);
   struct jobq_publish_opts o;
-  read_opts(L, 3, 1, &o);
+  char err[256], id[JOBQ_KEY_MAX + 1];
+  if (read_opts(L, 3, 1, &o, err, sizeof err) != 0)
+    return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
   struct jobq *q = find_queue(L, name);
   if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish: no queue.queue entry '%s'", name);
   struct buf b;
-  char err[256], id[80];
   buf_init(&b);
   if (json_encode(L, 2, &b, err, sizeof err) != 0) {
     buf_free(&b);
@@ -103,9 +139,7 @@ static int l_publish(lua_State *L) {
   int existed;
   int rc = jobq_publish(q, b.data, b.len, &o, id, sizeof id, &existed, err, sizeof err);
   buf_free(&b);
-  if (rc == JQ_FULL) return errors_fail(L, EK_RATE_LIMITED, "%s", err);
-  if (rc == JQ_DRAINING) return errors_fail(L, EK_UNAVAILABLE, "%s", err);
-  if (rc != JQ_OK) return errors_fail(L, EK_INTERNAL, "%s", err);
+  if (rc != JQ_OK) return publish_failed(L, "queue.publish", rc, err);
   lua_pushstring(L, id);
   return 1;
 }
@@ -117,13 +151,15 @@ static int l_publish_batch(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   struct jobq_publish_opts o;
-  read_opts(L, 3, 0, &o);
+  char err[256];
+  if (read_opts(L, 3, 0, &o, err, sizeof err) != 0)
+    return errors_fail(L, EK_INVALID, "queue.publish_batch: %s", err);
+  o.id = o.idem_key = NULL;
   struct jobq *q = find_queue(L, name);
   if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish_batch: no queue.queue entry '%s'", name);
   size_t n = (size_t)luaL_len(L, 2);
   struct buf all;
   size_t *offs = xmalloc((n + 1) * sizeof *offs), *lens = xmalloc((n ? n : 1) * sizeof *lens);
-  char err[256];
   buf_init(&all);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 2, (lua_Integer)i + 1);
@@ -148,9 +184,7 @@ static int l_publish_batch(lua_State *L) {
     }
   }
   free(ids); free(data); free(offs); free(lens); buf_free(&all);
-  if (rc == JQ_FULL) return errors_fail(L, EK_RATE_LIMITED, "%s", err);
-  if (rc == JQ_DRAINING) return errors_fail(L, EK_UNAVAILABLE, "%s", err);
-  if (rc != JQ_OK) return errors_fail(L, EK_INTERNAL, "%s", err);
+  if (rc != JQ_OK) return publish_failed(L, "queue.publish_batch", rc, err);
   return 1;
 }
 

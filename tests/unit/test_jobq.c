@@ -1337,11 +1337,31 @@ static struct jobstore *must_open(const char *path) {
   return s;
 }
 
-/* Runs a query returning one integer on a separate connection; -1 on error. */
+/* Copies file from to to (a missing from leaves to missing). */
+static void copy_file(const char *from, const char *to) {
+  remove(to);
+  FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+  char buf[65536];
+  size_t n;
+  while (out && (n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);
+  if (out) fclose(out);
+  if (in) fclose(in);
+}
+
+/* Runs a query returning one integer on a separate connection; -1 on error. The store holds
+** its file in exclusive locking mode, so this reads a copy of what is on disk (the database
+** and its -wal, which the new connection replays). */
 static long long sql_int(const char *path, const char *sql, const char *bind) {
   sqlite3 *db;
   long long v = -1;
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+  char copy[300], from[300], to[320];
+  snprintf(copy, sizeof copy, "%s.peek", path);
+  snprintf(from, sizeof from, "%s-wal", path);
+  snprintf(to, sizeof to, "%s-wal", copy);
+  copy_file(path, copy);
+  copy_file(from, to);
+  path = copy;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
     printf("  sqlite3_open %s: %s\n", path, sqlite3_errmsg(db));
     sqlite3_close(db);
     return -1;
@@ -1355,6 +1375,8 @@ static long long sql_int(const char *path, const char *sql, const char *bind) {
     printf("  sql %s: %s\n", sql, sqlite3_errmsg(db));
   }
   sqlite3_close(db);
+  remove(copy);
+  remove(to);
   return v;
 }
 
@@ -1471,6 +1493,75 @@ static void crash_and_recover(const char *file, int max_recoveries) {
 
 TEST(store_crash_recovery_retry) { crash_and_recover("recover.db", 3); }
 TEST(store_crash_recovery_fail) { crash_and_recover("recover0.db", 0); }
+
+TEST(caller_ids_and_keys_are_limited) {
+  struct jobq_config c = cfg_of("t:ids");
+  struct jobq *q = jobq_new(&c, NULL);
+  char big[300], out[JOBQ_KEY_MAX + 1], err[256] = "";
+  int existed;
+  memset(big, 'a', sizeof big);
+  big[JOBQ_KEY_MAX] = '\0';
+  struct jobq_publish_opts o = {.id = big, .max_retries = -1};
+  CHECK_INT(jobq_publish(q, "1", 1, &o, out, sizeof out, &existed, err, sizeof err), JQ_OK);
+  CHECK_STR(out, big);
+  big[JOBQ_KEY_MAX] = 'a';
+  big[JOBQ_KEY_MAX + 1] = '\0';
+  CHECK_INT(jobq_publish(q, "1", 1, &o, out, sizeof out, &existed, err, sizeof err), JQ_INVALID);
+  CHECK_CONTAINS(err, "id must be 1 to 255 bytes long (got 256)");
+  o.id = "";
+  CHECK_INT(jobq_publish(q, "1", 1, &o, out, sizeof out, &existed, err, sizeof err), JQ_INVALID);
+  o = (struct jobq_publish_opts){.idem_key = big, .max_retries = -1};
+  CHECK_INT(jobq_publish(q, "1", 1, &o, out, sizeof out, &existed, err, sizeof err), JQ_INVALID);
+  CHECK_CONTAINS(err, "idempotency key must be 1 to 255 bytes");
+  jobq_free(q);
+}
+
+/* The database directory removed under a queue: the publish whose commit went to the
+** unlinked file is refused, later ones too, nothing is claimed; once the store recovered
+** every job is on the new file and claims resume. */
+TEST(store_outage_refuses_pauses_and_rewrites) {
+  char path[256], aux[300];
+  snprintf(path, sizeof path, "%s", tpath("outage/q.db"));
+  struct jobstore *s = must_open(path);
+  if (!s) { CHECK(0); return; }
+  struct jobq_config c = cfg_of("t:outage");
+  struct jobq *q = jobq_new(&c, s);
+  struct jobq_publish_opts o = {.max_retries = -1};
+  char id[64];
+  o.id = "a";
+  CHECK_INT(pub(q, "{}", &o, id), JQ_OK);
+  struct job *j = jobq_claim(q, soon());
+  CHECK(j != NULL);
+  if (j) jobq_finish(q, j, JO_OK, "1", 1);
+  o.id = "b";
+  CHECK_INT(pub(q, "{}", &o, id), JQ_OK);
+  jobstore_flush(s);
+  remove(path);
+  snprintf(aux, sizeof aux, "%s-wal", path);
+  remove(aux);
+  snprintf(aux, sizeof aux, "%s.lock", path);
+  remove(aux);
+  rmdir(tpath("outage"));
+  o.id = "c";
+  CHECK_INT(pub(q, "{}", &o, id), JQ_UNAVAILABLE);
+  CHECK_INT(jobq_available(q), 0);
+  CHECK_INT(jobq_job_info(q, "c", &(struct buf){0}), -1);
+  o.id = "d";
+  CHECK_INT(pub(q, "{}", &o, id), JQ_UNAVAILABLE);
+  CHECK(jobq_claim(q, in_ms(100)) == NULL);      /* b is ready, but not claimed meanwhile */
+  j = jobq_claim(q, clock_mono_ns() + 20 * NS_PER_S);    /* a hang detector */
+  CHECK(j && strcmp(job_id(j), "b") == 0);
+  CHECK_INT(jobq_available(q), 1);
+  if (j) jobq_finish(q, j, JO_OK, "2", 1);
+  o.id = "e";
+  CHECK_INT(pub(q, "{}", &o, id), JQ_OK);
+  jobstore_close(s);
+  jobq_free(q);
+  CHECK_INT(sql_int(path, "SELECT state FROM jobs WHERE id = ?1", "a"), JS_DONE);
+  CHECK_INT(sql_int(path, "SELECT state FROM jobs WHERE id = ?1", "b"), JS_DONE);
+  CHECK_INT(sql_int(path, "SELECT count(*) FROM jobs WHERE id IN ('c', 'd')", NULL), 0);
+  CHECK_INT(sql_int(path, "SELECT count(*) FROM jobs", NULL), 3);
+}
 
 TEST(store_publish_is_durable) {
   char path[256];
@@ -1705,6 +1796,8 @@ int main(void) {
   RUN(store_crash_recovery_retry);
   RUN(store_crash_recovery_fail);
   RUN(store_publish_is_durable);
+  RUN(caller_ids_and_keys_are_limited);
+  RUN(store_outage_refuses_pauses_and_rewrites);
   RUN(store_retention_deletes_rows);
   RUN(stress_memory);
   RUN(stress_store);

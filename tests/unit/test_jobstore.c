@@ -384,6 +384,132 @@ TEST(close_null) {
   CHECK(1);
 }
 
+/* No memory-mapped -shm file (a storage fault must be an error, not SIGBUS); the WAL is in
+** use, and a second host is refused by the lock file. */
+TEST(exclusive_wal_has_no_shm_file) {
+  char path[256], aux[300];
+  snprintf(path, sizeof path, "%s", tpath("excl.db"));
+  struct jobstore *s = must_open(path);
+  if (!s) { CHECK(0); return; }
+  struct job_row r = simple_row(1, "x-1");
+  jobstore_put(s, &r, NULL, NULL);
+  jobstore_flush(s);
+  struct stat st;
+  snprintf(aux, sizeof aux, "%s-wal", path);
+  CHECK_INT(stat(aux, &st), 0);
+  snprintf(aux, sizeof aux, "%s-shm", path);
+  CHECK(stat(aux, &st) != 0);
+  char err[512] = "";
+  struct jobstore *other = jobstore_open(path, 0, err, sizeof err);
+  CHECK(other == NULL);
+  CHECK_CONTAINS(err, "in use by another taskhost");
+  jobstore_close(other);
+  CHECK(jobstore_healthy(s));
+  jobstore_close(s);
+}
+
+/* The owner's side of recovery: records events; on a rewrite puts its rows (1 and 3). */
+struct owner {
+  struct jobstore *s;
+  pthread_mutex_t mu;
+  int events[16], n;
+};
+
+static void owner_event(void *arg, int event) {
+  struct owner *o = arg;
+  pthread_mutex_lock(&o->mu);
+  if (o->n < 16) o->events[o->n++] = event;
+  pthread_mutex_unlock(&o->mu);
+  if (event == JOBSTORE_HEALTHY) return;
+  struct job_row a = simple_row(1, "kept-1"), b = simple_row(3, "kept-3");
+  jobstore_put(o->s, &a, NULL, NULL);
+  jobstore_put(o->s, &b, NULL, NULL);
+}
+
+static void set_flag(void *arg, int ok) { *(int *)arg = ok; }
+
+/* Bounded wait (a hang detector, not a timing assertion) for the store to be healthy. */
+static int wait_healthy(struct jobstore *s) {
+  for (int i = 0; i < 1000 && !jobstore_healthy(s); i++) usleep(20 * 1000);
+  return jobstore_healthy(s);
+}
+
+TEST(removed_file_fails_then_recovers_with_the_owners_rows) {
+  char path[256], aux[300];
+  snprintf(path, sizeof path, "%s", tpath("gone/jobs.db"));
+  struct jobstore *s = must_open(path);
+  if (!s) { CHECK(0); return; }
+  struct owner o = {.s = s};
+  pthread_mutex_init(&o.mu, NULL);
+  jobstore_on_event(s, owner_event, &o);
+  struct job_row r1 = simple_row(1, "kept-1"), r2 = simple_row(2, "lost-2");
+  int ok1 = -1, ok2 = -1;
+  jobstore_put(s, &r1, set_flag, &ok1);
+  jobstore_flush(s);
+  CHECK_INT(ok1, 1);
+  remove(path);                                  /* rm -rf of the directory */
+  snprintf(aux, sizeof aux, "%s-wal", path);
+  remove(aux);
+  snprintf(aux, sizeof aux, "%s.lock", path);
+  remove(aux);
+  rmdir(tpath("gone"));
+  jobstore_put(s, &r2, set_flag, &ok2);          /* commits to the unlinked file: not ok */
+  jobstore_flush(s);
+  CHECK_INT(ok2, 0);
+  CHECK_INT(jobstore_healthy(s), 0);
+  CHECK(wait_healthy(s));                        /* it made the directory and file again */
+  pthread_mutex_lock(&o.mu);
+  CHECK_INT(o.n, 2);
+  CHECK_INT(o.events[0], JOBSTORE_REWRITE_ALL);
+  CHECK_INT(o.events[1], JOBSTORE_HEALTHY);
+  pthread_mutex_unlock(&o.mu);
+  struct stat st;
+  CHECK_INT(stat(aux, &st), 0);                  /* the lock is held again */
+  jobstore_close(s);
+  struct rows rs = {0};
+  reload(path, &rs);
+  CHECK_INT(rs.n, 2);
+  if (rs.n == 2) {
+    CHECK_STR(rs.v[0].id, "kept-1");
+    CHECK_STR(rs.v[1].id, "kept-3");
+  }
+  rows_free(&rs);
+  pthread_mutex_destroy(&o.mu);
+}
+
+/* A put that reached a file the path no longer named is reported failed, and is gone from
+** that file once it is back and the store has recovered. */
+TEST(failed_put_does_not_resurface_when_the_file_comes_back) {
+  char path[256], away[300];
+  snprintf(path, sizeof path, "%s", tpath("back.db"));
+  snprintf(away, sizeof away, "%s.away", path);
+  struct jobstore *s = must_open(path);
+  if (!s) { CHECK(0); return; }
+  struct owner o = {.s = s};
+  pthread_mutex_init(&o.mu, NULL);
+  jobstore_on_event(s, owner_event, &o);
+  struct job_row r1 = simple_row(1, "kept-1"), r2 = simple_row(2, "refused-2");
+  int ok1 = -1, ok2 = -1;
+  jobstore_put(s, &r1, set_flag, &ok1);
+  jobstore_flush(s);
+  CHECK_INT(rename(path, away), 0);
+  jobstore_put(s, &r2, set_flag, &ok2);
+  jobstore_flush(s);
+  CHECK_INT(ok2, 0);
+  CHECK_INT(rename(away, path), 0);              /* the same file is back */
+  CHECK(wait_healthy(s));
+  jobstore_close(s);
+  struct rows rs = {0};
+  reload(path, &rs);
+  int refused = 0;
+  for (size_t i = 0; i < rs.n; i++) refused += strcmp(rs.v[i].id, "refused-2") == 0;
+  CHECK_INT(refused, 0);
+  CHECK_INT(ok1, 1);
+  CHECK_INT(rs.n, 2);                            /* kept-1 and the owner's kept-3 */
+  rows_free(&rs);
+  pthread_mutex_destroy(&o.mu);
+}
+
 TEST(throughput) {
   enum { N = 200000 };
   struct jobstore *s = must_open(tpath("bench.db"));
@@ -418,6 +544,9 @@ int main(void) {
   RUN(newer_schema_refused);
   RUN(open_error_names_path);
   RUN(close_null);
+  RUN(exclusive_wal_has_no_shm_file);
+  RUN(removed_file_fails_then_recovers_with_the_owners_rows);
+  RUN(failed_put_does_not_resurface_when_the_file_comes_back);
   RUN(throughput);
   remove_tmpdir();
   return T_DONE();
