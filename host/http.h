@@ -37,6 +37,7 @@ struct http_req {
   int committed;               /* set_status done: headers are final */
   int handled;                 /* any response method was called */
   int has_ctype;
+  int close;                   /* the connection closes after this response */
   struct buf *headers;         /* "Name: value\r\n"... (the serving thread's, reused) */
   struct buf *out;             /* HEAD_GAP spare bytes, then the response body */
 };

@@ -1,0 +1,56 @@
+/*
+** httpgate.h — keeps slow request heads (slowloris) from taking every civetweb thread.
+**
+** civetweb 1.15 gives each connection a worker thread, and the thread blocks while the
+** request head trickles in (bounded only by request_timeout_ms for the whole head). So a
+** few thousand connections sending one byte a second hold all `threads`, and new clients
+** wait in the accept queue behind them. The gate knows what each worker thread is doing (a
+** gate_slot per thread, written only by that thread: no connection, waiting for a head, or
+** serving a request from a given peer). A sweeper thread checks every SWEEP_MS whether fewer
+** than a reserve of threads (threads/8, at least 1) is free; while that lasts it looks at
+** the server's sockets and shuts down each one that
+**   - has been open (seen by the sweeper) for GRACE_MS or more,
+**   - is not the connection of a request being served, and
+**   - does not hold a complete request head in its receive queue (a client waiting in line);
+** that is, connections still sending their head after GRACE_MS and idle keep-alive ones.
+** Their threads return to the pool at once and serve the connections waiting in line. A
+** normal client sends its head in one packet, so only slow or idle connections are cut, and
+** only under pressure (without it a slow client has the whole timeouts.read for its head).
+**
+** Finding sockets: civetweb exposes neither a connection's descriptor nor, before its head
+** is read, its peer; so the sweeper scans /proc/self/fd for sockets bound to the server's
+** port, remembers when it first saw each (by inode), and dups a descriptor before checking
+** and shutting it down, so a descriptor number closed and reused meanwhile is never cut by
+** mistake. The scan costs a few syscalls per descriptor, and runs only under pressure.
+**
+** Threads: gate_slot fields are stored by their worker thread and read by the sweeper.
+*/
+#ifndef TASKHOST_HTTPGATE_H
+#define TASKHOST_HTTPGATE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum { GATE_IDLE, GATE_HEAD, GATE_BUSY };   /* no connection / waiting for a head / serving */
+
+struct gate_slot {
+  _Atomic int state;
+  _Atomic uint64_t peer;      /* GATE_BUSY: the key of the request's client (address, port) */
+};
+
+struct httpgate;
+
+/* threads: the server's worker count. Starts the sweeper. */
+struct httpgate *httpgate_new(const char *id, int threads);
+void httpgate_set_port(struct httpgate *g, int local_port);     /* before any sweep cuts */
+void httpgate_add(struct httpgate *g, struct gate_slot *slot);  /* slot lives until free */
+uint64_t httpgate_evicted(const struct httpgate *g);
+void httpgate_free(struct httpgate *g);                          /* stops the sweeper */
+
+/* Worker-thread transitions (a store or two). */
+void gate_busy(struct gate_slot *s, const char *remote_addr, int remote_port);
+static inline void gate_set(struct gate_slot *s, int state) {
+  atomic_store_explicit(&s->state, state, memory_order_release);
+}
+
+#endif
