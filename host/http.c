@@ -106,11 +106,13 @@ int http_res_add_header(struct http_req *r, const char *name, const char *value)
 /* civetweb closes the connection once this request is answered. */
 static void close_after(struct mg_connection *conn) { mg_disable_connection_keep_alive(conn); }
 
-/* Whether the request's body is left (partly) unread on the connection in a way that
-** cannot be skipped: too large, or awaited behind an "Expect: 100-continue" never answered. */
+/* Whether the request's body is left unread in a way civetweb should not drain before the
+** next request: over max_body (read in part, or only announced), or held back by a client
+** that sent "Expect: 100-continue" and got no 100. The connection is closed instead. */
 static int body_left(struct http_req *r) {
   if (r->too_large) return 1;
-  return !r->body_read && expects_continue(r);
+  if (r->body_read) return 0;
+  return r->ri->content_length > (long long)r->max_body || expects_continue(r);
 }
 
 /* The response says "Connection: close" and civetweb closes after it. */
@@ -164,7 +166,9 @@ static size_t build_head(struct http_req *r, int status, const char *ctype, size
   return n;
 }
 
+/* Every response leaves here (once per request). */
 static void send_all(struct http_req *r, const char *ctype, const char *body, size_t len) {
+  if (!r->close && body_left(r)) mark_close(r);
   int status = r->status ? r->status : 200;
   int no_body = status == 204 || status == 304 || strcmp(r->ri->request_method, "HEAD") == 0;
   char head[HEAD_GAP];
@@ -194,7 +198,6 @@ static void send_text(struct http_req *r, int status, const char *text) {
 /* After the handler: wippy-compat.md §5.5's rules. A failed handler gets 500 even if it
 ** had set a status, headers or part of a body: nothing is sent before it returns. */
 static void finish(struct http_server *s, struct http_req *r, struct call *c) {
-  if (body_left(r)) mark_close(r);
   if (c->failed) {
     log_warn("%s %s %s: handler failed: %s", s->id, r->ri->request_method, r->path, c->error);
     struct buf b;
@@ -355,7 +358,6 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
   case MATCH_OK:
     if (ri->content_length > 0 && (size_t)ri->content_length > s->max_body) {
       r.too_large = 1;                              /* not read: close, don't wait for it */
-      mark_close(&r);
       send_text(&r, 413, "request body too large\n");
     } else {
       serve(s, &r);

@@ -163,6 +163,10 @@ class Hardening(th.TestCase):
         self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data)
         self.assertIn(b"Connection: close", data)
         self.assertTrue(closed, "the connection stayed open")
+        req = self.head([b"Content-Length: 10000000000"], b"abc").replace(b"/echo", b"/nope")
+        data, closed = exchange(self.port, req)          # answered before routing reads it
+        self.assertTrue(data.startswith(b"HTTP/1.1 404 "), data)
+        self.assertTrue(closed, "the connection stayed open")
 
     # 4. ambiguous framing (RFC 9112 6.3)
     def test_ambiguous_framing_is_400_and_closes(self):
@@ -206,6 +210,12 @@ class Hardening(th.TestCase):
         self.assertTrue(data.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 "), data)
         self.assertTrue(data.endswith(b"got:abc"), data)
         self.assertTrue(closed)
+        # answered without reading the body (unknown path): no 100, and the connection closes
+        # at once instead of waiting for a body the client holds back
+        head = head.replace(b"/echo", b"/nope").replace(b"Connection: close\r\n", b"")
+        data, closed = exchange(self.port, head)
+        self.assertTrue(data.startswith(b"HTTP/1.1 404 "), data)
+        self.assertTrue(closed, "the connection stayed open")
 
     # 6. headers past civetweb's limit
     def test_too_many_headers_is_431_not_served_with_headers_missing(self):
