@@ -76,6 +76,7 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 static int64_t first_seen(const struct httpgate *g, uint64_t ino, int64_t now) {
+  if (!g->nseen) return now;
   const struct seen *e = bsearch(&ino, g->seen, g->nseen, sizeof *g->seen, cmp_u64);
   return e ? e->first : now;
 }
