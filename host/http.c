@@ -25,6 +25,7 @@
 struct http_thread {
   struct worker w;
   struct gate_slot gate;
+  int expect;                        /* the current request awaits 100 Continue (on_begin) */
   struct buf body, headers, out;
   _Atomic(struct routes *) hazard;   /* the route table this thread's request uses, or NULL */
 };
@@ -74,16 +75,10 @@ const char *http_req_header(const struct http_req *r, const char *name) {
   return mg_get_header(r->conn, name);
 }
 
-/* An HTTP/1.1 client that sent "Expect: 100-continue" waits for this before the body. */
-static int expects_continue(const struct http_req *r) {
-  const char *e = mg_get_header(r->conn, "Expect");
-  return e && strcasecmp(e, "100-continue") == 0 && strcmp(r->ri->http_version, "1.1") == 0;
-}
-
 int http_req_read_body(struct http_req *r) {
   if (r->body_read) return r->too_large ? -1 : 0;
   r->body_read = 1;
-  if (expects_continue(r) && (r->ri->content_length > 0 || mg_get_header(r->conn, "Transfer-Encoding")))
+  if (r->expect)                       /* the client waits for this before it sends the body */
     mg_write(r->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
   char tmp[16384];
   for (;;) {
@@ -112,7 +107,7 @@ static void close_after(struct mg_connection *conn) { mg_disable_connection_keep
 static int body_left(struct http_req *r) {
   if (r->too_large) return 1;
   if (r->body_read) return 0;
-  return r->ri->content_length > (long long)r->max_body || expects_continue(r);
+  return r->ri->content_length > (long long)r->max_body || r->expect;
 }
 
 /* The response says "Connection: close" and civetweb closes after it. */
@@ -275,21 +270,36 @@ static int is_number(const char *v) {
   return n > 0 && v[n + strspn(v + n, " \t")] == '\0';
 }
 
+/* The headers that frame a request's body, found in one pass (the first letter picks the
+** comparison: this runs on every request). */
+struct framing { int ncl, nte; const char *cl, *te, *expect; };
+
+static void scan_framing(const struct mg_request_info *ri, struct framing *f) {
+  memset(f, 0, sizeof *f);
+  for (int i = 0; i < ri->num_headers; i++) {
+    const char *name = ri->http_headers[i].name, *value = ri->http_headers[i].value;
+    switch (name[0] | 0x20) {
+    case 'c': if (strcasecmp(name, "Content-Length") == 0) { f->ncl++; f->cl = value; } break;
+    case 't': if (strcasecmp(name, "Transfer-Encoding") == 0) { f->nte++; f->te = value; } break;
+    case 'e': if (strcasecmp(name, "Expect") == 0) f->expect = value; break;
+    }
+  }
+}
+
 /* RFC 9112 §6.3: a request whose body length is ambiguous is refused, so that nothing after
 ** it on the connection can be read as a (smuggled) request. NULL when the framing is sound. */
-static const char *framing_error(const struct mg_request_info *ri) {
-  int ncl = 0, nte = 0;
-  const char *cl = NULL, *te = NULL;
-  for (int i = 0; i < ri->num_headers; i++) {
-    const char *name = ri->http_headers[i].name;
-    if (strcasecmp(name, "Content-Length") == 0) { ncl++; cl = ri->http_headers[i].value; }
-    else if (strcasecmp(name, "Transfer-Encoding") == 0) { nte++; te = ri->http_headers[i].value; }
-  }
-  if (ncl > 1) return "more than one Content-Length\n";
-  if (ncl && nte) return "Content-Length together with Transfer-Encoding\n";
-  if (nte > 1 || (te && !token_is(te, "chunked"))) return "Transfer-Encoding other than chunked\n";
-  if (cl && !is_number(cl)) return "invalid Content-Length\n";
+static const char *framing_error(const struct framing *f) {
+  if (f->ncl > 1) return "more than one Content-Length\n";
+  if (f->ncl && f->nte) return "Content-Length together with Transfer-Encoding\n";
+  if (f->nte > 1 || (f->te && !token_is(f->te, "chunked"))) return "Transfer-Encoding other than chunked\n";
+  if (f->cl && !is_number(f->cl)) return "invalid Content-Length\n";
   return NULL;
+}
+
+/* An HTTP/1.1 client that sent "Expect: 100-continue" with a body waits for 100 Continue. */
+static int expects_continue(const struct mg_request_info *ri, const struct framing *f) {
+  return f->expect && token_is(f->expect, "100-continue") && (f->nte || ri->content_length > 0)
+         && strcmp(ri->http_version, "1.1") == 0;
 }
 
 /* Before routing, on every request: the thread is busy now; requests civetweb parsed
@@ -303,8 +313,12 @@ static int on_begin(struct mg_connection *conn) {
     snprintf(text, sizeof text, "too many request headers (the limit is %d)\n", MG_MAX_HEADERS - 1);
     return refuse(conn, 431, text);
   }
-  const char *bad = framing_error(ri);
-  return bad ? refuse(conn, 400, bad) : 0;
+  struct framing f;
+  scan_framing(ri, &f);
+  const char *bad = framing_error(&f);
+  if (bad) return refuse(conn, 400, bad);
+  if (ht) ht->expect = expects_continue(ri, &f);
+  return 0;
 }
 
 static void count(struct http_server *s, struct mg_connection *conn) {
@@ -337,6 +351,7 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
   struct http_req r = {.conn = conn, .ri = ri, .max_body = s->max_body, .body = ht->body,
                        .headers = &ht->headers, .out = &ht->out};
   r.serial = atomic_fetch_add(&next_serial, 1);
+  r.expect = ht->expect;
   r.path = ri->local_uri ? ri->local_uri : "/";
   struct routes *rs;
   do {                       /* publish the table we use before trusting it (see http_reclaim) */

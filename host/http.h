@@ -38,6 +38,7 @@ struct http_req {
   int handled;                 /* any response method was called */
   int has_ctype;
   int close;                   /* the connection closes after this response */
+  int expect;                  /* "Expect: 100-continue" with a body: 100 goes out before it is read */
   struct buf *headers;         /* "Name: value\r\n"... (the serving thread's, reused) */
   struct buf *out;             /* HEAD_GAP spare bytes, then the response body */
 };
