@@ -83,7 +83,7 @@ static int64_t first_seen(const struct httpgate *g, uint64_t ino, int64_t now) {
 
 /* A client waiting in line has its whole head in the receive queue, unread. */
 static int head_waiting(int fd) {
-  static char buf[PEEK];                             /* the sweeper's */
+  char buf[PEEK];
   ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
   return n > 0 && memmem(buf, (size_t)n, "\r\n\r\n", 4) != NULL;
 }

@@ -16,6 +16,8 @@
 ** Their threads return to the pool at once and serve the connections waiting in line. A
 ** normal client sends its head in one packet, so only slow or idle connections are cut, and
 ** only under pressure (without it a slow client has the whole timeouts.read for its head).
+** A connection whose head a thread has just read, in the microseconds before begin_request
+** marks it serving, looks slow too; if it has been open GRACE_MS under pressure it can be cut.
 **
 ** Finding sockets: civetweb exposes neither a connection's descriptor nor, before its head
 ** is read, its peer; so the sweeper scans /proc/self/fd for sockets bound to the server's
