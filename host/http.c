@@ -235,7 +235,7 @@ static void serve(struct http_server *s, struct http_req *r) {
 static int on_connection(const struct mg_connection *conn, void **conn_data) {
   *conn_data = NULL;
   struct http_thread *ht = mg_get_thread_pointer(conn);
-  if (ht) gate_set(&ht->gate, GATE_HEAD);
+  if (ht) gate_open(&ht->gate);
   return 0;
 }
 
@@ -247,7 +247,7 @@ static void on_close(const struct mg_connection *conn) {
 /* After a request the connection waits for its next head (or closes: on_close). */
 static void on_end(const struct mg_connection *conn, int status) {
   struct http_thread *ht = mg_get_thread_pointer(conn);
-  if (ht) gate_set(&ht->gate, GATE_HEAD);
+  if (ht) gate_wait(&ht->gate);
 }
 
 /* Answers a refused request and closes the connection after it. */

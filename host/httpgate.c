@@ -45,6 +45,16 @@ static uint64_t peer_key(const char *addr, int port) {
   return ((uint64_t)h << 16) | (uint16_t)port;
 }
 
+void gate_open(struct gate_slot *s) {
+  atomic_store_explicit(&s->peer, 0, memory_order_relaxed);
+  gate_wait(s);
+}
+
+void gate_wait(struct gate_slot *s) {
+  atomic_store_explicit(&s->since, clock_mono_ns(), memory_order_relaxed);
+  atomic_store_explicit(&s->state, GATE_HEAD, memory_order_release);
+}
+
 void gate_busy(struct gate_slot *s, const char *remote_addr, int remote_port) {
   atomic_store_explicit(&s->peer, peer_key(remote_addr, remote_port), memory_order_relaxed);
   atomic_store_explicit(&s->state, GATE_BUSY, memory_order_release);
@@ -88,35 +98,46 @@ static int head_waiting(int fd) {
   return n > 0 && memmem(buf, (size_t)n, "\r\n\r\n", 4) != NULL;
 }
 
-/* Cuts socket fd (key k, inode ino) unless it is serving (busy keys) or waiting in line. */
-static int cut(int fd, uint64_t k, uint64_t ino, int port) {
+/* What the threads say about the connections they have served a request on. */
+struct known { uint64_t key; int slow; };        /* slow: waiting GRACE_MS for its next head */
+
+/* Cuts socket fd (key k, inode ino): a connection a thread knows, if that thread calls it
+** slow; one no request was served on yet, unless its whole head waits in line. */
+static int cut(int fd, uint64_t k, uint64_t ino, int port, const struct known *kn) {
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);              /* pins the socket while we check */
   if (d < 0) return 0;
   struct stat st;
-  int ok = socket_key(d, port) == k && fstat(d, &st) == 0 && st.st_ino == ino && !head_waiting(d)
-           && shutdown(d, SHUT_RDWR) == 0;
+  int ok = socket_key(d, port) == k && fstat(d, &st) == 0 && st.st_ino == ino
+           && (kn ? kn->slow : !head_waiting(d)) && shutdown(d, SHUT_RDWR) == 0;
   close(d);
   return ok;
 }
 
-/* Under pressure: the keys of connections serving a request, sorted; else -1. */
-static long pressure(struct httpgate *g, uint64_t **busy) {
-  size_t used = 0, n = 0;
+/* Under pressure (fewer than the reserve of threads free, and some thread waiting GRACE_MS
+** for a head): what the threads know, sorted by key, and its length; else -1. */
+static long pressure(struct httpgate *g, struct known **kn) {
+  int64_t now = clock_mono_ns();
+  size_t used = 0, n = 0, slow = 0;
   pthread_mutex_lock(&g->lock);
-  *busy = xmalloc((g->nslots + 1) * sizeof **busy);
+  *kn = xmalloc((g->nslots + 1) * sizeof **kn);
   for (size_t i = 0; i < g->nslots; i++) {
-    int st = atomic_load_explicit(&g->slots[i]->state, memory_order_acquire);
-    if (st != GATE_IDLE) used++;
-    if (st == GATE_BUSY) (*busy)[n++] = atomic_load_explicit(&g->slots[i]->peer, memory_order_relaxed);
+    struct gate_slot *sl = g->slots[i];
+    int st = atomic_load_explicit(&sl->state, memory_order_acquire);
+    if (st == GATE_IDLE) continue;
+    used++;
+    int old = st == GATE_HEAD && now - atomic_load_explicit(&sl->since, memory_order_relaxed) >= GRACE_MS * NS_PER_MS;
+    slow += (size_t)old;
+    uint64_t key = atomic_load_explicit(&sl->peer, memory_order_relaxed);
+    if (key) (*kn)[n++] = (struct known){key, old};
   }
   pthread_mutex_unlock(&g->lock);
-  if ((long)used + g->reserve <= g->threads) return -1;
-  qsort(*busy, n, sizeof **busy, cmp_u64);
+  if ((long)used + g->reserve <= g->threads || !slow) return -1;
+  qsort(*kn, n, sizeof **kn, cmp_u64);                 /* key is the first member */
   return (long)n;
 }
 
 /* One look at the server's sockets; returns how many were cut. */
-static size_t scan(struct httpgate *g, const uint64_t *busy, size_t nbusy) {
+static size_t scan(struct httpgate *g, const struct known *kn, size_t nkn) {
   DIR *dir = opendir("/proc/self/fd");
   if (!dir) return 0;
   int port = atomic_load(&g->port);
@@ -132,8 +153,9 @@ static size_t scan(struct httpgate *g, const uint64_t *busy, size_t nbusy) {
     int64_t first = first_seen(g, st.st_ino, now);
     if (n == cap) next = xrealloc(next, (cap *= 2) * sizeof *next);
     next[n++] = (struct seen){st.st_ino, first};
-    if (now - first < GRACE_MS * NS_PER_MS || bsearch(&k, busy, nbusy, sizeof *busy, cmp_u64)) continue;
-    done += (size_t)cut(fd, k, st.st_ino, port);
+    if (now - first < GRACE_MS * NS_PER_MS) continue;
+    const struct known *found = nkn ? bsearch(&k, kn, nkn, sizeof *kn, cmp_u64) : NULL;
+    done += (size_t)cut(fd, k, st.st_ino, port, found);
   }
   closedir(dir);
   qsort(next, n, sizeof *next, cmp_u64);
@@ -144,17 +166,17 @@ static size_t scan(struct httpgate *g, const uint64_t *busy, size_t nbusy) {
 }
 
 static void sweep(struct httpgate *g) {
-  uint64_t *busy;
-  long nbusy = pressure(g, &busy);
+  struct known *kn;
+  long nkn = pressure(g, &kn);
   size_t done = 0;
-  if (nbusy < 0) {                                   /* no pressure: forget what we saw */
+  if (nkn < 0) {                                     /* no pressure: forget what we saw */
     free(g->seen);
     g->seen = NULL;
     g->nseen = 0;
   } else {
-    done = scan(g, busy, (size_t)nbusy);
+    done = scan(g, kn, (size_t)nkn);
   }
-  free(busy);
+  free(kn);
   if (!done) return;
   atomic_fetch_add(&g->evicted, done);
   int64_t now = clock_mono_ns();

@@ -7,12 +7,14 @@
 ** wait in the accept queue behind them. The gate knows what each worker thread is doing (a
 ** gate_slot per thread, written only by that thread: no connection, waiting for a head, or
 ** serving a request from a given peer). A sweeper thread checks every SWEEP_MS whether fewer
-** than a reserve of threads (threads/8, at least 1) is free; while that lasts it looks at
-** the server's sockets and shuts down each one that
-**   - has been open (seen by the sweeper) for GRACE_MS or more,
-**   - is not the connection of a request being served, and
-**   - does not hold a complete request head in its receive queue (a client waiting in line);
-** that is, connections still sending their head after GRACE_MS and idle keep-alive ones.
+** than a reserve of threads (threads/8, at least 1) is free while some thread has waited
+** GRACE_MS or more for a request head; while that lasts it looks at the server's sockets
+** open (seen by the sweeper) for GRACE_MS or more and shuts down
+**   - a connection some request was served on, if its thread has been waiting GRACE_MS for
+**     the next head (idle keep-alive; a busy keep-alive client sends its next request at
+**     once and is never cut), and
+**   - a connection no request was served on yet (its first head is trickling in, on a thread
+**     or in line), unless its whole head is in the receive queue (a client waiting in line).
 ** Their threads return to the pool at once and serve the connections waiting in line. A
 ** normal client sends its head in one packet, so only slow or idle connections are cut, and
 ** only under pressure (without it a slow client has the whole timeouts.read for its head).
@@ -37,7 +39,8 @@ enum { GATE_IDLE, GATE_HEAD, GATE_BUSY };   /* no connection / waiting for a hea
 
 struct gate_slot {
   _Atomic int state;
-  _Atomic uint64_t peer;      /* GATE_BUSY: the key of the request's client (address, port) */
+  _Atomic int64_t since;      /* monotonic ns when GATE_HEAD began */
+  _Atomic uint64_t peer;      /* the connection's client (address, port) once a request came; 0 before */
 };
 
 struct httpgate;
@@ -50,7 +53,9 @@ uint64_t httpgate_evicted(const struct httpgate *g);
 void httpgate_free(struct httpgate *g);                          /* stops the sweeper */
 
 /* Worker-thread transitions (a store or two). */
-void gate_busy(struct gate_slot *s, const char *remote_addr, int remote_port);
+void gate_open(struct gate_slot *s);            /* a new connection: its first head is awaited */
+void gate_busy(struct gate_slot *s, const char *remote_addr, int remote_port);   /* a request */
+void gate_wait(struct gate_slot *s);            /* answered: the next head is awaited */
 static inline void gate_set(struct gate_slot *s, int state) {
   atomic_store_explicit(&s->state, state, memory_order_release);
 }

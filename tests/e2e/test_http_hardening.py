@@ -129,7 +129,27 @@ class Hardening(th.TestCase):
 
     # 2. slowloris
     def test_normal_client_served_while_slow_heads_hold_more_than_all_threads(self):
+        import http.client
         stop = threading.Event()
+        busy = {"ok": 0, "errors": []}
+
+        def keep_alive_client():               # one busy keep-alive connection, never cut
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HANG)
+            while not stop.is_set():
+                try:
+                    c.request("GET", "/ping")
+                    r = c.getresponse()
+                    if (r.status, r.read()) == (200, b"pong"):
+                        busy["ok"] += 1
+                    else:
+                        busy["errors"].append(r.status)
+                except Exception as e:  # noqa: BLE001 - any failure is the finding
+                    busy["errors"].append(repr(e))
+                    break
+            c.close()
+
+        k = threading.Thread(target=keep_alive_client, daemon=True)
+        k.start()
         socks = []
         for _ in range(24):                        # threads: 8
             s = socket.create_connection(("127.0.0.1", self.port), timeout=HANG)
@@ -150,11 +170,15 @@ class Hardening(th.TestCase):
             time.sleep(1.0)                        # the slow heads have every thread now
             status, _, body = th.http(self.port, "GET", "/ping", timeout=HANG)
             self.assertEqual((status, body), (200, "pong"))
+            time.sleep(1.0)                        # cuts happen meanwhile
         finally:
             stop.set()
             t.join(timeout=5)
+            k.join(timeout=HANG)
             for s in socks:
                 s.close()
+        self.assertEqual(busy["errors"], [])
+        self.assertGreater(busy["ok"], 0)
         self.server.wait_for(r"all threads busy; closed \d+ connections slow to send a request")
 
     # 3. a body announced over max_body that never comes
