@@ -10,6 +10,7 @@
 #include "watchdog.h"
 #include "jobapi.h"
 #include "retire.h"
+#include "httpgate.h"
 
 #include <civetweb.h>
 #include <pthread.h>
@@ -19,9 +20,12 @@
 #include <string.h>
 #include <strings.h>
 
-/* What a civetweb connection thread keeps between requests: its watchdog slot and buffers. */
+/* What a civetweb connection thread keeps between requests: its watchdog slot, its gate
+** slot (what the thread is doing, for httpgate.c) and buffers. */
 struct http_thread {
   struct worker w;
+  struct gate_slot gate;
+  int expect;                        /* the current request awaits 100 Continue (on_begin) */
   struct buf body, headers, out;
   _Atomic(struct routes *) hazard;   /* the route table this thread's request uses, or NULL */
 };
@@ -30,6 +34,7 @@ struct http_thread {
 struct http_server {
   struct rt *rt;
   struct watchdog *watchdog;  /* interrupts handlers that run too long */
+  struct httpgate *gate;      /* cuts slow request heads when the threads run out */
   pthread_mutex_t lock;
   struct http_thread **slots; /* one per civetweb thread that ever served */
   size_t nslots;
@@ -53,7 +58,8 @@ static const struct { int code; const char *text; } statuses[] = {
   {301, "Moved Permanently"}, {302, "Found"}, {304, "Not Modified"}, {400, "Bad Request"},
   {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"}, {405, "Method Not Allowed"},
   {409, "Conflict"}, {413, "Payload Too Large"}, {415, "Unsupported Media Type"},
-  {422, "Unprocessable Entity"}, {429, "Too Many Requests"}, {500, "Internal Server Error"},
+  {422, "Unprocessable Entity"}, {429, "Too Many Requests"},
+  {431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
   {502, "Bad Gateway"}, {503, "Service Unavailable"}, {504, "Gateway Timeout"},
 };
 
@@ -72,6 +78,8 @@ const char *http_req_header(const struct http_req *r, const char *name) {
 int http_req_read_body(struct http_req *r) {
   if (r->body_read) return r->too_large ? -1 : 0;
   r->body_read = 1;
+  if (r->expect)                       /* the client waits for this before it sends the body */
+    mg_write(r->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
   char tmp[16384];
   for (;;) {
     int n = mg_read(r->conn, tmp, sizeof tmp);
@@ -88,6 +96,24 @@ int http_res_add_header(struct http_req *r, const char *name, const char *value)
   if (strcasecmp(name, "Content-Length") == 0) return 0;     /* we compute it */
   buf_printf(r->headers, "%s: %s\r\n", name, value);
   return 0;
+}
+
+/* civetweb closes the connection once this request is answered. */
+static void close_after(struct mg_connection *conn) { mg_disable_connection_keep_alive(conn); }
+
+/* Whether the request's body is left unread in a way civetweb should not drain before the
+** next request: over max_body (read in part, or only announced), or held back by a client
+** that sent "Expect: 100-continue" and got no 100. The connection is closed instead. */
+static int body_left(struct http_req *r) {
+  if (r->too_large) return 1;
+  if (r->body_read) return 0;
+  return r->ri->content_length > (long long)r->max_body || r->expect;
+}
+
+/* The response says "Connection: close" and civetweb closes after it. */
+static void mark_close(struct http_req *r) {
+  r->close = 1;
+  close_after(r->conn);
 }
 
 /* ---- response ---------------------------------------------------------------------- */
@@ -130,12 +156,14 @@ static size_t build_head(struct http_req *r, int status, const char *ctype, size
     n = put_uint(head, n, cap, len);
     PUTS("\r\n");
   }
-  if (r->too_large) PUTS("Connection: close\r\n");
+  if (r->close) PUTS("Connection: close\r\n");
   PUTS("\r\n");
   return n;
 }
 
+/* Every response leaves here (once per request). */
 static void send_all(struct http_req *r, const char *ctype, const char *body, size_t len) {
+  if (!r->close && body_left(r)) mark_close(r);
   int status = r->status ? r->status : 200;
   int no_body = status == 204 || status == 304 || strcmp(r->ri->request_method, "HEAD") == 0;
   char head[HEAD_GAP];
@@ -162,9 +190,10 @@ static void send_text(struct http_req *r, int status, const char *text) {
   send_all(r, "text/plain; charset=utf-8", text, strlen(text));
 }
 
-/* After the handler: wippy-compat.md §5.5's rules. */
+/* After the handler: wippy-compat.md §5.5's rules. A failed handler gets 500 even if it
+** had set a status, headers or part of a body: nothing is sent before it returns. */
 static void finish(struct http_server *s, struct http_req *r, struct call *c) {
-  if (c->failed && !r->handled) {
+  if (c->failed) {
     log_warn("%s %s %s: handler failed: %s", s->id, r->ri->request_method, r->path, c->error);
     struct buf b;
     buf_init(&b);
@@ -201,9 +230,94 @@ static void serve(struct http_server *s, struct http_req *r) {
   free(c.error);
 }
 
-/* A new connection starts unmarked; its first answered request marks and counts it. */
+/* A new connection starts unmarked; its first answered request marks and counts it. Its
+** thread waits for a request head from now on (the gate's view). */
 static int on_connection(const struct mg_connection *conn, void **conn_data) {
   *conn_data = NULL;
+  struct http_thread *ht = mg_get_thread_pointer(conn);
+  if (ht) gate_open(&ht->gate);
+  return 0;
+}
+
+static void on_close(const struct mg_connection *conn) {
+  struct http_thread *ht = mg_get_thread_pointer(conn);
+  if (ht) gate_set(&ht->gate, GATE_IDLE);
+}
+
+/* After a request the connection waits for its next head (or closes: on_close). */
+static void on_end(const struct mg_connection *conn, int status) {
+  struct http_thread *ht = mg_get_thread_pointer(conn);
+  if (ht) gate_wait(&ht->gate);
+}
+
+/* Answers a refused request and closes the connection after it. */
+static int refuse(struct mg_connection *conn, int status, const char *text) {
+  close_after(conn);
+  mg_printf(conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", status,
+            http_status_text(status), strlen(text), text);
+  return status;
+}
+
+/* Whether v, less trailing blanks, is exactly want (case-insensitive) / only digits. */
+static int token_is(const char *v, const char *want) {
+  size_t n = strlen(want);
+  return strncasecmp(v, want, n) == 0 && v[n + strspn(v + n, " \t")] == '\0';
+}
+
+static int is_number(const char *v) {
+  size_t n = strspn(v, "0123456789");
+  return n > 0 && v[n + strspn(v + n, " \t")] == '\0';
+}
+
+/* The headers that frame a request's body, found in one pass (the first letter picks the
+** comparison: this runs on every request). */
+struct framing { int ncl, nte; const char *cl, *te, *expect; };
+
+static void scan_framing(const struct mg_request_info *ri, struct framing *f) {
+  memset(f, 0, sizeof *f);
+  for (int i = 0; i < ri->num_headers; i++) {
+    const char *name = ri->http_headers[i].name, *value = ri->http_headers[i].value;
+    switch (name[0] | 0x20) {
+    case 'c': if (strcasecmp(name, "Content-Length") == 0) { f->ncl++; f->cl = value; } break;
+    case 't': if (strcasecmp(name, "Transfer-Encoding") == 0) { f->nte++; f->te = value; } break;
+    case 'e': if (strcasecmp(name, "Expect") == 0) f->expect = value; break;
+    }
+  }
+}
+
+/* RFC 9112 §6.3: a request whose body length is ambiguous is refused, so that nothing after
+** it on the connection can be read as a (smuggled) request. NULL when the framing is sound. */
+static const char *framing_error(const struct framing *f) {
+  if (f->ncl > 1) return "more than one Content-Length\n";
+  if (f->ncl && f->nte) return "Content-Length together with Transfer-Encoding\n";
+  if (f->nte > 1 || (f->te && !token_is(f->te, "chunked"))) return "Transfer-Encoding other than chunked\n";
+  if (f->cl && !is_number(f->cl)) return "invalid Content-Length\n";
+  return NULL;
+}
+
+/* An HTTP/1.1 client that sent "Expect: 100-continue" with a body waits for 100 Continue. */
+static int expects_continue(const struct mg_request_info *ri, const struct framing *f) {
+  return f->expect && token_is(f->expect, "100-continue") && (f->nte || ri->content_length > 0)
+         && strcmp(ri->http_version, "1.1") == 0;
+}
+
+/* Before routing, on every request: the thread is busy now; requests civetweb parsed
+** incompletely (headers past its limit dropped) or with ambiguous framing are refused. */
+static int on_begin(struct mg_connection *conn) {
+  struct http_thread *ht = mg_get_thread_pointer(conn);
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  if (ht) gate_busy(&ht->gate, ri->remote_addr, ri->remote_port);
+  if (ri->num_headers >= MG_MAX_HEADERS) {
+    char text[96];
+    snprintf(text, sizeof text, "too many request headers (the limit is %d)\n", MG_MAX_HEADERS - 1);
+    return refuse(conn, 431, text);
+  }
+  struct framing f;
+  scan_framing(ri, &f);
+  const char *bad = framing_error(&f);
+  if (bad) return refuse(conn, 400, bad);
+  if (ht) ht->expect = expects_continue(ri, &f);
   return 0;
 }
 
@@ -216,9 +330,14 @@ static void count(struct http_server *s, struct mg_connection *conn) {
 }
 
 static void reset(struct buf *b, size_t keep) {
-  if (b->cap > 65536) buf_free(b);                  /* don't hold on to a huge one */
   buf_reserve(b, keep);
   b->len = keep;
+}
+
+/* A thread keeps its buffers for its next request only while they are small. */
+#define KEEP_BUF 65536
+static void trim(struct buf *b) {
+  if (b->cap > KEEP_BUF) buf_free(b);
 }
 
 static int on_request(struct mg_connection *conn, void *cbdata) {
@@ -232,6 +351,7 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
   struct http_req r = {.conn = conn, .ri = ri, .max_body = s->max_body, .body = ht->body,
                        .headers = &ht->headers, .out = &ht->out};
   r.serial = atomic_fetch_add(&next_serial, 1);
+  r.expect = ht->expect;
   r.path = ri->local_uri ? ri->local_uri : "/";
   struct routes *rs;
   do {                       /* publish the table we use before trusting it (see http_reclaim) */
@@ -252,7 +372,7 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     break;
   case MATCH_OK:
     if (ri->content_length > 0 && (size_t)ri->content_length > s->max_body) {
-      r.too_large = 1;
+      r.too_large = 1;                              /* not read: close, don't wait for it */
       send_text(&r, 413, "request body too large\n");
     } else {
       serve(s, &r);
@@ -260,7 +380,10 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     break;
   }
   atomic_store(&ht->hazard, NULL);
-  ht->body = r.body;                                /* keep what the body read grew */
+  ht->body = r.body;                                /* keep what the body read grew... */
+  trim(&ht->body);                                  /* ...unless it grew big */
+  trim(&ht->headers);
+  trim(&ht->out);
   int status = r.status ? r.status : 200;
   count(s, conn);
   if (ht == &local) { buf_free(&local.body); buf_free(&local.headers); buf_free(&local.out); }
@@ -278,6 +401,7 @@ static void *on_thread_start(const struct mg_context *ctx, int thread_type) {
   s->slots[s->nslots++] = ht;
   pthread_mutex_unlock(&s->lock);
   watchdog_add(s->watchdog, &ht->w);
+  httpgate_add(s->gate, &ht->gate);
   return ht;
 }
 
@@ -335,8 +459,12 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
   cb.log_message = on_log;
   cb.init_thread = on_thread_start;
   cb.init_connection = on_connection;
+  cb.begin_request = on_begin;
+  cb.end_request = on_end;
+  cb.connection_close = on_close;
   pthread_mutex_init(&s->lock, NULL);
   s->watchdog = watchdog_new();
+  s->gate = httpgate_new(s->id, (int)val_int(val_get(svc->data, "threads"), 1024));
   s->ctx = mg_start(&cb, s, opts);
   if (!s->ctx) {
     snprintf(err, errlen, "%s: cannot listen on %s", svc->id, ports);
@@ -349,6 +477,7 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
   struct mg_server_port sp[4];
   int n = mg_get_server_ports(s->ctx, 4, sp);
   s->port = n > 0 ? sp[0].port : 0;
+  httpgate_set_port(s->gate, s->port);
   log_info("%s listening on %s (port %d, %s threads)", svc->id, ports, s->port, threads);
   return s;
 }
@@ -397,6 +526,7 @@ void http_stop(struct http_server *s) {
              (unsigned long long)atomic_load(&s->connections));
   }
   watchdog_free(s->watchdog);
+  httpgate_free(s->gate);                           /* before the slots it reads go */
   http_reclaim(s);                                  /* no request runs any more: frees all */
   if (s->release) s->release(s->release_ud);
   for (size_t i = 0; i < s->nslots; i++) {

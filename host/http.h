@@ -5,7 +5,9 @@
 ** `http` Lua module into `struct http_req`, and the response goes out in one write when the
 ** handler returns. civetweb ties a keep-alive connection to one thread, so `threads` bounds
 ** the clients served at once; the listen backlog and connection queue are raised so bursts
-** wait in line instead of being dropped.
+** wait in line instead of being dropped. Before routing, each request's framing and header
+** count are checked (on_begin: 400/431 and a close); httpgate.h keeps slow request heads from
+** holding every thread.
 ** Threads: civetweb's; a request's http_req belongs to the thread serving it.
 */
 #ifndef TASKHOST_HTTP_H
@@ -37,6 +39,8 @@ struct http_req {
   int committed;               /* set_status done: headers are final */
   int handled;                 /* any response method was called */
   int has_ctype;
+  int close;                   /* the connection closes after this response */
+  int expect;                  /* "Expect: 100-continue" with a body: 100 goes out before it is read */
   struct buf *headers;         /* "Name: value\r\n"... (the serving thread's, reused) */
   struct buf *out;             /* HEAD_GAP spare bytes, then the response body */
 };
