@@ -182,7 +182,8 @@ static void prune(struct jobq *q, int64_t now) {
   size_t k = 0;
   for (size_t i = 0; i < q->nall; i++) {
     struct job *j = q->all[i];
-    if (job_state_final(j->state) && !j->inflight && j->finished_at && j->finished_at < cutoff) {
+    if (job_state_final(j->state) && !j->inflight && !j->claimed && j->finished_at &&
+        j->finished_at < cutoff) {
       index_del(q, j);
       if (q->store) jobstore_delete(q->store, j->seq);
       job_free(j);
@@ -246,6 +247,25 @@ static void persist(struct jobq *q, struct job *j, struct waiter *w) {
   *c = (struct commit){q, j, j->state, w};
   struct job_row r;
   to_row(q, j, &r);
+  j->inflight++;
+  jobstore_put(q->store, &r, committed, c);
+}
+
+/* A claim's reservation row (q->lock held): on disk the job is running with its next
+** attempt, so a crash from here on counts that attempt; in memory and on screen it stays as
+** it is until job_begin. Without a store there is nothing to write. */
+static void persist_reserved(struct jobq *q, struct job *j, int64_t now, struct waiter *w) {
+  if (!q->store) {
+    if (w) w->done = w->ok = 1;
+    return;
+  }
+  struct commit *c = xmalloc(sizeof *c);
+  *c = (struct commit){q, j, j->state, w};
+  struct job_row r;
+  to_row(q, j, &r);
+  r.state = JS_RUNNING;
+  r.attempt = j->attempt + 1;
+  r.started_at = now;
   j->inflight++;
   jobstore_put(q->store, &r, committed, c);
 }
@@ -366,6 +386,25 @@ static struct job *find_idem(struct jobq *q, const char *key) {
   return NULL;
 }
 
+/* A random (version 4) UUID, from the kernel's random source. */
+static void make_uuid(char out[37]) {
+  unsigned char b[16];
+  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {       /* not expected: no entropy */
+    uint64_t x = (uint64_t)clock_mono_ns() ^ (uint64_t)jobq_now_ms() << 20;
+    for (int i = 0; i < 16; i++) { x = x * 6364136223846793005ULL + 1442695040888963407ULL; b[i] = (unsigned char)(x >> 56); }
+  }
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+  static const char hex[] = "0123456789abcdef";
+  char *p = out;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) *p++ = '-';
+    *p++ = hex[b[i] >> 4];
+    *p++ = hex[b[i] & 15];
+  }
+  *p = '\0';
+}
+
 /* Builds a new job (q->lock held). */
 static struct job *new_job(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o) {
   struct job *j = xcalloc(1, sizeof *j);
@@ -373,7 +412,8 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   if (o->id) j->id = xstrdup(o->id);
   else {
     char tmp[40];
-    snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
+    if (q->cfg.uuid_ids) make_uuid(tmp);
+    else snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
     j->id = xstrdup(tmp);
   }
   j->idem_key = o->idem_key ? xstrdup(o->idem_key) : NULL;
@@ -400,6 +440,13 @@ static void settle_published(struct jobq *q, struct job *j, int ok, int64_t now)
   else { j->state = JS_FAILED; q->live--; }
 }
 
+/* Whether n more jobs fit (q->lock held): live jobs under capacity, waiting ones (live, not
+** running; reserved ones wait too) under max_waiting. */
+static int has_room(const struct jobq *q, size_t n) {
+  if (q->cfg.capacity && q->live + n > q->cfg.capacity) return 0;
+  return !q->cfg.max_waiting || q->live - q->running + n <= q->cfg.max_waiting;
+}
+
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
                  char *id_out, size_t idlen, int *existed, char *err, size_t errlen) {
   static const struct jobq_publish_opts none = {.max_retries = -1};
@@ -420,10 +467,11 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
     snprintf(err, errlen, "queue %s is shutting down", q->name);
     return JQ_DRAINING;
   }
-  if (q->cfg.capacity && q->live >= q->cfg.capacity) {
+  if (!has_room(q, 1)) {
     q->st.rejected_full++;
+    size_t waiting = q->live - q->running;
     pthread_mutex_unlock(&q->lock);
-    snprintf(err, errlen, "queue %s is full (%zu jobs)", q->name, q->cfg.capacity);
+    snprintf(err, errlen, "queue %s is full (%zu jobs waiting)", q->name, waiting);
     return JQ_FULL;
   }
   struct job *j = new_job(q, data, len, o);
@@ -448,7 +496,7 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   opts.id = opts.idem_key = NULL;
   if (!n) return JQ_OK;
   pthread_mutex_lock(&q->lock);
-  int rc = q->draining ? JQ_DRAINING : q->cfg.capacity && q->live + n > q->cfg.capacity ? JQ_FULL : JQ_OK;
+  int rc = q->draining ? JQ_DRAINING : !has_room(q, n) ? JQ_FULL : JQ_OK;
   if (rc != JQ_OK) {
     if (rc == JQ_FULL) q->st.rejected_full += n;
     else q->st.rejected_draining += n;
@@ -487,9 +535,10 @@ static void promote_due(struct jobq *q, int64_t now) {
   }
 }
 
+/* Running and reserved jobs together stay under max_concurrent. */
 static int can_claim(struct jobq *q) {
   return !q->draining && q->ready.n &&
-         (!q->cfg.max_concurrent || q->running < (size_t)q->cfg.max_concurrent);
+         (!q->cfg.max_concurrent || q->running + q->reserved < (size_t)q->cfg.max_concurrent);
 }
 
 static void record_wait(struct jobq *q, struct job *j, int64_t mono) {
@@ -506,23 +555,24 @@ static void record_wait(struct jobq *q, struct job *j, int64_t mono) {
   if (q->nwaits < WAIT_SAMPLES) q->nwaits++;
 }
 
-/* Claims ready jobs (q->lock held): one when the queue is shallow, more when it is deep, so
-** a durable claim costs one commit per batch instead of one per job. */
+/* Reserves ready jobs (q->lock held): one when the queue is shallow or has max_concurrent
+** (a reserved job holds a slot another worker could run it in), more when it is deep, so a
+** durable claim costs one commit per batch instead of one per job. They stay as they were
+** (queued) until job_begin. */
 static size_t take_ready(struct jobq *q, struct job **out, size_t max, int64_t now) {
-  size_t want = 1 + q->ready.n / 8, n = 0;
+  size_t want = q->cfg.max_concurrent ? 1 : 1 + q->ready.n / 8, n = 0;
   if (want > max) want = max;
   while (n < want && can_claim(q)) {
     struct job *j = q->ready.v[0];
     heap_remove(q, j);
-    j->state = JS_RUNNING;
-    j->attempt++;
-    j->started_at = now;
+    j->claimed = 1;
     atomic_store(&j->cancel, 0);
     j->wake = NULL;
     j->deadline = 0;
-    q->running++;
+    q->reserved++;
     out[n++] = j;
   }
+  (void)now;
   return n;
 }
 
@@ -536,7 +586,7 @@ size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size
     if (n) {
       struct waiter w;
       waiter_init(&w);
-      for (size_t i = 0; i < n; i++) persist(q, out[i], i + 1 == n ? &w : NULL);
+      for (size_t i = 0; i < n; i++) persist_reserved(q, out[i], now, i + 1 == n ? &w : NULL);
       pthread_mutex_unlock(&q->lock);
       waiter_wait(&w);         /* the attempts are on disk before the jobs run */
       return n;
@@ -566,10 +616,19 @@ struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
 
 int job_begin(struct jobq *q, struct job *j) {
   pthread_mutex_lock(&q->lock);
-  j->claimed_mono = clock_mono_ns();
-  j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
-  record_wait(q, j, j->claimed_mono);
-  int flag = atomic_load(&j->cancel);
+  q->reserved--;
+  int flag = job_state_final(j->state) ? 1 : q->draining ? 2 : atomic_load(&j->cancel);
+  if (flag == 0) {
+    j->claimed = 2;
+    j->state = JS_RUNNING;
+    j->attempt++;
+    j->started_at = jobq_now_ms();
+    j->pub_state = JS_RUNNING;                   /* its reservation row committed at claim */
+    q->running++;
+    j->claimed_mono = clock_mono_ns();
+    j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
+    record_wait(q, j, j->claimed_mono);
+  }
   pthread_mutex_unlock(&q->lock);
   return flag;
 }
@@ -606,9 +665,25 @@ static void add_error(struct job *j, int64_t at, const char *msg, size_t len) {
   buf_add(b, "}]", 2);
 }
 
+/* A reserved job that never began (q->lock held): one cancelled meanwhile is already final;
+** any other goes back to wait, its row rewritten over the reservation. */
+static void release_reserved(struct jobq *q, struct job *j, int64_t now) {
+  j->claimed = 0;
+  if (job_state_final(j->state)) return;
+  enqueue(q, j, now);
+  persist(q, j, NULL);
+}
+
 void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *text, size_t len) {
   pthread_mutex_lock(&q->lock);
   int64_t now = jobq_now_ms();
+  if (j->claimed != 2) {
+    release_reserved(q, j, now);
+    pthread_cond_signal(&q->cv);                 /* its max_concurrent slot is free */
+    pthread_mutex_unlock(&q->lock);
+    return;
+  }
+  j->claimed = 0;
   q->running--;
   q->st.run_ns_total += (uint64_t)(clock_mono_ns() - j->claimed_mono);
   q->st.run_count++;

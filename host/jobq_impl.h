@@ -26,6 +26,8 @@ struct job {
   int heap;                        /* 0 none, 1 ready, 2 delayed */
   size_t hidx;
   int inflight;                    /* store writes not yet committed */
+  int claimed;                     /* 0 free; 1 reserved by a runner (claimed, not begun);
+                                      2 begun: running */
   _Atomic int cancel;              /* 1 cancelled by a client, 2 stopped by shutdown */
   void (*wake)(void *);
   void *wake_arg;
@@ -51,7 +53,8 @@ struct jobq {
   size_t nbuckets;
   struct heap ready, delayed;
   int64_t next_seq;
-  size_t live, running;
+  size_t live, running;            /* live: unfinished; running: begun, not finished */
+  size_t reserved;                 /* claimed by runners, not begun yet */
   int draining, stopped;
   uint64_t rnd;
   int64_t last_prune;              /* epoch ms */
