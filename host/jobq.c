@@ -623,7 +623,10 @@ int job_begin(struct jobq *q, struct job *j) {
     j->state = JS_RUNNING;
     j->attempt++;
     j->started_at = jobq_now_ms();
-    j->pub_state = JS_RUNNING;                   /* its reservation row committed at claim */
+    /* Shown running once this row commits (not waited for: the reservation made the attempt
+    ** durable). Commits are reported in put order, so the runner's previous job is shown
+    ** finished first: jobs shown running never outnumber the runners. */
+    persist(q, j, NULL);
     q->running++;
     j->claimed_mono = clock_mono_ns();
     j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
