@@ -6,6 +6,7 @@ job shown as running is running: never more than the workers, nor than max_concu
 import json
 import os
 import re
+import textwrap
 import time
 
 import th
@@ -272,12 +273,7 @@ entries:
     source: file://work.lua
     method: run
     modules: [time, queue]
-  - name: workers
-    kind: queue.consumer
-    queue: app:jobs
-    func: app:work
-    concurrency: 4
-    lifecycle: {auto_start: true}
+%(workers)s
   - name: jobs.api
     kind: queue.http
     meta: {router: app:root}
@@ -287,9 +283,17 @@ entries:
 RUNNING_WORK = """
 local time = require("time")
 local queue = require("queue")
-return { run = function() queue.progress("started") time.sleep("100ms") return true end }
+return { run = function() queue.progress("started") time.sleep("200ms") return true end }
 """
 JOBS = 120
+WORKERS = """
+  - name: workers
+    kind: queue.consumer
+    queue: app:jobs
+    func: app:work
+    concurrency: 4
+    lifecycle: {auto_start: true}
+"""
 
 
 class RunningMeansRunning(th.TestCase):
@@ -297,14 +301,23 @@ class RunningMeansRunning(th.TestCase):
     or max_concurrent, and each of them really started (its first line sets a progress): a
     job shown running without progress in many samples sat claimed but idle."""
 
-    def sample(self, driver, extra, bound):
-        project = th.make_project({"src/_index.yaml": RUNNING_INDEX % {"driver": driver, "extra": extra},
+    def sample(self, driver, extra, bound, preload=False):
+        """preload (sqlite): the jobs are stored by a first run without workers, so the workers
+        of the second run find the whole queue waiting at once (the deepest first claims)."""
+        index = lambda workers: RUNNING_INDEX % {"driver": driver, "extra": extra, "workers": workers}
+        project = th.make_project({"src/_index.yaml": index("" if preload else WORKERS),
                                    "src/work.lua": RUNNING_WORK})
         s = th.Server(project, OVERRIDE)
-        try:
+        port = s.ports()[0]
+        for _ in range(JOBS):
+            self.assertEqual(th.http(port, "POST", "/jobs", "{}")[0], 202)
+        if preload:
+            self.assertEqual(s.stop(), 0, s.log())
+            with open(os.path.join(project, "src", "_index.yaml"), "w") as f:
+                f.write(textwrap.dedent(index(WORKERS)).lstrip("\n"))
+            s = th.Server(project, OVERRIDE)
             port = s.ports()[0]
-            for _ in range(JOBS):
-                self.assertEqual(th.http(port, "POST", "/jobs", "{}")[0], 202)
+        try:
             most, samples, idle = 0, 0, {}
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
@@ -334,7 +347,7 @@ class RunningMeansRunning(th.TestCase):
                 self.sample(driver, "", 4)
 
     def test_running_never_exceeds_max_concurrent_and_each_one_runs(self):
-        self.sample("sqlite", "    max_concurrent: 2", 2)
+        self.sample("sqlite", "    max_concurrent: 2", 2, preload=True)
 
 
 if __name__ == "__main__":
