@@ -207,6 +207,8 @@ struct commit {
   struct job *j;
   int state;
   struct waiter *w;
+  struct job **then;               /* begun jobs shown running once this commit is reported */
+  size_t nthen, capthen;
 };
 
 static void committed(void *arg, int ok) {
@@ -214,7 +216,10 @@ static void committed(void *arg, int ok) {
   pthread_mutex_lock(&c->q->lock);
   if (ok) c->j->pub_state = c->state;
   c->j->inflight--;
+  for (size_t i = 0; i < c->nthen; i++) c->then[i]->pub_state = JS_RUNNING;
+  if (c->q->last_commit == c) c->q->last_commit = NULL;
   pthread_mutex_unlock(&c->q->lock);
+  free(c->then);
   if (c->w) {
     pthread_mutex_lock(&c->w->m);
     c->w->done = 1;
@@ -244,7 +249,8 @@ static void persist(struct jobq *q, struct job *j, struct waiter *w) {
     return;
   }
   struct commit *c = xmalloc(sizeof *c);
-  *c = (struct commit){q, j, j->state, w};
+  *c = (struct commit){q, j, j->state, w, NULL, 0, 0};
+  q->last_commit = c;
   struct job_row r;
   to_row(q, j, &r);
   j->inflight++;
@@ -260,7 +266,8 @@ static void persist_reserved(struct jobq *q, struct job *j, int64_t now, struct 
     return;
   }
   struct commit *c = xmalloc(sizeof *c);
-  *c = (struct commit){q, j, j->state, w};
+  *c = (struct commit){q, j, j->state, w, NULL, 0, 0};
+  q->last_commit = c;
   struct job_row r;
   to_row(q, j, &r);
   r.state = JS_RUNNING;
@@ -614,6 +621,20 @@ struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
   return j;
 }
 
+/* A begun job is shown running (q->lock held) once every commit put so far is reported —
+** the runner's previous job among them, so that one is shown finished first and jobs shown
+** running never outnumber the runners. Its reservation already made the attempt durable, so
+** nothing is written: it rides on the last commit pending, if any. */
+static void show_running(struct jobq *q, struct job *j) {
+  struct commit *c = q->last_commit;
+  if (!c) { j->pub_state = JS_RUNNING; return; }
+  if (c->nthen == c->capthen) {
+    c->capthen = c->capthen ? c->capthen * 2 : 4;
+    c->then = xrealloc(c->then, c->capthen * sizeof *c->then);
+  }
+  c->then[c->nthen++] = j;
+}
+
 int job_begin(struct jobq *q, struct job *j) {
   pthread_mutex_lock(&q->lock);
   q->reserved--;
@@ -623,10 +644,7 @@ int job_begin(struct jobq *q, struct job *j) {
     j->state = JS_RUNNING;
     j->attempt++;
     j->started_at = jobq_now_ms();
-    /* Shown running once this row commits (not waited for: the reservation made the attempt
-    ** durable). Commits are reported in put order, so the runner's previous job is shown
-    ** finished first: jobs shown running never outnumber the runners. */
-    persist(q, j, NULL);
+    show_running(q, j);
     q->running++;
     j->claimed_mono = clock_mono_ns();
     j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;

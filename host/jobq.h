@@ -102,9 +102,9 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
 ** one row per job saying running with the next attempt before returning, so a crash after
 ** the claim counts the attempt (recovery: "worker lost") whether or not the job began. */
 size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size_t max);
-/* When a claimed job is about to run: it becomes running (visible once its row commits, after
-** the runner's previous job is visible as finished), its attempt is counted, started_at and
-** its clock (timeout, enqueue→start, run time) start. Returns 0: run it; 1: it
+/* When a claimed job is about to run: it becomes running (visible once the store writes
+** pending are committed, so after the runner's previous job is visible as finished), its
+** attempt is counted, started_at and its clock (timeout, enqueue→start, run time) start. Returns 0: run it; 1: it
 ** was cancelled while reserved; 2: the queue is draining (or it was stopped). On 1 or 2 the
 ** job did not become running; finish it with JO_CANCELLED / JO_REQUEUE without running it. */
 int job_begin(struct jobq *q, struct job *j);

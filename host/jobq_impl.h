@@ -55,6 +55,7 @@ struct jobq {
   int64_t next_seq;
   size_t live, running;            /* live: unfinished; running: begun, not finished */
   size_t reserved;                 /* claimed by runners, not begun yet */
+  struct commit *last_commit;      /* the last store write put whose commit is not reported */
   int draining, stopped;
   uint64_t rnd;
   int64_t last_prune;              /* epoch ms */
