@@ -16,6 +16,7 @@
 #include "json.h"
 #include "log.h"
 #include "util.h"
+#include "uuid.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -240,41 +241,42 @@ static void to_row(const struct jobq *q, const struct job *j, struct job_row *r)
     .idem_key = j->idem_key};
 }
 
+/* Queues row r of job j (q->lock held); once committed the job shows its current state. */
+static void put_row(struct jobq *q, struct job *j, const struct job_row *r, struct waiter *w) {
+  struct commit *c = xmalloc(sizeof *c);
+  *c = (struct commit){q, j, j->state, w, NULL, 0, 0};
+  q->last_commit = c;
+  j->inflight++;
+  jobstore_put(q->store, r, committed, c);
+}
+
 /* Writes the job's current row (q->lock held). With w, the caller waits on it after
 ** unlocking. Without a store the change is visible at once. */
 static void persist(struct jobq *q, struct job *j, struct waiter *w) {
+  struct job_row r;
   if (!q->store) {
     j->pub_state = j->state;
     if (w) w->done = w->ok = 1;
     return;
   }
-  struct commit *c = xmalloc(sizeof *c);
-  *c = (struct commit){q, j, j->state, w, NULL, 0, 0};
-  q->last_commit = c;
-  struct job_row r;
   to_row(q, j, &r);
-  j->inflight++;
-  jobstore_put(q->store, &r, committed, c);
+  put_row(q, j, &r, w);
 }
 
 /* A claim's reservation row (q->lock held): on disk the job is running with its next
 ** attempt, so a crash from here on counts that attempt; in memory and on screen it stays as
 ** it is until job_begin. Without a store there is nothing to write. */
 static void persist_reserved(struct jobq *q, struct job *j, int64_t now, struct waiter *w) {
+  struct job_row r;
   if (!q->store) {
     if (w) w->done = w->ok = 1;
     return;
   }
-  struct commit *c = xmalloc(sizeof *c);
-  *c = (struct commit){q, j, j->state, w, NULL, 0, 0};
-  q->last_commit = c;
-  struct job_row r;
   to_row(q, j, &r);
   r.state = JS_RUNNING;
   r.attempt = j->attempt + 1;
   r.started_at = now;
-  j->inflight++;
-  jobstore_put(q->store, &r, committed, c);
+  put_row(q, j, &r, w);
 }
 
 static void waiter_init(struct waiter *w) {
@@ -393,25 +395,6 @@ static struct job *find_idem(struct jobq *q, const char *key) {
   return NULL;
 }
 
-/* A random (version 4) UUID, from the kernel's random source. */
-static void make_uuid(char out[37]) {
-  unsigned char b[16];
-  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {       /* not expected: no entropy */
-    uint64_t x = (uint64_t)clock_mono_ns() ^ (uint64_t)jobq_now_ms() << 20;
-    for (int i = 0; i < 16; i++) { x = x * 6364136223846793005ULL + 1442695040888963407ULL; b[i] = (unsigned char)(x >> 56); }
-  }
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  static const char hex[] = "0123456789abcdef";
-  char *p = out;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) *p++ = '-';
-    *p++ = hex[b[i] >> 4];
-    *p++ = hex[b[i] & 15];
-  }
-  *p = '\0';
-}
-
 /* Builds a new job (q->lock held). */
 static struct job *new_job(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o) {
   struct job *j = xcalloc(1, sizeof *j);
@@ -419,8 +402,8 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   if (o->id) j->id = xstrdup(o->id);
   else {
     char tmp[40];
-    if (q->cfg.uuid_ids) make_uuid(tmp);
-    else snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
+    if (!q->cfg.uuid_ids || uuid_v4(tmp) != 0)      /* short ids; or no random source */
+      snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
     j->id = xstrdup(tmp);
   }
   j->idem_key = o->idem_key ? xstrdup(o->idem_key) : NULL;
@@ -447,8 +430,8 @@ static void settle_published(struct jobq *q, struct job *j, int ok, int64_t now)
   else { j->state = JS_FAILED; q->live--; }
 }
 
-/* Whether n more jobs fit (q->lock held): live jobs under capacity, waiting ones (live, not
-** running; reserved ones wait too) under max_waiting. */
+/* Whether n more jobs fit (q->lock held): live ones within capacity, waiting ones (live, not
+** running: reserved ones wait too) within max_waiting. */
 static int has_room(const struct jobq *q, size_t n) {
   if (q->cfg.capacity && q->live + n > q->cfg.capacity) return 0;
   return !q->cfg.max_waiting || q->live - q->running + n <= q->cfg.max_waiting;
@@ -562,11 +545,10 @@ static void record_wait(struct jobq *q, struct job *j, int64_t mono) {
   if (q->nwaits < WAIT_SAMPLES) q->nwaits++;
 }
 
-/* Reserves ready jobs (q->lock held): one when the queue is shallow or has max_concurrent
-** (a reserved job holds a slot another worker could run it in), more when it is deep, so a
-** durable claim costs one commit per batch instead of one per job. They stay as they were
-** (queued) until job_begin. */
-static size_t take_ready(struct jobq *q, struct job **out, size_t max, int64_t now) {
+/* Reserves ready jobs (q->lock held), shown as they were until job_begin: one when the queue
+** is shallow or has max_concurrent (a reserved job holds a slot another worker could use),
+** more when it is deep, so a durable claim costs one commit per batch, not one per job. */
+static size_t take_ready(struct jobq *q, struct job **out, size_t max) {
   size_t want = q->cfg.max_concurrent ? 1 : 1 + q->ready.n / 8, n = 0;
   if (want > max) want = max;
   while (n < want && can_claim(q)) {
@@ -579,7 +561,6 @@ static size_t take_ready(struct jobq *q, struct job **out, size_t max, int64_t n
     q->reserved++;
     out[n++] = j;
   }
-  (void)now;
   return n;
 }
 
@@ -589,7 +570,7 @@ size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size
     if (q->stopped) break;
     int64_t now = jobq_now_ms();
     promote_due(q, now);
-    size_t n = take_ready(q, out, max, now);
+    size_t n = take_ready(q, out, max);
     if (n) {
       struct waiter w;
       waiter_init(&w);
