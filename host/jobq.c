@@ -16,6 +16,7 @@
 #include "json.h"
 #include "log.h"
 #include "util.h"
+#include "uuid.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -182,7 +183,8 @@ static void prune(struct jobq *q, int64_t now) {
   size_t k = 0;
   for (size_t i = 0; i < q->nall; i++) {
     struct job *j = q->all[i];
-    if (job_state_final(j->state) && !j->inflight && j->finished_at && j->finished_at < cutoff) {
+    if (job_state_final(j->state) && !j->inflight && !j->claimed && j->finished_at &&
+        j->finished_at < cutoff) {
       index_del(q, j);
       if (q->store) jobstore_delete(q->store, j->seq);
       job_free(j);
@@ -206,6 +208,8 @@ struct commit {
   struct job *j;
   int state;
   struct waiter *w;
+  struct job **then;               /* begun jobs shown running once this commit is reported */
+  size_t nthen, capthen;
 };
 
 static void committed(void *arg, int ok) {
@@ -214,7 +218,10 @@ static void committed(void *arg, int ok) {
   if (ok) c->j->pub_state = c->state;
   c->j->unsaved = !ok;
   c->j->inflight--;
+  for (size_t i = 0; i < c->nthen; i++) c->then[i]->pub_state = JS_RUNNING;
+  if (c->q->last_commit == c) c->q->last_commit = NULL;
   pthread_mutex_unlock(&c->q->lock);
+  free(c->then);
   if (c->w) {
     pthread_mutex_lock(&c->w->m);
     c->w->done = 1;
@@ -235,20 +242,42 @@ static void to_row(const struct jobq *q, const struct job *j, struct job_row *r)
     .idem_key = j->idem_key};
 }
 
+/* Queues row r of job j (q->lock held); once committed the job shows its current state. */
+static void put_row(struct jobq *q, struct job *j, const struct job_row *r, struct waiter *w) {
+  struct commit *c = xmalloc(sizeof *c);
+  *c = (struct commit){q, j, j->state, w, NULL, 0, 0};
+  q->last_commit = c;
+  j->inflight++;
+  jobstore_put(q->store, r, committed, c);
+}
+
 /* Writes the job's current row (q->lock held). With w, the caller waits on it after
 ** unlocking. Without a store the change is visible at once. */
 static void persist(struct jobq *q, struct job *j, struct waiter *w) {
+  struct job_row r;
   if (!q->store) {
     j->pub_state = j->state;
     if (w) w->done = w->ok = 1;
     return;
   }
-  struct commit *c = xmalloc(sizeof *c);
-  *c = (struct commit){q, j, j->state, w};
-  struct job_row r;
   to_row(q, j, &r);
-  j->inflight++;
-  jobstore_put(q->store, &r, committed, c);
+  put_row(q, j, &r, w);
+}
+
+/* A claim's reservation row (q->lock held): on disk the job is running with its next
+** attempt, so a crash from here on counts that attempt; in memory and on screen it stays as
+** it is until job_begin. Without a store there is nothing to write. */
+static void persist_reserved(struct jobq *q, struct job *j, int64_t now, struct waiter *w) {
+  struct job_row r;
+  if (!q->store) {
+    if (w) w->done = w->ok = 1;
+    return;
+  }
+  to_row(q, j, &r);
+  r.state = JS_RUNNING;
+  r.attempt = j->attempt + 1;
+  r.started_at = now;
+  put_row(q, j, &r, w);
 }
 
 /* The store's health events (writer thread, no store lock held): after a reopen every job,
@@ -410,7 +439,8 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   if (o->id) j->id = xstrdup(o->id);
   else {
     char tmp[40];
-    snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
+    if (!q->cfg.uuid_ids || uuid_v4(tmp) != 0)      /* short ids; or no random source */
+      snprintf(tmp, sizeof tmp, "%llx%08x", (unsigned long long)j->seq, (unsigned)next_rand(q));
     j->id = xstrdup(tmp);
   }
   j->idem_key = o->idem_key ? xstrdup(o->idem_key) : NULL;
@@ -484,6 +514,13 @@ static int store_failed(struct jobq *q, const char *what, char *err, size_t errl
   return down ? JQ_UNAVAILABLE : JQ_ERROR;
 }
 
+/* Whether n more jobs fit (q->lock held): live ones within capacity, waiting ones (live, not
+** running: reserved ones wait too) within max_waiting. */
+static int has_room(const struct jobq *q, size_t n) {
+  if (q->cfg.capacity && q->live + n > q->cfg.capacity) return 0;
+  return !q->cfg.max_waiting || q->live - q->running + n <= q->cfg.max_waiting;
+}
+
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
                  char *id_out, size_t idlen, int *existed, char *err, size_t errlen) {
   static const struct jobq_publish_opts none = {.max_retries = -1};
@@ -505,10 +542,11 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
     snprintf(err, errlen, "queue %s is shutting down", q->name);
     return JQ_DRAINING;
   }
-  if (q->cfg.capacity && q->live >= q->cfg.capacity) {
+  if (!has_room(q, 1)) {
     q->st.rejected_full++;
+    size_t waiting = q->live - q->running;
     pthread_mutex_unlock(&q->lock);
-    snprintf(err, errlen, "queue %s is full (%zu jobs)", q->name, q->cfg.capacity);
+    snprintf(err, errlen, "queue %s is full (%zu jobs waiting)", q->name, waiting);
     return JQ_FULL;
   }
   if (check_store(q, err, errlen) != JQ_OK) {
@@ -536,7 +574,7 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   opts.id = opts.idem_key = NULL;
   if (!n) return JQ_OK;
   pthread_mutex_lock(&q->lock);
-  int rc = q->draining ? JQ_DRAINING : q->cfg.capacity && q->live + n > q->cfg.capacity ? JQ_FULL : JQ_OK;
+  int rc = q->draining ? JQ_DRAINING : !has_room(q, n) ? JQ_FULL : JQ_OK;
   if (rc == JQ_OK && (rc = check_store(q, err, errlen)) != JQ_OK) {
     pthread_mutex_unlock(&q->lock);
     return rc;
@@ -578,9 +616,10 @@ static void promote_due(struct jobq *q, int64_t now) {
   }
 }
 
+/* Running and reserved jobs together stay under max_concurrent. */
 static int can_claim(struct jobq *q) {
   return !q->draining && q->ready.n && (!q->store || jobstore_healthy(q->store)) &&
-         (!q->cfg.max_concurrent || q->running < (size_t)q->cfg.max_concurrent);
+         (!q->cfg.max_concurrent || q->running + q->reserved < (size_t)q->cfg.max_concurrent);
 }
 
 static void record_wait(struct jobq *q, struct job *j, int64_t mono) {
@@ -597,21 +636,20 @@ static void record_wait(struct jobq *q, struct job *j, int64_t mono) {
   if (q->nwaits < WAIT_SAMPLES) q->nwaits++;
 }
 
-/* Claims ready jobs (q->lock held): one when the queue is shallow, more when it is deep, so
-** a durable claim costs one commit per batch instead of one per job. */
-static size_t take_ready(struct jobq *q, struct job **out, size_t max, int64_t now) {
-  size_t want = 1 + q->ready.n / 8, n = 0;
+/* Reserves ready jobs (q->lock held), shown as they were until job_begin: one when the queue
+** is shallow or has max_concurrent (a reserved job holds a slot another worker could use),
+** more when it is deep, so a durable claim costs one commit per batch, not one per job. */
+static size_t take_ready(struct jobq *q, struct job **out, size_t max) {
+  size_t want = q->cfg.max_concurrent ? 1 : 1 + q->ready.n / 8, n = 0;
   if (want > max) want = max;
   while (n < want && can_claim(q)) {
     struct job *j = q->ready.v[0];
     heap_remove(q, j);
-    j->state = JS_RUNNING;
-    j->attempt++;
-    j->started_at = now;
+    j->claimed = 1;
     atomic_store(&j->cancel, 0);
     j->wake = NULL;
     j->deadline = 0;
-    q->running++;
+    q->reserved++;
     out[n++] = j;
   }
   return n;
@@ -623,11 +661,11 @@ size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size
     if (q->stopped) break;
     int64_t now = jobq_now_ms();
     promote_due(q, now);
-    size_t n = take_ready(q, out, max, now);
+    size_t n = take_ready(q, out, max);
     if (n) {
       struct waiter w;
       waiter_init(&w);
-      for (size_t i = 0; i < n; i++) persist(q, out[i], i + 1 == n ? &w : NULL);
+      for (size_t i = 0; i < n; i++) persist_reserved(q, out[i], now, i + 1 == n ? &w : NULL);
       pthread_mutex_unlock(&q->lock);
       waiter_wait(&w);         /* the attempts are on disk before the jobs run */
       return n;
@@ -655,12 +693,35 @@ struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
   return j;
 }
 
+/* A begun job is shown running (q->lock held) once every commit put so far is reported —
+** the runner's previous job among them, so that one is shown finished first and jobs shown
+** running never outnumber the runners. Its reservation already made the attempt durable, so
+** nothing is written: it rides on the last commit pending, if any. */
+static void show_running(struct jobq *q, struct job *j) {
+  struct commit *c = q->last_commit;
+  if (!c) { j->pub_state = JS_RUNNING; return; }
+  if (c->nthen == c->capthen) {
+    c->capthen = c->capthen ? c->capthen * 2 : 4;
+    c->then = xrealloc(c->then, c->capthen * sizeof *c->then);
+  }
+  c->then[c->nthen++] = j;
+}
+
 int job_begin(struct jobq *q, struct job *j) {
   pthread_mutex_lock(&q->lock);
-  j->claimed_mono = clock_mono_ns();
-  j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
-  record_wait(q, j, j->claimed_mono);
-  int flag = atomic_load(&j->cancel);
+  q->reserved--;
+  int flag = job_state_final(j->state) ? 1 : q->draining ? 2 : atomic_load(&j->cancel);
+  if (flag == 0) {
+    j->claimed = 2;
+    j->state = JS_RUNNING;
+    j->attempt++;
+    j->started_at = jobq_now_ms();
+    show_running(q, j);
+    q->running++;
+    j->claimed_mono = clock_mono_ns();
+    j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
+    record_wait(q, j, j->claimed_mono);
+  }
   pthread_mutex_unlock(&q->lock);
   return flag;
 }
@@ -697,9 +758,25 @@ static void add_error(struct job *j, int64_t at, const char *msg, size_t len) {
   buf_add(b, "}]", 2);
 }
 
+/* A reserved job that never began (q->lock held): one cancelled meanwhile is already final;
+** any other goes back to wait, its row rewritten over the reservation. */
+static void release_reserved(struct jobq *q, struct job *j, int64_t now) {
+  j->claimed = 0;
+  if (job_state_final(j->state)) return;
+  enqueue(q, j, now);
+  persist(q, j, NULL);
+}
+
 void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *text, size_t len) {
   pthread_mutex_lock(&q->lock);
   int64_t now = jobq_now_ms();
+  if (j->claimed != 2) {
+    release_reserved(q, j, now);
+    pthread_cond_signal(&q->cv);                 /* its max_concurrent slot is free */
+    pthread_mutex_unlock(&q->lock);
+    return;
+  }
+  j->claimed = 0;
   q->running--;
   q->st.run_ns_total += (uint64_t)(clock_mono_ns() - j->claimed_mono);
   q->st.run_count++;

@@ -44,6 +44,9 @@ enum jitter { JITTER_FULL, JITTER_EQUAL, JITTER_NONE };
 struct jobq_config {
   const char *name;             /* the queue entry's id */
   size_t capacity;              /* live (unfinished) jobs at most */
+  size_t max_waiting;           /* jobs waiting to start (not running, not finished) at most;
+                                   0 = no limit beyond capacity */
+  int uuid_ids;                 /* generated ids are random UUIDs (v4) rather than short hex */
   int max_retries;              /* default per job */
   int64_t backoff_base_ns, backoff_cap_ns;
   double backoff_factor;
@@ -86,7 +89,8 @@ enum { JQ_OK = 0, JQ_ERROR = -1, JQ_FULL = -2, JQ_DRAINING = -3, JQ_UNAVAILABLE 
 
 /* Adds a job; returns JQ_OK with its id in id_out (capacity idlen, JOBQ_KEY_MAX + 1 fits
 ** every id), *existed = 1 when the id or the idempotency key names a job already there
-** (nothing added). JQ_INVALID: an empty or too long id / key; JQ_UNAVAILABLE: the store is
+** (nothing added). JQ_FULL when the queue holds capacity live jobs or max_waiting jobs
+** waiting to start; JQ_INVALID: an empty or too long id / key; JQ_UNAVAILABLE: the store is
 ** not writable (nothing added, nothing stored). */
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
                  char *id_out, size_t idlen, int *existed, char *err, size_t errlen);
@@ -99,13 +103,20 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
                       size_t errlen);
 
 /* Waits for jobs to run (ready, and under max_concurrent) and claims up to max of them (more
-** than one only when the queue is deep); returns how many, 0 once the queue stops
-** (jobq_stop) or `until_ns` (monotonic; 0 = no limit) passes. Each claimed job must then go
-** through job_begin and jobq_finish, in order. */
+** than one only when the queue is deep and has no max_concurrent); returns how many, 0 once
+** the queue stops (jobq_stop) or `until_ns` (monotonic; 0 = no limit) passes. Each claimed
+** job must then go through job_begin and jobq_finish, in order.
+** A claimed job is *reserved*, not running: it stays visible as queued (or as it was), counts
+** as waiting, and is not counted in jobq_running, though it does count against
+** max_concurrent (so running + reserved ≤ max_concurrent). With a store the claim commits
+** one row per job saying running with the next attempt before returning, so a crash after
+** the claim counts the attempt (recovery: "worker lost") whether or not the job began. */
 size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size_t max);
-/* Before a claimed job runs: starts its clock (timeout, enqueue→start, run time). Returns
-** its cancel flag: 0 run it; 1 (cancelled) or 2 (shutdown) finish it as JO_CANCELLED /
-** JO_REQUEUE without running it. */
+/* When a claimed job is about to run: it becomes running (visible once the store writes
+** pending are committed, so after the runner's previous job is visible as finished), its
+** attempt is counted, started_at and its clock (timeout, enqueue→start, run time) start. Returns 0: run it; 1: it
+** was cancelled while reserved; 2: the queue is draining (or it was stopped). On 1 or 2 the
+** job did not become running; finish it with JO_CANCELLED / JO_REQUEUE without running it. */
 int job_begin(struct jobq *q, struct job *j);
 /* jobq_claim_batch of one job, and job_begin. */
 struct job *jobq_claim(struct jobq *q, int64_t until_ns);

@@ -27,6 +27,8 @@ struct job {
   size_t hidx;
   int inflight;                    /* store writes not yet committed */
   int unsaved;                     /* its last store write failed (rewritten on recovery) */
+  int claimed;                     /* 0 free; 1 reserved by a runner (claimed, not begun);
+                                      2 begun: running */
   _Atomic int cancel;              /* 1 cancelled by a client, 2 stopped by shutdown */
   void (*wake)(void *);
   void *wake_arg;
@@ -52,7 +54,9 @@ struct jobq {
   size_t nbuckets;
   struct heap ready, delayed;
   int64_t next_seq;
-  size_t live, running;
+  size_t live, running;            /* live: unfinished; running: begun, not finished */
+  size_t reserved;                 /* claimed by runners, not begun yet */
+  struct commit *last_commit;      /* the last store write put whose commit is not reported */
   int draining, stopped;
   uint64_t rnd;
   int64_t last_prune;              /* epoch ms */

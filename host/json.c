@@ -398,5 +398,7 @@ static int l_decode(lua_State *L) {
 int luaopen_taskhost_json(lua_State *L) {
   static const luaL_Reg funcs[] = {{"encode", l_encode}, {"decode", l_decode}, {NULL, NULL}};
   luaL_newlib(L, funcs);
+  lua_pushlightuserdata(L, NULL);      /* json.null: a value that encodes as null */
+  lua_setfield(L, -2, "null");
   return 1;
 }

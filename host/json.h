@@ -22,7 +22,8 @@ void json_put_string(struct buf *b, const char *s, size_t n);
 ** a message (e.g. "invalid JSON at character 7: ..."). */
 int json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
 
-/* The Lua module: json.encode(v) → string | nil, err ; json.decode(s) → v | nil, err. */
+/* The Lua module: json.encode(v) → string | nil, err ; json.decode(s) → v | nil, err ;
+** json.null, a value that encodes as null (a table field cannot hold nil). */
 int luaopen_taskhost_json(lua_State *L);
 
 #endif

@@ -1,15 +1,27 @@
 /*
 ** lmod_queue.c — the `queue` module (wippy-compat.md §3.15, taskhost's job semantics):
 **   queue.publish(queue_id, data [, opts]) → job id | nil, err
-**       opts: id, delay (duration string or seconds), priority, max_retries, idempotency_key
-**       err kinds: NOT_FOUND (no such queue), RATE_LIMITED (full), UNAVAILABLE (shutting
-**       down, or the queue's database is not writable), INVALID (data not JSON-encodable; an
-**       id / idempotency_key empty or over 255 bytes; priority outside int32, max_retries
-**       < 0 or > 2^31-1, delay negative or too large: never clamped or wrapped). An option of
-**       the wrong type raises. With the SQLite driver it returns once the
-**       job is on disk; the calling thread waits for that commit.
+**       opts: id, delay (duration string or seconds), priority, max_retries, idempotency_key,
+**       unique (true: a job already there under that id or key is an ALREADY_EXISTS error;
+**       by default its id is returned and nothing is added)
+**       err kinds: NOT_FOUND (no such queue), RATE_LIMITED (full: capacity or max_waiting),
+**       UNAVAILABLE (shutting down, or the queue's database is not writable), ALREADY_EXISTS,
+**       INVALID (data not JSON-encodable; an id / idempotency_key empty or over 255 bytes;
+**       priority outside int32, max_retries < 0 or > 2^31-1, delay negative or too large:
+**       never clamped or wrapped). An option of the wrong type raises. With the SQLite driver
+**       it returns once the job is on disk; the calling thread waits for that commit.
 **   queue.publish_batch(queue_id, items [, opts]) → {ids} | nil, err   (one commit, all or none)
 **   queue.info(queue_id) → counts per state, published, retries, rejected, wait_p50/p99_ms
+**   queue.get(queue_id, job_id) → job | nil, err (NOT_FOUND: no such queue or job): the job's
+**       record as the job API shows it (GET <path>/{id}): id, queue, state, attempt,
+**       max_retries, priority, created_at, run_at, started_at, finished_at (RFC 3339 strings,
+**       absent when not set), progress, result (done only), errors (list)
+**   queue.list(queue_id [, {state, limit, after}]) → jobs, next | nil, err: records oldest
+**       first with a cursor > after (default 0), at most limit (default 100, 1..1000), of one
+**       state (default all); next is the cursor of the next page, or nil at the end
+**   queue.cancel(queue_id, job_id) → state | nil, err (NOT_FOUND): the state the job was in;
+**       a waiting one (queued, scheduled, retrying) is cancelled now, a running one is told to
+**       stop and ends as cancelled, a finished one is left as it is
 **   queue.job() → {id, queue, attempt, max_retries} inside a consumer function, else nil
 **   queue.progress(value) → true | nil, err: the running job's progress (any JSON value)
 ** A consumer function gets the job's data as its argument; its return value is stored as
@@ -121,6 +133,15 @@ static int publish_failed(lua_State *L, const char *fn, int rc, const char *err)
   return rc == JQ_INVALID ? errors_fail(L, kind, "%s: %s", fn, err) : errors_fail(L, kind, "%s", err);
 }
 
+static int opt_unique(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  int ty = lua_getfield(L, idx, "unique");
+  if (ty != LUA_TNIL && ty != LUA_TBOOLEAN) luaL_error(L, "queue.publish: opts.unique must be a boolean");
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
 static int l_publish(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checkany(L, 2);
@@ -128,6 +149,7 @@ static int l_publish(lua_State *L) {
   char err[256], id[JOBQ_KEY_MAX + 1];
   if (read_opts(L, 3, 1, &o, err, sizeof err) != 0)
     return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
+  int unique = opt_unique(L, 3);
   struct jobq *q = find_queue(L, name);
   if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish: no queue.queue entry '%s'", name);
   struct buf b;
@@ -140,7 +162,80 @@ static int l_publish(lua_State *L) {
   int rc = jobq_publish(q, b.data, b.len, &o, id, sizeof id, &existed, err, sizeof err);
   buf_free(&b);
   if (rc != JQ_OK) return publish_failed(L, "queue.publish", rc, err);
+  if (unique && existed) return errors_fail(L, EK_ALREADY_EXISTS, "queue.publish: job %s already exists", id);
   lua_pushstring(L, id);
+  return 1;
+}
+
+/* ---- reading and cancelling jobs -------------------------------------------------- */
+
+static struct jobq *check_queue(lua_State *L, const char *fn) {
+  const char *name = luaL_checkstring(L, 1);
+  struct jobq *q = find_queue(L, name);
+  if (!q) errors_fail(L, EK_NOT_FOUND, "queue.%s: no queue.queue entry '%s'", fn, name);
+  return q;
+}
+
+/* Pushes the JSON text in b as a Lua value (the queue wrote it: it decodes). */
+static int push_json(lua_State *L, struct buf *b, const char *fn) {
+  char err[256];
+  int rc = json_decode(L, b->data ? b->data : "null", b->data ? b->len : 4, err, sizeof err);
+  buf_free(b);
+  if (rc != 0) return errors_fail(L, EK_INTERNAL, "queue.%s: %s", fn, err);
+  return 1;
+}
+
+static int l_get(lua_State *L) {
+  const char *id = luaL_checkstring(L, 2);
+  struct jobq *q = check_queue(L, "get");
+  if (!q) return 2;
+  struct buf b;
+  buf_init(&b);
+  if (jobq_job_info(q, id, &b) < 0) {
+    buf_free(&b);
+    return errors_fail(L, EK_NOT_FOUND, "queue.get: no job '%s' in %s", id, jobq_name(q));
+  }
+  return push_json(L, &b, "get");
+}
+
+static int l_list(lua_State *L) {
+  int state = -1;
+  lua_Integer limit = 100, after = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_getfield(L, 2, "state") != LUA_TNIL) {
+      const char *s = lua_tostring(L, -1);
+      if (!s || (state = job_state_parse(s)) < 0) luaL_error(L, "queue.list: opts.state must be a job state name");
+    }
+    if (lua_getfield(L, 2, "limit") != LUA_TNIL) {
+      if (!lua_isinteger(L, -1) || (limit = lua_tointeger(L, -1)) < 1 || limit > 1000)
+        luaL_error(L, "queue.list: opts.limit must be an integer from 1 to 1000");
+    }
+    if (lua_getfield(L, 2, "after") != LUA_TNIL) {
+      if (!lua_isinteger(L, -1) || (after = lua_tointeger(L, -1)) < 0)
+        luaL_error(L, "queue.list: opts.after must be a cursor (a non-negative integer)");
+    }
+    lua_pop(L, 3);
+  }
+  struct jobq *q = check_queue(L, "list");
+  if (!q) return 2;
+  struct buf b;
+  int64_t next = 0;
+  buf_init(&b);
+  jobq_list(q, state, after, (size_t)limit, &b, &next);
+  if (push_json(L, &b, "list") != 1) return 2;
+  if (next) lua_pushinteger(L, next);
+  else lua_pushnil(L);
+  return 2;
+}
+
+static int l_cancel(lua_State *L) {
+  const char *id = luaL_checkstring(L, 2);
+  struct jobq *q = check_queue(L, "cancel");
+  if (!q) return 2;
+  int was = jobq_cancel(q, id);
+  if (was < 0) return errors_fail(L, EK_NOT_FOUND, "queue.cancel: no job '%s' in %s", id, jobq_name(q));
+  lua_pushstring(L, job_state_name(was));
   return 1;
 }
 
@@ -251,6 +346,7 @@ static int l_progress(lua_State *L) {
 int luaopen_queue(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"publish", l_publish}, {"publish_batch", l_publish_batch}, {"info", l_info},
+    {"get", l_get}, {"list", l_list}, {"cancel", l_cancel},
     {"job", l_job}, {"progress", l_progress}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

@@ -1,7 +1,8 @@
 """Background jobs through the real binary: the job API (submit, status, result, cancel,
 list, health, metrics) on the memory and SQLite drivers, retries and failures, timeouts,
-cancel of a busy job, the kaspGO (examples/job-queue) and ksu (examples/task-service)
-contracts, drain on SIGTERM, and kill -9 with every accepted job reaching a final state."""
+cancel of a busy job, examples/job-queue (kaspGO) limits, drain on SIGTERM and kill -9 with
+every accepted job reaching a final state. The exact kaspGO and ksu (examples/task-service)
+contracts are in test_examples_contract.py."""
 import json
 import os
 import re
@@ -365,55 +366,6 @@ class KillNine(th.TestCase):
             self.assertRegex(s2.log(), r"jobs restored")
         finally:
             self.assertEqual(s2.stop(), 0, s2.log())
-
-
-class KsuContract(th.TestCase):
-    def test_contract(self):
-        env = {"TASK_MIN_SECONDS": "1", "TASK_MAX_SECONDS": "2", "SEMAPHORE": "2"}
-        s = th.Server(th.copy_example("task-service"), OVERRIDE, env=env)
-        try:
-            port = s.ports()[0]
-            ids = []
-            for _ in range(5):
-                status, headers, body = th.http(port, "POST", "/task")
-                self.assertEqual(status, 202, body)
-                ids.append(json.loads(body)["id"])
-                self.assertEqual(headers["location"], "/task/" + ids[-1])
-            running_max = 0
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                status, _, body = th.http(port, "GET", "/task")
-                states = [j["state"] for j in json.loads(body)["jobs"]]
-                running_max = max(running_max, states.count("running"))
-                if states.count("done") == 5:
-                    break
-                time.sleep(0.1)
-            self.assertEqual(states.count("done"), 5, states)
-            self.assertLessEqual(running_max, 2)                  # the semaphore
-            self.assertGreaterEqual(running_max, 1)
-            status, _, body = th.http(port, "GET", f"/task/{ids[0]}/result")
-            self.assertEqual(status, 200)
-            self.assertRegex(json.loads(body)["result"], r"^io work result = \d$")
-            status, _, body = th.http(port, "GET", f"/task/{ids[0]}/status")
-            self.assertEqual(json.loads(body)["state"], "done")
-            self.assertEqual(th.http(port, "GET", "/task/nope/status")[0], 404)
-        finally:
-            self.assertEqual(s.stop(), 0, s.log())
-
-    def test_delete_cancels_a_long_task_while_it_waits(self):
-        env = {"TASK_MIN_SECONDS": "60", "TASK_MAX_SECONDS": "60"}
-        s = th.Server(th.copy_example("task-service"), OVERRIDE, env=env)
-        try:
-            port = s.ports()[0]
-            status, _, body = th.http(port, "POST", "/task")
-            tid = json.loads(body)["id"]
-            wait_state(port, tid, ["running"], path="/task")
-            self.assertEqual(th.http(port, "DELETE", f"/task/{tid}")[0], 202)
-            wait_state(port, tid, ["cancelled"], timeout=5, path="/task")
-            status, _, body = th.http(port, "GET", f"/task/{tid}/result")
-            self.assertEqual(status, 409)
-        finally:
-            self.assertEqual(s.stop(), 0, s.log())
 
 
 if __name__ == "__main__":

@@ -1581,9 +1581,10 @@ TEST(store_publish_is_durable) {
     struct job *j = jobq_claim(q, soon());
     CHECK(j != NULL);
     if (!j) break;
-    /* the claim commits before the job runs */
+    /* the claim commits before the job runs; it is shown running once its begin commits */
     CHECK_INT(sql_int(path, "SELECT state FROM jobs WHERE id = ?1", id), JS_RUNNING);
     CHECK_INT(sql_int(path, "SELECT attempt FROM jobs WHERE id = ?1", id), 1);
+    jobstore_flush(s);
     CHECK_STATE(q, id, "running");
     jobq_finish(q, j, JO_OK, "[1]", 3);
     jobstore_flush(s);
@@ -1752,6 +1753,189 @@ TEST(cancel_during_publish) {
     CHECK_INT(bad + bad_db, 0);
 }
 
+/* ---- reserved claims, max_waiting, uuid ids ------------------------------ */
+
+/* A batch a runner claimed but has not begun is not running: shown queued, not counted,
+** no attempt; job_begin makes one running. */
+TEST(reserved_batch_stays_queued_until_begin) {
+  struct jobq_config c = cfg_of("t:reserve");
+  struct jobq *q = jobq_new(&c, NULL);
+  char ids[40][64];
+  for (int i = 0; i < 40; i++) CHECK_INT(pub(q, "x", NULL, ids[i]), JQ_OK);
+  struct job *b[16];
+  size_t n = jobq_claim_batch(q, soon(), b, 16);
+  CHECK(n > 1);                                   /* a deep queue: a batch */
+  CHECK_INT(jobq_running(q), 0);
+  struct jobq_stats st;
+  jobq_stats(q, &st);
+  CHECK_INT(st.by_state[JS_RUNNING], 0);
+  CHECK_INT(st.by_state[JS_QUEUED], 40);
+  CHECK_STATE(q, job_id(b[1]), "queued");
+  CHECK_CONTAINS(info(q, job_id(b[1])), "\"attempt\":0");
+  CHECK_INT(job_begin(q, b[0]), 0);
+  CHECK_INT(jobq_running(q), 1);
+  CHECK_STATE(q, job_id(b[0]), "running");
+  CHECK_INT(job_attempt(b[0]), 1);
+  CHECK_STATE(q, job_id(b[1]), "queued");
+  for (size_t i = 0; i < n; i++) {
+    if (i) CHECK_INT(job_begin(q, b[i]), 0);
+    jobq_finish(q, b[i], JO_OK, NULL, 0);
+  }
+  CHECK_INT(jobq_running(q), 0);
+  CHECK_STATE(q, job_id(b[1]), "done");
+  jobq_free(q);
+}
+
+/* With max_concurrent a runner reserves one job at a time, and reserved jobs hold slots. */
+TEST(max_concurrent_counts_reserved_jobs) {
+  struct jobq_config c = cfg_of("t:reserve-conc");
+  c.max_concurrent = 2;
+  struct jobq *q = jobq_new(&c, NULL);
+  char id[64];
+  for (int i = 0; i < 40; i++) CHECK_INT(pub(q, "x", NULL, id), JQ_OK);
+  struct job *a[16], *b[16], *x[16];
+  CHECK_INT(jobq_claim_batch(q, soon(), a, 16), 1);
+  CHECK_INT(jobq_claim_batch(q, soon(), b, 16), 1);
+  CHECK_INT(jobq_claim_batch(q, in_ms(50), x, 16), 0);   /* two slots, both reserved */
+  CHECK_INT(job_begin(q, a[0]), 0);
+  CHECK_INT(jobq_running(q), 1);
+  jobq_finish(q, a[0], JO_OK, NULL, 0);
+  CHECK_INT(jobq_claim_batch(q, soon(), x, 16), 1);
+  CHECK_INT(job_begin(q, b[0]), 0);
+  CHECK_INT(job_begin(q, x[0]), 0);
+  CHECK_INT(jobq_running(q), 2);
+  jobq_finish(q, b[0], JO_OK, NULL, 0);
+  jobq_finish(q, x[0], JO_OK, NULL, 0);
+  jobq_free(q);
+}
+
+/* Cancelling a reserved job ends it at once; its runner then only lets it go. */
+TEST(cancel_reserved_job) {
+  struct jobq_config c = cfg_of("t:reserve-cancel");
+  c.capacity = 40;
+  struct jobq *q = jobq_new(&c, NULL);
+  char id[64];
+  for (int i = 0; i < 40; i++) CHECK_INT(pub(q, "x", NULL, id), JQ_OK);
+  struct job *b[16];
+  size_t n = jobq_claim_batch(q, soon(), b, 16);
+  CHECK(n > 1);
+  CHECK_INT(jobq_cancel(q, job_id(b[1])), JS_QUEUED);
+  CHECK_STATE(q, job_id(b[1]), "cancelled");
+  CHECK_INT(pub(q, "y", NULL, id), JQ_OK);        /* its capacity is free at once */
+  CHECK_INT(job_begin(q, b[1]), 1);
+  jobq_finish(q, b[1], JO_CANCELLED, "cancelled before it ran", 23);
+  CHECK_STATE(q, job_id(b[1]), "cancelled");
+  CHECK_CONTAINS(info(q, job_id(b[1])), "\"attempt\":0");
+  struct jobq_stats st;
+  jobq_stats(q, &st);
+  CHECK_INT(st.finished, 1);                      /* counted once */
+  for (size_t i = 0; i < n; i++) {
+    if (i == 1) continue;
+    CHECK_INT(job_begin(q, b[i]), 0);
+    jobq_finish(q, b[i], JO_OK, NULL, 0);
+  }
+  CHECK_INT(jobq_running(q), 0);
+  jobq_free(q);
+}
+
+/* Draining: a reserved job does not begin; it goes back to wait with its attempt unused. */
+TEST(drain_puts_reserved_jobs_back) {
+  struct jobq_config c = cfg_of("t:reserve-drain");
+  struct jobq *q = jobq_new(&c, NULL);
+  char id[64];
+  for (int i = 0; i < 40; i++) CHECK_INT(pub(q, "x", NULL, id), JQ_OK);
+  struct job *b[16];
+  size_t n = jobq_claim_batch(q, soon(), b, 16);
+  CHECK(n > 1);
+  jobq_drain(q);
+  for (size_t i = 0; i < n; i++) {
+    CHECK_INT(job_begin(q, b[i]), 2);
+    jobq_finish(q, b[i], JO_REQUEUE, NULL, 0);
+  }
+  CHECK_STATE(q, job_id(b[0]), "queued");
+  CHECK_CONTAINS(info(q, job_id(b[0])), "\"attempt\":0");
+  struct jobq_stats st;
+  jobq_stats(q, &st);
+  CHECK_INT(st.by_state[JS_QUEUED], 40);
+  CHECK_INT(jobq_running(q), 0);
+  jobq_free(q);
+}
+
+/* With a store, a reserved job's row says running with its next attempt (so a crash counts
+** it, as for any claim) while it is shown as queued; once begun it is running. */
+TEST(store_reserved_row) {
+  char path[256];
+  snprintf(path, sizeof path, "%s", tpath("reserve.db"));
+  struct jobstore *s = must_open(path);
+  CHECK(s != NULL);
+  if (!s) return;
+  struct jobq_config c = cfg_of("t:reserve-store");
+  struct jobq *q = jobq_new(&c, s);
+  char id[64];
+  for (int i = 0; i < 16; i++) CHECK_INT(pub(q, "x", NULL, id), JQ_OK);
+  struct job *b[16];
+  size_t n = jobq_claim_batch(q, soon(), b, 16);
+  CHECK(n > 1);
+  const char *second = job_id(b[1]);
+  CHECK_INT(sql_int(path, "SELECT state FROM jobs WHERE id = ?1", second), JS_RUNNING);
+  CHECK_INT(sql_int(path, "SELECT attempt FROM jobs WHERE id = ?1", second), 1);
+  CHECK_STATE(q, second, "queued");
+  for (size_t i = 0; i < n; i++) {
+    CHECK_INT(job_begin(q, b[i]), 0);
+    jobstore_flush(s);                            /* shown running once its begin commits */
+    CHECK_STATE(q, job_id(b[i]), "running");
+    jobq_finish(q, b[i], JO_OK, NULL, 0);
+  }
+  jobstore_flush(s);
+  CHECK_INT(sql_int(path, "SELECT attempt FROM jobs WHERE id = ?1", second), 1);
+  CHECK_STATE(q, second, "done");
+  jobstore_close(s);
+  jobq_free(q);
+}
+
+TEST(max_waiting_counts_waiting_jobs_only) {
+  struct jobq_config c = cfg_of("t:waiting");
+  c.capacity = 100;
+  c.max_waiting = 2;
+  struct jobq *q = jobq_new(&c, NULL);
+  char a[64], b[64], x[64];
+  CHECK_INT(pub(q, "a", NULL, a), JQ_OK);
+  CHECK_INT(pub(q, "b", NULL, b), JQ_OK);
+  int existed;
+  char err[256] = "";
+  CHECK_INT(jobq_publish(q, "c", 1, NULL, x, sizeof x, &existed, err, sizeof err), JQ_FULL);
+  CHECK_CONTAINS(err, "full");
+  struct job *j;
+  CHECK_INT(jobq_claim_batch(q, soon(), &j, 1), 1);
+  CHECK_INT(jobq_publish(q, "c", 1, NULL, x, sizeof x, &existed, err, sizeof err), JQ_FULL);  /* reserved: still waiting */
+  CHECK_INT(job_begin(q, j), 0);
+  CHECK_INT(pub(q, "c", NULL, x), JQ_OK);         /* running does not count */
+  CHECK_INT(jobq_publish(q, "d", 1, NULL, x, sizeof x, &existed, err, sizeof err), JQ_FULL);
+  const char *data[2] = {"e", "f"};
+  size_t lens[2] = {1, 1};
+  char ids[2][JOBQ_ID_MAX];
+  jobq_finish(q, j, JO_OK, NULL, 0);
+  CHECK_INT(jobq_publish_many(q, data, lens, 2, NULL, ids, err, sizeof err), JQ_FULL);
+  jobq_free(q);
+}
+
+TEST(uuid_ids) {
+  struct jobq_config c = cfg_of("t:uuid");
+  c.uuid_ids = 1;
+  struct jobq *q = jobq_new(&c, NULL);
+  char a[64], b[64];
+  CHECK_INT(pub(q, "a", NULL, a), JQ_OK);
+  CHECK_INT(pub(q, "b", NULL, b), JQ_OK);
+  CHECK_INT(strlen(a), 36);
+  CHECK(a[8] == '-' && a[13] == '-' && a[18] == '-' && a[23] == '-');
+  CHECK(a[14] == '4');
+  CHECK(strchr("89ab", a[19]) != NULL);
+  CHECK(strcmp(a, b) != 0);
+  size_t hex = strspn(a, "0123456789abcdef-");
+  CHECK_INT(hex, 36);
+  jobq_free(q);
+}
+
 int main(void) {
   make_tmpdir();
   buf_init(&ibuf);
@@ -1802,6 +1986,13 @@ int main(void) {
   RUN(stress_memory);
   RUN(stress_store);
   RUN(cancel_during_publish);
+  RUN(reserved_batch_stays_queued_until_begin);
+  RUN(max_concurrent_counts_reserved_jobs);
+  RUN(cancel_reserved_job);
+  RUN(drain_puts_reserved_jobs_back);
+  RUN(store_reserved_row);
+  RUN(max_waiting_counts_waiting_jobs_only);
+  RUN(uuid_ids);
   lua_close(JL);
   buf_free(&ibuf);
   buf_free(&rbuf);

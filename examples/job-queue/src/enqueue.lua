@@ -1,6 +1,8 @@
 -- POST /enqueue {"id": "...", "payload": "...", "max_retries": N}
 --   202 {"status":"queued"}  accepted (durable: it survives a crash of the host)
---   400 bad JSON or fields   429 the queue is full   503 the service is shutting down
+--   400 bad JSON or fields   429 QUEUE_SIZE jobs are already waiting to start
+--   409 a job with this id is already there (waiting, running or finished within the queue's
+--       retention); nothing is queued      503 the service is shutting down
 local http = require("http")
 local queue = require("queue")
 
@@ -26,10 +28,13 @@ local function handler()
         return reply(res, 400, { error = "max_retries must be an integer from 0 to 100" })
     end
 
-    local id, perr = queue.publish("jobs", { payload = body.payload }, { id = body.id, max_retries = retries })
+    local id, perr = queue.publish("jobs", { payload = body.payload },
+                                   { id = body.id, max_retries = retries, unique = true })
     if not id then
         local kind = perr:kind()
-        if kind == "RATE_LIMITED" then
+        if kind == "ALREADY_EXISTS" then
+            return reply(res, 409, { error = "a job with this id already exists", id = body.id })
+        elseif kind == "RATE_LIMITED" then
             res:set_header("Retry-After", "1")
             return reply(res, 429, { error = "the queue is full" })
         elseif kind == "UNAVAILABLE" then
@@ -38,7 +43,7 @@ local function handler()
         end
         return reply(res, 500, { error = tostring(perr) })
     end
-    return reply(res, 202, { status = "queued", id = id })
+    return reply(res, 202, { status = "queued" })
 end
 
 return { handler = handler }

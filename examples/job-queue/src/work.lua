@@ -1,4 +1,5 @@
--- One job: 100-500 ms of simulated work that fails ERROR_RATE % of the time (default 20).
+-- One job: 100-500 ms of simulated work (WORK_MIN_MS..WORK_MAX_MS) that fails ERROR_RATE % of
+-- the time (default 20).
 -- A raised error is a failed attempt: the queue retries it with backoff until max_retries.
 local time = require("time")
 local env = require("env")
@@ -8,7 +9,9 @@ local queue = require("queue")
 local function run(data)
     local job = queue.job()
     local rate = tonumber(env.get("ERROR_RATE") or "") or 20
-    time.sleep(string.format("%dms", math.random(100, 500)))
+    local lo = math.floor(tonumber(env.get("WORK_MIN_MS") or "") or 100)
+    local hi = math.max(lo, math.floor(tonumber(env.get("WORK_MAX_MS") or "") or 500))
+    time.sleep(string.format("%dms", math.random(lo, hi)))
     if math.random() * 100 < rate then
         error(string.format("simulated failure of %s (attempt %d)", job.id, job.attempt))
     end
