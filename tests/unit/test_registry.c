@@ -500,9 +500,9 @@ TEST(broken_entries) {
 TEST(broken_lua_files) {
   static const struct { const char *proj, *msg; } cases[] = {
     {FIX "broken/lua_error", "src/x.registry.lua:3: something broke"},
-    {FIX "broken/lua_loop", "instruction limit exceeded"},
+    {FIX "broken/lua_loop", "instruction budget exceeded"},
     {FIX "broken/lua_syntax", "src/x.registry.lua:3: "},
-    {FIX "broken/lua_func", "src/x.registry.lua: entries[1].fn: a function cannot be converted"},
+    {FIX "broken/lua_func", "src/x.registry.lua:1: entries[1].fn: a function cannot be converted"},
     {FIX "broken/lua_ret", "src/x.registry.lua: a registry file must return a table (got number)"},
     {FIX "broken/lua_nons", "src/x.registry.lua: a registry file needs a non-empty namespace"},
   };
