@@ -11,6 +11,7 @@
 #define TASKHOST_REG_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "registry.h"
 #include "val.h"
 
@@ -35,13 +36,15 @@ void reg_pool_free(struct reg_pool *p);
 #define REG_MAX_INLINE_BYTES (256u << 20) /* file:// text inlined by one load, all entries */
 #define REG_LUA_MEM (64u << 20)           /* bytes a *.registry.lua may allocate */
 #define REG_LUA_INSNS 10000000L           /* VM instructions a *.registry.lua may run */
-#define REG_LUA_WALL_MS 2000              /* wall time a *.registry.lua may run */
+#define REG_LUA_WALL_MS 2000              /* wall time all *.registry.lua of a load may run */
 
-/* The budget of one file while a reader builds it (counted down), and the load's stop
-** predicate (polled while Lua runs; nonzero stops the file as "interrupted"). */
+/* The budget of one file while a reader builds it (counted down), the load's deadline for
+** Lua and its stop predicate (polled while Lua runs; nonzero stops it as "interrupted").
+** reg_budget_init starts a fresh deadline; a load keeps one for all its files. */
 struct reg_budget {
   long nodes;
   size_t bytes;
+  int64_t lua_deadline_ns;   /* CLOCK_MONOTONIC */
   int (*stop)(void *ud);
   void *stop_ud;
 };

@@ -1,11 +1,13 @@
 /*
-** reg_read.c — registry file readers: YAML and JSON through libyaml's document API (aliases
-** resolved, each node's line kept, plain scalars typed like YAML 1.2's core schema), and
-** *.registry.lua chunks run in a throw-away sandboxed Lua state (base, string, table, math
-** only; instruction and memory limits) whose returned table becomes the tree.
+** reg_read.c — registry file readers: YAML and JSON built from libyaml's event stream
+** (aliases resolved, each node's line kept, plain scalars typed like YAML 1.2's core schema),
+** and *.registry.lua chunks run in a throw-away sandboxed Lua state (base, string, table,
+** math only; instruction, memory and wall-time budgets) whose returned table becomes the
+** tree. Every reader builds within the budgets of reg_internal.h; reg_file_read opens files.
 ** Reentrant: every call owns its parser or lua_State; runs on the loading thread.
 */
 #include "reg_internal.h"
+#include "hmap.h"
 #include "util.h"
 
 #include <errno.h>
@@ -108,6 +110,7 @@ static void budget_note(char *err, size_t errlen) {
 void reg_budget_init(struct reg_budget *b, const struct reg_opts *o) {
   b->nodes = REG_MAX_NODES;
   b->bytes = REG_MAX_BYTES;
+  b->lua_deadline_ns = clock_mono_ns() + (int64_t)REG_LUA_WALL_MS * 1000000;
   b->stop = o ? o->stop : NULL;
   b->stop_ud = o ? o->stop_ud : NULL;
 }
@@ -184,6 +187,7 @@ struct yctx {
   struct reg_budget *b;
   struct anchor *anchors;
   size_t nanchors, cap;
+  struct hmap byname;       /* hash of an anchor's name → its latest index + 1 */
   struct val *kept;         /* merge sources, kept while anchors inside them may be named */
   int *line;
   char *err;
@@ -229,19 +233,34 @@ static struct val *ytake(struct yctx *c, struct val *v, long nodes, size_t bytes
 
 /* Remembers an anchored value (takes `name`); it stays in the tree being built, or in
 ** c->kept, until the reader returns. */
+static uint64_t name_hash(const char *s) {   /* FNV-1a, never 0 */
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h | 1;
+}
+
 static void yanchor(struct yctx *c, char *name, const struct val *v, long nodes, size_t bytes) {
   if (c->nanchors == c->cap) {
     c->cap = c->cap ? c->cap * 2 : 8;
     c->anchors = xrealloc(c->anchors, c->cap * sizeof *c->anchors);
   }
   c->anchors[c->nanchors++] = (struct anchor){name, v, nodes, bytes};
+  hmap_put(&c->byname, name_hash(name), (void *)(uintptr_t)c->nanchors);
+}
+
+/* The latest anchor of that name (a hash collision falls back to a scan). */
+static const struct anchor *ylookup(struct yctx *c, const char *name) {
+  size_t i = (uintptr_t)hmap_get(&c->byname, name_hash(name));
+  if (i && strcmp(c->anchors[i - 1].name, name) == 0) return &c->anchors[i - 1];
+  for (i = c->nanchors; i-- > 0;)
+    if (strcmp(c->anchors[i].name, name) == 0) return &c->anchors[i];
+  return NULL;
 }
 
 static struct val *yalias(struct yctx *c) {
   const char *name = (const char *)c->ev.data.alias.anchor;
-  for (size_t i = c->nanchors; i-- > 0;)   /* the latest definition of a name wins */
-    if (strcmp(c->anchors[i].name, name) == 0)
-      return ytake(c, val_copy(c->anchors[i].v), c->anchors[i].nodes, c->anchors[i].bytes);
+  const struct anchor *a = ylookup(c, name);
+  if (a) return ytake(c, val_copy(a->v), a->nodes, a->bytes);
   return yfail(c, "alias *%s is undefined or refers to a value that contains it", name);
 }
 
@@ -289,7 +308,7 @@ static int ymerge(struct yctx *c, struct val *map, const struct val *src) {
 
 /* One key/value pair; the current event is the key's. */
 static int ypair(struct yctx *c, struct val *map, struct val *merges, int depth) {
-  if (c->ev.type != YAML_SCALAR_EVENT) { yfail(c, "%s", "mapping keys must be scalars"); return -1; }
+  if (c->ev.type != YAML_SCALAR_EVENT) { yfail(c, "%s", "mapping keys must be scalars (not aliases)"); return -1; }
   int merge = c->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp((char *)c->ev.data.scalar.value, "<<") == 0;
   char *key = xstrdup((const char *)c->ev.data.scalar.value);
   yaml_mark_t at = c->ev.start_mark;
@@ -322,7 +341,7 @@ static struct val *ymapping(struct yctx *c, int depth) {
 }
 
 static struct val *ycollection(struct yctx *c, int depth) {
-  if (depth >= REG_MAX_DEPTH) return yfail(c, "%s", "depth budget exceeded (nested too deeply; recursive alias?)");
+  if (depth >= REG_MAX_DEPTH) return yfail(c, "%s", "depth budget exceeded (nested too deeply)");
   if (reg_budget_take(c->b, 1, 0) < 0) return yfail(c, "%s", "node budget exceeded (too many values)");
   return c->ev.type == YAML_SEQUENCE_START_EVENT ? ysequence(c, depth) : ymapping(c, depth);
 }
@@ -351,7 +370,10 @@ static struct val *ydocument(struct yctx *c) {
   while (ynext(c) == 0) {
     if (c->ev.type == YAML_STREAM_END_EVENT) return val_new(V_NULL, c->file, 1);
     if (c->ev.type == YAML_STREAM_START_EVENT || c->ev.type == YAML_DOCUMENT_START_EVENT) continue;
-    return ynode(c, 0);
+    struct val *root = ynode(c, 0);
+    if (root && ynext(c) == 0 && c->ev.type == YAML_DOCUMENT_END_EVENT) return root;
+    val_free(root);   /* (anything but the document's end after the root was a syntax error) */
+    return NULL;
   }
   return NULL;
 }
@@ -360,6 +382,7 @@ struct val *reg_read_yaml(const char *text, size_t len, const char *file, struct
                           int *line, char *err, size_t errlen) {
   struct yctx c = {.file = file, .b = b, .line = line, .err = err, .errlen = errlen};
   c.kept = val_new(V_LIST, file, 0);
+  hmap_init(&c.byname);
   *line = 0;
   yaml_parser_initialize(&c.parser);
   yaml_parser_set_input_string(&c.parser, (const unsigned char *)text, len);
@@ -369,6 +392,7 @@ struct val *reg_read_yaml(const char *text, size_t len, const char *file, struct
   yaml_parser_delete(&c.parser);
   for (size_t i = 0; i < c.nanchors; i++) free(c.anchors[i].name);
   free(c.anchors);
+  hmap_free(&c.byname);
   val_free(c.kept);
   return v;
 }
@@ -392,11 +416,6 @@ struct sandbox {
   const struct reg_budget *b;
 };
 
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void sb_hook(lua_State *L, lua_Debug *ar);
 
@@ -437,7 +456,7 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 static enum sb_trip sb_check(struct sandbox *sb) {
   if (sb->trip != SB_OK) return sb->trip;
   if (++sb->ticks > REG_LUA_INSNS / LUA_HOOK_EVERY) return SB_INSNS;
-  if (mono_ns() > sb->deadline_ns) return SB_WALL;
+  if (clock_mono_ns() > sb->deadline_ns) return SB_WALL;
   if (sb->b->stop && sb->b->stop(sb->b->stop_ud)) return SB_STOP;
   return SB_OK;
 }
@@ -463,7 +482,7 @@ static void sb_budget_message(const struct sandbox *sb, char *err, size_t errlen
   switch (sb->trip) {
   case SB_MEM: snprintf(err, errlen, "memory budget exceeded (%u MiB for a registry file)", REG_LUA_MEM >> 20); break;
   case SB_INSNS: snprintf(err, errlen, "instruction budget exceeded (%ld instructions for a registry file; runaway loop?)", REG_LUA_INSNS); break;
-  case SB_WALL: snprintf(err, errlen, "wall-time budget exceeded (%d ms for a registry file)", REG_LUA_WALL_MS); break;
+  case SB_WALL: snprintf(err, errlen, "wall-time budget exceeded (%d ms of registry Lua per load)", REG_LUA_WALL_MS); break;
   case SB_STOP: snprintf(err, errlen, "interrupted while loading"); break;
   case SB_OK: case SB_DONE: break;
   }
@@ -565,7 +584,7 @@ static struct val *sb_convert(struct sandbox *sb, struct reg_budget *b, const ch
 struct val *reg_read_lua(const char *text, size_t len, const char *file, struct reg_budget *b,
                          int *line, char *err, size_t errlen) {
   struct sandbox sb = {.limit = REG_LUA_MEM, .b = b};
-  sb.deadline_ns = mono_ns() + (int64_t)REG_LUA_WALL_MS * 1000000;
+  sb.deadline_ns = b->lua_deadline_ns;
   lua_State *L = lua_newstate(sb_alloc, &sb);
   if (!L) { *line = 0; snprintf(err, errlen, "cannot create a Lua state"); return NULL; }
   sb.L = L;

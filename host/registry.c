@@ -241,6 +241,7 @@ struct loader {
   const struct reg_opts *opts;
   struct reg_src src;
   size_t inline_left;     /* file:// bytes this load may still inline */
+  int64_t lua_deadline;   /* when registry Lua of this load must have finished */
   int stopped;            /* opts->stop said so: the remaining files are not read */
 };
 
@@ -411,6 +412,7 @@ static void load_file(struct loader *L, const char *rel) {
   char *text = reg_file_read(full, &len, err, sizeof err);
   struct reg_budget b;
   reg_budget_init(&b, L->opts);
+  b.lua_deadline_ns = L->lua_deadline;
   struct val *root = text ? rd->read(text, len, shown, &b, &line, err, sizeof err) : NULL;
   if (!root) diag_add(L->d, 1, shown, line, "%s", err);
   if (root && root->type == V_MAP) load_tree(L, root, rd, rel);
@@ -589,6 +591,9 @@ static void load_all(struct loader *L) {
   scan(L, "", &files, 0);
   qsort(files.v, files.n, sizeof *files.v, cmp_names);
   const struct reg_opts *o = L->opts;
+  struct reg_budget first;
+  reg_budget_init(&first, o);
+  L->lua_deadline = first.lua_deadline_ns;
   for (size_t i = 0; i < files.n; i++) {
     if (!L->stopped && o && o->stop && o->stop(o->stop_ud)) {
       diag_add(L->d, 1, L->src.shown, 0, "interrupted while loading");
@@ -611,7 +616,7 @@ static void resolve(struct loader *L) {
 int registry_load(const char *srcdir, const struct reg_opts *opts, struct registry **out,
                   struct diag *d) {
   int errors = d->errors;
-  struct loader L = {xcalloc(1, sizeof *L.r), d, opts, {0}, REG_MAX_INLINE_BYTES, 0};
+  struct loader L = {xcalloc(1, sizeof *L.r), d, opts, {0}, REG_MAX_INLINE_BYTES, 0, 0};
   *out = NULL;
   registry_kinds();
   if (setup_src(&L, srcdir) == 0) {
