@@ -17,10 +17,10 @@
 #include <lua.h>
 #include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define EXIT_USAGE 2
 #define EXIT_CONFIG 3
@@ -161,10 +161,11 @@ static int check_routes(struct registry *reg, struct diag *d) {
   return rc;
 }
 
-/* A SIGINT or SIGTERM is waiting (they are blocked in every thread during check and run):
-** a load in progress stops at its next poll, the caller then exits 130 or shuts down. */
 static volatile sig_atomic_t check_signalled;   /* check: the first SIGINT/SIGTERM */
 
+/* A SIGINT or SIGTERM came (check: caught by on_check_signal; run: blocked in every thread,
+** so pending): a load in progress stops at its next poll, then check exits 130 and run
+** exits 130 (first load) or shuts down (a reload). */
 static int stop_pending(void *ud) {
   sigset_t set;
   (void)ud;

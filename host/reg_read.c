@@ -25,7 +25,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#define LUA_HOOK_EVERY 1000       /* instructions between hook calls (budgets in reg_internal.h) */
+#define LUA_HOOK_EVERY 100        /* instructions between hook calls (budgets in reg_internal.h) */
+#define LUA_BIG_ALLOC (64u << 10) /* allocations this large also check the clock and stop */
 
 /* ---- plain scalar typing ---- */
 
@@ -434,6 +435,27 @@ static int sb_where(lua_State *L) {
   return 0;
 }
 
+/* Which budget, if any, is over now; `tick`: one more hook period of instructions. */
+static enum sb_trip sb_check(struct sandbox *sb, int tick) {
+  if (sb->trip != SB_OK) return sb->trip;
+  if (tick && ++sb->ticks > REG_LUA_INSNS / LUA_HOOK_EVERY) return SB_INSNS;
+  if (clock_mono_ns() > sb->deadline_ns) return SB_WALL;
+  if (sb->b->stop && sb->b->stop(sb->b->stop_ud)) return SB_STOP;
+  return SB_OK;
+}
+
+/* May the state grow by `grow` bytes? Tripped: never. After the chunk (SB_DONE) only the
+** conversion allocates (the key strings it pushes, bounded by the byte budget): always, so
+** that no error can be raised outside a pcall. Big allocations are where C functions
+** (string.rep, table.concat) spend their time between hook calls: they check the clock and
+** the stop predicate too. */
+static enum sb_trip alloc_verdict(struct sandbox *sb, size_t grow) {
+  if (sb->trip == SB_DONE) return SB_OK;
+  if (sb->trip != SB_OK) return sb->trip;
+  if (sb->used + grow > sb->limit) return SB_MEM;
+  return sb->L && grow >= LUA_BIG_ALLOC ? sb_check(sb, 0) : SB_OK;
+}
+
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   struct sandbox *sb = ud;
   if (!ptr) osize = 0;
@@ -442,10 +464,10 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     free(ptr);
     return NULL;
   }
-  int over = sb->used + (nsize - osize) > sb->limit;
-  if (nsize > osize && ((sb->trip != SB_OK && sb->trip != SB_DONE) || over)) {
+  enum sb_trip t = nsize > osize ? alloc_verdict(sb, nsize - osize) : SB_OK;
+  if (t != SB_OK) {
     if (sb->L && sb->trip == SB_OK) sb->trip_line = sb_where(sb->L);
-    if (sb->L) sb_trip(sb, SB_MEM);
+    if (sb->L) sb_trip(sb, t);
     return NULL;
   }
   void *p = realloc(ptr, nsize);
@@ -453,13 +475,6 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-static enum sb_trip sb_check(struct sandbox *sb) {
-  if (sb->trip != SB_OK) return sb->trip;
-  if (++sb->ticks > REG_LUA_INSNS / LUA_HOOK_EVERY) return SB_INSNS;
-  if (clock_mono_ns() > sb->deadline_ns) return SB_WALL;
-  if (sb->b->stop && sb->b->stop(sb->b->stop_ud)) return SB_STOP;
-  return SB_OK;
-}
 
 static void sb_hook(lua_State *L, lua_Debug *ar) {
   void *ud;
@@ -470,7 +485,7 @@ static void sb_hook(lua_State *L, lua_Debug *ar) {
     if (!lua_getstack(L, 1, &up) && lua_getinfo(L, "l", ar)) sb->ret_line = ar->currentline;
     return;
   }
-  enum sb_trip t = sb_check(sb);
+  enum sb_trip t = sb_check(sb, 1);
   if (t == SB_OK) return;
   if (!sb->trip_line && lua_getinfo(L, "l", ar)) sb->trip_line = ar->currentline;
   sb_trip(sb, t);
@@ -559,13 +574,11 @@ static int sb_run(lua_State *L, const char *text, size_t len) {
   return lua_pcall(L, 0, 1, 1) == LUA_OK ? 0 : -1;
 }
 
-/* After the chunk no Lua code may run again: a __gc finalizer (during the conversion or in
-** lua_close) raises at its first instruction (errors in finalizers are dropped by Lua). The
-** collector is stopped so that none is even called while converting, and the conversion
-** gets a little headroom so its own few allocations cannot fail unprotected. */
+/* After the chunk no Lua code may run again: any (there is no __gc, see sb_setmetatable)
+** would raise at its first instruction. The collector is stopped: nothing it frees matters
+** before lua_close, and the conversion's allocations are not refused (alloc_verdict). */
 static void sb_finish(struct sandbox *sb) {
   lua_gc(sb->L, LUA_GCSTOP);
-  if (sb->trip == SB_OK) sb->limit += 1u << 20;
   sb_trip(sb, SB_DONE);
 }
 
