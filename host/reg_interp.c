@@ -90,8 +90,8 @@ static void inline_one(struct inl *c, struct val *v) {
   else if (!(text = reg_file_read(full, &len, err, sizeof err)))
     diag_add(c->d, 1, v->file, v->line, "%s: %s", v->u.str.s, err);
   else if (len > *c->budget) {
-    diag_add(c->d, 1, v->file, v->line, "%s: refused: over the inline budget (%u MiB of file:// text per load)",
-             v->u.str.s, REG_MAX_INLINE_BYTES >> 20);
+    diag_add(c->d, 1, v->file, v->line, "%s: refused: over the inline budget (%u MiB of file:// text "
+             "per load)", v->u.str.s, REG_MAX_INLINE_BYTES >> 20);
     free(text);
     text = NULL;
   }

@@ -268,8 +268,8 @@ static struct val *yalias(struct yctx *c) {
 static struct val *yscalar(struct yctx *c) {
   const char *s = (const char *)c->ev.data.scalar.value;
   size_t len = c->ev.data.scalar.length;
-  struct val *v = c->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? reg_scalar(s, len, c->file, ev_line(c))
-                                                                     : val_new_str(s, len, c->file, ev_line(c));
+  int plain = c->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+  struct val *v = plain ? reg_scalar(s, len, c->file, ev_line(c)) : val_new_str(s, len, c->file, ev_line(c));
   return ytake(c, v, 1, len);
 }
 
@@ -309,9 +309,12 @@ static int ymerge(struct yctx *c, struct val *map, const struct val *src) {
 
 /* One key/value pair; the current event is the key's. */
 static int ypair(struct yctx *c, struct val *map, struct val *merges, int depth) {
-  if (c->ev.type != YAML_SCALAR_EVENT) { yfail(c, "%s", "mapping keys must be scalars (not aliases)"); return -1; }
-  int merge = c->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp((char *)c->ev.data.scalar.value, "<<") == 0;
+  if (c->ev.type != YAML_SCALAR_EVENT) {
+    yfail(c, "%s", "mapping keys must be scalars (not aliases)");
+    return -1;
+  }
   char *key = xstrdup((const char *)c->ev.data.scalar.value);
+  int merge = c->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp(key, "<<") == 0;
   yaml_mark_t at = c->ev.start_mark;
   struct val *item = NULL;
   if (reg_budget_take(c->b, 0, strlen(key)) < 0) yfail(c, "%s", "byte budget exceeded (too much text)");
@@ -417,7 +420,6 @@ struct sandbox {
   const struct reg_budget *b;
 };
 
-
 static void sb_hook(lua_State *L, lua_Debug *ar);
 
 /* From now on every instruction calls the hook, which raises. */
@@ -475,7 +477,6 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-
 static void sb_hook(lua_State *L, lua_Debug *ar) {
   void *ud;
   lua_getallocf(L, &ud);
@@ -495,9 +496,16 @@ static void sb_hook(lua_State *L, lua_Debug *ar) {
 
 static void sb_budget_message(const struct sandbox *sb, char *err, size_t errlen) {
   switch (sb->trip) {
-  case SB_MEM: snprintf(err, errlen, "memory budget exceeded (%u MiB for a registry file)", REG_LUA_MEM >> 20); break;
-  case SB_INSNS: snprintf(err, errlen, "instruction budget exceeded (%ld instructions for a registry file; runaway loop?)", REG_LUA_INSNS); break;
-  case SB_WALL: snprintf(err, errlen, "wall-time budget exceeded (%d ms of registry Lua per load)", REG_LUA_WALL_MS); break;
+  case SB_MEM:
+    snprintf(err, errlen, "memory budget exceeded (%u MiB for a registry file)", REG_LUA_MEM >> 20);
+    break;
+  case SB_INSNS:
+    snprintf(err, errlen, "instruction budget exceeded (%ld instructions for a registry file; runaway loop?)",
+             REG_LUA_INSNS);
+    break;
+  case SB_WALL:
+    snprintf(err, errlen, "wall-time budget exceeded (%d ms of registry Lua per load)", REG_LUA_WALL_MS);
+    break;
   case SB_STOP: snprintf(err, errlen, "interrupted while loading"); break;
   case SB_OK: case SB_DONE: break;
   }
@@ -523,7 +531,7 @@ static int sb_msgh(lua_State *L) {
 /* setmetatable without __gc: Lua runs finalizers with hooks off, so a finalizer would be
 ** code no budget could stop. (A __gc added to the metatable later does not count in 5.4.) */
 static int sb_setmetatable(lua_State *L) {
-  if (lua_type(L, 2) == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
+  if (lua_type(L, 2) == LUA_TTABLE && (lua_pushliteral(L, "__gc"), lua_rawget(L, 2)) != LUA_TNIL)
     return luaL_error(L, "__gc metamethods are not allowed in a registry file");
   lua_settop(L, 2);
   lua_pushvalue(L, lua_upvalueindex(1));
