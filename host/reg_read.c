@@ -407,7 +407,7 @@ struct val *reg_read_yaml(const char *text, size_t len, const char *file, struct
 ** budget trips it stays tripped: the allocator refuses every allocation that grows and the
 ** hook raises on every following instruction, so a pcall in the chunk that catches the
 ** first error cannot carry on; the first trip is what gets reported. */
-enum sb_trip { SB_OK, SB_MEM, SB_INSNS, SB_WALL, SB_STOP, SB_DONE /* chunk over: no more Lua */ };
+enum sb_trip { SB_OK, SB_MEM, SB_INSNS, SB_WALL, SB_CALL, SB_STOP, SB_DONE /* chunk over: no more Lua */ };
 
 struct sandbox {
   lua_State *L;
@@ -506,6 +506,10 @@ static void sb_budget_message(const struct sandbox *sb, char *err, size_t errlen
   case SB_WALL:
     snprintf(err, errlen, "wall-time budget exceeded (%d ms of registry Lua per load)", REG_LUA_WALL_MS);
     break;
+  case SB_CALL:
+    snprintf(err, errlen, "call budget exceeded (a string pattern, string.rep or table.move call of "
+             "more than %.0e estimated steps)", REG_LUA_CALL_STEPS);
+    break;
   case SB_STOP: snprintf(err, errlen, "interrupted while loading"); break;
   case SB_OK: case SB_DONE: break;
   }
@@ -540,6 +544,81 @@ static int sb_setmetatable(lua_State *L) {
   return 1;
 }
 
+/* C functions one call of which could outlast every budget (the hook runs only between Lua
+** instructions, and these loop without allocating) are wrapped: their arguments are
+** checked against REG_LUA_CALL_STEPS first. Backtracking in a pattern with q quantifiers
+** costs up to (len+1)^(q+1) steps over a subject of len bytes. */
+static double pattern_steps(size_t len, const char *p) {
+  int q = 0;
+  for (size_t i = 0, set = 0; p[i]; i++) {
+    if (p[i] == '%' && p[i + 1]) { i++; continue; }
+    if (set) { set = p[i] != ']'; continue; }
+    if (p[i] == '[') set = 1, i += p[i + 1] == '^', i += p[i + 1] == ']';
+    else if (i > 0 && strchr("*+-?", p[i]) && p[i - 1] != '(') q++;
+  }
+  return pow((double)len + 1, q + 1);
+}
+
+/* Refuses the call and trips the sandbox (a pcall around the call does not help). */
+static void refuse_call(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  struct sandbox *sb = ud;
+  if (sb->trip == SB_OK) sb->trip_line = sb_where(L);
+  sb_trip(sb, SB_CALL);
+  luaL_error(L, "call budget exceeded");
+}
+
+static void check_pattern(lua_State *L) {
+  size_t len;
+  luaL_checklstring(L, 1, &len);
+  const char *p = luaL_checkstring(L, 2);
+  if (pattern_steps(len, p) > REG_LUA_CALL_STEPS) refuse_call(L);
+}
+
+static void check_find(lua_State *L) {
+  if (!lua_toboolean(L, 4)) check_pattern(L);   /* string.find(s, p, init, plain) */
+}
+
+static void check_rep(lua_State *L) {
+  if ((double)luaL_checkinteger(L, 2) > REG_LUA_CALL_STEPS / 16) refuse_call(L);
+}
+
+static void check_move(lua_State *L) {
+  lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+  if (e >= f && (double)e - (double)f > REG_LUA_CALL_STEPS / 16) refuse_call(L);
+}
+
+static const struct guard {
+  const char *lib, *name;
+  void (*check)(lua_State *L);
+} guards[] = {
+  {"string", "find", check_find}, {"string", "match", check_pattern},
+  {"string", "gmatch", check_pattern}, {"string", "gsub", check_pattern},
+  {"string", "rep", check_rep}, {"table", "move", check_move},
+};
+
+static int sb_guarded(lua_State *L) {
+  const struct guard *g = lua_touserdata(L, lua_upvalueindex(2));
+  g->check(L);
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static void sb_guard_all(lua_State *L) {
+  for (size_t i = 0; i < countof(guards); i++) {
+    lua_getglobal(L, guards[i].lib);
+    lua_getfield(L, -1, guards[i].name);
+    lua_pushlightuserdata(L, (void *)&guards[i]);
+    lua_pushcclosure(L, sb_guarded, 2);
+    lua_setfield(L, -2, guards[i].name);
+    lua_pop(L, 1);
+  }
+}
+
 /* Protected: opens the allowed libraries and strips what could touch the outside world. */
 static int sb_open(lua_State *L) {
   static const luaL_Reg libs[] = {
@@ -559,6 +638,7 @@ static int sb_open(lua_State *L) {
   lua_getglobal(L, "setmetatable");
   lua_pushcclosure(L, sb_setmetatable, 1);
   lua_setglobal(L, "setmetatable");
+  sb_guard_all(L);
   return 0;
 }
 

@@ -709,15 +709,40 @@ static const struct { const char *lua, *msg; } lua_budget_cases[] = {
    "instruction budget exceeded"},
   {"while true do pcall(function() local t = {} for i = 1, 1e9 do t[i] = i end end) end\n",
    "memory budget exceeded"},
-  {"pcall(string.rep, 'x', 1 << 30)\nlocal t = {}\n" RET_ENTRY, "memory budget exceeded"},
+  {"pcall(string.rep, 'xxxx', 1 << 25)\nlocal t = {}\n" RET_ENTRY, "memory budget exceeded"},
   {"setmetatable({}, {__gc = function() while true do end end})\nlocal t = {}\n" RET_ENTRY,
    "src/x.registry.lua:1: __gc metamethods are not allowed"},
+  /* single C calls that would loop for ages without a hook or an allocation */
+  {"local s = string.rep('a', 100000)\nlocal r = s:find('.-.-.-.-.-.-b')\n", "src/x.registry.lua:2: call budget exceeded"},
+  {"pcall(string.match, string.rep('a', 100000), '.-.-.-b')\nlocal t = {}\n" RET_ENTRY, "call budget exceeded"},
+  {"table.move({}, 1, math.maxinteger - 1, 1)\n", "call budget exceeded"},
+  {"local s = string.rep('', 1e15)\n", "call budget exceeded"},
 };
 
 TEST(lua_budgets_hold_against_pcall) {
   for (size_t i = 0; i < countof(lua_budget_cases); i++)
     if (!refused_with("x.registry.lua", lua_budget_cases[i].lua, lua_budget_cases[i].msg, NULL))
       t_cur_failed = 1;
+  /* the guarded functions still work within their budgets */
+  const char *dir = tmp_project("x.registry.lua", "local t = {(('x'):rep(3, ',')):gsub('x', 'y')}\n"
+                                "t[3] = ('k=v'):match('(%w+)=') .. select(2, ('a-b'):find('-', 1, true))\n"
+                                "t = table.move(t, 1, 3, 2, {'z'})\n" RET_ENTRY);
+  char src[96];
+  snprintf(src, sizeof src, "%s/src", dir);
+  struct reg_opts o = {dir, NULL, 0};
+  struct registry *r = NULL;
+  struct diag d;
+  diag_init(&d);
+  CHECK_INT(registry_load(src, &o, &r, &d), 0);
+  dump(&d);
+  const struct val *t = r ? val_path(registry_get(r, "app:a")->meta, "t") : NULL;
+  CHECK_INT(val_len(t), 4);
+  CHECK_STR(val_str(val_at(t, 1), NULL), "y,y,y");
+  CHECK_INT(val_int(val_at(t, 2), 0), 3);
+  CHECK_STR(val_str(val_at(t, 3), NULL), "k2");
+  registry_unref(r);
+  diag_free(&d);
+  tmp_remove(dir);
 }
 
 static int stop_calls;
