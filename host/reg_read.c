@@ -547,11 +547,15 @@ static int sb_setmetatable(lua_State *L) {
 /* C functions one call of which could outlast every budget (the hook runs only between Lua
 ** instructions, and these loop without allocating) are wrapped: their arguments are
 ** checked against REG_LUA_CALL_STEPS first. Backtracking in a pattern with q quantifiers
-** costs up to (len+1)^(q+1) steps over a subject of len bytes. */
+** (%b and back-references scan too) costs up to (len+1)^(q+1) steps over len bytes. */
 static double pattern_steps(size_t len, const char *p) {
   int q = 0;
   for (size_t i = 0, set = 0; p[i]; i++) {
-    if (p[i] == '%' && p[i + 1]) { i++; continue; }
+    if (p[i] == '%' && p[i + 1]) {
+      q += !set && (p[i + 1] == 'b' || (p[i + 1] >= '0' && p[i + 1] <= '9'));
+      i++;
+      continue;
+    }
     if (set) { set = p[i] != ']'; continue; }
     if (p[i] == '[') set = 1, i += p[i + 1] == '^', i += p[i + 1] == ']';
     else if (i > 0 && strchr("*+-?", p[i]) && p[i - 1] != '(') q++;

@@ -715,6 +715,7 @@ static const struct { const char *lua, *msg; } lua_budget_cases[] = {
   /* single C calls that would loop for ages without a hook or an allocation */
   {"local s = string.rep('a', 100000)\nlocal r = s:find('.-.-.-.-.-.-b')\n", "src/x.registry.lua:2: call budget exceeded"},
   {"pcall(string.match, string.rep('a', 100000), '.-.-.-b')\nlocal t = {}\n" RET_ENTRY, "call budget exceeded"},
+  {"local r = string.find(string.rep('(', 1e6), '%b()x')\n", "call budget exceeded"},
   {"table.move({}, 1, math.maxinteger - 1, 1)\n", "call budget exceeded"},
   {"local s = string.rep('', 1e15)\n", "call budget exceeded"},
 };
