@@ -591,7 +591,7 @@ int app_wait(struct app *a) {
   for (;;) {
     int sig = sigtimedwait(&set, NULL, &tick);
     if (sig == SIGHUP) reload(a, "SIGHUP");
-    tick_reload(a);
+    if (sig != SIGINT && sig != SIGTERM) tick_reload(a);   /* no new reload once stopping */
     if (sig == SIGINT || sig == SIGTERM) {
       log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
       return a->exec_term ? 130 : 0;

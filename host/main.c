@@ -2,7 +2,7 @@
 ** main.c — the taskhost command line: run / check / init / version / help.
 ** Exit codes: 0 success; 1 the -x process failed or returned false/non-zero (its own code);
 ** 2 usage error; 3 project or registry errors (every problem printed as file:line: message);
-** 130 interrupted during -x.
+** 130 interrupted during -x, or by SIGINT/SIGTERM while the project loads.
 ** Singletons are set up here in order (log, then the app's runtime) and torn down in reverse.
 */
 #include "app.h"
@@ -20,9 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define EXIT_USAGE 2
 #define EXIT_CONFIG 3
+#define EXIT_INTERRUPTED 130
 
 struct cli {
   const char *argv0;       /* as invoked: hints print a command that works as typed */
@@ -160,10 +162,29 @@ static int check_routes(struct registry *reg, struct diag *d) {
   return rc;
 }
 
+static volatile sig_atomic_t check_signalled;   /* check: the first SIGINT/SIGTERM */
+
+/* A SIGINT or SIGTERM came (check: caught by on_check_signal; run: blocked in every thread,
+** so pending): a load in progress stops at its next poll, then check exits 130 and run
+** exits 130 (first load) or shuts down (a reload). */
+static int stop_pending(void *ud) {
+  sigset_t set;
+  (void)ud;
+  if (check_signalled) return 1;
+  return sigpending(&set) == 0 && (sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGTERM) == 1);
+}
+
+/* check: the first signal stops the load (stop_pending), a second one exits at once. */
+static void on_check_signal(int sig) {
+  if (check_signalled) _exit(EXIT_INTERRUPTED);
+  check_signalled = sig;
+}
+
 /* Loads registry + code. Returns 0, or EXIT_CONFIG with problems printed to f. */
 static int load_project(const struct cli *c, const struct project *p, FILE *f,
                         struct registry **reg, struct codeset **code) {
-  struct reg_opts o = {.project_dir = p->dir, .overrides = c->overrides, .n_overrides = c->noverrides};
+  struct reg_opts o = {.project_dir = p->dir, .overrides = c->overrides, .n_overrides = c->noverrides,
+                       .stop = stop_pending};
   struct diag d;
   diag_init(&d);
   int rc = registry_load(p->src, &o, reg, &d);
@@ -199,11 +220,12 @@ static int with_project(struct cli *c, FILE *problems, project_fn fn) {
   int rc = setup_logging(c, &p);
   struct registry *reg = NULL;
   struct codeset *code = NULL;
-  if (rc == 0 && (rc = load_project(c, &p, problems, &reg, &code)) == 0) {
+  if (rc == 0 && (rc = load_project(c, &p, problems, &reg, &code)) == 0 && !stop_pending(NULL))
     rc = fn(c, &p, reg, code);
-    codeset_unref(code);
-    registry_unref(reg);
-  }
+  else if (rc != EXIT_USAGE && stop_pending(NULL))
+    rc = EXIT_INTERRUPTED;   /* a signal during the load: it stopped, or it is over anyway */
+  codeset_unref(code);
+  registry_unref(reg);
   project_close(&p);
   return rc;
 }
@@ -263,7 +285,13 @@ static int run_app(struct cli *c, struct project *p, struct registry *reg, struc
   return rc;
 }
 
-static int cmd_check(struct cli *c) { return with_project(c, stdout, report_ok); }
+static int cmd_check(struct cli *c) {
+  struct sigaction sa = {.sa_handler = on_check_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  return with_project(c, stdout, report_ok);
+}
 
 static int cmd_run(struct cli *c) { return with_project(c, stderr, run_app); }
 

@@ -34,7 +34,9 @@ static struct val *read_yaml(const char *path, int *missing, char *err, size_t e
   }
   int line = 0;
   char msg[256];
-  struct val *v = reg_read_yaml(text, len, path, &line, msg, sizeof msg);
+  struct reg_budget b;
+  reg_budget_init(&b, NULL);
+  struct val *v = reg_read_yaml(text, len, path, &b, &line, msg, sizeof msg);
   free(text);
   if (!v) snprintf(err, errlen, "%s:%d: %s", path, line, msg);
   return v;

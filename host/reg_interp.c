@@ -24,6 +24,7 @@ struct inl {
   const struct reg_src *src;
   const char *rel_dir;
   struct reg_pool *pool;
+  size_t *budget;
   struct diag *d;
   int rc;
 };
@@ -82,11 +83,19 @@ static void inline_one(struct inl *c, struct val *v) {
   }
   char *full = join(c->src->dir, rel);
   size_t len = 0;
-  char *text = NULL;
+  char *text = NULL, err[256];
   int in = inside(c->src->real, full);
   if (in == 0) diag_add(c->d, 1, v->file, v->line, "%s escapes the source directory", v->u.str.s);
-  else if (in < 0 || !(text = file_read_all(full, &len)))
-    diag_add(c->d, 1, v->file, v->line, "cannot read %s: %s", v->u.str.s, strerror(errno));
+  else if (in < 0) diag_add(c->d, 1, v->file, v->line, "cannot read %s: %s", v->u.str.s, strerror(errno));
+  else if (!(text = reg_file_read(full, &len, err, sizeof err)))
+    diag_add(c->d, 1, v->file, v->line, "%s: %s", v->u.str.s, err);
+  else if (len > *c->budget) {
+    diag_add(c->d, 1, v->file, v->line, "%s: refused: over the inline budget (%u MiB of file:// text "
+             "per load)", v->u.str.s, REG_MAX_INLINE_BYTES >> 20);
+    free(text);
+    text = NULL;
+  }
+  if (text) *c->budget -= len;
   if (text) {
     free(v->u.str.s);
     v->u.str.s = text;
@@ -106,8 +115,8 @@ static void inline_walk(struct inl *c, struct val *v) {
 }
 
 int reg_inline_files(struct val *v, const struct reg_src *src, const char *rel_dir,
-                     struct reg_pool *pool, struct diag *d) {
-  struct inl c = {src, rel_dir, pool, d, 0};
+                     struct reg_pool *pool, size_t *budget, struct diag *d) {
+  struct inl c = {src, rel_dir, pool, budget, d, 0};
   if (v) inline_walk(&c, v);
   return c.rc;
 }

@@ -25,7 +25,9 @@ static struct val *kinds_root;   /* never freed: lives as long as the process */
 static void kinds_init(void) {
   int line = 0;
   char err[256];
-  kinds_root = reg_read_yaml(kinds_yaml, kinds_yaml_len, "registry/kinds.yaml", &line, err, sizeof err);
+  struct reg_budget b;
+  reg_budget_init(&b, NULL);
+  kinds_root = reg_read_yaml(kinds_yaml, kinds_yaml_len, "registry/kinds.yaml", &b, &line, err, sizeof err);
   if (!kinds_root || kinds_root->type != V_MAP) {
     log_error("registry/kinds.yaml:%d: %s", line, kinds_root ? "not a map" : err);
     abort();   /* a broken embedded description is a build bug */

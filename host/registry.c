@@ -240,6 +240,9 @@ struct loader {
   struct diag *d;
   const struct reg_opts *opts;
   struct reg_src src;
+  size_t inline_left;     /* file:// bytes this load may still inline */
+  int64_t lua_deadline;   /* when registry Lua of this load must have finished */
+  int stopped;            /* opts->stop said so: the remaining files are not read */
 };
 
 /* File name suffix → reader. `strict`: the file exists only to define entries, so a missing
@@ -292,8 +295,8 @@ static void scan(struct loader *L, const char *rel, struct names *out, int depth
     int found = stat(full, &st) == 0;
     if (found && S_ISDIR(st.st_mode) && !skip_dir(de->d_name) && depth < SCAN_MAX_DEPTH)
       scan(L, path, out, depth + 1);
-    else if (found && S_ISREG(st.st_mode) && reader_for(de->d_name))
-      names_push(out, xstrdup(path));
+    else if (found && !S_ISDIR(st.st_mode) && reader_for(de->d_name))
+      names_push(out, xstrdup(path));   /* not a regular file: load_file refuses it */
     free(path);
     free(full);
   }
@@ -364,7 +367,7 @@ static void add_entry(struct loader *L, const struct val *item, const char *ns,
   e.meta = entry_meta(file_meta, val_get(item, "meta"));
   e.pub.file = item->file;
   e.pub.line = item->line;
-  reg_inline_files(e.data, &L->src, rel_dir, &L->r->pool, L->d);
+  reg_inline_files(e.data, &L->src, rel_dir, &L->r->pool, &L->inline_left, L->d);
   gen_put(L->r, &e, L->d);
 }
 
@@ -404,12 +407,14 @@ static void load_file(struct loader *L, const char *rel) {
   char *full = join(L->src.dir, rel);
   const struct reader *rd = reader_for(rel);
   size_t len;
-  char *text = file_read_all(full, &len);
-  if (!text) diag_add(L->d, 1, shown, 0, "cannot read: %s", strerror(errno));
   int line = 0;
   char err[512];
-  struct val *root = text ? rd->read(text, len, shown, &line, err, sizeof err) : NULL;
-  if (text && !root) diag_add(L->d, 1, shown, line, "%s", err);
+  char *text = reg_file_read(full, &len, err, sizeof err);
+  struct reg_budget b;
+  reg_budget_init(&b, L->opts);
+  b.lua_deadline_ns = L->lua_deadline;
+  struct val *root = text ? rd->read(text, len, shown, &b, &line, err, sizeof err) : NULL;
+  if (!root) diag_add(L->d, 1, shown, line, "%s", err);
   if (root && root->type == V_MAP) load_tree(L, root, rd, rel);
   else if (root && rd->strict) diag_add(L->d, 1, shown, 0, "a registry file must hold a map");
   val_free(root);
@@ -585,8 +590,16 @@ static void load_all(struct loader *L) {
   struct names files = {0};
   scan(L, "", &files, 0);
   qsort(files.v, files.n, sizeof *files.v, cmp_names);
+  const struct reg_opts *o = L->opts;
+  struct reg_budget first;
+  reg_budget_init(&first, o);
+  L->lua_deadline = first.lua_deadline_ns;
   for (size_t i = 0; i < files.n; i++) {
-    load_file(L, files.v[i]);
+    if (!L->stopped && o && o->stop && o->stop(o->stop_ud)) {
+      diag_add(L->d, 1, L->src.shown, 0, "interrupted while loading");
+      L->stopped = 1;
+    }
+    if (!L->stopped) load_file(L, files.v[i]);
     free(files.v[i]);
   }
   free(files.v);
@@ -603,7 +616,7 @@ static void resolve(struct loader *L) {
 int registry_load(const char *srcdir, const struct reg_opts *opts, struct registry **out,
                   struct diag *d) {
   int errors = d->errors;
-  struct loader L = {xcalloc(1, sizeof *L.r), d, opts, {0}};
+  struct loader L = {xcalloc(1, sizeof *L.r), d, opts, {0}, REG_MAX_INLINE_BYTES, 0, 0};
   *out = NULL;
   registry_kinds();
   if (setup_src(&L, srcdir) == 0) {

@@ -44,6 +44,8 @@ struct reg_opts {
   const char *project_dir; /* paths in diagnostics and entry->file are relative to it */
   const struct reg_override *overrides;
   size_t n_overrides;
+  int (*stop)(void *ud);   /* or NULL; polled while a file loads: nonzero stops the load */
+  void *stop_ud;           /* (main.c: a pending SIGINT/SIGTERM) */
 };
 
 struct registry;

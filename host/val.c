@@ -206,6 +206,7 @@ struct from {
   lua_State *L;
   const char *file;
   int seen, depth;
+  struct val_limits *lim;
   struct buf path;
   char *err;
   size_t errlen;
@@ -217,6 +218,21 @@ static struct val *fail(struct from *f, const char *what) {
 }
 
 static struct val *convert(struct from *f, int idx);
+
+/* Takes `nodes` values and `bytes` bytes from the budget; 0, or -1 with err set. */
+static int charge(struct from *f, long nodes, size_t bytes) {
+  if (!f->lim) return 0;
+  char what[96];
+  if (nodes > f->lim->nodes) snprintf(what, sizeof what, "node budget exceeded (too many values)");
+  else if (bytes > f->lim->bytes) snprintf(what, sizeof what, "byte budget exceeded (too much text)");
+  else {
+    f->lim->nodes -= nodes;
+    f->lim->bytes -= bytes;
+    return 0;
+  }
+  fail(f, what);
+  return -1;
+}
 
 /* Counts the keys of t into *n; a table is a sequence when they are exactly 1..n (n > 0). */
 static int is_sequence(lua_State *L, int t, size_t *n) {
@@ -294,6 +310,7 @@ static struct val *convert_map(struct from *f, int t, size_t n) {
   struct val *v = val_new(V_MAP, f->file, 0);
   size_t mark = f->path.len;
   for (size_t i = 0; i < n && v; i++) {
+    if (charge(f, 0, strlen(keys[i])) < 0) { val_free(v); v = NULL; break; }
     if (i > 0 && strcmp(keys[i], keys[i - 1]) == 0) {
       buf_printf(&f->path, ".%s", keys[i]);
       val_free(v);
@@ -315,6 +332,7 @@ static struct val *convert_map(struct from *f, int t, size_t n) {
 }
 
 static struct val *convert_table(struct from *f, int t) {
+  if (f->lim && f->depth >= f->lim->depth) return fail(f, "depth budget exceeded (tables nested too deeply)");
   if (f->depth >= FROM_LUA_MAX_DEPTH) return fail(f, "tables nested too deeply");
   lua_pushvalue(f->L, t);
   if (lua_rawget(f->L, f->seen) != LUA_TNIL) { lua_pop(f->L, 1); return fail(f, "table contains a cycle"); }
@@ -324,7 +342,8 @@ static struct val *convert_table(struct from *f, int t) {
   lua_rawset(f->L, f->seen);
   f->depth++;
   size_t n;
-  struct val *v = is_sequence(f->L, t, &n) ? convert_list(f, t, n) : convert_map(f, t, n);
+  int seq = is_sequence(f->L, t, &n);
+  struct val *v = charge(f, (long)n, 0) < 0 ? NULL : seq ? convert_list(f, t, n) : convert_map(f, t, n);
   f->depth--;
   lua_pushvalue(f->L, t);
   lua_pushnil(f->L);
@@ -352,7 +371,7 @@ static struct val *convert(struct from *f, int idx) {
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, t, &len);
-    return val_new_str(s, len, f->file, 0);
+    return charge(f, 0, len) < 0 ? NULL : val_new_str(s, len, f->file, 0);
   }
   case LUA_TTABLE: return convert_table(f, t);
   default: {
@@ -364,7 +383,12 @@ static struct val *convert(struct from *f, int idx) {
 }
 
 struct val *val_from_lua(lua_State *L, int idx, const char *file, char *err, size_t errlen) {
-  struct from f = {.L = L, .file = file, .err = err, .errlen = errlen};
+  return val_from_lua_limited(L, idx, file, NULL, err, errlen);
+}
+
+struct val *val_from_lua_limited(lua_State *L, int idx, const char *file, struct val_limits *lim,
+                                 char *err, size_t errlen) {
+  struct from f = {.L = L, .file = file, .lim = lim, .err = err, .errlen = errlen};
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, 4, NULL);
   lua_newtable(L);

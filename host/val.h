@@ -67,4 +67,17 @@ void val_push_lua(lua_State *L, const struct val *v);
 ** userdata, cycles or non-string/non-integer keys. */
 struct val *val_from_lua(lua_State *L, int idx, const char *file, char *err, size_t errlen);
 
+/* Budgets of one conversion, checked while the tree is built (a DAG of shared subtables
+** expands into a tree, so the Lua size says nothing): `nodes` values and `bytes` of strings
+** and keys still allowed (counted down), `depth` levels of tables. */
+struct val_limits {
+  long nodes;
+  size_t bytes;
+  int depth;
+};
+/* val_from_lua within *lim (NULL: the defaults of val_from_lua). A budget that runs out is
+** named in err ("... node budget ..."). */
+struct val *val_from_lua_limited(lua_State *L, int idx, const char *file, struct val_limits *lim,
+                                 char *err, size_t errlen);
+
 #endif

@@ -500,9 +500,9 @@ TEST(broken_entries) {
 TEST(broken_lua_files) {
   static const struct { const char *proj, *msg; } cases[] = {
     {FIX "broken/lua_error", "src/x.registry.lua:3: something broke"},
-    {FIX "broken/lua_loop", "instruction limit exceeded"},
+    {FIX "broken/lua_loop", "instruction budget exceeded"},
     {FIX "broken/lua_syntax", "src/x.registry.lua:3: "},
-    {FIX "broken/lua_func", "src/x.registry.lua: entries[1].fn: a function cannot be converted"},
+    {FIX "broken/lua_func", "src/x.registry.lua:1: entries[1].fn: a function cannot be converted"},
     {FIX "broken/lua_ret", "src/x.registry.lua: a registry file must return a table (got number)"},
     {FIX "broken/lua_nons", "src/x.registry.lua: a registry file needs a non-empty namespace"},
   };
@@ -644,6 +644,175 @@ TEST(kinds_description) {
   CHECK_STR(val_str(val_path(kinds, "process.lua.fields.method.default"), NULL), "main");
 }
 
+/* ---- hostile files: budgets, deep nesting, non-regular files ---- */
+
+/* A throw-away project (returned, static) whose src/ holds `name` with `text` (NULL: a FIFO). */
+static const char *tmp_project(const char *name, const char *text) {
+  static char dir[64];
+  char path[160];
+  snprintf(dir, sizeof dir, "/tmp/th-reg-XXXXXX");
+  if (!mkdtemp(dir)) return NULL;
+  snprintf(path, sizeof path, "%s/src", dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof path, "%s/src/%s", dir, name);
+  if (!text) return mkfifo(path, 0644) == 0 ? dir : NULL;
+  FILE *f = fopen(path, "w");
+  if (!f) return NULL;
+  fputs(text, f);
+  fclose(f);
+  return dir;
+}
+
+static void tmp_remove(const char *dir) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("  cannot remove %s\n", dir);
+}
+
+/* Loads a project of one file; 1 when the load fails with a diagnostic containing `msg`. */
+static int refused_with(const char *name, const char *text, const char *msg, struct reg_opts *o) {
+  const char *dir = tmp_project(name, text);
+  if (!dir) return 0;
+  char src[96];
+  snprintf(src, sizeof src, "%s/src", dir);
+  struct reg_opts plain = {dir, NULL, 0};
+  if (o) o->project_dir = dir;
+  struct registry *r = NULL;
+  struct diag d;
+  diag_init(&d);
+  int ok = registry_load(src, o ? o : &plain, &r, &d) == -1 && diag_find(&d, msg);
+  if (!ok) {
+    printf("  %s: no \"%s\" in:\n", name, msg);
+    for (size_t i = 0; i < d.n; i++) printf("    | %s\n", d.items[i]);
+  }
+  registry_unref(r);
+  diag_free(&d);
+  tmp_remove(dir);
+  return ok;
+}
+
+#define RET_ENTRY "return {namespace = 'app', entries = {{name = 'a', kind = 'env.variable', meta = {t = t}}}}\n"
+
+static const struct { const char *lua, *msg; } lua_budget_cases[] = {
+  {"local t = {'x'} for i = 1, 40 do t = {t, t} end\n" RET_ENTRY,   /* 2^41 values as a tree */
+   "src/x.registry.lua:2: entries[1].meta.t[1][1]"},
+  {"local t = {'x'} for i = 1, 40 do t = {t, t} end\n" RET_ENTRY, "node budget exceeded"},
+  {"local t = {} local c = t for i = 1, 80 do c[1] = {} c = c[1] end\n" RET_ENTRY, "depth budget exceeded"},
+  {"local s, t = string.rep('x', 1 << 22), {} for i = 1, 20 do t[i] = s end\n" RET_ENTRY,
+   "byte budget exceeded"},
+  {"local t = {} for i = 1, 1e9 do t[i] = i end\n", "src/x.registry.lua:1: memory budget exceeded"},
+  {"local n = 0\nwhile true do n = n + 1 end\n", "src/x.registry.lua:2: instruction budget exceeded"},
+  {"while true do local s = string.rep('x', 1 << 20) end\n", "wall-time budget exceeded"},
+  /* a pcall (or several, or xpcall with a spinning handler) catching the first error */
+  {"while true do pcall(function() while true do end end) end\n", "instruction budget exceeded"},
+  {"while true do pcall(pcall, xpcall, function() while true do end end, function() while true do end end) end\n",
+   "instruction budget exceeded"},
+  {"while true do pcall(function() local t = {} for i = 1, 1e9 do t[i] = i end end) end\n",
+   "memory budget exceeded"},
+  {"pcall(string.rep, 'xxxx', 1 << 25)\nlocal t = {}\n" RET_ENTRY, "memory budget exceeded"},
+  {"setmetatable({}, {__gc = function() while true do end end})\nlocal t = {}\n" RET_ENTRY,
+   "src/x.registry.lua:1: __gc metamethods are not allowed"},
+  /* single C calls that would loop for ages without a hook or an allocation */
+  {"local s = string.rep('a', 100000)\nlocal r = s:find('.-.-.-.-.-.-b')\n", "src/x.registry.lua:2: call budget exceeded"},
+  {"pcall(string.match, string.rep('a', 100000), '.-.-.-b')\nlocal t = {}\n" RET_ENTRY, "call budget exceeded"},
+  {"local r = string.find(string.rep('(', 1e6), '%b()x')\n", "call budget exceeded"},
+  {"table.move({}, 1, math.maxinteger - 1, 1)\n", "call budget exceeded"},
+  {"local s = string.rep('', 1e15)\n", "call budget exceeded"},
+};
+
+TEST(lua_budgets_hold_against_pcall) {
+  for (size_t i = 0; i < countof(lua_budget_cases); i++)
+    if (!refused_with("x.registry.lua", lua_budget_cases[i].lua, lua_budget_cases[i].msg, NULL))
+      t_cur_failed = 1;
+  /* the guarded functions still work within their budgets */
+  const char *dir = tmp_project("x.registry.lua", "local t = {(('x'):rep(3, ',')):gsub('x', 'y')}\n"
+                                "t[3] = ('k=v'):match('(%w+)=') .. select(2, ('a-b'):find('-', 1, true))\n"
+                                "t = table.move(t, 1, 3, 2, {'z'})\n" RET_ENTRY);
+  char src[96];
+  snprintf(src, sizeof src, "%s/src", dir);
+  struct reg_opts o = {dir, NULL, 0};
+  struct registry *r = NULL;
+  struct diag d;
+  diag_init(&d);
+  CHECK_INT(registry_load(src, &o, &r, &d), 0);
+  dump(&d);
+  const struct val *t = r ? val_path(registry_get(r, "app:a")->meta, "t") : NULL;
+  CHECK_INT(val_len(t), 4);
+  CHECK_STR(val_str(val_at(t, 1), NULL), "y,y,y");
+  CHECK_INT(val_int(val_at(t, 2), 0), 3);
+  CHECK_STR(val_str(val_at(t, 3), NULL), "k2");
+  registry_unref(r);
+  diag_free(&d);
+  tmp_remove(dir);
+}
+
+static int stop_calls;
+static int stop_second(void *ud) { (void)ud; return ++stop_calls > 1; }   /* load_all polls first */
+
+TEST(lua_load_stops_when_asked) {
+  struct reg_opts o = {.stop = stop_second};
+  CHECK(refused_with("x.registry.lua", "local n = 0\nwhile true do n = n + 1 end\n",
+                     "src/x.registry.lua:2: interrupted while loading", &o));
+}
+
+/* text = head + n copies of `open` + "1" + n copies of `close` + tail */
+static char *nested(const char *head, const char *open, const char *close, const char *tail, int n) {
+  struct buf b;
+  buf_init(&b);
+  buf_adds(&b, head);
+  for (int i = 0; i < n; i++) buf_adds(&b, open);
+  buf_adds(&b, "1");
+  for (int i = 0; i < n; i++) buf_adds(&b, close);
+  buf_adds(&b, tail);
+  return buf_steal(&b);
+}
+
+TEST(deep_yaml_and_json_refused) {
+  static const struct { const char *name, *head, *open, *close, *tail; } cases[] = {
+    {"x.yaml", "namespace: app\nx: ", "[", "]", "\n"},
+    {"x.yaml", "namespace: app\nx:\n", "- ", "", "\n"},
+    {"x.json", "{\"namespace\": \"app\", \"x\": ", "{\"a\": ", "}", "}\n"},
+  };
+  for (size_t i = 0; i < countof(cases); i++) {
+    char *text = nested(cases[i].head, cases[i].open, cases[i].close, cases[i].tail, 100000);
+    if (!refused_with(cases[i].name, text, "depth budget exceeded", NULL)) t_cur_failed = 1;
+    free(text);
+  }
+  /* a billion laughs: 10^9 values through nine levels of aliases */
+  struct buf b;
+  buf_init(&b);
+  buf_adds(&b, "namespace: app\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+  for (int i = 1; i <= 9; i++) {
+    buf_printf(&b, "l%d: &l%d [", i, i);
+    for (int k = 0; k < 10; k++) buf_printf(&b, "%s*l%d", k ? ", " : "", i - 1);
+    buf_adds(&b, "]\n");
+  }
+  CHECK(refused_with("x.yaml", b.data, "node budget exceeded", NULL));
+  buf_free(&b);
+  CHECK(refused_with("x.yaml", "namespace: app\nx: &a [*a]\n", "src/x.yaml:2: alias *a is undefined", NULL));
+}
+
+TEST(non_regular_files_refused) {
+  CHECK(refused_with("x.yaml", NULL, "src/x.yaml: refused: a FIFO, not a regular file", NULL));
+  const char *dir = tmp_project("pipe.lua", NULL);   /* a FIFO as a file:// target */
+  char path[128], src[96];
+  snprintf(path, sizeof path, "%s/src/_index.yaml", dir);
+  FILE *f = fopen(path, "w");
+  fputs("version: \"1.0\"\nnamespace: app\nentries:\n  - name: f\n    kind: function.lua\n"
+        "    source: file://pipe.lua\n    method: main\n", f);
+  fclose(f);
+  snprintf(src, sizeof src, "%s/src", dir);
+  struct reg_opts o = {dir, NULL, 0};
+  struct registry *r = NULL;
+  struct diag d;
+  diag_init(&d);
+  CHECK_INT(registry_load(src, &o, &r, &d), -1);
+  CHECK(diag_find(&d, "src/_index.yaml:6: file://pipe.lua: refused: a FIFO, not a regular file"));
+  dump(&d);
+  diag_free(&d);
+  tmp_remove(dir);
+}
+
 int main(void) {
   RUN(concurrent_generations);   /* first: races the one-time kinds parse */
   RUN(echo_service_loads);
@@ -662,5 +831,9 @@ int main(void) {
   RUN(broken_lua_files);
   RUN(generations_and_refcount);
   RUN(kinds_description);
+  RUN(lua_budgets_hold_against_pcall);
+  RUN(lua_load_stops_when_asked);
+  RUN(deep_yaml_and_json_refused);
+  RUN(non_regular_files_refused);
   return T_DONE();
 }
