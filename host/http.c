@@ -437,9 +437,7 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
   s->rt = rt;
   s->id = xstrdup(svc->id);
   s->routes = routes;
-  uint64_t max_body = 16u << 20;
-  size_parse(val_str(val_get(svc->data, "max_body"), "16MB"), &max_body);
-  s->max_body = (size_t)max_body;
+  s->max_body = (size_t)val_size(val_get(svc->data, "max_body"), 16u << 20);
   int64_t read_ms = ms_field(svc, "timeouts.read", 30000), write_ms = ms_field(svc, "timeouts.write", 30000);
   s->call_timeout = write_ms * NS_PER_MS;
   char ports[128], threads[16], req_ms[24], idle_ms[24];

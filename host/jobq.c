@@ -366,6 +366,17 @@ const char *jobq_name(const struct jobq *q) { return q->name; }
 
 static void add_error(struct job *j, int64_t at, const char *msg, size_t len);
 
+/* A job becomes live (unfinished) or stops being live: counts and bytes held (q->lock held). */
+static void live_add(struct jobq *q, const struct job *j) {
+  q->live++;
+  q->live_bytes += j->data_len;
+}
+
+static void live_drop(struct jobq *q, const struct job *j) {
+  q->live--;
+  q->live_bytes -= j->data_len;
+}
+
 void jobq_restore(struct jobq *q, const struct job_row *r) {
   int64_t now0 = jobq_now_ms();
   if (r->state >= JS_DONE && q->cfg.retention_ns && r->finished_at &&
@@ -416,7 +427,7 @@ void jobq_restore(struct jobq *q, const struct job_row *r) {
   }
   j->pub_state = j->state;
   if (!job_state_final(j->state)) {
-    q->live++;
+    live_add(q, j);
     enqueue(q, j, now);
   }
   pthread_mutex_unlock(&q->lock);
@@ -454,7 +465,7 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   j->state = o->delay_ns > 0 ? JS_SCHEDULED : JS_QUEUED;
   j->pub_state = -1;
   index_add(q, j);
-  q->live++;
+  live_add(q, j);
   q->st.published++;
   return j;
 }
@@ -473,7 +484,7 @@ static void unpublish(struct jobq *q, struct job *j) {
     q->nall--;
   }
   index_del(q, j);
-  q->live--;
+  live_drop(q, j);
   q->st.published--;
   job_free(j);
 }
@@ -516,8 +527,9 @@ static int store_failed(struct jobq *q, const char *what, char *err, size_t errl
 
 /* Whether n more jobs fit (q->lock held): live ones within capacity, waiting ones (live, not
 ** running: reserved ones wait too) within max_waiting. */
-static int has_room(const struct jobq *q, size_t n) {
+static int has_room(const struct jobq *q, size_t n, uint64_t bytes) {
   if (q->cfg.capacity && q->live + n > q->cfg.capacity) return 0;
+  if (q->cfg.capacity_bytes && q->live_bytes + bytes > q->cfg.capacity_bytes) return 0;
   return !q->cfg.max_waiting || q->live - q->running + n <= q->cfg.max_waiting;
 }
 
@@ -542,11 +554,13 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
     snprintf(err, errlen, "queue %s is shutting down", q->name);
     return JQ_DRAINING;
   }
-  if (!has_room(q, 1)) {
+  if (!has_room(q, 1, len)) {
     q->st.rejected_full++;
     size_t waiting = q->live - q->running;
+    uint64_t held = q->live_bytes;
     pthread_mutex_unlock(&q->lock);
-    snprintf(err, errlen, "queue %s is full (%zu jobs waiting)", q->name, waiting);
+    snprintf(err, errlen, "queue %s is full (%zu jobs waiting, %llu bytes of data held)", q->name,
+             waiting, (unsigned long long)held);
     return JQ_FULL;
   }
   if (check_store(q, err, errlen) != JQ_OK) {
@@ -574,7 +588,9 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   opts.id = opts.idem_key = NULL;
   if (!n) return JQ_OK;
   pthread_mutex_lock(&q->lock);
-  int rc = q->draining ? JQ_DRAINING : !has_room(q, n) ? JQ_FULL : JQ_OK;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < n; i++) bytes += lens[i];
+  int rc = q->draining ? JQ_DRAINING : !has_room(q, n, bytes) ? JQ_FULL : JQ_OK;
   if (rc == JQ_OK && (rc = check_store(q, err, errlen)) != JQ_OK) {
     pthread_mutex_unlock(&q->lock);
     return rc;
@@ -798,7 +814,7 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
   }
   if (job_state_final(j->state)) {
     j->finished_at = now;
-    q->live--;
+    live_drop(q, j);
     q->st.finished++;
   } else {
     enqueue(q, j, now);
@@ -831,7 +847,7 @@ int jobq_cancel(struct jobq *q, const char *id) {
   heap_remove(q, j);
   j->state = JS_CANCELLED;
   j->finished_at = jobq_now_ms();
-  q->live--;
+  live_drop(q, j);
   q->st.finished++;
   static const char msg[] = "cancelled before it ran";
   add_error(j, j->finished_at, msg, sizeof msg - 1);

@@ -44,6 +44,7 @@ enum jitter { JITTER_FULL, JITTER_EQUAL, JITTER_NONE };
 struct jobq_config {
   const char *name;             /* the queue entry's id */
   size_t capacity;              /* live (unfinished) jobs at most */
+  uint64_t capacity_bytes;      /* bytes of data held by live jobs at most; 0 = no limit */
   size_t max_waiting;           /* jobs waiting to start (not running, not finished) at most;
                                    0 = no limit beyond capacity */
   int uuid_ids;                 /* generated ids are random UUIDs (v4) rather than short hex */
@@ -172,6 +173,7 @@ struct jobq_stats {
   uint64_t wait_count, run_count;
   uint64_t wait_hist[16];                  /* enqueue→start, buckets of jobq_hist_bound */
   int64_t wait_p50_ns, wait_p99_ns;        /* over the last 65536 starts */
+  uint64_t live_bytes;                     /* data bytes held by unfinished jobs */
 };
 void jobq_stats(struct jobq *q, struct jobq_stats *out);
 double jobq_hist_bound(int i);             /* upper bound of bucket i in seconds (+Inf last) */

@@ -55,6 +55,7 @@ struct jobq {
   struct heap ready, delayed;
   int64_t next_seq;
   size_t live, running;            /* live: unfinished; running: begun, not finished */
+  uint64_t live_bytes;             /* data bytes of the live jobs (capacity_bytes) */
   size_t reserved;                 /* claimed by runners, not begun yet */
   struct commit *last_commit;      /* the last store write put whose commit is not reported */
   int draining, stopped;

@@ -117,6 +117,7 @@ static int cmp_i64(const void *a, const void *b) {
 void jobq_stats(struct jobq *q, struct jobq_stats *out) {
   pthread_mutex_lock(&q->lock);
   *out = q->st;
+  out->live_bytes = q->live_bytes;
   out->wait_p50_ns = out->wait_p99_ns = 0;
   if (q->nwaits) {
     int64_t *v = xmalloc(q->nwaits * sizeof *v);

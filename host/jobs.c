@@ -39,6 +39,7 @@ static void config_of(const struct reg_entry *e, struct jobq_config *c) {
   *c = (struct jobq_config){
     .name = e->id,
     .capacity = (size_t)val_int(val_get(e->data, "capacity"), 10000),
+    .capacity_bytes = val_size(val_get(e->data, "capacity_bytes"), 0),
     .max_waiting = (size_t)val_int(val_get(e->data, "max_waiting"), 0),
     .uuid_ids = strcmp(val_str(val_get(e->data, "ids"), "short"), "uuid") == 0,
     .max_retries = (int)val_int(val_get(e->data, "max_retries"), 3),

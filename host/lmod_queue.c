@@ -284,14 +284,14 @@ static int l_publish_batch(lua_State *L) {
 }
 
 /* queue.info(queue_id) → {queue, <state> = count…, published, retries, rejected,
-** wait_p50_ms, wait_p99_ms} | nil, err */
+** wait_p50_ms, wait_p99_ms, bytes (data held by unfinished jobs)} | nil, err */
 static int l_info(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   struct jobq *q = find_queue(L, name);
   if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.info: no queue.queue entry '%s'", name);
   struct jobq_stats st;
   jobq_stats(q, &st);
-  lua_createtable(L, 0, JS_COUNT + 6);
+  lua_createtable(L, 0, JS_COUNT + 7);
   lua_pushstring(L, jobq_name(q));
   lua_setfield(L, -2, "queue");
   for (int i = 0; i < JS_COUNT; i++) {
@@ -308,6 +308,8 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "wait_p50_ms");
   lua_pushnumber(L, (double)st.wait_p99_ns / 1e6);
   lua_setfield(L, -2, "wait_p99_ms");
+  lua_pushinteger(L, (lua_Integer)st.live_bytes);
+  lua_setfield(L, -2, "bytes");
   return 1;
 }
 

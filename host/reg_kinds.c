@@ -150,6 +150,15 @@ static int t_ref(struct chk *k, struct val **slot) {
   return 0;
 }
 
+static int t_size(struct chk *k, struct val **slot) {
+  struct val *v = *slot;
+  uint64_t n;
+  if ((v->type == V_INT && v->u.i >= 0) || (v->type == V_STR && size_parse(v->u.str.s, &n) == 0)) return 0;
+  if (v->type != V_STR && v->type != V_INT) return -1;
+  problem(k, v, "%s: invalid size (expected bytes or e.g. \"64MB\", \"512KiB\")", k->path.data);
+  return 1;
+}
+
 static const struct vtype {
   const char *name, *phrase;
   int (*check)(struct chk *k, struct val **slot);
@@ -158,7 +167,7 @@ static const struct vtype {
   {"int", "an integer", t_int},         {"number", "a number", t_number},
   {"bool", "a boolean", t_bool},        {"duration", "a duration", t_duration},
   {"list", "a list", t_list},           {"map", "a map", t_map},
-  {"ref", "an entry id (\"ns:name\")", t_ref},
+  {"ref", "an entry id (\"ns:name\")", t_ref},  {"size", "a size", t_size},
 };
 
 static const struct vtype *vtype_of(const struct val *spec) {

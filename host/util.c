@@ -142,7 +142,7 @@ int size_parse(const char *s, uint64_t *bytes) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (end == s || errno || v < 0) return -1;
+  if (end == s || errno || !(v >= 0)) return -1;          /* NaN too */
   while (*end == ' ') end++;
   uint64_t mult = 1;
   const char *u = *end ? strchr(prefixes, *end & ~0x20) : NULL;
@@ -152,7 +152,7 @@ int size_parse(const char *s, uint64_t *bytes) {
     if ((*end & ~0x20) == 'I') end++;
   }
   if ((*end & ~0x20) == 'B') end++;
-  if (*end) return -1;
+  if (*end || v * (double)mult >= 18446744073709551616.0) return -1;   /* 2^64 */
   *bytes = (uint64_t)(v * (double)mult);
   return 0;
 }

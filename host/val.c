@@ -428,6 +428,13 @@ int val_equal(const struct val *a, const struct val *b) {
   return 0;
 }
 
+uint64_t val_size(const struct val *v, uint64_t fallback) {
+  uint64_t n;
+  if (v && v->type == V_INT) return v->u.i >= 0 ? (uint64_t)v->u.i : fallback;
+  const char *s = val_str(v, NULL);
+  return s && size_parse(s, &n) == 0 ? n : fallback;
+}
+
 int64_t val_duration_ns(const struct val *v, int64_t fallback) {
   const char *s = val_str(v, NULL);
   int64_t ns;

@@ -53,6 +53,9 @@ int val_bool(const struct val *v, int fallback);                        /* V_BOO
 /* A duration string ("300ms", "1m30s"; kinds.yaml rewrites integers as strings) in ns;
 ** fallback when v is missing, not a string or not a duration. */
 int64_t val_duration_ns(const struct val *v, int64_t fallback);
+/* A size: an integer of bytes or a string such as "64MB", "512KiB" (size_parse); fallback
+** when v is missing or not a size. */
+uint64_t val_size(const struct val *v, uint64_t fallback);
 size_t val_len(const struct val *v);                                    /* items in list/map, else 0 */
 const struct val *val_at(const struct val *v, size_t i);
 const char *val_key_at(const struct val *v, size_t i);

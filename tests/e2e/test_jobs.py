@@ -266,6 +266,39 @@ class ShutdownRequeue(th.TestCase):
             self.assertEqual(s2.stop(), 0, s2.log())
 
 
+class CapacityInBytes(th.TestCase):
+    def test_capacity_bytes_refuses_with_429_and_frees_on_finish(self):
+        index = (INDEX % {"driver": "memory", "timeout": "5s"}).replace(
+            "    capacity: 20\n", "    capacity: 20\n    capacity_bytes: 1KB\n")
+        project = th.make_project({"src/_index.yaml": index, "src/work.lua": WORK})
+        s = th.Server(project, OVERRIDE)
+        try:
+            port = s.ports()[0]
+            big = json.dumps({"sleep": "200ms", "echo": "x" * 600})
+            st1, _, b1 = th.http(port, "POST", "/jobs", big)
+            self.assertEqual(st1, 202, b1)
+            st2, h2, b2 = th.http(port, "POST", "/jobs", big)   # 2 x ~630 bytes > 1 KiB
+            self.assertEqual(st2, 429, b2)
+            self.assertIn("bytes of data held", b2)
+            self.assertEqual(self.submit_small(port), 202)       # a small one still fits
+            wait_state(port, json.loads(b1)["id"], ["done"])
+            st3, _, b3 = th.http(port, "POST", "/jobs", big)     # room again once it finished
+            self.assertEqual(st3, 202, b3)
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+
+    def submit_small(self, port):
+        return th.http(port, "POST", "/jobs", json.dumps({"echo": "s"}))[0]
+
+    def test_an_invalid_size_is_a_check_error(self):
+        index = (INDEX % {"driver": "memory", "timeout": "5s"}).replace(
+            "    capacity: 20\n", "    capacity: 20\n    capacity_bytes: lots\n")
+        project = th.make_project({"src/_index.yaml": index, "src/work.lua": WORK})
+        r = th.run(["check", project])
+        self.assertEqual(r.returncode, 3, r.stdout)
+        self.assertRegex(r.stdout, r"src/_index\.yaml:\d+: .*capacity_bytes: invalid size")
+
+
 def job_queue(env, **kw):
     e = {"WORKERS": "4", "QUEUE_SIZE": "64", "ERROR_RATE": "0"}
     e.update(env)

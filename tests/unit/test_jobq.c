@@ -1919,6 +1919,35 @@ TEST(max_waiting_counts_waiting_jobs_only) {
   jobq_free(q);
 }
 
+TEST(capacity_bytes_counts_data_of_unfinished_jobs) {
+  struct jobq_config c = cfg_of("t:bytes");
+  c.capacity = 100;
+  c.capacity_bytes = 10;
+  struct jobq *q = jobq_new(&c, NULL);
+  char a[64], x[64], err[256] = "";
+  int existed;
+  CHECK_INT(jobq_publish(q, "\"1234\"", 6, NULL, a, sizeof a, &existed, err, sizeof err), JQ_OK);
+  CHECK_INT(jobq_publish(q, "\"12345\"", 7, NULL, x, sizeof x, &existed, err, sizeof err), JQ_FULL);
+  CHECK_CONTAINS(err, "6 bytes");
+  CHECK_INT(jobq_publish(q, "\"12\"", 4, NULL, x, sizeof x, &existed, err, sizeof err), JQ_OK);  /* 10: fits */
+  const char *data[1] = {"1"};
+  size_t lens[1] = {1};
+  char ids[1][JOBQ_ID_MAX];
+  CHECK_INT(jobq_publish_many(q, data, lens, 1, NULL, ids, err, sizeof err), JQ_FULL);
+  struct jobq_stats st;
+  jobq_stats(q, &st);
+  CHECK_INT(st.live_bytes, 10);
+  struct job *j;
+  CHECK_INT(jobq_claim_batch(q, soon(), &j, 1), 1);
+  CHECK_INT(job_begin(q, j), 0);
+  jobq_finish(q, j, JO_OK, NULL, 0);              /* finished: its bytes are free again */
+  CHECK_INT(jobq_cancel(q, x), JS_QUEUED);         /* so are a cancelled job's */
+  jobq_stats(q, &st);
+  CHECK_INT(st.live_bytes, 0);
+  CHECK_INT(jobq_publish_many(q, data, lens, 1, NULL, ids, err, sizeof err), JQ_OK);
+  jobq_free(q);
+}
+
 TEST(uuid_ids) {
   struct jobq_config c = cfg_of("t:uuid");
   c.uuid_ids = 1;
@@ -1992,6 +2021,7 @@ int main(void) {
   RUN(drain_puts_reserved_jobs_back);
   RUN(store_reserved_row);
   RUN(max_waiting_counts_waiting_jobs_only);
+  RUN(capacity_bytes_counts_data_of_unfinished_jobs);
   RUN(uuid_ids);
   lua_close(JL);
   buf_free(&ibuf);
