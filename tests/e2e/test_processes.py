@@ -66,7 +66,7 @@ return { main = main }
         self.assertFalse([l for l in lines if l.startswith(("2026-01-01", "ERROR also"))], r.stderr)
         self.assertIn(r"failed: src/main.lua:5: three\nERROR forged by an error", r.stderr)
         self.assertIn(r"one\n2026-01-01T00:00:00.000Z ERROR forged", r.stderr)
-        self.assertIn(r'{"k":"v\nw"', r.stderr)
+        self.assertIn(r'"k":"v\nw"', r.stderr)
         self.assertIn(r"two\r\nERROR also forged \x1b[31m", r.stderr)
         # (the -x program's own error is then printed as is, like lua(1) does: "three" + newline)
 

@@ -590,7 +590,7 @@ TEST(concurrent_generations) {
 }
 
 static const char *const type_names[] = {"string", "int", "number", "bool", "duration",
-                                         "list", "map", "ref", "any"};
+                                         "list", "map", "ref", "any", "size"};
 
 static int spec_ok(const struct val *spec, char *where, size_t n);
 
