@@ -276,6 +276,11 @@ int task_run_ready(struct proc *p, int budget);     /* runs ready tasks; returns
 /* Brackets Lua code run on worker w so the watchdog can interrupt it (scheduler.h). */
 void task_watch_begin(struct worker *w, lua_State *co);
 void task_watch_end(struct worker *w);
+/* Why code of p must stop now ("terminated", "cancelled", a passed deadline), or NULL. */
+const char *task_stop_reason(struct proc *p);
+/* Raises `why` in L with the interrupt hook armed at every instruction, so no pcall keeps
+** the code running; marks the call interrupted. Does not return. */
+int task_stop(lua_State *L, const char *why);
 /* Raises a Lua error unless L runs in a task that may block. Returns the task. */
 struct task *task_check_blocking(lua_State *L, const char *what);
 

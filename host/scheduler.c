@@ -9,6 +9,7 @@
 #include "log.h"
 #include "luaenv.h"
 #include "util.h"
+#include "thstack.h"
 #include "watchdog.h"
 
 #include <pthread.h>
@@ -134,7 +135,7 @@ int sched_start(struct sched *s) {
     s->workers[i].s = s;
     s->workers[i].cache = luaenv_cache_new();
     s->workers[i].id = i;
-    if (pthread_create(&s->threads[i], NULL, worker_main, &s->workers[i]) != 0) {
+    if (thstack_create(&s->threads[i], worker_main, &s->workers[i]) != 0) {
       log_error("%s: cannot start worker %d", s->name, i);
       s->nworkers = i;
       return -1;

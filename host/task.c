@@ -196,14 +196,9 @@ static void task_failed(struct proc *p, struct task *t) {
   free(text);
 }
 
-/* The count hook the watchdog arms on a coroutine that runs too long (runs on the worker).
-** A kill request raises "terminated", a call past its deadline "the handler did not finish
-** in time" (the hook stays armed, so pcall cannot swallow either);
-** otherwise the task yields and goes to the back of the ready list. Code running inside a
-** plain coroutine.create/wrap coroutine is not reached (the hook is per coroutine). */
 /* Why the running code must stop now, or NULL: a kill, the call's cancel flag (a cancelled
 ** job) or its deadline. */
-static const char *stop_reason(struct proc *p) {
+const char *task_stop_reason(struct proc *p) {
   struct call *c = p->call;
   if (atomic_load(&p->kill)) return "terminated";
   if (!c) return NULL;
@@ -212,20 +207,34 @@ static const char *stop_reason(struct proc *p) {
   return NULL;
 }
 
+static void interrupt_hook(lua_State *L, lua_Debug *ar);
+
+int task_stop(lua_State *L, const char *why) {
+  struct proc *p = task_current(L)->p;
+  /* fire at every instruction from now on: a pcall that catches this error gets one
+  ** instruction before the next one, so every level unwinds */
+  lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
+  if (p->call) p->call->interrupted = 1;
+  return luaL_error(L, "%s", why);
+}
+
+/* The count hook the watchdog arms on a coroutine that runs too long (runs on the worker).
+** A kill request raises "terminated", a call past its deadline "the handler did not finish
+** in time", a cancelled call "cancelled" (the hook stays armed, so pcall cannot swallow
+** either); otherwise the coroutine yields: a task goes to the back of the ready list, a
+** plain coroutine.create/wrap coroutine yields to its resume (lmod_coroutine.c), which
+** passes the preemption up to the task. */
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   struct task *t = task_current(L);
   struct proc *p = t->p;
-  const char *why = stop_reason(p);
+  const char *why = task_stop_reason(p);
   if (why) {
-    /* fire at every instruction from now on: a pcall that catches this error gets one
-    ** instruction before the next one, so every level unwinds */
-    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
-    if (p->call) p->call->interrupted = 1;
-    luaL_error(L, "%s", why);
+    task_stop(L, why);
     return;
   }
   lua_sethook(L, NULL, 0, 0);
-  if (t->state == T_RUNNING && lua_isyieldable(L)) {
+  int plain = t->state == T_ROOT && L != p->L;      /* a coroutine.create/wrap coroutine */
+  if ((t->state == T_RUNNING || plain) && lua_isyieldable(L)) {
     p->preempted = 1;
     lua_yield(L, 0);
   }
