@@ -451,6 +451,7 @@ static void close_state(struct proc *p) {
 
 /* Frees the names the process registered and its Lua state. */
 static void release(struct proc *p) {
+  atomic_fetch_add_explicit(&p->rt->heap_closed, p->mem, memory_order_relaxed);
   for (size_t i = 0; i < p->nnames; i++) {
     rt_name_unregister(p->rt, p->names[i], p->pid);
     free(p->names[i]);

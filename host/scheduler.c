@@ -8,10 +8,12 @@
 #include "proc.h"
 #include "log.h"
 #include "luaenv.h"
+#include "rt.h"
 #include "util.h"
 #include "thstack.h"
 #include "watchdog.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -82,6 +84,16 @@ void sched_push(struct sched *s, struct proc *p, struct proc *waker) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* A worker about to sleep returns the pages of closed states to the OS once TRIM_AFTER
+** bytes of Lua heap were closed since the last trim (a burst of processes or detached
+** function states ended): glibc keeps free pages inside its arenas until malloc_trim. */
+#define TRIM_AFTER ((uint64_t)1 << 20)
+
+static void trim_if_due(struct rt *rt) {
+  if (atomic_load_explicit(&rt->heap_closed, memory_order_relaxed) < TRIM_AFTER) return;
+  if (atomic_exchange(&rt->heap_closed, 0) >= TRIM_AFTER) malloc_trim(0);
+}
+
 /* Spins for a while watching qlen, then sleeps. Returns a process or NULL on stop. */
 static struct proc *next_proc(struct sched *s) {
   for (int i = 0; i < SPIN_ROUNDS + YIELD_ROUNDS; i++) {
@@ -89,6 +101,7 @@ static struct proc *next_proc(struct sched *s) {
     if (i < SPIN_ROUNDS) cpu_relax();
     else sched_yield();
   }
+  if (atomic_load_explicit(&s->qlen, memory_order_acquire) == 0) trim_if_due(s->rt);
   pthread_mutex_lock(&s->lock);
   struct proc *p;
   while (!(p = dequeue_locked(s)) && !s->stopping) {
