@@ -15,7 +15,8 @@
 **    its own caller (its continuation resumes the coroutine again), up to the task, which
 **    goes to the back of the ready list. A caller that cannot yield (inside a metamethod, at
 **    the top of a chunk) resumes the coroutine again at once.
-** Cost per resume: one atomic exchange, one store, one load (hooking) and lua_gethook.
+** Cost per resume: a plain and a seq_cst store of running_co, a load of `hooking` and
+** lua_gethook (~10-30 ns on a resume/yield round trip of ~170 ns).
 ** Owner: the worker running the process.
 */
 #include "luaenv.h"
@@ -35,9 +36,13 @@ static lua_State *co_of(lua_State *L, int from) {
 /* lua_resume(co) with the narg values on top of L, co published to the watchdog meanwhile. */
 static int run(lua_State *L, struct worker *w, lua_State *co, int narg, int *nres) {
   lua_xmove(L, co, narg);
-  lua_State *prev = w ? atomic_exchange(&w->running_co, co) : NULL;
+  lua_State *prev = NULL;
+  if (w) {                  /* only this thread writes running_co: publishing needs no lock */
+    prev = atomic_load_explicit(&w->running_co, memory_order_relaxed);
+    atomic_store_explicit(&w->running_co, co, memory_order_release);
+  }
   int st = lua_resume(co, L, narg, nres);
-  if (w) {
+  if (w) {                  /* seq_cst store, then the hooking load (scheduler.h protocol) */
     atomic_store(&w->running_co, prev);
     while (atomic_load(&w->hooking)) {}  /* the watchdog may be arming co's hook right now */
   }
@@ -105,7 +110,7 @@ static int go(lua_State *L, lua_State *co, int narg, int from) {
     }
     const char *why = lua_gethook(co) ? task_stop_reason(p) : NULL;
     if (why) {
-      lua_settop(co, 0);
+      lua_pop(co, st == LUA_OK || st == LUA_YIELD ? nres : 1);
       return task_stop(L, why);
     }
     return finish(L, co, st, nres, from);
@@ -118,9 +123,8 @@ static int resume_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_resume(lua_State *L) {
-  lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
-  return go(L, co, lua_gettop(L) - 1, FROM_RESUME);
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  return go(L, lua_tothread(L, 1), lua_gettop(L) - 1, FROM_RESUME);
 }
 
 static int l_wrapped(lua_State *L) {
