@@ -164,10 +164,39 @@ static void finish_main(struct proc *p, lua_State *co, int nres) {
   }
 }
 
+static int tostring_f(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Makes the error value on top of co (a coroutine that raised) safe to report: anything but
+** an error object, a string or a number becomes its tostring text, computed protected on
+** the state's main thread (no Lua runs there between resumes), so a __tostring that raises
+** or recurses cannot panic the host. The heap limit is lifted meanwhile. */
+static void error_to_text(struct proc *p, lua_State *co) {
+  int type = lua_type(co, -1);
+  if (type == LUA_TSTRING || type == LUA_TNUMBER || errors_is(co, -1)) return;
+  size_t limit = p->mem_limit;
+  p->mem_limit = 0;
+  lua_State *L = p->L;
+  lua_pushcfunction(L, tostring_f);
+  lua_xmove(co, L, 1);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+    lua_xmove(L, co, 1);
+  } else {
+    const char *why = lua_tostring(L, -1);
+    lua_pushfstring(co, "(error object is a %s value; its __tostring failed: %s)",
+                    lua_typename(co, type), why ? why : "not a string");
+    lua_pop(L, 1);
+  }
+  p->mem_limit = limit;
+}
+
 /* A task raised: the process fails with the error (and a traceback in the log). */
 static void task_failed(struct proc *p, struct task *t) {
   lua_State *co = t->co;
   p->mem_limit = 0;             /* the process is ending: reporting must not hit the limit */
+  error_to_text(p, co);
   char *text;
   if (errors_is(co, -1)) {
     text = xstrdup(errors_message(co, -1));
@@ -305,6 +334,7 @@ static void call_raised(struct proc *p, struct task *t) {
   struct call *c = p->call;
   c->failed = c->done = 1;
   c->fatal = not_retryable(co, -1);
+  error_to_text(p, co);
   if (errors_is(co, -1)) c->error = xstrdup(errors_message(co, -1));
   else c->error = xstrdup(luaL_tolstring(co, -1, NULL));
   if (log_enabled(LOG_DEBUG)) {

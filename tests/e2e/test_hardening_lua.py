@@ -77,6 +77,10 @@ function deep.concat()
   local t = setmetatable({}, mt)
   return t .. "x"
 end
+-- an error value whose __tostring recurses: reporting it must not crash the host either
+function deep.errobj()
+  error(setmetatable({}, {__tostring = function(self) return tostring(self) end}))
+end
 """
 
 # A busy loop two plain coroutines deep; the outer one catches the inner one's errors and
@@ -92,11 +96,11 @@ local function spin()
 end
 local function hog()
   local t = {}
-  while true do t[#t + 1] = string.rep("x", 65536) .. #t end
+  while true do t[#t + 1] = string.rep("x", 1 << 20) .. #t end
 end
 """
 
-KINDS = ["pcall", "wrap", "gsub", "tostring", "concat"]
+KINDS = ["pcall", "wrap", "gsub", "tostring", "concat", "errobj"]
 
 INDEX = """
 version: "1.0"
@@ -253,7 +257,7 @@ return { main = function()
   end
   -- on process-host workers; the host keeps serving spawns
   local events = process.events()
-  for _, mode in ipairs({"pcall", "wrap", "gsub", "tostring", "concat", "hog", "tick"}) do
+  for _, mode in ipairs({"pcall", "wrap", "gsub", "tostring", "concat", "errobj", "hog", "tick"}) do
     local pid = process.spawn_monitored("app:proc", "app:processes", mode)
     local ev = events:receive()
     local err = ev.result and ev.result.error
@@ -299,8 +303,9 @@ class Processes(th.TestCase):
     def test_recursion_and_heap_limit_fail_the_process_not_the_host(self):
         r = self.run_main(MAIN)
         self.assertEqual(r.returncode, 0, r.stderr)
-        for kind in KINDS:
+        for kind in KINDS[:-1]:
             self.assertIn(f"terminal\t{kind}\tfalse\tstack overflow", r.stdout)
+        for kind in KINDS:
             self.assertIn(f"process\t{kind}\ttrue\tstack overflow\tnil", r.stdout)
         self.assertIn("process\thog\ttrue\tnot enough memory\tnil", r.stdout)
         self.assertIn("process\ttick\ttrue\tnil\ttick", r.stdout)
