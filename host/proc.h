@@ -233,10 +233,12 @@ uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
                     const struct spawn_opts *o);
 
 /* Function states (funcpool.c owns them). new: a booted state in PS_INLINE, or NULL with
-** the message in err. call_inline runs the entry function with no arguments on the calling
+** the message in err; the chunk runs for call c on watchdog slot w (its deadline and cancel
+** flag stop a chunk that never returns; c is marked interrupted then). call_inline runs the entry function with no arguments on the calling
 ** thread until it returns, fails or passes c->deadline; w is the caller's watchdog slot.
 ** detach hands a state whose call left tasks running to process host s. */
-struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err, size_t errlen);
+struct proc *proc_new_function(struct rt *rt, const struct code *code, struct worker *w,
+                               struct call *c, char *err, size_t errlen);
 void proc_call_inline(struct proc *p, struct worker *w, struct call *c);
 int proc_live_tasks(const struct proc *p);
 void proc_detach(struct proc *p, struct sched *s);

@@ -134,6 +134,12 @@ entries:
     concurrency: 2
     lifecycle: {auto_start: true}
   - {name: jobs.api, kind: queue.http, meta: {router: app:root}, queue: app:jobs, path: /jobs}
+  # a function whose chunk never returns: the call's deadline, timeout and shutdown stop it
+  - {name: top_fn, kind: function.lua, source: "file://top.lua", method: handle}
+  - {name: top, kind: http.endpoint, meta: {router: root}, method: GET, path: /top, func: top_fn}
+  - {name: topjobs, kind: queue.queue, driver: memory, max_retries: 0, timeout: 1s}
+  - {name: topworkers, kind: queue.consumer, queue: app:topjobs, func: app:top_fn, lifecycle: {auto_start: true}}
+  - {name: topjobs.api, kind: queue.http, meta: {router: app:root}, queue: app:topjobs, path: /topjobs}
   - {name: proc, kind: process.lua, source: "file://proc.lua", method: main, modules: [time]}
 """
 
@@ -174,16 +180,17 @@ SETTINGS = "limits:\n  process_memory: 32MB\nshutdown:\n  timeout: 1s\n"
 
 def project(extra_files=None, index=INDEX):
     files = {"src/_index.yaml": index, "src/api.lua": API, "src/work.lua": WORK,
-             "src/proc.lua": PROC, "taskhost.yaml": SETTINGS}
+             "src/proc.lua": PROC, "taskhost.yaml": SETTINGS,
+             "src/top.lua": "coroutine.wrap(function() while true do end end)()\nreturn {}\n"}
     files.update(extra_files or {})
     return th.make_project(files)
 
 
-def wait_job(port, jid, states, timeout=20):
+def wait_job(port, jid, states, timeout=20, path="/jobs"):
     deadline = time.monotonic() + timeout
     info = None
     while time.monotonic() < deadline:
-        status, _, body = th.http(port, "GET", f"/jobs/{jid}")
+        status, _, body = th.http(port, "GET", f"{path}/{jid}")
         info = json.loads(body) if status == 200 else None
         if info and info["state"] in states:
             return info
@@ -227,6 +234,16 @@ class Server(th.TestCase):
         self.assertEqual(status, 500, body)
         self.assertIn("did not finish in time", body)
         self.ping()
+
+    def test_a_chunk_that_never_returns_is_stopped_by_the_deadline_and_timeout(self):
+        status, _, body = th.http(self.port, "GET", "/top", timeout=30)
+        self.assertEqual(status, 500, body)
+        self.assertIn("did not finish in time", body)
+        self.ping()
+        status, _, body = th.http(self.port, "POST", "/topjobs", "{}")
+        self.assertEqual(status, 202, body)
+        info = wait_job(self.port, json.loads(body)["id"], ["failed"], path="/topjobs")
+        self.assertIn("timed out", info["errors"][-1]["error"])
 
     def test_job_nested_coroutine_spin_times_out_and_cancels(self):
         info = wait_job(self.port, self.submit({"spin": True}), ["failed"])
