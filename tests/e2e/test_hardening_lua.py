@@ -7,6 +7,8 @@
 - Busy loops inside plain coroutine.create/wrap coroutines (nested) are reached by the
   watchdog: handler deadlines, job timeout and cancel, process.terminate, preemption and
   shutdown.
+- setmetatable refuses __gc (finalizers run with hooks off: a looping one could never be
+  stopped).
 - The Lua heap limit (limits.process_memory in taskhost.yaml) turns unbounded allocation
   into "not enough memory" for a handler, a job and a process.
 """
@@ -170,6 +172,8 @@ return { main = function(mode)
   if deep[mode] then deep[mode]() end
   if mode == "spin" then spin() end
   if mode == "hog" then hog() end
+  -- hooks are off in finalizers, so a looping __gc could never be stopped: refused
+  if mode == "gc" then setmetatable({}, {__gc = function() while true do end end}) end
   if mode == "tick" then for _ = 1, 20 do time.sleep("10ms") end end
   return mode
 end }
@@ -274,12 +278,13 @@ return { main = function()
   end
   -- on process-host workers; the host keeps serving spawns
   local events = process.events()
-  for _, mode in ipairs({"pcall", "wrap", "gsub", "tostring", "concat", "errobj", "hog", "tick"}) do
+  for _, mode in ipairs({"pcall", "wrap", "gsub", "tostring", "concat", "errobj", "hog", "gc", "tick"}) do
     local pid = process.spawn_monitored("app:proc", "app:processes", mode)
     local ev = events:receive()
     local err = ev.result and ev.result.error
     io.print("process", mode, ev.from == pid, tostring(err and (tostring(err):match("stack overflow")
-      or tostring(err):match("not enough memory"))), tostring(ev.result and ev.result.value))
+      or tostring(err):match("not enough memory") or tostring(err):match("__gc metamethods are not supported"))),
+      tostring(ev.result and ev.result.value))
   end
   return 0
 end }
@@ -325,6 +330,7 @@ class Processes(th.TestCase):
         for kind in KINDS:
             self.assertIn(f"process\t{kind}\ttrue\tstack overflow\tnil", r.stdout)
         self.assertIn("process\thog\ttrue\tnot enough memory\tnil", r.stdout)
+        self.assertIn("process\tgc\ttrue\t__gc metamethods are not supported\tnil", r.stdout)
         self.assertIn("process\ttick\ttrue\tnil\ttick", r.stdout)
 
     def test_nested_coroutine_spinners_are_preempted_and_terminated(self):
