@@ -84,7 +84,7 @@ int funcpool_call(struct funcpool *fp, struct worker *w, struct call *c) {
   struct proc *p = take(fp);
   if (!p) {
     char err[512];
-    p = proc_new_function(fp->rt, fp->code, err, sizeof err);
+    p = proc_new_function(fp->rt, fp->code, w, c, err, sizeof err);
     if (!p) {
       give_back(fp, NULL);
       c->failed = c->done = 1;

@@ -9,6 +9,7 @@
 #include "retire.h"
 #include "scheduler.h"
 #include "util.h"
+#include "thstack.h"
 #include "watchdog.h"
 
 #include <pthread.h>
@@ -115,7 +116,7 @@ struct consumer *consumer_start(const char *id, struct jobq *q, struct funcpool 
     r->c = c;
     r->w.id = i;
     watchdog_add(c->watchdog, &r->w);
-    r->started = pthread_create(&r->thread, NULL, runner_main, r) == 0;
+    r->started = thstack_create(&r->thread, runner_main, r) == 0;
     started += r->started;
   }
   if (!started) {

@@ -440,31 +440,6 @@ static int l_unregister(lua_State *L) {
   return 1;
 }
 
-/* ---- coroutine.spawn --------------------------------------------------------------- */
-
-static int spawn_k(lua_State *L, int status, lua_KContext ctx) { return 1; }  /* the thread */
-
-static int l_coroutine_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  struct task *self = task_current(L);
-  struct task *child = task_new(self->p, 1, L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, child->ref);
-  if (self->state == T_ROOT || !lua_isyieldable(L)) {
-    task_ready(child);
-    return 1;
-  }
-  task_ready_front(self);       /* FIFO becomes: child, caller, … */
-  task_ready_front(child);
-  return lua_yieldk(L, 0, 0, spawn_k);
-}
-
-int luaopen_tcoroutine(lua_State *L) {
-  luaopen_coroutine(L);
-  lua_pushcfunction(L, l_coroutine_spawn);
-  lua_setfield(L, -2, "spawn");
-  return 1;
-}
-
 /* ---- module ------------------------------------------------------------------------ */
 
 static void open_types(lua_State *L) {

@@ -281,11 +281,30 @@ static int l_unpack(lua_State *L) {
   return (int)(e - i + 1);
 }
 
+/* setmetatable without __gc: Lua runs finalizers with hooks off (lgc.c GCTM), so the
+** watchdog could never stop a finalizer that loops, and a finalizer runs wherever a GC
+** step happens (or in lua_close, on a worker, after the process ended). Otherwise as
+** lbaselib.c's. */
+static int l_setmetatable(lua_State *L) {
+  int t = lua_type(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  if (t == LUA_TTABLE && (lua_pushliteral(L, "__gc"), lua_rawget(L, 2)) != LUA_TNIL)
+    return luaL_error(L, "setmetatable: __gc metamethods are not supported (a finalizer cannot "
+                         "be interrupted); use a <close> variable");
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+    return luaL_error(L, "cannot change a protected metatable");
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
 /* Our own globals; they override the base library's versions. */
 static void set_host_globals(lua_State *L) {
   static const char *const removed[] = {"dofile", "loadfile", "load", "collectgarbage"};
   static const luaL_Reg funcs[] = {
-    {"print", l_print}, {"require", l_require}, {"unpack", l_unpack}, {NULL, NULL},
+    {"print", l_print}, {"require", l_require}, {"unpack", l_unpack},
+    {"setmetatable", l_setmetatable}, {NULL, NULL},
   };
   lua_pushglobaltable(L);
   for (size_t i = 0; i < countof(removed); i++) {

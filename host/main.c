@@ -12,6 +12,7 @@
 #include "project.h"
 #include "registry.h"
 #include "router.h"
+#include "thstack.h"
 #include "util.h"
 
 #include <lua.h>
@@ -359,6 +360,7 @@ static int dispatch(struct cli *c) {
 }
 
 int main(int argc, char **argv) {
+  thstack_main();               /* registry files and function states boot on this thread */
   struct cli c = {.argv0 = argv[0]};
   int rc = parse_args(argc, argv, &c);
   if (rc == 0) rc = dispatch(&c);

@@ -451,6 +451,7 @@ static void close_state(struct proc *p) {
 
 /* Frees the names the process registered and its Lua state. */
 static void release(struct proc *p) {
+  atomic_fetch_add_explicit(&p->rt->heap_closed, p->mem, memory_order_relaxed);
   for (size_t i = 0; i < p->nnames; i++) {
     rt_name_unregister(p->rt, p->names[i], p->pid);
     free(p->names[i]);
@@ -517,7 +518,8 @@ int proc_step(struct proc *p, struct worker *w) {
 
 /* ---- function states ------------------------------------------------------------ */
 
-struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err, size_t errlen) {
+struct proc *proc_new_function(struct rt *rt, const struct code *code, struct worker *w,
+                               struct call *c, char *err, size_t errlen) {
   struct proc *p = xcalloc(1, sizeof *p);
   p->pid = rt_next_pid(rt);
   rt_pid_format(p->pidstr, sizeof p->pidstr, code->e->id, p->pid);
@@ -534,7 +536,12 @@ struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err
   hmap_init(&p->sessions);
   buf_init(&p->exit_result);
   p->L = luaenv_new(p);
-  if (!p->L || push_entry_function(p) != 0) {
+  p->worker = w;                     /* the watchdog and the call's limits watch the chunk */
+  p->call = c;
+  int rc = p->L ? push_entry_function(p) : -1;
+  p->worker = NULL;
+  p->call = NULL;
+  if (rc != 0) {
     snprintf(err, errlen, "%s", p->L ? lua_tostring(p->L, -1) : "cannot create a Lua state");
     close_state(p);
     codeset_unref(code->set);
@@ -542,6 +549,7 @@ struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err
     return NULL;
   }
   p->fn_ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  lua_sethook(p->L, NULL, 0, 0);     /* a preemption hook armed during the chunk */
   /* Generational GC: a request's garbage dies young, so minor collections free it in small
   ** batches that the block cache absorbs (incremental cycles freed it in bursts that
   ** overflowed the cache into malloc). callgrind: about 1.5k fewer instructions per request. */

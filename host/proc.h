@@ -233,10 +233,12 @@ uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
                     const struct spawn_opts *o);
 
 /* Function states (funcpool.c owns them). new: a booted state in PS_INLINE, or NULL with
-** the message in err. call_inline runs the entry function with no arguments on the calling
+** the message in err; the chunk runs for call c on watchdog slot w (its deadline and cancel
+** flag stop a chunk that never returns; c is marked interrupted then). call_inline runs the entry function with no arguments on the calling
 ** thread until it returns, fails or passes c->deadline; w is the caller's watchdog slot.
 ** detach hands a state whose call left tasks running to process host s. */
-struct proc *proc_new_function(struct rt *rt, const struct code *code, char *err, size_t errlen);
+struct proc *proc_new_function(struct rt *rt, const struct code *code, struct worker *w,
+                               struct call *c, char *err, size_t errlen);
 void proc_call_inline(struct proc *p, struct worker *w, struct call *c);
 int proc_live_tasks(const struct proc *p);
 void proc_detach(struct proc *p, struct sched *s);
@@ -276,6 +278,11 @@ int task_run_ready(struct proc *p, int budget);     /* runs ready tasks; returns
 /* Brackets Lua code run on worker w so the watchdog can interrupt it (scheduler.h). */
 void task_watch_begin(struct worker *w, lua_State *co);
 void task_watch_end(struct worker *w);
+/* Why code of p must stop now ("terminated", "cancelled", a passed deadline), or NULL. */
+const char *task_stop_reason(struct proc *p);
+/* Raises `why` in L with the interrupt hook armed at every instruction, so no pcall keeps
+** the code running; marks the call interrupted. Does not return. */
+int task_stop(lua_State *L, const char *why);
 /* Raises a Lua error unless L runs in a task that may block. Returns the task. */
 struct task *task_check_blocking(lua_State *L, const char *what);
 

@@ -11,6 +11,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Default Lua heap limit of every state (process, function pool state, consumer state):
+** a state needs tens of KB, a busy handler a few MB, so 256 MiB never stops sane code,
+** while a runaway allocation loop gets "not enough memory" long before it can exhaust the
+** machine (the limit is per state, not a budget for the host). */
+#define DEFAULT_LUA_HEAP ((uint64_t)256 << 20)
+
 static char *join(const char *a, const char *b) {
   struct buf x;
   buf_init(&x);
@@ -80,6 +86,7 @@ int project_open(const char *dir, struct project *p, char *err, size_t errlen) {
   p->dir = xstrdup(dir && *dir ? dir : ".");
   p->log_level = LOG_INFO;
   p->shutdown_timeout = 10 * NS_PER_S;
+  p->process_memory = DEFAULT_LUA_HEAP;
   char *lock = join(p->dir, "wippy.lock");
   int missing;
   struct val *v = read_yaml(lock, &missing, err, errlen);

@@ -1,7 +1,7 @@
 /*
 ** project.h — finds a project's source directory and host settings: `wippy.lock`
 ** (directories.src, default ./src) and an optional `taskhost.yaml`
-** (log.level, log.format, shutdown.timeout). Called once by main.
+** (log.level, log.format, shutdown.timeout, limits.process_memory). Called once by main.
 */
 #ifndef TASKHOST_PROJECT_H
 #define TASKHOST_PROJECT_H
@@ -16,7 +16,7 @@ struct project {
   enum log_level log_level;
   int log_json;
   int64_t shutdown_timeout; /* ns: how long hosts wait for processes to stop */
-  uint64_t process_memory;  /* bytes one process's Lua heap may use; 0 = unlimited */
+  uint64_t process_memory;  /* bytes one Lua state's heap may use (default 256 MiB); 0 = unlimited */
 };
 
 /* 0, or -1 with "file:line: message" in err. */

@@ -24,6 +24,10 @@ struct rt {
   struct timers *timers;
   const char *project_dir;
   size_t proc_mem_limit;      /* Lua heap limit per process, 0 = none */
+  /* Lua heap bytes of the states closed since the last malloc_trim (scheduler.c): glibc
+  ** keeps the freed pages of many closed states (in the middle of its arenas) otherwise. */
+  _Atomic uint64_t heap_closed;
+  _Atomic int64_t last_trim;   /* monotonic ns of the last malloc_trim */
 
   pthread_mutex_t gen_lock;
   struct registry *gen;       /* current generation */

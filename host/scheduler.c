@@ -8,9 +8,12 @@
 #include "proc.h"
 #include "log.h"
 #include "luaenv.h"
+#include "rt.h"
 #include "util.h"
+#include "thstack.h"
 #include "watchdog.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -81,6 +84,25 @@ void sched_push(struct sched *s, struct proc *p, struct proc *waker) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* A worker about to sleep returns the pages of closed states to the OS once TRIM_AFTER
+** bytes of Lua heap were closed since the last trim (a burst of processes or detached
+** function states ended): glibc keeps free pages inside its arenas until malloc_trim. At
+** most one trim per TRIM_EVERY_NS (a trim walks every arena); a worker that finds one due
+** but too early sleeps only until it is allowed, so the end of a burst is trimmed too. */
+#define TRIM_AFTER ((uint64_t)1 << 20)
+#define TRIM_EVERY_NS (100 * NS_PER_MS)
+
+/* Trims if due; returns 0, or the monotonic time at which a pending trim is allowed. */
+static int64_t trim_if_due(struct rt *rt) {
+  if (atomic_load_explicit(&rt->heap_closed, memory_order_relaxed) < TRIM_AFTER) return 0;
+  int64_t now = clock_mono_ns(), last = atomic_load(&rt->last_trim);
+  if (now - last < TRIM_EVERY_NS) return last + TRIM_EVERY_NS;
+  if (!atomic_compare_exchange_strong(&rt->last_trim, &last, now)) return 0;  /* another worker */
+  atomic_store(&rt->heap_closed, 0);
+  malloc_trim(0);
+  return 0;
+}
+
 /* Spins for a while watching qlen, then sleeps. Returns a process or NULL on stop. */
 static struct proc *next_proc(struct sched *s) {
   for (int i = 0; i < SPIN_ROUNDS + YIELD_ROUNDS; i++) {
@@ -88,12 +110,24 @@ static struct proc *next_proc(struct sched *s) {
     if (i < SPIN_ROUNDS) cpu_relax();
     else sched_yield();
   }
+  int64_t trim_at = 0;
+  if (atomic_load_explicit(&s->qlen, memory_order_acquire) == 0) trim_at = trim_if_due(s->rt);
   pthread_mutex_lock(&s->lock);
   struct proc *p;
   while (!(p = dequeue_locked(s)) && !s->stopping) {
     s->nsleep++;
-    pthread_cond_wait(&s->cv, &s->lock);
+    if (trim_at) {
+      struct timespec ts = ns_timespec(trim_at);
+      pthread_cond_timedwait(&s->cv, &s->lock, &ts);
+    } else {
+      pthread_cond_wait(&s->cv, &s->lock);
+    }
     s->nsleep--;
+    if (trim_at && clock_mono_ns() >= trim_at) {
+      pthread_mutex_unlock(&s->lock);
+      trim_at = trim_if_due(s->rt);
+      pthread_mutex_lock(&s->lock);
+    }
   }
   pthread_mutex_unlock(&s->lock);
   return p;
@@ -121,7 +155,7 @@ struct sched *sched_new(struct rt *rt, const char *name, int nworkers) {
   if (nworkers <= 0) nworkers = 1;
   s->nworkers = nworkers;
   pthread_mutex_init(&s->lock, NULL);
-  pthread_cond_init(&s->cv, NULL);
+  cond_init_monotonic(&s->cv);           /* timed waits for a pending trim */
   pthread_mutex_init(&s->empty_lock, NULL);
   cond_init_monotonic(&s->empty_cv);
   s->workers = xcalloc((size_t)nworkers, sizeof *s->workers);
@@ -134,7 +168,7 @@ int sched_start(struct sched *s) {
     s->workers[i].s = s;
     s->workers[i].cache = luaenv_cache_new();
     s->workers[i].id = i;
-    if (pthread_create(&s->threads[i], NULL, worker_main, &s->workers[i]) != 0) {
+    if (thstack_create(&s->threads[i], worker_main, &s->workers[i]) != 0) {
       log_error("%s: cannot start worker %d", s->name, i);
       s->nworkers = i;
       return -1;

@@ -21,7 +21,9 @@ typedef struct lua_State lua_State;
 ** publishes the coroutine it resumes and bumps `resumes` before and after lua_resume (odd =
 ** inside); a watchdog that sees the same odd count twice, a slice apart, arms a count hook
 ** on `running_co` while `hooking` is set; the worker, after clearing running_co, waits for
-** `hooking` to drop before it may free the coroutine. */
+** `hooking` to drop before it may free the coroutine. coroutine.resume/wrap
+** (lmod_coroutine.c) point running_co at the plain coroutine they run and back, following
+** the same rule, so the hook reaches the innermost coroutine running. */
 struct worker {
   struct sched *s;
   struct proc *runnext;      /* next process to run on this worker, or NULL */

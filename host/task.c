@@ -164,10 +164,39 @@ static void finish_main(struct proc *p, lua_State *co, int nres) {
   }
 }
 
+static int tostring_f(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Makes the error value on top of co (a coroutine that raised) safe to report: anything but
+** an error object, a string or a number becomes its tostring text, computed protected on
+** the state's main thread (no Lua runs there between resumes), so a __tostring that raises
+** or recurses cannot panic the host. The heap limit is lifted meanwhile. */
+static void error_to_text(struct proc *p, lua_State *co) {
+  int type = lua_type(co, -1);
+  if (type == LUA_TSTRING || type == LUA_TNUMBER || errors_is(co, -1)) return;
+  size_t limit = p->mem_limit;
+  p->mem_limit = 0;
+  lua_State *L = p->L;
+  lua_pushcfunction(L, tostring_f);
+  lua_xmove(co, L, 1);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+    lua_xmove(L, co, 1);
+  } else {
+    const char *why = lua_tostring(L, -1);
+    lua_pushfstring(co, "(error object is a %s value; its __tostring failed: %s)",
+                    lua_typename(co, type), why ? why : "not a string");
+    lua_pop(L, 1);
+  }
+  p->mem_limit = limit;
+}
+
 /* A task raised: the process fails with the error (and a traceback in the log). */
 static void task_failed(struct proc *p, struct task *t) {
   lua_State *co = t->co;
   p->mem_limit = 0;             /* the process is ending: reporting must not hit the limit */
+  error_to_text(p, co);
   char *text;
   if (errors_is(co, -1)) {
     text = xstrdup(errors_message(co, -1));
@@ -196,14 +225,9 @@ static void task_failed(struct proc *p, struct task *t) {
   free(text);
 }
 
-/* The count hook the watchdog arms on a coroutine that runs too long (runs on the worker).
-** A kill request raises "terminated", a call past its deadline "the handler did not finish
-** in time" (the hook stays armed, so pcall cannot swallow either);
-** otherwise the task yields and goes to the back of the ready list. Code running inside a
-** plain coroutine.create/wrap coroutine is not reached (the hook is per coroutine). */
 /* Why the running code must stop now, or NULL: a kill, the call's cancel flag (a cancelled
 ** job) or its deadline. */
-static const char *stop_reason(struct proc *p) {
+const char *task_stop_reason(struct proc *p) {
   struct call *c = p->call;
   if (atomic_load(&p->kill)) return "terminated";
   if (!c) return NULL;
@@ -212,20 +236,34 @@ static const char *stop_reason(struct proc *p) {
   return NULL;
 }
 
+static void interrupt_hook(lua_State *L, lua_Debug *ar);
+
+int task_stop(lua_State *L, const char *why) {
+  struct proc *p = task_current(L)->p;
+  /* fire at every instruction from now on: a pcall that catches this error gets one
+  ** instruction before the next one, so every level unwinds */
+  lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
+  if (p->call) p->call->interrupted = 1;
+  return luaL_error(L, "%s", why);
+}
+
+/* The count hook the watchdog arms on a coroutine that runs too long (runs on the worker).
+** A kill request raises "terminated", a call past its deadline "the handler did not finish
+** in time", a cancelled call "cancelled" (the hook stays armed, so pcall cannot swallow
+** either); otherwise the coroutine yields: a task goes to the back of the ready list, a
+** plain coroutine.create/wrap coroutine yields to its resume (lmod_coroutine.c), which
+** passes the preemption up to the task. */
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   struct task *t = task_current(L);
   struct proc *p = t->p;
-  const char *why = stop_reason(p);
+  const char *why = task_stop_reason(p);
   if (why) {
-    /* fire at every instruction from now on: a pcall that catches this error gets one
-    ** instruction before the next one, so every level unwinds */
-    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
-    if (p->call) p->call->interrupted = 1;
-    luaL_error(L, "%s", why);
+    task_stop(L, why);
     return;
   }
   lua_sethook(L, NULL, 0, 0);
-  if (t->state == T_RUNNING && lua_isyieldable(L)) {
+  int plain = t->state == T_ROOT && L != p->L;      /* a coroutine.create/wrap coroutine */
+  if ((t->state == T_RUNNING || plain) && lua_isyieldable(L)) {
     p->preempted = 1;
     lua_yield(L, 0);
   }
@@ -296,6 +334,7 @@ static void call_raised(struct proc *p, struct task *t) {
   struct call *c = p->call;
   c->failed = c->done = 1;
   c->fatal = not_retryable(co, -1);
+  error_to_text(p, co);
   if (errors_is(co, -1)) c->error = xstrdup(errors_message(co, -1));
   else c->error = xstrdup(luaL_tolstring(co, -1, NULL));
   if (log_enabled(LOG_DEBUG)) {
