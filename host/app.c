@@ -689,6 +689,7 @@ void app_free(struct app *a) {
   free(a->terms);
   free(a->term_ids);
   free(a->exec_out);
+  if (a->rt->timers) timers_free(a->rt->timers);    /* never started (app_stop frees them) */
   rt_free(a->rt);
   free(a);
 }
