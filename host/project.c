@@ -32,10 +32,12 @@ static char *join(const char *a, const char *b) {
 /* Reads a YAML file into a tree; NULL with *missing set when absent, or an error. */
 static struct val *read_yaml(const char *path, int *missing, char *err, size_t errlen) {
   size_t len;
-  char *text = file_read_all(path, &len);
-  *missing = !text && errno == ENOENT;
+  struct stat st;
+  char why[200];
+  *missing = lstat(path, &st) != 0 && errno == ENOENT;
+  char *text = *missing ? NULL : reg_file_read(path, &len, why, sizeof why);  /* no FIFO hangs */
   if (!text) {
-    if (!*missing) snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    if (!*missing) snprintf(err, errlen, "%s: %s", path, why);
     return NULL;
   }
   int line = 0;

@@ -128,6 +128,14 @@ class Check(th.TestCase):
         self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
         self.assertRegex(r.stdout, r"src/_index\.yaml:\d+: file://hello\.lua: refused: a FIFO")
 
+    def test_a_fifo_as_project_config_is_refused(self):
+        for name in ("taskhost.yaml", "wippy.lock"):
+            project = th.make_project({"src/_index.yaml": INDEX, "src/hello.lua": HELLO}, lock=False)
+            os.mkfifo(os.path.join(project, name))
+            r = th.run(["check", project], timeout=60)
+            self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+            self.assertIn(name + ": refused: a FIFO, not a regular file", r.stderr)
+
     def test_sigint_stops_a_slow_load_with_130(self):
         for cmd in ("check", "run"):
             project = th.make_project({"src/x.registry.lua": SLOW})
