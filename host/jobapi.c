@@ -80,9 +80,31 @@ static void job_id_param(const struct http_req *r, char *out, size_t cap) {
 }
 
 /* A query-string variable into out; 1 when present. */
-static int query(const struct http_req *r, const char *name, char *out, size_t cap) {
-  const char *qs = r->ri->query_string;
+static int query(const char *qs, const char *name, char *out, size_t cap) {
   return qs && mg_get_var(qs, strlen(qs), name, out, cap) >= 0;
+}
+
+int jobapi_submit_opts(const char *qs, struct jobq_publish_opts *o, char *id, size_t idcap) {
+  char delay[32], prio[16], retries[16];
+  *o = (struct jobq_publish_opts){.max_retries = -1};
+  if (query(qs, "id", id, idcap)) o->id = id;
+  if (query(qs, "delay", delay, sizeof delay) && duration_parse(delay, &o->delay_ns) != 0) return -1;
+  if (query(qs, "priority", prio, sizeof prio)) o->priority = atoi(prio);
+  if (query(qs, "max_retries", retries, sizeof retries)) o->max_retries = atoi(retries);
+  return 0;
+}
+
+int jobapi_list_opts(const char *qs, int *state, long long *after, long long *limit) {
+  char v[64];
+  *state = -1;
+  *after = 0;
+  *limit = 100;
+  if (query(qs, "state", v, sizeof v) && (*state = job_state_parse(v)) < 0) return -1;
+  if (query(qs, "after", v, sizeof v)) *after = atoll(v);
+  if (query(qs, "limit", v, sizeof v)) *limit = atoll(v);
+  if (*limit < 1) *limit = 1;
+  if (*limit > 1000) *limit = 1000;
+  return 0;
 }
 
 static void submit(struct jobq *q, struct http_req *r) {
@@ -91,20 +113,17 @@ static void submit(struct jobq *q, struct http_req *r) {
     else reply_error(r, 400, "cannot read the request body");
     return;
   }
-  char err[256], id[128], delay[32], prio[16], retries[16], key[200];
+  char err[256], id[128], key[200];
   const char *body = r->body.len ? r->body.data : "null";
   size_t len = r->body.len ? r->body.len : 4;
   if (check_json(body, len, err, sizeof err) != 0) { reply_error(r, 400, err); return; }
-  struct jobq_publish_opts o = {.max_retries = -1};
-  if (query(r, "id", id, sizeof id)) o.id = id;
-  const char *idem = http_req_header(r, "Idempotency-Key");
-  if (idem && strlen(idem) < sizeof key) { snprintf(key, sizeof key, "%s", idem); o.idem_key = key; }
-  if (query(r, "delay", delay, sizeof delay) && duration_parse(delay, &o.delay_ns) != 0) {
+  struct jobq_publish_opts o;
+  if (jobapi_submit_opts(r->ri->query_string, &o, id, sizeof id) != 0) {
     reply_error(r, 400, "delay must be a duration such as 30s");
     return;
   }
-  if (query(r, "priority", prio, sizeof prio)) o.priority = atoi(prio);
-  if (query(r, "max_retries", retries, sizeof retries)) o.max_retries = atoi(retries);
+  const char *idem = http_req_header(r, "Idempotency-Key");
+  if (idem && strlen(idem) < sizeof key) { snprintf(key, sizeof key, "%s", idem); o.idem_key = key; }
   char newid[128];
   int existed = 0;
   int rc = jobq_publish(q, body, len, &o, newid, sizeof newid, &existed, err, sizeof err);
@@ -181,17 +200,12 @@ static void cancel(struct jobq *q, struct http_req *r) {
 }
 
 static void list(struct jobq *q, struct http_req *r) {
-  char v[64];
-  int state = -1;
-  long long after = 0, limit = 100;
-  if (query(r, "state", v, sizeof v) && (state = job_state_parse(v)) < 0) {
+  int state;
+  long long after, limit;
+  if (jobapi_list_opts(r->ri->query_string, &state, &after, &limit) != 0) {
     reply_error(r, 400, "unknown state (queued, scheduled, running, retrying, done, failed, cancelled)");
     return;
   }
-  if (query(r, "after", v, sizeof v)) after = atoll(v);
-  if (query(r, "limit", v, sizeof v)) limit = atoll(v);
-  if (limit < 1) limit = 1;
-  if (limit > 1000) limit = 1000;
   struct buf b;
   buf_init(&b);
   int64_t next = 0;

@@ -6,9 +6,19 @@
 #ifndef TASKHOST_JOBAPI_H
 #define TASKHOST_JOBAPI_H
 
+#include <stddef.h>
+
 struct http_req;
+struct jobq_publish_opts;
 
 /* action: an enum route_action other than RA_FUNCTION; queue: the route's struct jobq. */
 void jobapi_serve(int action, void *queue, struct http_req *r);
+
+/* The query-string options of submit (id, delay, priority, max_retries) and list (state,
+** after, limit clamped to 1..1000); qs may be NULL. o->id points into id[idcap]. Pure
+** functions of their input (tests/fuzz calls them). Return 0, or -1 for a bad delay or an
+** unknown state. */
+int jobapi_submit_opts(const char *qs, struct jobq_publish_opts *o, char *id, size_t idcap);
+int jobapi_list_opts(const char *qs, int *state, long long *after, long long *limit);
 
 #endif
