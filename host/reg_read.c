@@ -2,7 +2,7 @@
 ** reg_read.c — registry file readers: YAML and JSON through libyaml's document API (aliases
 ** resolved, each node's line kept, plain scalars typed like YAML 1.2's core schema), and
 ** *.registry.lua chunks run in a throw-away sandboxed Lua state (base, string, table, math
-** only; instruction and memory limits) whose returned table becomes the tree.
+** only; instruction and memory limits, no __gc) whose returned table becomes the tree.
 ** Reentrant: every call owns its parser or lua_State; runs on the loading thread.
 */
 #include "reg_internal.h"
@@ -251,6 +251,20 @@ static int sb_msgh(lua_State *L) {
   return 1;
 }
 
+/* setmetatable refusing a metatable with __gc: Lua runs finalizers with hooks off (and some
+** only in lua_close), so a finalizer would escape the instruction limit. */
+static int sb_setmetatable(lua_State *L) {
+  if (lua_istable(L, 2)) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) return luaL_error(L, "__gc metamethods are not allowed here");
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 /* Protected: opens the allowed libraries and strips what could touch the outside world. */
 static int sb_open(lua_State *L) {
   static const luaL_Reg libs[] = {
@@ -267,6 +281,9 @@ static int sb_open(lua_State *L) {
     lua_pushnil(L);
     lua_setglobal(L, banned[i]);
   }
+  lua_getglobal(L, "setmetatable");
+  lua_pushcclosure(L, sb_setmetatable, 1);
+  lua_setglobal(L, "setmetatable");
   return 0;
 }
 

@@ -3,6 +3,7 @@
 ** tests/fixtures/registry (run with the working directory tests/).
 */
 #include "t.h"
+#include "reg_internal.h"
 #include "registry.h"
 #include "util.h"
 
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define FIX "fixtures/registry/"
@@ -644,6 +646,32 @@ TEST(kinds_description) {
   CHECK_STR(val_str(val_path(kinds, "process.lua.fields.method.default"), NULL), "main");
 }
 
+/* Runs reg_read_lua on text in a child process: 1 when it came back before `secs` (a
+** generous hang detector), 0 when the alarm had to end it. */
+static int lua_reader_returns(const char *text, unsigned secs) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(secs);
+    int line;
+    char err[256];
+    val_free(reg_read_lua(text, strlen(text), "x.registry.lua", &line, err, sizeof err));
+    _exit(0);
+  }
+  int st = 0;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid) return 0;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Lua runs finalizers with hooks off, so a looping __gc escaped the instruction limit and
+** hung the loader (in lua_close, or a collection mid-chunk): setmetatable refuses __gc. */
+TEST(lua_finalizers_are_limited) {
+  CHECK(lua_reader_returns("setmetatable({}, {__gc = function() while true do end end})\n"
+                           "return {namespace = 'a'}", 30));
+  CHECK(lua_reader_returns("local t = setmetatable({}, {__gc = function() while true do end end})\n"
+                           "t = nil\nreturn {namespace = 'a', x = string.rep('x', 100000)}", 30));
+}
+
 int main(void) {
   RUN(concurrent_generations);   /* first: races the one-time kinds parse */
   RUN(echo_service_loads);
@@ -662,5 +690,6 @@ int main(void) {
   RUN(broken_lua_files);
   RUN(generations_and_refcount);
   RUN(kinds_description);
+  RUN(lua_finalizers_are_limited);
   return T_DONE();
 }
