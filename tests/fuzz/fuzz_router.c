@@ -1,9 +1,10 @@
-/* Fuzzes the route matcher (router.c). Input: up to four lines — method, path, and
-** optionally a route pattern and a router prefix. The method and path are matched against a
+/* Fuzzes the route matcher (router.c). Input: up to five lines — method, path, and
+** optionally a route pattern, a router prefix and a job API path. The method and path are matched against a
 ** table built once from tests/fixtures/http; when a pattern is given, a second table is
 ** built from that fixture plus one endpoint with the fuzzed pattern under a router with the
-** fuzzed prefix (a registry file written to a temp dir and loaded, as a project would be),
-** and the path is matched against it too. */
+** fuzzed prefix (and, given a fifth line, a queue.http job API under that path: its seven
+** routes), from a registry file written to a temp dir and loaded as a project would be; the
+** path is matched against that table too. */
 #include "registry.h"
 #include "router.h"
 #include "util.h"
@@ -82,6 +83,8 @@ static void check_match(const struct routes *rs, const char *method, const char 
   struct match m;
   enum match_result res = routes_match(rs, method, path, &m);
   if ((res == MATCH_OK) != (m.route != NULL)) abort();
+  if (res == MATCH_OK && strcmp(m.route->method, method) != 0 &&
+      !(strcmp(method, "HEAD") == 0 && strcmp(m.route->method, "GET") == 0)) abort();
   if (m.nparams < 0 || m.nparams > ROUTE_MAX_PARAMS) abort();
   for (int i = 0; i < m.nparams; i++) {          /* params point into path */
     if (m.params[i].value < path || m.params[i].value + m.params[i].len > path + strlen(path)) abort();
@@ -89,7 +92,8 @@ static void check_match(const struct routes *rs, const char *method, const char 
   if ((res == MATCH_BAD_METHOD || res == MATCH_OPTIONS) && !strstr(m.allow, "OPTIONS")) abort();
 }
 
-static void with_pattern(const char *method, const char *path, const char *pattern, const char *prefix) {
+static void with_pattern(const char *method, const char *path, const char *pattern, const char *prefix,
+                         const char *jobs) {
   struct buf b;
   buf_init(&b);
   buf_adds(&b, fixture_text);
@@ -100,6 +104,12 @@ static void with_pattern(const char *method, const char *path, const char *patte
   buf_adds(&b, ", path: ");
   put_quoted(&b, pattern);
   buf_adds(&b, "}\n");
+  if (jobs) {
+    buf_adds(&b, "  - {name: fzq, kind: queue.queue, driver: memory}\n"
+                 "  - {name: fzj, kind: queue.http, meta: {router: fzr}, queue: fzq, path: ");
+    put_quoted(&b, jobs);
+    buf_adds(&b, "}\n");
+  }
   FILE *f = fopen(file, "w");
   if (!f || fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0) abort();
   buf_free(&b);
@@ -114,8 +124,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int has_pattern, present;
   char *method = line_at(data, size, 0, &present), *path = line_at(data, size, 1, &present);
   char *pattern = line_at(data, size, 2, &has_pattern), *prefix = line_at(data, size, 3, &present);
+  int has_jobs;
+  char *jobs = line_at(data, size, 4, &has_jobs);
   check_match(fixed, method, path);
-  if (has_pattern) with_pattern(method, path, pattern, prefix);
+  if (has_pattern) with_pattern(method, path, pattern, prefix, has_jobs ? jobs : NULL);
+  free(jobs);
   free(method);
   free(path);
   free(pattern);
