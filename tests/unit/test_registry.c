@@ -672,6 +672,30 @@ TEST(lua_finalizers_are_limited) {
                            "t = nil\nreturn {namespace = 'a', x = string.rep('x', 100000)}", 30));
 }
 
+static void no_ref(void *ud, const struct val *ref, const char *path, const struct val *allowed) {}
+
+/* Found by fuzz_registry: an int field given a float beyond int64_t (an integer literal too
+** long for it reads as a float) was cast to int64_t, undefined behaviour; now a type error. */
+TEST(int_field_out_of_range) {
+  static const char *const texts[] = {"capacity: 333333333333333333333333333333333\n",
+                                      "capacity: 1e19\n", "capacity: .inf\n", "capacity: .nan\n"};
+  for (size_t i = 0; i < countof(texts); i++) {
+    int line;
+    char err[256];
+    struct val *data = reg_read_yaml(texts[i], strlen(texts[i]), "x.yaml", &line, err, sizeof err);
+    struct val *meta = val_new(V_MAP, NULL, 0);
+    struct diag d;
+    diag_init(&d);
+    struct reg_check c = {&d, "app:q", "app", "x.yaml", 1, no_ref, NULL};
+    CHECK(data && reg_check_entry(reg_kind_spec("queue.queue"), data, meta, &c) != 0);
+    CHECK(diag_find(&d, "capacity"));
+    dump(&d);
+    diag_free(&d);
+    val_free(data);
+    val_free(meta);
+  }
+}
+
 int main(void) {
   RUN(concurrent_generations);   /* first: races the one-time kinds parse */
   RUN(echo_service_loads);
@@ -691,5 +715,6 @@ int main(void) {
   RUN(generations_and_refcount);
   RUN(kinds_description);
   RUN(lua_finalizers_are_limited);
+  RUN(int_field_out_of_range);
   return T_DONE();
 }
