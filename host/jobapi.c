@@ -84,17 +84,16 @@ static void job_id_param(const struct http_req *r, char *out, size_t cap) {
 }
 
 /* A query-string variable into out: 1 present, 0 absent, -1 longer than cap - 1. */
-static int query(const struct http_req *r, const char *name, char *out, size_t cap) {
-  const char *qs = r->ri->query_string;
+static int query(const char *qs, const char *name, char *out, size_t cap) {
   int n = qs ? mg_get_var(qs, strlen(qs), name, out, cap) : -1;
   return n >= 0 ? 1 : n == -1 ? 0 : -1;
 }
 
-/* ?name= as an integer in [lo, hi] into *v: 0 absent, 1 read, -1 malformed (answered 400). */
-static int query_int(struct http_req *r, const char *name, long long lo, long long hi,
-                     long long *v) {
-  char s[32], *end = s, msg[128];
-  int got = query(r, name, s, sizeof s);
+/* ?name= as an integer in [lo, hi] into *v: 0 absent, 1 read, -1 malformed (why in msg). */
+static int query_int(const char *qs, const char *name, long long lo, long long hi, long long *v,
+                     char *msg, size_t msglen) {
+  char s[32], *end = s;
+  int got = query(qs, name, s, sizeof s);
   if (got == 0) return 0;
   long long x = 0;
   errno = 0;
@@ -103,36 +102,49 @@ static int query_int(struct http_req *r, const char *name, long long lo, long lo
     *v = x;
     return 1;
   }
-  snprintf(msg, sizeof msg, "%s must be an integer from %lld to %lld", name, lo, hi);
-  reply_error(r, 400, msg);
+  snprintf(msg, msglen, "%s must be an integer from %lld to %lld", name, lo, hi);
   return -1;
 }
 
-/* The publish options of the query string and the Idempotency-Key header into o (id into
-** idbuf, which holds JOBQ_KEY_MAX + 2 bytes). 0, or -1 when answered 400. Length limits of
-** id and key are checked by jobq_publish. */
-static int read_opts(struct http_req *r, struct jobq_publish_opts *o, char *idbuf) {
-  char delay[64], msg[128];
+int jobapi_submit_opts(const char *qs, struct jobq_publish_opts *o, char *id, size_t idcap,
+                       char *msg, size_t msglen) {
+  char delay[64];
   long long prio = 0, retries = -1;
   *o = (struct jobq_publish_opts){.max_retries = -1};
-  int got = query(r, "id", idbuf, JOBQ_KEY_MAX + 2);
+  int got = query(qs, "id", id, idcap);
   if (got < 0) {
-    snprintf(msg, sizeof msg, "the job's id must be 1 to %d bytes long", JOBQ_KEY_MAX);
-    reply_error(r, 400, msg);
+    snprintf(msg, msglen, "the job's id must be 1 to %d bytes long", JOBQ_KEY_MAX);
     return -1;
   }
-  if (got > 0) o->id = idbuf;
-  o->idem_key = http_req_header(r, "Idempotency-Key");
-  got = query(r, "delay", delay, sizeof delay);
+  if (got > 0) o->id = id;
+  got = query(qs, "delay", delay, sizeof delay);
   if (got != 0 && (got < 0 || duration_parse(delay, &o->delay_ns) != 0 || o->delay_ns < 0)) {
-    reply_error(r, 400, "delay must be a duration such as 30s (0 to 106751d)");
+    snprintf(msg, msglen, "delay must be a duration such as 30s (0 to 106751d)");
     return -1;
   }
-  if (query_int(r, "priority", INT_MIN, INT_MAX, &prio) < 0 ||
-      query_int(r, "max_retries", 0, INT_MAX, &retries) < 0)
+  if (query_int(qs, "priority", INT_MIN, INT_MAX, &prio, msg, msglen) < 0 ||
+      query_int(qs, "max_retries", 0, INT_MAX, &retries, msg, msglen) < 0)
     return -1;
   o->priority = (int)prio;
   o->max_retries = (int)retries;
+  return 0;
+}
+
+int jobapi_list_opts(const char *qs, int *state, long long *after, long long *limit, char *msg,
+                     size_t msglen) {
+  char v[64];
+  *state = -1;
+  *after = 0;
+  *limit = 100;
+  if (query(qs, "state", v, sizeof v) != 0 && (*state = job_state_parse(v)) < 0) {
+    snprintf(msg, msglen, "unknown state (queued, scheduled, running, retrying, done, failed, cancelled)");
+    return -1;
+  }
+  if (query_int(qs, "after", 0, INT64_MAX, after, msg, msglen) < 0 ||
+      query_int(qs, "limit", LLONG_MIN, LLONG_MAX, limit, msg, msglen) < 0)
+    return -1;
+  if (*limit < 1) *limit = 1;
+  if (*limit > 1000) *limit = 1000;
   return 0;
 }
 
@@ -147,7 +159,11 @@ static void submit(struct jobq *q, struct http_req *r) {
   size_t len = r->body.len ? r->body.len : 4;
   if (check_json(body, len, err, sizeof err) != 0) { reply_error(r, 400, err); return; }
   struct jobq_publish_opts o;
-  if (read_opts(r, &o, id) != 0) return;
+  if (jobapi_submit_opts(r->ri->query_string, &o, id, JOBQ_KEY_MAX + 2, err, sizeof err) != 0) {
+    reply_error(r, 400, err);
+    return;
+  }
+  o.idem_key = http_req_header(r, "Idempotency-Key");     /* its length is checked by jobq */
   char newid[JOBQ_KEY_MAX + 1];
   int existed = 0;
   int rc = jobq_publish(q, body, len, &o, newid, sizeof newid, &existed, err, sizeof err);
@@ -225,18 +241,13 @@ static void cancel(struct jobq *q, struct http_req *r) {
 }
 
 static void list(struct jobq *q, struct http_req *r) {
-  char v[64];
-  int state = -1;
-  long long after = 0, limit = 100;
-  if (query(r, "state", v, sizeof v) && (state = job_state_parse(v)) < 0) {
-    reply_error(r, 400, "unknown state (queued, scheduled, running, retrying, done, failed, cancelled)");
+  int state;
+  long long after, limit;
+  char msg[128];
+  if (jobapi_list_opts(r->ri->query_string, &state, &after, &limit, msg, sizeof msg) != 0) {
+    reply_error(r, 400, msg);
     return;
   }
-  if (query_int(r, "after", 0, INT64_MAX, &after) < 0 ||
-      query_int(r, "limit", LLONG_MIN, LLONG_MAX, &limit) < 0)
-    return;
-  if (limit < 1) limit = 1;
-  if (limit > 1000) limit = 1000;
   struct buf b;
   buf_init(&b);
   int64_t next = 0;

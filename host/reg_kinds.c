@@ -113,9 +113,10 @@ static int t_number(struct chk *k, struct val **slot) {
 
 static int t_int(struct chk *k, struct val **slot) {
   struct val *v = *slot;
-  if (v->type == V_NUM && v->u.n == (double)(int64_t)v->u.n) {
+  int64_t i;
+  if (v->type == V_NUM && val_num_as_int(v->u.n, &i)) {
     v->type = V_INT;
-    v->u.i = (int64_t)v->u.n;
+    v->u.i = i;
   }
   return v->type == V_INT ? 0 : coerce(slot, V_INT);
 }

@@ -152,7 +152,7 @@ int size_parse(const char *s, uint64_t *bytes) {
     if ((*end & ~0x20) == 'I') end++;
   }
   if ((*end & ~0x20) == 'B') end++;
-  if (*end || v * (double)mult >= 18446744073709551616.0) return -1;   /* 2^64 */
+  if (*end || !(v * (double)mult < 0x1p64)) return -1;   /* also NaN, inf: no undefined cast */
   *bytes = (uint64_t)(v * (double)mult);
   return 0;
 }

@@ -142,9 +142,17 @@ const char *val_str(const struct val *v, const char *fallback) {
   return v && v->type == V_STR ? v->u.str.s : fallback;
 }
 
+int val_num_as_int(double d, int64_t *out) {
+  /* range first: converting a double outside int64_t is undefined behaviour */
+  if (!(d >= -0x1p63 && d < 0x1p63) || d != (double)(int64_t)d) return 0;
+  *out = (int64_t)d;
+  return 1;
+}
+
 int64_t val_int(const struct val *v, int64_t fallback) {
+  int64_t i;
   if (v && v->type == V_INT) return v->u.i;
-  if (v && v->type == V_NUM && v->u.n == (double)(int64_t)v->u.n) return (int64_t)v->u.n;
+  if (v && v->type == V_NUM && val_num_as_int(v->u.n, &i)) return i;
   return fallback;
 }
 

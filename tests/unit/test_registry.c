@@ -3,6 +3,7 @@
 ** tests/fixtures/registry (run with the working directory tests/).
 */
 #include "t.h"
+#include "reg_internal.h"
 #include "registry.h"
 #include "util.h"
 
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define FIX "fixtures/registry/"
@@ -813,6 +815,32 @@ TEST(non_regular_files_refused) {
   tmp_remove(dir);
 }
 
+static void no_ref(void *ud, const struct val *ref, const char *path, const struct val *allowed) {}
+
+/* Found by fuzz_registry: an int field given a float beyond int64_t (an integer literal too
+** long for it reads as a float) was cast to int64_t, undefined behaviour; now a type error. */
+TEST(int_field_out_of_range) {
+  static const char *const texts[] = {"capacity: 333333333333333333333333333333333\n",
+                                      "capacity: 1e19\n", "capacity: .inf\n", "capacity: .nan\n"};
+  for (size_t i = 0; i < countof(texts); i++) {
+    int line;
+    char err[256];
+    struct reg_budget b;
+    reg_budget_init(&b, NULL);
+    struct val *data = reg_read_yaml(texts[i], strlen(texts[i]), "x.yaml", &b, &line, err, sizeof err);
+    struct val *meta = val_new(V_MAP, NULL, 0);
+    struct diag d;
+    diag_init(&d);
+    struct reg_check c = {&d, "app:q", "app", "x.yaml", 1, no_ref, NULL};
+    CHECK(data && reg_check_entry(reg_kind_spec("queue.queue"), data, meta, &c) != 0);
+    CHECK(diag_find(&d, "capacity"));
+    dump(&d);
+    diag_free(&d);
+    val_free(data);
+    val_free(meta);
+  }
+}
+
 int main(void) {
   RUN(concurrent_generations);   /* first: races the one-time kinds parse */
   RUN(echo_service_loads);
@@ -835,5 +863,6 @@ int main(void) {
   RUN(lua_load_stops_when_asked);
   RUN(deep_yaml_and_json_refused);
   RUN(non_regular_files_refused);
+  RUN(int_field_out_of_range);
   return T_DONE();
 }

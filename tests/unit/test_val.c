@@ -215,6 +215,25 @@ TEST(lua_round_trip) {
   lua_close(L);
 }
 
+/* Found by fuzz_registry: an integral check cast any float to int64_t, which is undefined
+** outside its range (UBSan: float-cast-overflow). Out-of-range floats are not integers. */
+TEST(int_of_out_of_range_floats) {
+  static const double bad[] = {3.33333e32, -1e19, 0x1p63, INFINITY, -INFINITY, NAN, 0.5};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct val *v = val_new(V_NUM, NULL, 0);
+    v->u.n = bad[i];
+    CHECK_INT(val_int(v, 7), 7);
+    val_free(v);
+  }
+  static const struct { double d; int64_t i; } good[] = {{-0x1p63, INT64_MIN}, {0x1p62, 1LL << 62}, {-3.0, -3}};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    struct val *v = val_new(V_NUM, NULL, 0);
+    v->u.n = good[i].d;
+    CHECK_INT(val_int(v, 7), good[i].i);
+    val_free(v);
+  }
+}
+
 int main(void) {
   RUN(build_and_read);
   RUN(accessor_fallbacks);
@@ -222,5 +241,6 @@ int main(void) {
   RUN(from_lua_shapes);
   RUN(from_lua_refusals);
   RUN(lua_round_trip);
+  RUN(int_of_out_of_range_floats);
   return T_DONE();
 }

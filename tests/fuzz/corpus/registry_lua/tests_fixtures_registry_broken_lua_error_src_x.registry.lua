@@ -1,0 +1,6 @@
+local t = { namespace = "app" }
+local function boom()
+  error("something broke")
+end
+boom()
+return t

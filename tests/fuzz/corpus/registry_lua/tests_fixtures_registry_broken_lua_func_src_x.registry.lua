@@ -1,0 +1,1 @@
+return { namespace = "app", entries = { { name = "f", kind = "registry.entry", fn = function() end } } }

@@ -1,0 +1,2 @@
+-- must return a table
+return 42

@@ -1,0 +1,4 @@
+return {
+  namespace = "app",
+  entries = { name = = 1 },
+}

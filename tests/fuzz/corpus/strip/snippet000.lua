@@ -1,0 +1,2 @@
+type Id = string
+local x = 1

@@ -1,0 +1,2 @@
+type Cb = (msg: string, n: number?) -> (boolean, string?)
+return 1

@@ -1,0 +1,1 @@
+do type A = B end

@@ -1,0 +1,1 @@
+export type Map<K, V> = {[K]: V}

@@ -1,0 +1,2 @@
+export type Pair<T> = {first: T, second: T}
+return {}

@@ -1,0 +1,1 @@
+type List<T = string> = {T}

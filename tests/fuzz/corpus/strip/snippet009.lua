@@ -1,0 +1,2 @@
+type Nested = Map<string, Array<number>>
+local y = 2

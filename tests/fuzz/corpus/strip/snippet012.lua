@@ -1,0 +1,7 @@
+type Props = {
+  read id: number,
+  write name: string;
+  tag?: string,
+  [number]: boolean,
+  read: number,
+}

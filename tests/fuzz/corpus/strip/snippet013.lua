@@ -1,0 +1,2 @@
+type A = {x: number} type B = {y: A}
+return 1

@@ -1,0 +1,2 @@
+x = type
+Name = 1

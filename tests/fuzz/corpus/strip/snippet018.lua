@@ -1,0 +1,3 @@
+if type(v) == "table" then return type end
+local export = 1
+export = type

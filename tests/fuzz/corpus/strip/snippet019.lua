@@ -1,0 +1,3 @@
+function type(x) return x end
+function m.type(a) end
+obj:type(1)

@@ -1,0 +1,2 @@
+local x: number
+= 5

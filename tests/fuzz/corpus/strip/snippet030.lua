@@ -1,0 +1,1 @@
+local x <const>: number = 5

@@ -1,0 +1,1 @@
+for i: number = 1, 10 do end

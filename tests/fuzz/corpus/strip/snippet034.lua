@@ -1,0 +1,1 @@
+for k: string, v: any in pairs(t) do end

@@ -1,0 +1,1 @@
+function f(a: string, b: number?, ...: any) end

@@ -1,0 +1,1 @@
+local function f(x: T) return x end

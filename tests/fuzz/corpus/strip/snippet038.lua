@@ -1,0 +1,1 @@
+local g = function(a: T, b) return a end

@@ -1,0 +1,1 @@
+function obj:method(a: T) end

@@ -1,0 +1,1 @@
+function a.b:c(x: T, y: {T}) end

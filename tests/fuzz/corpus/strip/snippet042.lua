@@ -1,0 +1,1 @@
+f(function(cb: (err: string?) -> ()) end)

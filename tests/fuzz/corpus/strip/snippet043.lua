@@ -1,0 +1,1 @@
+local t = { go = function(self: Obj, n: number) return n end }

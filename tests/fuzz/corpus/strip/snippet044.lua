@@ -1,0 +1,6 @@
+function f(
+  a: string,
+  b: {
+    x: number,
+  }
+) end

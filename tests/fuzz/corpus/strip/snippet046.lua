@@ -1,0 +1,1 @@
+function f(): (string, string) return "a", "b" end

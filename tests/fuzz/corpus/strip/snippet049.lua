@@ -1,0 +1,1 @@
+function f(): {[string]: integer} return {} end

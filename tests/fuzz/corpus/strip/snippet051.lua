@@ -1,0 +1,1 @@
+function f() : T local x = 1 end

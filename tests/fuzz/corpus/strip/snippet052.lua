@@ -1,0 +1,3 @@
+function f(): T
+  return 1
+end

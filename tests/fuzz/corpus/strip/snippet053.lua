@@ -1,0 +1,3 @@
+function f(): (A, B)
+  (g)()
+end

@@ -1,0 +1,3 @@
+function f(): A | B
+  return nil
+end

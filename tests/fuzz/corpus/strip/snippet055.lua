@@ -1,0 +1,3 @@
+local function h(msg: Message, n: number?): (boolean, string?)
+  return true, nil
+end

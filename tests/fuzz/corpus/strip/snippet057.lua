@@ -1,0 +1,1 @@
+local function g<K, V>(m: Map<K, V>): V? end

@@ -1,0 +1,1 @@
+local id = function<T>(x: T): T return x end

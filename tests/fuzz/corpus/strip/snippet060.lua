@@ -1,0 +1,1 @@
+local x: mod.Type = 1

@@ -1,0 +1,1 @@
+local x: a.b.C<number> = 1

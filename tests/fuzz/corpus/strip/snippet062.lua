@@ -1,0 +1,1 @@
+local x: Map<string, Array<number>> = 1

@@ -1,0 +1,1 @@
+local x: A | B | nil = 1

@@ -1,0 +1,1 @@
+local x: typeof(foo.bar(1, (2))) = 1

@@ -1,0 +1,1 @@
+local x: (a: number, ...any) -> (string, number) = f

@@ -1,0 +1,1 @@
+local x: { read x: number, write y: string, z?: boolean; [number]: string } = {}

@@ -1,0 +1,2 @@
+local x: T -- trailing comment: T
+= 1

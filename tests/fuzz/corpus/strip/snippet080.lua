@@ -1,0 +1,2 @@
+local x: { -- comment: {
+  a: T } = 1

@@ -1,0 +1,1 @@
+function f(): T if x then end end

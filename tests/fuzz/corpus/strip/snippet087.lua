@@ -1,0 +1,1 @@
+function f(): T ::top:: goto top end

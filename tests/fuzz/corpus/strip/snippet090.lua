@@ -1,0 +1,1 @@
+local y = f(x :: {string}, 2)

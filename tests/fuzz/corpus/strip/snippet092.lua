@@ -1,0 +1,1 @@
+local z = x!.y

@@ -1,0 +1,3 @@
+f()
+::top::
+goto top

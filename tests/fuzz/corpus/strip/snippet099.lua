@@ -1,0 +1,2 @@
+#!/usr/bin/lua -- shebang: x
+return 1

@@ -1,0 +1,1 @@
+local t = {a = 1, [k] = v, f = function(a) return a end; 3}

@@ -1,0 +1,1 @@
+function obj.a.b:c(x, y) return self, x, y end

@@ -1,0 +1,1 @@
+return function(a, b) end, function() end

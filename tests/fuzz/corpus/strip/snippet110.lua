@@ -1,0 +1,1 @@
+local s = "local x: T = 1"

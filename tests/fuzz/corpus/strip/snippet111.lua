@@ -1,0 +1,3 @@
+-- type X = number
+--[[ function f(a: T): U end ]]
+return 1

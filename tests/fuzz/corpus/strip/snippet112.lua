@@ -1,0 +1,2 @@
+--[==[ a ]] local x: T ]==]
+local s = [==[ a ]] type X = 1 ]==]

@@ -1,0 +1,1 @@
+local s = 'it\'s: "x"' .. "a\"b: c"

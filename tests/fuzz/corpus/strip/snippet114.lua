@@ -1,0 +1,4 @@
+local s = "a\z
+   b: c"
+local t = "a\
+local x: T"

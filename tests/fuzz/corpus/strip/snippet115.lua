@@ -1,0 +1,2 @@
+local s = "a\z
+  local x: T = 1"

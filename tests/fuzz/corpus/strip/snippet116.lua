@@ -1,0 +1,8 @@
+--[[
+local x: T = 1
+]]
+--[==[
+]]
+type X = Y
+]==]
+return 1

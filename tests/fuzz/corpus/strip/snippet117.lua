@@ -1,0 +1,4 @@
+local s = [[
+type X = {
+]]
+local c = '::x::'

@@ -1,0 +1,1 @@
+return { main = function(n) return n * 2 end }
