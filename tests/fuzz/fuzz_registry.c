@@ -58,7 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(text, data, size);
   int line = -1;
   char err[512];
-  struct val *root = reg_read_yaml(text, size, "fuzz.yaml", &line, err, sizeof err);
+  struct reg_budget b;
+  reg_budget_init(&b, NULL);                 /* the loader's own budgets, as for a real file */
+  struct val *root = reg_read_yaml(text, size, "fuzz.yaml", &b, &line, err, sizeof err);
   if (!root && (line < 0 || !memchr(err, '\0', sizeof err))) abort();
   const char *ns = val_str(val_get(root, "namespace"), "fuzz");
   const struct val *entries = val_get(root, "entries");

@@ -13,7 +13,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(text, data, size);
   int line = -1;
   char err[512];
-  struct val *root = reg_read_lua(text, size, "fuzz.registry.lua", &line, err, sizeof err);
+  struct reg_budget b;
+  reg_budget_init(&b, NULL);
+  struct val *root = reg_read_lua(text, size, "fuzz.registry.lua", &b, &line, err, sizeof err);
   if (!root && (line < 0 || !memchr(err, '\0', sizeof err))) abort();
   val_free(root);
   free(text);
