@@ -62,18 +62,18 @@ typedef struct MatchState {
   lua_State *L;
   int matchdepth;  /* control for recursive depth (to avoid C stack overflow) */
   unsigned char level;  /* total number of captures (finished or unfinished) */
+  /* taskhost: the step counter (beside the hot fields) */
+  ptrdiff_t tick;  /* steps left before the next poll */
+  long spent;  /* polls of this call so far (for the budget) */
+  const struct lpattern_guard *g;
   struct {
     const char *init;
     ptrdiff_t len;
   } capture[LUA_MAXCAPTURES];
-  /* taskhost: the step counter */
-  ptrdiff_t tick;  /* steps left before the next poll */
-  long spent;  /* polls of this call so far (for the budget) */
-  const struct lpattern_guard *g;
 } MatchState;
 
 /* taskhost: runs the guard's poll, charges its budget, starts a new round of steps. */
-static void poll(MatchState *ms) {
+static __attribute__((noinline, cold)) void poll(MatchState *ms) {
   ms->tick = LPATTERN_POLL;
   if (!ms->g) return;
   if (ms->g->poll) ms->g->poll(ms->L);

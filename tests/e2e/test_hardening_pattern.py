@@ -53,7 +53,7 @@ entries:
   - {name: slow, kind: queue.queue, driver: memory, max_retries: 0, timeout: 1h}
   - {name: slowworkers, kind: queue.consumer, queue: app:slow, func: app:work, lifecycle: {auto_start: true}}
   - {name: slow.api, kind: queue.http, meta: {router: app:root}, queue: app:slow, path: /slow}
-  - {name: proc, kind: process.lua, source: "file://proc.lua", method: main}
+  - {name: proc, kind: process.lua, source: "file://proc.lua", method: main, modules: [process]}
 """
 
 API = REDOS + """
@@ -70,15 +70,20 @@ return { run = function(job) return redos() end }
 """
 
 PROC = REDOS + """
-return { main = function() return redos() end }
+return { main = function(parent)
+  if parent then process.send(parent, "started") end
+  return redos()
+end }
 """
 
 MAIN = """
 local io = require("io")
 return { main = function()
-  local events = process.events()
-  local pid = process.spawn_monitored("app:proc", "app:processes")
-  local other = process.spawn_monitored("app:proc", "app:processes")
+  local events, inbox = process.events(), process.inbox()
+  local pid = process.spawn_monitored("app:proc", "app:processes", process.pid())
+  local other = process.spawn_monitored("app:proc", "app:processes", process.pid())
+  inbox:receive()
+  inbox:receive()                 -- both are about to start the match
   assert(process.terminate(pid))
   assert(process.terminate(other))
   for _ = 1, 2 do
