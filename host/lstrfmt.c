@@ -10,9 +10,17 @@
 ** exactly Lua's. Its argument errors name the function as luaL_argerror would have named
 ** this one ('format', or the method form with the self argument not counted).
 **
+** find, match, gmatch and gsub are lpattern.c's (Lua's matcher, stoppable): every few
+** thousand steps they ask task_stop_reason whether the code of this state's process must
+** stop (a kill, a cancelled call, a passed deadline) and raise it as the watchdog's hook
+** would (task_stop). Every state opened with luaenv_new has a process (HTTP threads,
+** process-host workers, consumers, the terminal host all run such states).
+**
 ** Threads: none of its own; runs on whichever thread owns the lua_State.
 */
 #include "luaenv.h"
+#include "lpattern.h"
+#include "proc.h"
 #include "util.h"
 
 #include <lauxlib.h>
@@ -105,8 +113,17 @@ static int fast_format(lua_State *L) {
   return 1;
 }
 
+/* The matcher's poll: a stop that the interrupt hook would raise is raised here. */
+static void stop_if_due(lua_State *L) {
+  const char *why = task_stop_reason(proc_of(L));
+  if (why) task_stop(L, why);
+}
+
+static const struct lpattern_guard sandbox_guard = {stop_if_due, 0};
+
 int luaopen_tstring(lua_State *L) {
   luaopen_string(L);
+  lpattern_install(L, &sandbox_guard);
   lua_getfield(L, -1, "format");
   lua_pushcclosure(L, fast_format, 1);
   lua_setfield(L, -2, "format");

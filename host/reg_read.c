@@ -8,6 +8,7 @@
 */
 #include "reg_internal.h"
 #include "hmap.h"
+#include "lpattern.h"
 #include "util.h"
 
 #include <errno.h>
@@ -623,6 +624,22 @@ static void sb_guard_all(lua_State *L) {
   }
 }
 
+/* The pattern functions are lpattern.c's: while one backtracks, the wall-time budget and
+** the stop predicate are checked as the hook checks them (a trip raises as the hook does),
+** and no call may take more than REG_LUA_CALL_STEPS steps (there is no process to ask). */
+static void sb_pattern_poll(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  struct sandbox *sb = ud;
+  enum sb_trip t = sb_check(sb, 0);
+  if (t == SB_OK) return;
+  if (!sb->trip_line) sb->trip_line = sb_where(L);
+  sb_trip(sb, t);
+  luaL_error(L, "registry budget exceeded");
+}
+
+static const struct lpattern_guard sb_pattern_guard = {sb_pattern_poll, (long)REG_LUA_CALL_STEPS};
+
 /* Protected: opens the allowed libraries and strips what could touch the outside world. */
 static int sb_open(lua_State *L) {
   static const luaL_Reg libs[] = {
@@ -639,6 +656,9 @@ static int sb_open(lua_State *L) {
     lua_pushnil(L);
     lua_setglobal(L, banned[i]);
   }
+  lua_getglobal(L, LUA_STRLIBNAME);
+  lpattern_install(L, &sb_pattern_guard);
+  lua_pop(L, 1);
   lua_getglobal(L, "setmetatable");
   lua_pushcclosure(L, sb_setmetatable, 1);
   lua_setglobal(L, "setmetatable");
