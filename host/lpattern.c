@@ -1,6 +1,9 @@
 /*
 ** lpattern.c — see lpattern.h. The pattern-matching part of Lua 5.4.4's lstrlib.c
-** (MatchState, the matcher, find/match/gmatch/gsub), transcribed with these changes only:
+** (MatchState, the matcher, find/match/gmatch/gsub), the library we link: checked line by
+** line against lua-5.4.4/src/lstrlib.c of Debian's lua5.4 source package 5.4.4-3+deb12u1
+** (`apt-get source lua5.4`; Debian patches nothing in it), it differs only in whitespace and
+** these changes:
 **  - MatchState has `tick`, `spent` and `g`: match() counts one step per call, matchbalance
 **    and match_capture count the bytes they scan, and every LPATTERN_POLL steps poll()
 **    runs the guard's poll and charges its budget;
