@@ -470,9 +470,8 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   return j;
 }
 
-/* Forgets a job whose publish could not be stored (q->lock held; no write of it is in
-** flight): it was never visible, so no id, key or row may outlive it. `all` is in seq order. */
-static void unpublish(struct jobq *q, struct job *j) {
+/* Takes j out of q->all, which is in seq order (q->lock held). */
+static void all_remove(struct jobq *q, struct job *j) {
   size_t lo = 0, hi = q->nall;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -483,6 +482,12 @@ static void unpublish(struct jobq *q, struct job *j) {
     memmove(&q->all[lo], &q->all[lo + 1], (q->nall - lo - 1) * sizeof *q->all);
     q->nall--;
   }
+}
+
+/* Forgets a job whose publish could not be stored (q->lock held; no write of it is in
+** flight): it was never visible, so no id, key or row may outlive it. */
+static void unpublish(struct jobq *q, struct job *j) {
+  all_remove(q, j);
   index_del(q, j);
   live_drop(q, j);
   q->st.published--;
@@ -824,6 +829,20 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
   if (job_state_final(j->state)) prune(q, now);
   pthread_cond_signal(&q->cv);                   /* a slot is free, or a job is back */
   pthread_mutex_unlock(&q->lock);
+}
+
+int jobq_forget(struct jobq *q, const char *id) {
+  pthread_mutex_lock(&q->lock);
+  struct job *j = jobq_find(q, id);
+  int rc = !j || j->pub_state < 0 ? -1 : job_state_final(j->pub_state) && !j->inflight && !j->claimed ? 0 : 1;
+  if (rc == 0) {
+    all_remove(q, j);
+    index_del(q, j);
+    if (q->store) jobstore_delete(q->store, j->seq);
+    job_free(j);
+  }
+  pthread_mutex_unlock(&q->lock);
+  return rc;
 }
 
 int jobq_cancel(struct jobq *q, const char *id) {

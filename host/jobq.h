@@ -150,6 +150,9 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
 ** -1 for an unknown id. Queued/scheduled/retrying jobs become cancelled at once; a running
 ** one gets its cancel flag set and ends as cancelled when its runner stops. */
 int jobq_cancel(struct jobq *q, const char *id);
+/* Forgets a finished job (its record, and its row once the store has written the delete):
+** 0; 1 when it is not finished (or its final state is not on disk yet); -1 unknown id. */
+int jobq_forget(struct jobq *q, const char *id);
 
 /* The job's visible record as a JSON object into out: id, queue, state, attempt,
 ** max_retries, priority, created_at/run_at/started_at/finished_at (RFC 3339 or null),

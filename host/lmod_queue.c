@@ -22,6 +22,8 @@
 **   queue.cancel(queue_id, job_id) → state | nil, err (NOT_FOUND): the state the job was in;
 **       a waiting one (queued, scheduled, retrying) is cancelled now, a running one is told to
 **       stop and ends as cancelled, a finished one is left as it is
+**   queue.forget(queue_id, job_id) → true | nil, err (NOT_FOUND; CONFLICT: not finished, or
+**       its final state not yet on disk): the finished job's record is removed (and its row)
 **   queue.job() → {id, queue, attempt, max_retries} inside a consumer function, else nil
 **   queue.progress(value) → true | nil, err: the running job's progress (any JSON value)
 ** A consumer function gets the job's data as its argument; its return value is stored as
@@ -239,6 +241,17 @@ static int l_cancel(lua_State *L) {
   return 1;
 }
 
+static int l_forget(lua_State *L) {
+  const char *id = luaL_checkstring(L, 2);
+  struct jobq *q = check_queue(L, "forget");
+  if (!q) return 2;
+  int rc = jobq_forget(q, id);
+  if (rc < 0) return errors_fail(L, EK_NOT_FOUND, "queue.forget: no job '%s' in %s", id, jobq_name(q));
+  if (rc > 0) return errors_fail(L, EK_CONFLICT, "queue.forget: job '%s' has not finished", id);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* queue.publish_batch(queue_id, items [, opts]) → {ids} | nil, err: every item of the list
 ** as one job, stored with one commit; all or none (RATE_LIMITED when there is no room for
 ** all). opts as publish, without id and idempotency_key. */
@@ -348,7 +361,7 @@ static int l_progress(lua_State *L) {
 int luaopen_queue(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"publish", l_publish}, {"publish_batch", l_publish_batch}, {"info", l_info},
-    {"get", l_get}, {"list", l_list}, {"cancel", l_cancel},
+    {"get", l_get}, {"list", l_list}, {"cancel", l_cancel}, {"forget", l_forget},
     {"job", l_job}, {"progress", l_progress}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

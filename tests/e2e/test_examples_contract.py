@@ -160,6 +160,22 @@ class KsuContract(th.TestCase):
         finally:
             self.assertEqual(s.stop(), 0, s.log())
 
+    def test_delete_of_a_finished_task_answers_204_and_forgets_it(self):
+        s = ksu({"TASK_MIN_SECONDS": "0", "TASK_MAX_SECONDS": "0"})
+        try:
+            port = s.ports()[0]
+            tid = self.post_task(port)["id"]
+            poll(lambda: get_json(port, f"/task/{tid}/status")[1]["status"] in
+                 ("completed", "failed by io bound"), timeout=10)
+            status, _, body = th.http(port, "DELETE", f"/task/{tid}")
+            self.assertEqual((status, body), (204, ""))
+            self.assertEqual(th.http(port, "GET", f"/task/{tid}/status")[0], 404)
+            self.assertEqual(th.http(port, "GET", f"/task/{tid}/result")[0], 404)
+            self.assertEqual([t for t in get_json(port, "/task")[1] if t["id"] == tid], [])
+            self.assertEqual(th.http(port, "DELETE", f"/task/{tid}")[0], 404)
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+
 
 def job_queue(env, project=None):
     e = {"WORKERS": "2", "QUEUE_SIZE": "3", "ERROR_RATE": "0"}

@@ -30,7 +30,9 @@ def make_project(files, lock=True):
 
 def copy_example(name):
     d = tempfile.mkdtemp(prefix="taskhost-e2e-")
-    shutil.copytree(os.path.join(ROOT, "examples", name), d, dirs_exist_ok=True)
+    # without data/: queues a run of the example in the source tree left there are not the test's
+    shutil.copytree(os.path.join(ROOT, "examples", name), d, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("data"))
     return d
 
 

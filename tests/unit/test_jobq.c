@@ -1948,6 +1948,28 @@ TEST(capacity_bytes_counts_data_of_unfinished_jobs) {
   jobq_free(q);
 }
 
+TEST(forget_finished_jobs_only) {
+  struct jobq_config c = cfg_of("t:forget");
+  struct jobq *q = jobq_new(&c, NULL);
+  char a[64], b[64];
+  CHECK_INT(pub(q, "1", NULL, a), JQ_OK);
+  CHECK_INT(pub(q, "2", NULL, b), JQ_OK);
+  CHECK_INT(jobq_forget(q, a), 1);                  /* queued: not finished */
+  struct job *j = jobq_claim(q, soon());
+  CHECK(j != NULL);
+  CHECK_INT(jobq_forget(q, a), 1);                  /* running */
+  jobq_finish(q, j, JO_OK, "7", 1);
+  CHECK_INT(jobq_forget(q, a), 0);
+  CHECK_INT(jobq_forget(q, a), -1);                 /* gone */
+  struct buf out;
+  buf_init(&out);
+  CHECK_INT(jobq_job_info(q, a, &out), -1);
+  CHECK_INT(jobq_job_info(q, b, &out), 0);          /* the other one is untouched */
+  buf_free(&out);
+  CHECK_INT(jobq_forget(q, "nope"), -1);
+  jobq_free(q);
+}
+
 TEST(uuid_ids) {
   struct jobq_config c = cfg_of("t:uuid");
   c.uuid_ids = 1;
@@ -2022,6 +2044,7 @@ int main(void) {
   RUN(store_reserved_row);
   RUN(max_waiting_counts_waiting_jobs_only);
   RUN(capacity_bytes_counts_data_of_unfinished_jobs);
+  RUN(forget_finished_jobs_only);
   RUN(uuid_ids);
   lua_close(JL);
   buf_free(&ibuf);

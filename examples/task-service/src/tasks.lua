@@ -4,9 +4,9 @@
 --   GET    /task/{id}/result  200 {"result": "io work result = N"} when completed, else
 --                             202 (waiting or in process) / 409 (failed) with
 --                             {"problem": "task running or failed, no result, check status"}
---   DELETE /task/{id}         204: a waiting or running task is cancelled and gone from then
---                             on (a running one stops within moments); 409 {"problem"} when it
---                             had already finished
+--   DELETE /task/{id}         204: the task is gone from then on; a waiting or running one
+--                             is cancelled (a running one stops within moments), a finished
+--                             one is forgotten
 --   GET    /task              200 [{id, result, status, created_at, duration}, ...] (result
 --                             null unless completed)
 -- An unknown (or deleted) id answers 404 {"problem": "task not found"}; the seed does not say
@@ -87,7 +87,8 @@ local function delete()
     if not job then return end
     local was = queue.cancel(QUEUE, job.id)
     if was == "done" or was == "failed" then
-        return reply(409, { problem = "task already finished, nothing to cancel" })
+        local ok, err = queue.forget(QUEUE, job.id)
+        if not ok then return reply(500, { problem = tostring(err) }) end
     end
     reply(204)
 end
