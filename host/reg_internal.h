@@ -37,8 +37,9 @@ void reg_pool_free(struct reg_pool *p);
 #define REG_LUA_MEM (64u << 20)           /* bytes a *.registry.lua may allocate */
 #define REG_LUA_INSNS 10000000L           /* VM instructions a *.registry.lua may run */
 #define REG_LUA_WALL_MS 2000              /* wall time all *.registry.lua of a load may run */
-#define REG_LUA_CALL_STEPS 1e9            /* estimated steps of one string.find/match/gmatch/gsub,
-                                             string.rep or table.move call (C: no hook inside) */
+#define REG_LUA_CALL_STEPS 1e9            /* steps of one string.find/match/gmatch/gsub (counted
+                                             by lpattern.c), or estimated steps of one string.rep
+                                             or table.move call (C: no hook inside) */
 
 /* The budget of one file while a reader builds it (counted down), the load's deadline for
 ** Lua and its stop predicate (polled while Lua runs; nonzero stops it as "interrupted").

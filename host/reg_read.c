@@ -508,8 +508,8 @@ static void sb_budget_message(const struct sandbox *sb, char *err, size_t errlen
     snprintf(err, errlen, "wall-time budget exceeded (%d ms of registry Lua per load)", REG_LUA_WALL_MS);
     break;
   case SB_CALL:
-    snprintf(err, errlen, "call budget exceeded (a string pattern, string.rep or table.move call of "
-             "more than %.0e estimated steps)", REG_LUA_CALL_STEPS);
+    snprintf(err, errlen, "call budget exceeded (a string.rep or table.move call of more than "
+             "%.0e estimated steps)", REG_LUA_CALL_STEPS);
     break;
   case SB_STOP: snprintf(err, errlen, "interrupted while loading"); break;
   case SB_OK: case SB_DONE: break;
@@ -547,23 +547,8 @@ static int sb_setmetatable(lua_State *L) {
 
 /* C functions one call of which could outlast every budget (the hook runs only between Lua
 ** instructions, and these loop without allocating) are wrapped: their arguments are
-** checked against REG_LUA_CALL_STEPS first. Backtracking in a pattern with q quantifiers
-** (%b and back-references scan too) costs up to (len+1)^(q+1) steps over len bytes. */
-static double pattern_steps(size_t len, const char *p) {
-  int q = 0;
-  for (size_t i = 0, set = 0; p[i]; i++) {
-    if (p[i] == '%' && p[i + 1]) {
-      q += !set && (p[i + 1] == 'b' || (p[i + 1] >= '0' && p[i + 1] <= '9'));
-      i++;
-      continue;
-    }
-    if (set) { set = p[i] != ']'; continue; }
-    if (p[i] == '[') set = 1, i += p[i + 1] == '^', i += p[i + 1] == ']';
-    else if (i > 0 && strchr("*+-?", p[i]) && p[i - 1] != '(') q++;
-  }
-  return pow((double)len + 1, q + 1);
-}
-
+** checked against REG_LUA_CALL_STEPS first. (String patterns need no such estimate: their
+** matcher, lpattern.c, polls the budgets while it backtracks; see sb_pattern_guard.) */
 /* Refuses the call and trips the sandbox (a pcall around the call does not help). */
 static void refuse_call(lua_State *L) {
   void *ud;
@@ -572,17 +557,6 @@ static void refuse_call(lua_State *L) {
   if (sb->trip == SB_OK) sb->trip_line = sb_where(L);
   sb_trip(sb, SB_CALL);
   luaL_error(L, "call budget exceeded");
-}
-
-static void check_pattern(lua_State *L) {
-  size_t len;
-  luaL_checklstring(L, 1, &len);
-  const char *p = luaL_checkstring(L, 2);
-  if (pattern_steps(len, p) > REG_LUA_CALL_STEPS) refuse_call(L);
-}
-
-static void check_find(lua_State *L) {
-  if (!lua_toboolean(L, 4)) check_pattern(L);   /* string.find(s, p, init, plain) */
 }
 
 static void check_rep(lua_State *L) {
@@ -598,8 +572,6 @@ static const struct guard {
   const char *lib, *name;
   void (*check)(lua_State *L);
 } guards[] = {
-  {"string", "find", check_find}, {"string", "match", check_pattern},
-  {"string", "gmatch", check_pattern}, {"string", "gsub", check_pattern},
   {"string", "rep", check_rep}, {"table", "move", check_move},
 };
 
