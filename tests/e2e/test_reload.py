@@ -12,30 +12,7 @@ import th
 
 OVERRIDE = ["-o", "app:gateway:addr=127.0.0.1:0"]
 
-INDEX = """
-version: "1.0"
-namespace: app
-entries:
-  - name: gateway
-    kind: http.service
-    addr: ":8080"
-    lifecycle: {auto_start: true}
-  - name: api
-    kind: http.router
-    meta: {server: app:gateway}
-    prefix: /api
-  - name: hello
-    kind: function.lua
-    source: file://hello.lua
-    method: handler
-    modules: [http]
-  - name: hello.ep
-    kind: http.endpoint
-    meta: {router: app:api}
-    method: GET
-    path: /hello
-    func: app:hello
-"""
+INDEX = th.HELLO_INDEX
 
 HELLO = """
 local http = require("http")

@@ -52,6 +52,34 @@ def run(args, cwd=None, stdin=None, timeout=60, env=None):
     return subprocess.CompletedProcess(args, p.returncode, out, err)
 
 
+# An http.service (port chosen by -o ...addr=127.0.0.1:0) with GET /api/hello served by
+# app:hello from hello.lua (method `handler`).
+HELLO_INDEX = """
+version: "1.0"
+namespace: app
+entries:
+  - name: gateway
+    kind: http.service
+    addr: ":8080"
+    lifecycle: {auto_start: true}
+  - name: api
+    kind: http.router
+    meta: {server: app:gateway}
+    prefix: /api
+  - name: hello
+    kind: function.lua
+    source: file://hello.lua
+    method: handler
+    modules: [http]
+  - name: hello.ep
+    kind: http.endpoint
+    meta: {router: app:api}
+    method: GET
+    path: /hello
+    func: app:hello
+"""
+
+
 TERMINAL_HEADER = """
 version: "1.0"
 namespace: app
