@@ -60,109 +60,10 @@ int64_t jobq_backoff_ns(const struct jobq_config *c, int retry, double r01) {
   return d >= 9.2e18 ? INT64_MAX : (int64_t)d;      /* uncapped: no overflow */
 }
 
-/* ---- heaps ----------------------------------------------------------------------- */
-
-static int before(const struct job *a, const struct job *b, int delayed) {
-  if (delayed && a->run_at != b->run_at) return a->run_at < b->run_at;
-  if (!delayed && a->priority != b->priority) return a->priority < b->priority;
-  return a->seq < b->seq;
-}
-
-static void heap_set(struct heap *h, size_t i, struct job *j) { h->v[i] = j; j->hidx = i; }
-
-static void heap_up(struct heap *h, size_t i, int delayed) {
-  struct job *j = h->v[i];
-  while (i > 0 && before(j, h->v[(i - 1) / 2], delayed)) {
-    heap_set(h, i, h->v[(i - 1) / 2]);
-    i = (i - 1) / 2;
-  }
-  heap_set(h, i, j);
-}
-
-static void heap_down(struct heap *h, size_t i, int delayed) {
-  struct job *j = h->v[i];
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= h->n) break;
-    if (c + 1 < h->n && before(h->v[c + 1], h->v[c], delayed)) c++;
-    if (!before(h->v[c], j, delayed)) break;
-    heap_set(h, i, h->v[c]);
-    i = c;
-  }
-  heap_set(h, i, j);
-}
-
-static void heap_push(struct jobq *q, struct job *j, int delayed) {
-  struct heap *h = delayed ? &q->delayed : &q->ready;
-  if (h->n == h->cap) {
-    h->cap = h->cap ? h->cap * 2 : 64;
-    h->v = xrealloc(h->v, h->cap * sizeof *h->v);
-  }
-  j->heap = delayed ? 2 : 1;
-  heap_set(h, h->n++, j);
-  heap_up(h, h->n - 1, delayed);
-}
-
-static void heap_remove(struct jobq *q, struct job *j) {
-  if (!j->heap) return;
-  int delayed = j->heap == 2;
-  struct heap *h = delayed ? &q->delayed : &q->ready;
-  size_t i = j->hidx;
-  j->heap = 0;
-  struct job *last = h->v[--h->n];
-  if (i == h->n) return;
-  heap_set(h, i, last);
-  heap_up(h, i, delayed);
-  heap_down(h, last->hidx, delayed);
-}
-
 /* Waiting job → the right heap for its run_at. */
 static void enqueue(struct jobq *q, struct job *j, int64_t now) {
   j->ready_mono = clock_mono_ns() + (j->run_at > now ? (j->run_at - now) * 1000000 : 0);
-  heap_push(q, j, j->run_at > now);
-}
-
-/* ---- index ----------------------------------------------------------------------- */
-
-struct job *jobq_find(struct jobq *q, const char *id) {
-  uint64_t h = str_hash(id);
-  for (struct job *j = q->buckets[h & (q->nbuckets - 1)]; j; j = j->hash_next)
-    if (j->hash == h && strcmp(j->id, id) == 0) return j;
-  return NULL;
-}
-
-static void index_add(struct jobq *q, struct job *j);
-
-static void rehash(struct jobq *q) {
-  struct job **old = q->buckets;
-  size_t n = q->nbuckets;
-  q->nbuckets = n ? n * 2 : 1024;
-  q->buckets = xcalloc(q->nbuckets, sizeof *q->buckets);
-  for (size_t i = 0; i < n; i++)
-    for (struct job *j = old[i], *next; j; j = next) {
-      next = j->hash_next;
-      j->hash_next = q->buckets[j->hash & (q->nbuckets - 1)];
-      q->buckets[j->hash & (q->nbuckets - 1)] = j;
-    }
-  free(old);
-}
-
-static void index_add(struct jobq *q, struct job *j) {
-  if (q->nall + 1 > q->nbuckets) rehash(q);
-  j->hash = str_hash(j->id);
-  struct job **b = &q->buckets[j->hash & (q->nbuckets - 1)];
-  j->hash_next = *b;
-  *b = j;
-  if (q->nall == q->capall) {
-    q->capall = q->capall ? q->capall * 2 : 1024;
-    q->all = xrealloc(q->all, q->capall * sizeof *q->all);
-  }
-  q->all[q->nall++] = j;
-}
-
-static void index_del(struct jobq *q, struct job *j) {
-  for (struct job **p = &q->buckets[j->hash & (q->nbuckets - 1)]; *p; p = &(*p)->hash_next)
-    if (*p == j) { *p = j->hash_next; break; }
+  jobq_heap_push(q, j, j->run_at > now);
 }
 
 static void job_free(struct job *j) {
@@ -185,7 +86,7 @@ static void prune(struct jobq *q, int64_t now) {
     struct job *j = q->all[i];
     if (job_state_final(j->state) && !j->inflight && !j->claimed && j->finished_at &&
         j->finished_at < cutoff) {
-      index_del(q, j);
+      jobq_index_del(q, j);
       if (q->store) jobstore_delete(q->store, j->seq);
       job_free(j);
     } else {
@@ -193,141 +94,6 @@ static void prune(struct jobq *q, int64_t now) {
     }
   }
   q->nall = k;
-}
-
-/* ---- persistence ------------------------------------------------------------------ */
-
-struct waiter {
-  pthread_mutex_t m;
-  pthread_cond_t cv;
-  int done, ok;
-};
-
-struct commit {
-  struct jobq *q;
-  struct job *j;
-  int state;
-  struct waiter *w;
-  struct job **then;               /* begun jobs shown running once this commit is reported */
-  size_t nthen, capthen;
-};
-
-static void committed(void *arg, int ok) {
-  struct commit *c = arg;
-  pthread_mutex_lock(&c->q->lock);
-  if (ok) c->j->pub_state = c->state;
-  c->j->unsaved = !ok;
-  c->j->inflight--;
-  for (size_t i = 0; i < c->nthen; i++) c->then[i]->pub_state = JS_RUNNING;
-  if (c->q->last_commit == c) c->q->last_commit = NULL;
-  pthread_mutex_unlock(&c->q->lock);
-  free(c->then);
-  if (c->w) {
-    pthread_mutex_lock(&c->w->m);
-    c->w->done = 1;
-    c->w->ok = ok;
-    pthread_cond_signal(&c->w->cv);
-    pthread_mutex_unlock(&c->w->m);
-  }
-  free(c);
-}
-
-static void to_row(const struct jobq *q, const struct job *j, struct job_row *r) {
-  *r = (struct job_row){
-    .seq = j->seq, .id = j->id, .queue = q->name, .state = j->state, .priority = j->priority,
-    .attempt = j->attempt, .max_retries = j->max_retries, .recoveries = j->recoveries,
-    .run_at = j->run_at, .created_at = j->created_at, .started_at = j->started_at,
-    .finished_at = j->finished_at, .data = j->data, .result = j->result,
-    .errors = j->errors.len ? j->errors.data : NULL, .progress = j->progress,
-    .idem_key = j->idem_key};
-}
-
-/* Queues row r of job j (q->lock held); once committed the job shows its current state. */
-static void put_row(struct jobq *q, struct job *j, const struct job_row *r, struct waiter *w) {
-  struct commit *c = xmalloc(sizeof *c);
-  *c = (struct commit){q, j, j->state, w, NULL, 0, 0};
-  q->last_commit = c;
-  j->inflight++;
-  jobstore_put(q->store, r, committed, c);
-}
-
-/* Writes the job's current row (q->lock held). With w, the caller waits on it after
-** unlocking. Without a store the change is visible at once. */
-static void persist(struct jobq *q, struct job *j, struct waiter *w) {
-  struct job_row r;
-  if (!q->store) {
-    j->pub_state = j->state;
-    if (w) w->done = w->ok = 1;
-    return;
-  }
-  to_row(q, j, &r);
-  put_row(q, j, &r, w);
-}
-
-/* A claim's reservation row (q->lock held): on disk the job is running with its next
-** attempt, so a crash from here on counts that attempt; in memory and on screen it stays as
-** it is until job_begin. Without a store there is nothing to write. */
-static void persist_reserved(struct jobq *q, struct job *j, int64_t now, struct waiter *w) {
-  struct job_row r;
-  if (!q->store) {
-    if (w) w->done = w->ok = 1;
-    return;
-  }
-  to_row(q, j, &r);
-  r.state = JS_RUNNING;
-  r.attempt = j->attempt + 1;
-  r.started_at = now;
-  put_row(q, j, &r, w);
-}
-
-/* The store's health events (writer thread, no store lock held): after a reopen every job,
-** or every job whose last write failed, is written again (a job not yet visible has its own
-** put pending, or is a failed publish about to be forgotten); once on disk, claimers waiting
-** out the outage are woken. */
-static void store_event(void *arg, int event) {
-  struct jobq *q = arg;
-  pthread_mutex_lock(&q->lock);
-  for (size_t i = 0; event != JOBSTORE_HEALTHY && i < q->nall; i++) {
-    struct job *j = q->all[i];
-    if (j->pub_state >= 0 && (event == JOBSTORE_REWRITE_ALL || j->unsaved)) persist(q, j, NULL);
-  }
-  if (event == JOBSTORE_HEALTHY) pthread_cond_broadcast(&q->cv);
-  pthread_mutex_unlock(&q->lock);
-}
-
-/* persist() of n new jobs in one transaction (all or none); w is told with the last. */
-static void persist_all(struct jobq *q, struct job **js, size_t n, struct waiter *w) {
-  if (!q->store) {
-    for (size_t i = 0; i < n; i++) persist(q, js[i], i + 1 == n ? w : NULL);
-    return;
-  }
-  struct job_row *rows = xmalloc(n * sizeof *rows);
-  void **args = xmalloc(n * sizeof *args);
-  for (size_t i = 0; i < n; i++) {
-    struct commit *c = xmalloc(sizeof *c);
-    *c = (struct commit){q, js[i], js[i]->state, i + 1 == n ? w : NULL};
-    to_row(q, js[i], &rows[i]);
-    js[i]->inflight++;
-    args[i] = c;
-  }
-  jobstore_put_all(q->store, rows, n, committed, args);
-  free(rows);
-  free(args);
-}
-
-static void waiter_init(struct waiter *w) {
-  pthread_mutex_init(&w->m, NULL);
-  pthread_cond_init(&w->cv, NULL);
-  w->done = w->ok = 0;
-}
-
-static int waiter_wait(struct waiter *w) {
-  pthread_mutex_lock(&w->m);
-  while (!w->done) pthread_cond_wait(&w->cv, &w->m);
-  pthread_mutex_unlock(&w->m);
-  pthread_mutex_destroy(&w->m);
-  pthread_cond_destroy(&w->cv);
-  return w->ok;
 }
 
 /* ---- lifecycle -------------------------------------------------------------------- */
@@ -341,10 +107,10 @@ struct jobq *jobq_new(const struct jobq_config *cfg, struct jobstore *store) {
   q->next_seq = 1;
   pthread_mutex_init(&q->lock, NULL);
   cond_init_monotonic(&q->cv);
-  rehash(q);
+  jobq_index_grow(q);
   if (getrandom(&q->rnd, sizeof q->rnd, 0) != sizeof q->rnd || !q->rnd)
     q->rnd = (uint64_t)clock_mono_ns() | 1;
-  if (store) jobstore_on_event(store, store_event, q);
+  if (store) jobstore_on_event(store, jobq_store_event, q);
   return q;
 }
 
@@ -408,7 +174,7 @@ void jobq_restore(struct jobq *q, const struct job_row *r) {
   j->finished_at = r->finished_at;
   pthread_mutex_lock(&q->lock);
   if (r->seq >= q->next_seq) q->next_seq = r->seq + 1;
-  index_add(q, j);
+  jobq_index_add(q, j);
   int64_t now = jobq_now_ms();
   if (j->state == JS_RUNNING) {                /* the host died while it ran */
     j->recoveries++;
@@ -421,7 +187,7 @@ void jobq_restore(struct jobq *q, const struct job_row *r) {
       j->state = JS_RETRYING;
       j->run_at = now + jobq_backoff_ns(&q->cfg, j->attempt, rand01(q)) / 1000000;
     }
-    persist(q, j, NULL);
+    jobq_persist(q, j, NULL);
     log_warn("%s: job %s was running when the host stopped: %s", q->name, j->id,
              job_state_name(j->state));
   }
@@ -464,7 +230,7 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   j->run_at = j->created_at + o->delay_ns / 1000000;
   j->state = o->delay_ns > 0 ? JS_SCHEDULED : JS_QUEUED;
   j->pub_state = -1;
-  index_add(q, j);
+  jobq_index_add(q, j);
   live_add(q, j);
   q->st.published++;
   return j;
@@ -488,7 +254,7 @@ static void all_remove(struct jobq *q, struct job *j) {
 ** flight): it was never visible, so no id, key or row may outlive it. */
 static void unpublish(struct jobq *q, struct job *j) {
   all_remove(q, j);
-  index_del(q, j);
+  jobq_index_del(q, j);
   live_drop(q, j);
   q->st.published--;
   job_free(j);
@@ -575,10 +341,10 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
   struct job *j = new_job(q, data, len, o);
   snprintf(id_out, idlen, "%s", j->id);
   struct waiter w;
-  waiter_init(&w);
-  persist(q, j, &w);
+  jobq_waiter_init(&w);
+  jobq_persist(q, j, &w);
   pthread_mutex_unlock(&q->lock);
-  int ok = waiter_wait(&w);
+  int ok = jobq_waiter_wait(&w);
   pthread_mutex_lock(&q->lock);
   settle_published(q, j, ok, jobq_now_ms());
   pthread_cond_signal(&q->cv);
@@ -610,14 +376,14 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
   }
   struct job **js = xmalloc(n * sizeof *js);
   struct waiter w;
-  waiter_init(&w);
+  jobq_waiter_init(&w);
   for (size_t i = 0; i < n; i++) {
     js[i] = new_job(q, data[i], lens[i], &opts);
     snprintf(ids[i], JOBQ_ID_MAX, "%s", js[i]->id);
   }
-  persist_all(q, js, n, &w);                       /* one transaction: the last one is enough */
+  jobq_persist_all(q, js, n, &w);                       /* one transaction: the last one is enough */
   pthread_mutex_unlock(&q->lock);
-  int ok = waiter_wait(&w);
+  int ok = jobq_waiter_wait(&w);
   pthread_mutex_lock(&q->lock);
   int64_t now = jobq_now_ms();
   for (size_t i = 0; i < n; i++) settle_published(q, js[i], ok, now);
@@ -632,8 +398,8 @@ int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *len
 static void promote_due(struct jobq *q, int64_t now) {
   while (q->delayed.n && q->delayed.v[0]->run_at <= now) {
     struct job *j = q->delayed.v[0];
-    heap_remove(q, j);
-    heap_push(q, j, 0);
+    jobq_heap_remove(q, j);
+    jobq_heap_push(q, j, 0);
   }
 }
 
@@ -641,6 +407,12 @@ static void promote_due(struct jobq *q, int64_t now) {
 static int can_claim(struct jobq *q) {
   return !q->draining && q->ready.n && (!q->store || jobstore_healthy(q->store)) &&
          (!q->cfg.max_concurrent || q->running + q->reserved < (size_t)q->cfg.max_concurrent);
+}
+
+double jobq_hist_bound(int i) {
+  static const double b[HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5, 1, 2.5, 5, 10, 30, 60, INFINITY};
+  return b[i];
 }
 
 static void record_wait(struct jobq *q, struct job *j, int64_t mono) {
@@ -665,7 +437,7 @@ static size_t take_ready(struct jobq *q, struct job **out, size_t max) {
   if (want > max) want = max;
   while (n < want && can_claim(q)) {
     struct job *j = q->ready.v[0];
-    heap_remove(q, j);
+    jobq_heap_remove(q, j);
     j->claimed = 1;
     atomic_store(&j->cancel, 0);
     j->wake = NULL;
@@ -685,10 +457,10 @@ size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size
     size_t n = take_ready(q, out, max);
     if (n) {
       struct waiter w;
-      waiter_init(&w);
-      for (size_t i = 0; i < n; i++) persist_reserved(q, out[i], now, i + 1 == n ? &w : NULL);
+      jobq_waiter_init(&w);
+      for (size_t i = 0; i < n; i++) jobq_persist_reserved(q, out[i], now, i + 1 == n ? &w : NULL);
       pthread_mutex_unlock(&q->lock);
-      waiter_wait(&w);         /* the attempts are on disk before the jobs run */
+      jobq_waiter_wait(&w);         /* the attempts are on disk before the jobs run */
       return n;
     }
     int64_t wake = until_ns;
@@ -714,20 +486,6 @@ struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
   return j;
 }
 
-/* A begun job is shown running (q->lock held) once every commit put so far is reported —
-** the runner's previous job among them, so that one is shown finished first and jobs shown
-** running never outnumber the runners. Its reservation already made the attempt durable, so
-** nothing is written: it rides on the last commit pending, if any. */
-static void show_running(struct jobq *q, struct job *j) {
-  struct commit *c = q->last_commit;
-  if (!c) { j->pub_state = JS_RUNNING; return; }
-  if (c->nthen == c->capthen) {
-    c->capthen = c->capthen ? c->capthen * 2 : 4;
-    c->then = xrealloc(c->then, c->capthen * sizeof *c->then);
-  }
-  c->then[c->nthen++] = j;
-}
-
 int job_begin(struct jobq *q, struct job *j) {
   pthread_mutex_lock(&q->lock);
   q->reserved--;
@@ -737,7 +495,7 @@ int job_begin(struct jobq *q, struct job *j) {
     j->state = JS_RUNNING;
     j->attempt++;
     j->started_at = jobq_now_ms();
-    show_running(q, j);
+    jobq_show_running(q, j);
     q->running++;
     j->claimed_mono = clock_mono_ns();
     j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
@@ -785,7 +543,7 @@ static void release_reserved(struct jobq *q, struct job *j, int64_t now) {
   j->claimed = 0;
   if (job_state_final(j->state)) return;
   enqueue(q, j, now);
-  persist(q, j, NULL);
+  jobq_persist(q, j, NULL);
 }
 
 void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *text, size_t len) {
@@ -825,7 +583,7 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
     enqueue(q, j, now);
   }
   j->wake = NULL;
-  persist(q, j, NULL);
+  jobq_persist(q, j, NULL);
   if (job_state_final(j->state)) prune(q, now);
   pthread_cond_signal(&q->cv);                   /* a slot is free, or a job is back */
   pthread_mutex_unlock(&q->lock);
@@ -837,7 +595,7 @@ int jobq_forget(struct jobq *q, const char *id) {
   int rc = !j || j->pub_state < 0 ? -1 : job_state_final(j->pub_state) && !j->inflight && !j->claimed ? 0 : 1;
   if (rc == 0) {
     all_remove(q, j);
-    index_del(q, j);
+    jobq_index_del(q, j);
     if (q->store) jobstore_delete(q->store, j->seq);
     job_free(j);
   }
@@ -863,7 +621,7 @@ int jobq_cancel(struct jobq *q, const char *id) {
     pthread_mutex_unlock(&q->lock);
     return was;
   }
-  heap_remove(q, j);
+  jobq_heap_remove(q, j);
   j->state = JS_CANCELLED;
   j->finished_at = jobq_now_ms();
   live_drop(q, j);
@@ -871,10 +629,10 @@ int jobq_cancel(struct jobq *q, const char *id) {
   static const char msg[] = "cancelled before it ran";
   add_error(j, j->finished_at, msg, sizeof msg - 1);
   struct waiter w;
-  waiter_init(&w);
-  persist(q, j, &w);
+  jobq_waiter_init(&w);
+  jobq_persist(q, j, &w);
   pthread_mutex_unlock(&q->lock);
-  waiter_wait(&w);
+  jobq_waiter_wait(&w);
   return was;
 }
 

@@ -1,5 +1,6 @@
 /*
-** jobq_impl.h — the insides of a job queue, shared by jobq.c (changes) and jobq_view.c
+** jobq_impl.h — the insides of a job queue, shared by jobq.c (changes), jobq_index.c
+** (heaps and the id index), jobq_persist.c (store writes and commits) and jobq_view.c
 ** (reading: info, result, list, stats). Not for other modules.
 ** Threads: every field is guarded by jobq.lock, except job.cancel (atomic).
 */
@@ -68,7 +69,33 @@ struct jobq {
 
 #define WAIT_SAMPLES 65536
 
+/* A caller waiting for one commit (on its own stack): init, hand to a persist call, unlock
+** q->lock, then wait; wait returns whether the commit succeeded. */
+struct waiter {
+  pthread_mutex_t m;
+  pthread_cond_t cv;
+  int done, ok;
+};
+
+/* jobq_persist.c; q->lock held, except jobq_waiter_wait. Without a store a change is
+** visible at once and w is told at once. */
+void jobq_persist(struct jobq *q, struct job *j, struct waiter *w);      /* its current row */
+/* A claim's reservation row: running with its next attempt on disk, unchanged in memory. */
+void jobq_persist_reserved(struct jobq *q, struct job *j, int64_t now, struct waiter *w);
+void jobq_persist_all(struct jobq *q, struct job **js, size_t n, struct waiter *w); /* one txn */
+void jobq_show_running(struct jobq *q, struct job *j);  /* after every commit put so far */
+void jobq_store_event(void *arg, int event);            /* jobstore_on_event callback */
+void jobq_waiter_init(struct waiter *w);
+int jobq_waiter_wait(struct waiter *w);
+
 int64_t jobq_now_ms(void);                                   /* wall clock, epoch ms */
-struct job *jobq_find(struct jobq *q, const char *id);       /* q->lock held */
+
+/* jobq_index.c; q->lock held for all of them. */
+struct job *jobq_find(struct jobq *q, const char *id);
+void jobq_heap_push(struct jobq *q, struct job *j, int delayed);  /* into ready or delayed */
+void jobq_heap_remove(struct jobq *q, struct job *j);             /* from its heap, if any */
+void jobq_index_add(struct jobq *q, struct job *j);               /* id hash + `all` */
+void jobq_index_del(struct jobq *q, struct job *j);               /* id hash only */
+void jobq_index_grow(struct jobq *q);  /* doubles the id hash (1024 buckets when empty) */
 
 #endif

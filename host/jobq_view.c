@@ -103,12 +103,6 @@ void jobq_list(struct jobq *q, int state, int64_t after, size_t limit, struct bu
   pthread_mutex_unlock(&q->lock);
 }
 
-double jobq_hist_bound(int i) {
-  static const double b[HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                         0.5, 1, 2.5, 5, 10, 30, 60, INFINITY};
-  return b[i];
-}
-
 static int cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return (x > y) - (x < y);
