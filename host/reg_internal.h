@@ -3,6 +3,7 @@
 **   reg_read.c    file text → val tree (YAML/JSON through libyaml, *.registry.lua sandboxed)
 **   reg_interp.c  file:// inlining and ${env:NAME|default} substitution in entry data
 **   reg_kinds.c   registry/kinds.yaml: type checks, defaults, reference qualification
+**   reg_common.c  the string pool, registry_qualify, budgets, reg_file_read (used by all)
 **   registry.c    scanning, entries, overrides, generations, the public API
 ** All of it runs on the thread calling registry_load; nothing here is shared between loads
 ** except the parsed kinds description (immutable after pthread_once).

@@ -3,7 +3,7 @@
 ** (aliases resolved, each node's line kept, plain scalars typed like YAML 1.2's core schema),
 ** and *.registry.lua chunks run in a throw-away sandboxed Lua state (base, string, table,
 ** math only; instruction, memory and wall-time budgets) whose returned table becomes the
-** tree. Every reader builds within the budgets of reg_internal.h; reg_file_read opens files.
+** tree. Every reader builds within the budgets of reg_internal.h (reg_common.c counts them).
 ** Reentrant: every call owns its parser or lua_State; runs on the loading thread.
 */
 #include "reg_internal.h"
@@ -107,65 +107,6 @@ static void budget_note(char *err, size_t errlen) {
   if (strstr(err, "budget exceeded") && n + 1 < errlen)
     snprintf(err + n, errlen - n, " [per-file budgets: %ld values, %u MiB of text, %d levels]",
              REG_MAX_NODES, REG_MAX_BYTES >> 20, REG_MAX_DEPTH);
-}
-
-void reg_budget_init(struct reg_budget *b, const struct reg_opts *o) {
-  b->nodes = REG_MAX_NODES;
-  b->bytes = REG_MAX_BYTES;
-  b->lua_deadline_ns = clock_mono_ns() + (int64_t)REG_LUA_WALL_MS * 1000000;
-  b->stop = o ? o->stop : NULL;
-  b->stop_ud = o ? o->stop_ud : NULL;
-}
-
-int reg_budget_take(struct reg_budget *b, long n, size_t bytes) {
-  if (n > b->nodes || bytes > b->bytes) return -1;
-  b->nodes -= n;
-  b->bytes -= bytes;
-  return 0;
-}
-
-static const char *file_type(mode_t m) {
-  if (S_ISFIFO(m)) return "a FIFO";
-  if (S_ISSOCK(m)) return "a socket";
-  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
-  if (S_ISDIR(m)) return "a directory";
-  return "not a regular file";
-}
-
-char *reg_file_read(const char *path, size_t *len, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    snprintf(err, errlen, "cannot read: %s", strerror(errno));
-    if (fd >= 0) close(fd);
-    return NULL;
-  }
-  if (!S_ISREG(st.st_mode) || st.st_size > (off_t)REG_MAX_FILE_BYTES) {
-    if (!S_ISREG(st.st_mode)) snprintf(err, errlen, "refused: %s, not a regular file", file_type(st.st_mode));
-    else snprintf(err, errlen, "refused: larger than the file budget (%u MiB)", REG_MAX_FILE_BYTES >> 20);
-    close(fd);
-    return NULL;
-  }
-  struct buf b;
-  buf_init(&b);
-  buf_reserve(&b, (size_t)st.st_size + 1);
-  char tmp[65536];
-  ssize_t n = 0;
-  while (b.len <= REG_MAX_FILE_BYTES && (n = read(fd, tmp, sizeof tmp)) != 0) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    buf_add(&b, tmp, (size_t)n);
-  }
-  int e = errno;
-  close(fd);
-  if (n < 0 || b.len > REG_MAX_FILE_BYTES) {
-    if (n < 0) snprintf(err, errlen, "cannot read: %s", strerror(e));
-    else snprintf(err, errlen, "refused: larger than the file budget (%u MiB)", REG_MAX_FILE_BYTES >> 20);
-    buf_free(&b);
-    return NULL;
-  }
-  if (len) *len = b.len;
-  return buf_steal(&b);
 }
 
 /* ---- YAML / JSON ----

@@ -42,50 +42,6 @@ struct registry {
 
 static _Atomic uint64_t last_version;
 
-/* ---- diagnostics ---- */
-
-void diag_init(struct diag *d) { memset(d, 0, sizeof *d); }
-
-void diag_free(struct diag *d) {
-  for (size_t i = 0; i < d->n; i++) free(d->items[i]);
-  free(d->items);
-  diag_init(d);
-}
-
-void diag_add(struct diag *d, int is_error, const char *file, int line, const char *fmt, ...) {
-  struct buf b;
-  buf_init(&b);
-  if (file && line > 0) buf_printf(&b, "%s:%d: ", file, line);
-  else if (file) buf_printf(&b, "%s: ", file);
-  if (!is_error) buf_adds(&b, "warning: ");
-  va_list ap;
-  va_start(ap, fmt);
-  buf_vprintf(&b, fmt, ap);
-  va_end(ap);
-  if (d->n == d->cap) {
-    d->cap = d->cap ? d->cap * 2 : 8;
-    d->items = xrealloc(d->items, d->cap * sizeof *d->items);
-  }
-  d->items[d->n++] = buf_steal(&b);
-  if (is_error) d->errors++;
-  else d->warnings++;
-}
-
-/* ---- string pool ---- */
-
-const char *reg_pool_add(struct reg_pool *p, char *owned) {
-  if (p->n == p->cap) {
-    p->cap = p->cap ? p->cap * 2 : 16;
-    p->s = xrealloc(p->s, p->cap * sizeof *p->s);
-  }
-  return p->s[p->n++] = owned;
-}
-
-void reg_pool_free(struct reg_pool *p) {
-  for (size_t i = 0; i < p->n; i++) free(p->s[i]);
-  free(p->s);
-}
-
 static char *join(const char *a, const char *b) {
   struct buf out;
   buf_init(&out);
@@ -94,14 +50,6 @@ static char *join(const char *a, const char *b) {
 }
 
 /* ---- references and overrides ---- */
-
-char *registry_qualify(const char *ns, const char *ref) {
-  if (strchr(ref, ':')) return xstrdup(ref);
-  struct buf b;
-  buf_init(&b);
-  buf_printf(&b, "%s:%s", ns, ref);
-  return buf_steal(&b);
-}
 
 /* A dotted field path with no empty segment. */
 static int good_path(const char *p) {

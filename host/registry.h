@@ -9,6 +9,7 @@
 #define TASKHOST_REGISTRY_H
 
 #include <stddef.h>
+#include "diag.h"
 #include "val.h"
 
 struct reg_entry {
@@ -22,17 +23,6 @@ struct reg_entry {
   const char *file;        /* registry file that defined it (path relative to the project) */
   int line;
 };
-
-/* Diagnostics: each problem as "file:line: message". */
-struct diag {
-  char **items;
-  size_t n, cap;
-  int errors, warnings;
-};
-void diag_init(struct diag *d);
-void diag_free(struct diag *d);
-void diag_add(struct diag *d, int is_error, const char *file, int line, const char *fmt, ...)
-  __attribute__((format(printf, 5, 6)));
 
 struct reg_override {      /* -o ns:entry:field.path=value */
   const char *id;          /* "ns:entry" */
