@@ -5,6 +5,7 @@
 #include "code.h"
 #include "funcpool.h"
 #include "http.h"
+#include "jobapi.h"
 #include "jobs.h"
 #include "jobrun.h"
 #include "watch.h"
@@ -191,6 +192,8 @@ static struct routes *build_routes(struct app *a, struct registry *gen, const ch
                 r->action != RA_FUNCTION ? qid : r->func, r->action != RA_FUNCTION ? "queue.queue" : "function.lua");
       routes_free(rs);
       rs = NULL;
+    } else if (r->action != RA_FUNCTION) {
+      r->serve = jobapi_serve;
     }
   }
   return rs;

@@ -8,7 +8,6 @@
 #include "registry.h"
 #include "scheduler.h"
 #include "watchdog.h"
-#include "jobapi.h"
 #include "retire.h"
 #include "httpgate.h"
 
@@ -218,8 +217,8 @@ void http_reply(struct http_req *r, int status, const char *ctype, const char *b
 }
 
 static void serve(struct http_server *s, struct http_req *r) {
-  if (r->match.route->action != RA_FUNCTION) {
-    jobapi_serve(r->match.route->action, r->match.route->handler, r);
+  if (r->match.route->serve) {
+    r->match.route->serve(r->match.route, r);
     return;
   }
   struct funcpool *fp = r->match.route->handler;

@@ -309,16 +309,12 @@ static void metrics(struct jobq *q, struct http_req *r) {
   buf_free(&b);
 }
 
-void jobapi_serve(int action, void *queue, struct http_req *r) {
-  struct jobq *q = queue;
-  switch (action) {
-  case RA_JOB_SUBMIT: submit(q, r); break;
-  case RA_JOB_LIST: list(q, r); break;
-  case RA_JOB_STATUS: status(q, r); break;
-  case RA_JOB_RESULT: result(q, r); break;
-  case RA_JOB_CANCEL: cancel(q, r); break;
-  case RA_JOB_HEALTH: health(q, r); break;
-  case RA_JOB_METRICS: metrics(q, r); break;
-  default: reply_error(r, 500, "unknown built-in route"); break;
-  }
+void jobapi_serve(const struct route *rt, struct http_req *r) {
+  static void (*const serve[])(struct jobq *, struct http_req *) = {
+    [RA_JOB_SUBMIT] = submit, [RA_JOB_LIST] = list,     [RA_JOB_STATUS] = status,
+    [RA_JOB_RESULT] = result, [RA_JOB_CANCEL] = cancel, [RA_JOB_HEALTH] = health,
+    [RA_JOB_METRICS] = metrics,
+  };
+  if ((size_t)rt->action < countof(serve) && serve[rt->action]) serve[rt->action](rt->handler, r);
+  else reply_error(r, 500, "unknown built-in route");
 }

@@ -9,10 +9,12 @@
 #include <stddef.h>
 
 struct http_req;
+struct route;
 struct jobq_publish_opts;
 
-/* action: an enum route_action other than RA_FUNCTION; queue: the route's struct jobq. */
-void jobapi_serve(int action, void *queue, struct http_req *r);
+/* The serve function of a job API route (route_serve_fn): rt->action is an enum
+** route_action other than RA_FUNCTION, rt->handler the route's struct jobq. */
+void jobapi_serve(const struct route *rt, struct http_req *r);
 
 /* The query-string options of submit (id, delay, priority, max_retries) and list (state,
 ** after, limit clamped to 1..1000); qs may be NULL. o->id points into id[idcap]. Pure

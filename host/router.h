@@ -28,6 +28,12 @@ enum route_action {
   RA_JOB_HEALTH, RA_JOB_METRICS
 };
 
+struct route;
+struct http_req;
+/* Serves a matched request on the civetweb thread; set by whoever gives the route its
+** handler (the app: jobapi_serve for the job API). http.c calls it and knows no more. */
+typedef void (*route_serve_fn)(const struct route *rt, struct http_req *r);
+
 struct route {
   char *method;
   char *pattern;                  /* "/api/tasks/{id}" as written (prefix + path) */
@@ -35,6 +41,7 @@ struct route {
   enum route_action action;
   const char *func;               /* function.lua id (RA_FUNCTION) */
   void *handler;                  /* the caller's (a function pool, a job queue), set after build */
+  route_serve_fn serve;           /* NULL: handler is a function pool, called by http.c */
   struct seg *segs;
   int nsegs;
   int subtree;
