@@ -41,7 +41,7 @@ int luaopen_tcoroutine(lua_State *L);
 int luaopen_payload(lua_State *L);
 int luaopen_http(lua_State *L);
 int luaopen_queue(lua_State *L);
-/* string, with a fast string.format and stoppable patterns (lstrfmt.c, lpattern.c); only for
+/* string, with a fast string.format and stoppable patterns (lmod_string.c, lpattern.c); only for
 ** states made by luaenv_new (the pattern functions ask the state's process whether to stop) */
 int luaopen_tstring(lua_State *L);
 

@@ -1,5 +1,5 @@
 /* test_lpattern.c — the stoppable matcher (host/lpattern.c) against Lua's own, its guard and
-** budget, the sandbox's string library (lstrfmt.c) using it, and its cost on a normal match. */
+** budget, the sandbox's string library (lmod_string.c) using it, and its cost on a normal match. */
 #include "t.h"
 #include "lpattern.h"
 #include "luaenv.h"
