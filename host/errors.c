@@ -1,13 +1,14 @@
 /*
-** lmod_errors.c — error objects and the global `errors` table (wippy-compat.md §3.4).
+** errors.c — error objects (wippy-compat.md §3.4); the `errors` Lua table that makes them from
+** scripts is lmod_errors.c, built on errors_build and errors_push_fields.
 **
 ** An error object is a full userdata (metatable ERROR_MT) whose C part holds only the
 ** retryable flag; the other fields live in its four user values:
 **   1 message (string)   2 kind (string)   3 details (table or nil)   4 stack (string or nil)
 ** Creating one costs one userdata and no tables. Errors created from Lua (errors.new,
 ** errors.wrap) record a traceback; errors created from C (errors_push) do not.
-** The metatable is registered on demand, so a state that never called errors_open (e.g. a
-** seri_unpack target) can still hold error objects.
+** The metatable is registered on demand, so any state (one without the `errors` table, e.g.
+** a seri_unpack target) can hold error objects.
 **
 ** Threads: everything is state-local and reentrant; no globals.
 */
@@ -23,11 +24,6 @@ enum { UV_MESSAGE = 1, UV_KIND, UV_DETAILS, UV_STACK, UV_COUNT = UV_STACK };
 
 struct errobj {
   signed char retryable;   /* 1 true, 0 false, -1 unset (nil) */
-};
-
-static const char *const kinds[] = {
-  EK_UNKNOWN, EK_INVALID, EK_NOT_FOUND, EK_ALREADY_EXISTS, EK_PERMISSION_DENIED, EK_TIMEOUT,
-  EK_CANCELED, EK_UNAVAILABLE, EK_INTERNAL, EK_CONFLICT, EK_RATE_LIMITED,
 };
 
 static void push_mt(lua_State *L);
@@ -175,92 +171,4 @@ static void push_mt(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_message);
   lua_setfield(L, -2, "__tostring");
-}
-
-/* ---- the `errors` table ------------------------------------------------ */
-
-/* errors.new({message=, kind=, retryable=, details=}): raises on malformed fields. */
-static void new_from_table(lua_State *L) {
-  lua_getfield(L, 1, "message");
-  if (!lua_isstring(L, -1)) luaL_error(L, "errors.new: field 'message' must be a string");
-  lua_tostring(L, -1);
-  if (lua_getfield(L, 1, "kind") == LUA_TNIL) { lua_pop(L, 1); lua_pushliteral(L, EK_UNKNOWN); }
-  else if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "errors.new: field 'kind' must be a string");
-  int rt = lua_getfield(L, 1, "retryable");
-  if (rt != LUA_TNIL && rt != LUA_TBOOLEAN)
-    luaL_error(L, "errors.new: field 'retryable' must be a boolean");
-  int retryable = rt == LUA_TNIL ? -1 : lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  int dt = lua_getfield(L, 1, "details");
-  if (dt != LUA_TNIL && dt != LUA_TTABLE) luaL_error(L, "errors.new: field 'details' must be a table");
-  luaL_traceback(L, L, NULL, 1);
-  make(L, retryable);
-}
-
-static int l_new(lua_State *L) {
-  if (!lua_isnoneornil(L, 2))
-    return luaL_error(L, "errors.new takes one argument (a message or a table); "
-                         "errors.new(kind, message) is not supported, "
-                         "use errors.new({kind = ..., message = ...})");
-  if (errors_is(L, 1)) { lua_settop(L, 1); return 1; }
-  if (lua_type(L, 1) == LUA_TTABLE) { new_from_table(L); return 1; }
-  if (!lua_isstring(L, 1)) return luaL_typeerror(L, 1, "string or table");
-  lua_settop(L, 1);
-  lua_tostring(L, 1);
-  lua_pushliteral(L, EK_UNKNOWN);
-  lua_pushnil(L);
-  luaL_traceback(L, L, NULL, 1);
-  make(L, -1);
-  return 1;
-}
-
-/* errors.wrap(err, msg): "msg: <inner message>", keeping kind, retryable, details and the
-** inner stack (or recording one here when the inner error has none). wrap(nil, msg) → nil,
-** like Go's errors.Wrap. A non-error `err` is first converted as by errors_from_value. */
-static int l_wrap(lua_State *L) {
-  const char *msg = luaL_checkstring(L, 2);
-  if (lua_isnoneornil(L, 1)) { lua_pushnil(L); return 1; }
-  errors_from_value(L, 1);
-  int inner = lua_gettop(L);
-  lua_pushfstring(L, "%s: %s", msg, errors_message(L, inner));
-  lua_getiuservalue(L, inner, UV_KIND);
-  lua_getiuservalue(L, inner, UV_DETAILS);
-  if (lua_getiuservalue(L, inner, UV_STACK) == LUA_TNIL) {
-    lua_pop(L, 1);
-    luaL_traceback(L, L, NULL, 1);
-  }
-  make(L, ((struct errobj *)lua_touserdata(L, inner))->retryable);
-  return 1;
-}
-
-static int l_is(lua_State *L) {
-  luaL_checkstring(L, 2);
-  int yes = 0;
-  if (errors_is(L, 1)) {
-    lua_getiuservalue(L, 1, UV_KIND);
-    yes = lua_rawequal(L, -1, 2);
-  }
-  lua_pushboolean(L, yes);
-  return 1;
-}
-
-static int l_call_stack(lua_State *L) {
-  if (!errors_is(L, 1)) { lua_pushnil(L); return 1; }
-  lua_getiuservalue(L, 1, UV_STACK);
-  return 1;
-}
-
-static const luaL_Reg funcs[] = {
-  {"new", l_new}, {"wrap", l_wrap}, {"is", l_is}, {"call_stack", l_call_stack}, {NULL, NULL},
-};
-
-void errors_open(lua_State *L) {
-  push_mt(L);
-  lua_pop(L, 1);
-  luaL_newlib(L, funcs);
-  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-    lua_pushstring(L, kinds[i]);
-    lua_setfield(L, -2, kinds[i]);
-  }
-  lua_setglobal(L, "errors");
 }

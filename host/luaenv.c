@@ -5,6 +5,7 @@
 #include "code.h"
 #include "errors.h"
 #include "json.h"
+#include "lmod.h"
 #include "log.h"
 #include "proc.h"
 #include "registry.h"
@@ -135,13 +136,6 @@ void luaenv_setstrings(lua_State *L, const char *const *kv) {
     lua_pushstring(L, kv[1]);
     lua_setfield(L, -2, kv[0]);
   }
-}
-
-/* The `errors` global as a module opener. */
-int luaopen_errors(lua_State *L) {
-  errors_open(L);
-  lua_getglobal(L, "errors");
-  return 1;
 }
 
 /* os restricted to time, date, clock and difftime. */

@@ -36,7 +36,6 @@ int luaopen_time(lua_State *L);
 int luaopen_logger(lua_State *L);
 int luaopen_tio(lua_State *L);
 int luaopen_env(lua_State *L);
-int luaopen_errors(lua_State *L);
 int luaopen_tcoroutine(lua_State *L);
 int luaopen_payload(lua_State *L);
 int luaopen_http(lua_State *L);
