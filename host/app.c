@@ -7,6 +7,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "jobrun.h"
+#include "linit.h"
 #include "watch.h"
 #include "router.h"
 #include "log.h"
@@ -68,6 +69,7 @@ static int is_kind(const struct reg_entry *e, const char *kind) { return strcmp(
 struct app *app_new(const struct project *proj, struct registry *gen, struct codeset *code) {
   struct app *a = xcalloc(1, sizeof *a);
   a->rt = rt_new(proj->dir);
+  a->rt->libs = linit_libs();
   a->rt->proc_mem_limit = (size_t)proj->process_memory;
   a->gen = gen;
   a->rt->timers = timers_new();

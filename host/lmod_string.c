@@ -18,7 +18,7 @@
 **
 ** Threads: none of its own; runs on whichever thread owns the lua_State.
 */
-#include "luaenv.h"
+#include "lmod.h"
 #include "lpattern.h"
 #include "proc.h"
 #include "util.h"
