@@ -8,6 +8,7 @@
 #include "funcpool.h"
 #include "http.h"
 #include "jobs.h"
+#include "linit.h"
 #include "log.h"
 #include "proc.h"
 #include "project.h"
@@ -35,6 +36,7 @@
 struct app *app_new(const struct project *proj, struct registry *gen, struct codeset *code) {
   struct app *a = xcalloc(1, sizeof *a);
   a->rt = rt_new(proj->dir);
+  a->rt->libs = linit_libs();
   a->rt->proc_mem_limit = (size_t)proj->process_memory;
   a->gen = gen;
   a->rt->timers = timers_new();

@@ -1,7 +1,9 @@
 /*
 ** errors.h — error objects (wippy-compat.md §3.4): userdata with metatable ERROR_MT and
 ** methods :message() :kind() :retryable() :details() :stack(); tostring() gives the message.
-** All runtime APIs return these as the `err` of `nil, err`.
+** All runtime APIs return these as the `err` of `nil, err`. Implemented by errors.c; the
+** `errors` Lua module (errors.new, wrap, is, call_stack, the kinds) is lmod_errors.c.
+** Threads: state-local and reentrant; the caller owns the lua_State.
 */
 #ifndef TASKHOST_ERRORS_H
 #define TASKHOST_ERRORS_H
@@ -22,9 +24,6 @@ typedef struct lua_State lua_State;
 #define EK_INTERNAL "INTERNAL"
 #define EK_CONFLICT "CONFLICT"
 #define EK_RATE_LIMITED "RATE_LIMITED"
-
-/* Registers the metatable and sets the global `errors` table in L. */
-void errors_open(lua_State *L);
 
 /* Pushes a new error object (message formatted with printf rules). Returns 1. */
 int errors_push(lua_State *L, const char *kind, const char *fmt, ...)

@@ -19,6 +19,7 @@
 ** lua_gethook (~10-30 ns on a resume/yield round trip of ~170 ns).
 ** Owner: the worker running the process.
 */
+#include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
 #include "scheduler.h"

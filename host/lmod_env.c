@@ -5,6 +5,7 @@
 */
 #include "code.h"
 #include "errors.h"
+#include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
 #include "registry.h"

@@ -1,185 +1,28 @@
 /*
-** lmod_errors.c — error objects and the global `errors` table (wippy-compat.md §3.4).
-**
-** An error object is a full userdata (metatable ERROR_MT) whose C part holds only the
-** retryable flag; the other fields live in its four user values:
-**   1 message (string)   2 kind (string)   3 details (table or nil)   4 stack (string or nil)
-** Creating one costs one userdata and no tables. Errors created from Lua (errors.new,
-** errors.wrap) record a traceback; errors created from C (errors_push) do not.
-** The metatable is registered on demand, so a state that never called errors_open (e.g. a
-** seri_unpack target) can still hold error objects.
+** lmod_errors.c — the `errors` Lua module (wippy-compat.md §3.4): errors.new, errors.wrap,
+** errors.is, errors.call_stack and the kind constants (errors.NOT_FOUND == "NOT_FOUND").
+** The error objects themselves are errors.c's; this file builds them only through
+** errors_push_fields and errors_build, so it knows nothing of their layout. Errors made here
+** record a traceback of the calling Lua code.
 **
 ** Threads: everything is state-local and reentrant; no globals.
 */
+#include "lmod.h"
 #include "errors.h"
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-enum { UV_MESSAGE = 1, UV_KIND, UV_DETAILS, UV_STACK, UV_COUNT = UV_STACK };
-
-struct errobj {
-  signed char retryable;   /* 1 true, 0 false, -1 unset (nil) */
-};
 
 static const char *const kinds[] = {
   EK_UNKNOWN, EK_INVALID, EK_NOT_FOUND, EK_ALREADY_EXISTS, EK_PERMISSION_DENIED, EK_TIMEOUT,
   EK_CANCELED, EK_UNAVAILABLE, EK_INTERNAL, EK_CONFLICT, EK_RATE_LIMITED,
 };
 
-static void push_mt(lua_State *L);
+/* Pushes the traceback of the Lua code that called the running errors.* function. */
+static void push_stack(lua_State *L) { luaL_traceback(L, L, NULL, 1); }
 
-/* ---- construction ------------------------------------------------------ */
-
-/* Pops message, kind, details, stack (pushed in that order) and pushes the new error. */
-static void make(lua_State *L, int retryable) {
-  struct errobj *e = lua_newuserdatauv(L, sizeof *e, UV_COUNT);
-  e->retryable = (signed char)retryable;
-  push_mt(L);
-  lua_setmetatable(L, -2);
-  lua_insert(L, -1 - UV_COUNT);
-  for (int n = UV_COUNT; n >= 1; n--) lua_setiuservalue(L, -1 - n, n);
-}
-
-/* Pushes the formatted message. Full printf rules (lua_pushvfstring knows only a few). */
-static void push_vfmt(lua_State *L, const char *fmt, va_list ap) {
-  char small[256];
-  va_list ap2;
-  va_copy(ap2, ap);
-  int n = vsnprintf(small, sizeof small, fmt, ap2);
-  va_end(ap2);
-  if (n < 0) { lua_pushliteral(L, "(bad error format)"); return; }
-  if ((size_t)n < sizeof small) { lua_pushlstring(L, small, (size_t)n); return; }
-  char *big = malloc((size_t)n + 1);
-  if (!big) { lua_pushlstring(L, small, sizeof small - 1); return; }
-  vsnprintf(big, (size_t)n + 1, fmt, ap);
-  lua_pushlstring(L, big, (size_t)n);
-  free(big);
-}
-
-static void push_verr(lua_State *L, const char *kind, const char *fmt, va_list ap) {
-  push_vfmt(L, fmt, ap);
-  lua_pushstring(L, kind);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  make(L, -1);
-}
-
-int errors_push(lua_State *L, const char *kind, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  push_verr(L, kind, fmt, ap);
-  va_end(ap);
-  return 1;
-}
-
-int errors_fail(lua_State *L, const char *kind, const char *fmt, ...) {
-  lua_pushnil(L);
-  va_list ap;
-  va_start(ap, fmt);
-  push_verr(L, kind, fmt, ap);
-  va_end(ap);
-  return 2;
-}
-
-void errors_from_value(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  if (errors_is(L, idx)) { lua_pushvalue(L, idx); return; }
-  luaL_tolstring(L, idx, NULL);
-  lua_pushliteral(L, EK_UNKNOWN);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  make(L, -1);
-}
-
-/* ---- C accessors ------------------------------------------------------- */
-
-int errors_is(lua_State *L, int idx) { return luaL_testudata(L, idx, ERROR_MT) != NULL; }
-
-/* The returned string is owned by the error object (a user value), so it stays valid as
-** long as the object does. */
-static const char *field_str(lua_State *L, int idx, int uv) {
-  if (!errors_is(L, idx)) return NULL;
-  lua_getiuservalue(L, idx, uv);
-  const char *s = lua_tostring(L, -1);
-  lua_pop(L, 1);
-  return s;
-}
-
-const char *errors_message(lua_State *L, int idx) { return field_str(L, idx, UV_MESSAGE); }
-const char *errors_kind(lua_State *L, int idx) { return field_str(L, idx, UV_KIND); }
-
-static void push_retryable(lua_State *L, const struct errobj *e) {
-  if (e->retryable < 0) lua_pushnil(L);
-  else lua_pushboolean(L, e->retryable);
-}
-
-void errors_push_fields(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  const struct errobj *e = lua_touserdata(L, idx);
-  lua_getiuservalue(L, idx, UV_MESSAGE);
-  lua_getiuservalue(L, idx, UV_KIND);
-  push_retryable(L, e);
-  lua_getiuservalue(L, idx, UV_DETAILS);
-  lua_getiuservalue(L, idx, UV_STACK);
-}
-
-static int is_opt(lua_State *L, int idx, int type) {
-  int t = lua_type(L, idx);
-  return t == LUA_TNIL || t == type;
-}
-
-int errors_build(lua_State *L) {
-  int ok = lua_type(L, -5) == LUA_TSTRING && lua_type(L, -4) == LUA_TSTRING &&
-           is_opt(L, -3, LUA_TBOOLEAN) && is_opt(L, -2, LUA_TTABLE) && is_opt(L, -1, LUA_TSTRING);
-  if (!ok) { lua_pop(L, 5); return -1; }
-  int retryable = lua_isnil(L, -3) ? -1 : lua_toboolean(L, -3);
-  lua_remove(L, -3);
-  make(L, retryable);
-  return 0;
-}
-
-/* ---- methods ----------------------------------------------------------- */
-
-static struct errobj *check(lua_State *L) { return luaL_checkudata(L, 1, ERROR_MT); }
-
-static int get_uv(lua_State *L, int uv) {
-  check(L);
-  lua_getiuservalue(L, 1, uv);
-  return 1;
-}
-
-static int l_message(lua_State *L) { return get_uv(L, UV_MESSAGE); }
-static int l_kind(lua_State *L) { return get_uv(L, UV_KIND); }
-static int l_details(lua_State *L) { return get_uv(L, UV_DETAILS); }
-static int l_stack(lua_State *L) { return get_uv(L, UV_STACK); }
-
-static int l_retryable(lua_State *L) {
-  push_retryable(L, check(L));
-  return 1;
-}
-
-static const luaL_Reg methods[] = {
-  {"message", l_message}, {"kind", l_kind}, {"retryable", l_retryable},
-  {"details", l_details}, {"stack", l_stack}, {NULL, NULL},
-};
-
-static void push_mt(lua_State *L) {
-  if (luaL_getmetatable(L, ERROR_MT) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  luaL_newmetatable(L, ERROR_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_message);
-  lua_setfield(L, -2, "__tostring");
-}
-
-/* ---- the `errors` table ------------------------------------------------ */
-
-/* errors.new({message=, kind=, retryable=, details=}): raises on malformed fields. */
+/* errors.new({message=, kind=, retryable=, details=}): raises on malformed fields. Pushes
+** the five fields errors_build takes, then builds. */
 static void new_from_table(lua_State *L) {
   lua_getfield(L, 1, "message");
   if (!lua_isstring(L, -1)) luaL_error(L, "errors.new: field 'message' must be a string");
@@ -189,12 +32,10 @@ static void new_from_table(lua_State *L) {
   int rt = lua_getfield(L, 1, "retryable");
   if (rt != LUA_TNIL && rt != LUA_TBOOLEAN)
     luaL_error(L, "errors.new: field 'retryable' must be a boolean");
-  int retryable = rt == LUA_TNIL ? -1 : lua_toboolean(L, -1);
-  lua_pop(L, 1);
   int dt = lua_getfield(L, 1, "details");
   if (dt != LUA_TNIL && dt != LUA_TTABLE) luaL_error(L, "errors.new: field 'details' must be a table");
-  luaL_traceback(L, L, NULL, 1);
-  make(L, retryable);
+  push_stack(L);
+  errors_build(L);
 }
 
 static int l_new(lua_State *L) {
@@ -208,9 +49,10 @@ static int l_new(lua_State *L) {
   lua_settop(L, 1);
   lua_tostring(L, 1);
   lua_pushliteral(L, EK_UNKNOWN);
-  lua_pushnil(L);
-  luaL_traceback(L, L, NULL, 1);
-  make(L, -1);
+  lua_pushnil(L);                   /* retryable */
+  lua_pushnil(L);                   /* details */
+  push_stack(L);
+  errors_build(L);
   return 1;
 }
 
@@ -222,14 +64,14 @@ static int l_wrap(lua_State *L) {
   if (lua_isnoneornil(L, 1)) { lua_pushnil(L); return 1; }
   errors_from_value(L, 1);
   int inner = lua_gettop(L);
+  errors_push_fields(L, inner);
   lua_pushfstring(L, "%s: %s", msg, errors_message(L, inner));
-  lua_getiuservalue(L, inner, UV_KIND);
-  lua_getiuservalue(L, inner, UV_DETAILS);
-  if (lua_getiuservalue(L, inner, UV_STACK) == LUA_TNIL) {
+  lua_replace(L, inner + 1);
+  if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    luaL_traceback(L, L, NULL, 1);
+    push_stack(L);
   }
-  make(L, ((struct errobj *)lua_touserdata(L, inner))->retryable);
+  errors_build(L);
   return 1;
 }
 
@@ -237,8 +79,8 @@ static int l_is(lua_State *L) {
   luaL_checkstring(L, 2);
   int yes = 0;
   if (errors_is(L, 1)) {
-    lua_getiuservalue(L, 1, UV_KIND);
-    yes = lua_rawequal(L, -1, 2);
+    errors_push_fields(L, 1);
+    yes = lua_rawequal(L, -4, 2);   /* the kind */
   }
   lua_pushboolean(L, yes);
   return 1;
@@ -246,7 +88,7 @@ static int l_is(lua_State *L) {
 
 static int l_call_stack(lua_State *L) {
   if (!errors_is(L, 1)) { lua_pushnil(L); return 1; }
-  lua_getiuservalue(L, 1, UV_STACK);
+  errors_push_fields(L, 1);         /* the stack is the last of the five */
   return 1;
 }
 
@@ -255,12 +97,16 @@ static const luaL_Reg funcs[] = {
 };
 
 void errors_open(lua_State *L) {
-  push_mt(L);
-  lua_pop(L, 1);
   luaL_newlib(L, funcs);
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     lua_pushstring(L, kinds[i]);
     lua_setfield(L, -2, kinds[i]);
   }
   lua_setglobal(L, "errors");
+}
+
+int luaopen_errors(lua_State *L) {
+  errors_open(L);
+  lua_getglobal(L, "errors");
+  return 1;
 }

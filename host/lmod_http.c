@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "http.h"
 #include "json.h"
+#include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
 

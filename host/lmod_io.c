@@ -5,6 +5,7 @@
 ** prompt shows before readline parks.
 */
 #include "errors.h"
+#include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
 

@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "json.h"
 #include "log.h"
+#include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
 

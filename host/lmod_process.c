@@ -6,6 +6,7 @@
 #include "chan.h"
 #include "code.h"
 #include "errors.h"
+#include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
 #include "registry.h"

@@ -37,6 +37,7 @@
 #include "jobq.h"
 #include "jobrun.h"
 #include "json.h"
+#include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
 #include "rt.h"

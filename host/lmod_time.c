@@ -5,6 +5,7 @@
 */
 #include "chan.h"
 #include "errors.h"
+#include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
 #include "util.h"

@@ -3,11 +3,10 @@
 */
 #include "luaenv.h"
 #include "code.h"
-#include "errors.h"
-#include "json.h"
 #include "log.h"
 #include "proc.h"
 #include "registry.h"
+#include "rt.h"
 #include "scheduler.h"
 #include "util.h"
 
@@ -137,51 +136,17 @@ void luaenv_setstrings(lua_State *L, const char *const *kv) {
   }
 }
 
-/* The `errors` global as a module opener. */
-int luaopen_errors(lua_State *L) {
-  errors_open(L);
-  lua_getglobal(L, "errors");
-  return 1;
-}
-
-/* os restricted to time, date, clock and difftime. */
-static int open_os(lua_State *L) {
-  static const char *const keep[] = {"time", "date", "clock", "difftime"};
-  luaopen_os(L);
-  lua_createtable(L, 0, 4);
-  for (size_t i = 0; i < countof(keep); i++) {
-    lua_getfield(L, -2, keep[i]);
-    lua_setfield(L, -2, keep[i]);
-  }
-  return 1;
-}
-
-/* Globals that exist without require, opened when first touched. `listed` modules may
-** also be required by name without appearing in `modules:`. */
-static const struct builtin {
-  const char *name;
-  lua_CFunction open;
-  int global;
-} builtins[] = {
-  {"table", luaopen_table, 1},      {"math", luaopen_math, 1},
-  {"coroutine", luaopen_tcoroutine, 1}, {"os", open_os, 1},
-  {"process", luaopen_process, 1},  {"channel", luaopen_channel, 1},
-  {"errors", luaopen_errors, 1},    {"string", luaopen_tstring, 1},
-  {"time", luaopen_time, 0},        {"logger", luaopen_logger, 0},
-  {"json", luaopen_taskhost_json, 0}, {"io", luaopen_tio, 0},
-  {"env", luaopen_env, 0},          {"payload", luaopen_payload, 1},
-  {"http", luaopen_http, 0},        {"queue", luaopen_queue, 0},
-};
-
-static const struct builtin *find_builtin(const char *name) {
-  for (size_t i = 0; i < countof(builtins); i++)
-    if (strcmp(builtins[i].name, name) == 0) return &builtins[i];
+/* The built-in module `name` of the process's rt->libs, or NULL. */
+static const struct luaenv_lib *find_lib(lua_State *L, const char *name) {
+  const struct rt *rt = proc_of(L)->rt;
+  for (const struct luaenv_lib *l = rt ? rt->libs : NULL; l && l->name; l++)
+    if (strcmp(l->name, name) == 0) return l;
   return NULL;
 }
 
-/* Opens a builtin once per state (cached in LOADED); sets the global for global ones. */
-static void open_builtin(lua_State *L, const struct builtin *b) {
-  luaL_requiref(L, b->name, b->open, b->global);
+/* Opens a built-in module once per state (cached in LOADED); sets the global for global ones. */
+static void open_lib(lua_State *L, const struct luaenv_lib *l) {
+  luaL_requiref(L, l->name, l->open, l->global);
 }
 
 /* Names luaopen_base defines: the base library is opened on the first use of any of them. */
@@ -208,16 +173,19 @@ static int lazy_global(lua_State *L) {
     lua_rawget(L, 1);
     return 1;
   }
-  const struct builtin *b = find_builtin(name);
-  if (!b || !b->global) return 0;
-  open_builtin(L, b);
+  const struct luaenv_lib *l = find_lib(L, name);
+  if (!l || !l->global) return 0;
+  open_lib(L, l);
   return 1;
 }
 
-/* __index of the string metatable until the string library is opened: opens it (which
-** replaces this metatable with the real one) and answers the lookup. */
+/* __index of the string metatable until the string library is opened: opens the `string`
+** module of rt->libs (which replaces this metatable with the real one) and answers the
+** lookup; raises when the list has none. */
 static int lazy_string_index(lua_State *L) {
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_tstring, 1);
+  const struct luaenv_lib *l = find_lib(L, LUA_STRLIBNAME);
+  if (!l) return luaL_error(L, "attempt to index a string value (no string library in this state)");
+  luaL_requiref(L, LUA_STRLIBNAME, l->open, 1);
   lua_pushvalue(L, 2);
   lua_gettable(L, -2);
   return 1;
@@ -243,9 +211,9 @@ static int l_require(lua_State *L) {
   if (lua_getfield(L, -1, name) != LUA_TNIL) return 1;
   lua_pop(L, 2);
   struct proc *p = proc_of(L);
-  const struct builtin *b = find_builtin(name);
+  const struct luaenv_lib *b = find_lib(L, name);
   if (b && (b->global || code_allows_module(p->code, name))) {
-    open_builtin(L, b);
+    open_lib(L, b);
     return 1;
   }
   const char *id = code_import(p->code, name);

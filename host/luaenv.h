@@ -1,8 +1,8 @@
 /*
 ** luaenv.h — builds a process's lua_State: counting allocator with an optional limit,
-** sandboxed globals (wippy-compat.md §3.0), standard libraries and host globals opened
-** lazily on first use (process-cost.md: opening everything costs 3–4× the rest of a spawn),
-** and a `require` that resolves only the entry's `modules:` and `imports:`.
+** sandboxed globals (wippy-compat.md §3.0), the built-in modules of rt->libs opened lazily
+** on first use (process-cost.md: opening everything costs 3–4× the rest of a spawn), and a
+** `require` that resolves only those, the entry's `modules:` and `imports:`.
 ** Owner: the worker running the process.
 */
 #ifndef TASKHOST_LUAENV_H
@@ -29,20 +29,19 @@ void *luaenv_toself(lua_State *L, const char *mt);
 /* Sets t[kv[i]] = kv[i+1] (strings) on the table on top, up to a NULL name. */
 void luaenv_setstrings(lua_State *L, const char *const *kv);
 
-/* Lua module openers implemented by the lmod_*.c files. */
-int luaopen_process(lua_State *L);
-int luaopen_channel(lua_State *L);
-int luaopen_time(lua_State *L);
-int luaopen_logger(lua_State *L);
-int luaopen_tio(lua_State *L);
-int luaopen_env(lua_State *L);
-int luaopen_errors(lua_State *L);
-int luaopen_tcoroutine(lua_State *L);
-int luaopen_payload(lua_State *L);
-int luaopen_http(lua_State *L);
-int luaopen_queue(lua_State *L);
-/* string, with a fast string.format and stoppable patterns (lstrfmt.c, lpattern.c); only for
-** states made by luaenv_new (the pattern functions ask the state's process whether to stop) */
-int luaopen_tstring(lua_State *L);
+/* One built-in module: `name` opened by `open` (luaL_requiref, cached in package.loaded) on
+** first use. A `global` one is also a global of that name, opened when first touched, and may
+** be required without appearing in the entry's `modules:`; the others need `modules:`.
+** The runtime holds a list of them in rt->libs, ended by an entry whose name is NULL, set by
+** whoever makes the rt (linit_libs(), linit.h); luaenv.c itself opens only Lua's base
+** library. The `string` entry is also what strings index before the string library is open.
+** Without a list (rt->libs NULL, or a state whose process has no rt) only the base library
+** and the host's print/require/unpack exist: other globals are nil, require finds no
+** built-in module, and indexing a string raises. */
+struct luaenv_lib {
+  const char *name;
+  lua_CFunction open;
+  int global;
+};
 
 #endif

@@ -19,11 +19,15 @@ struct timers;
 struct registry;
 struct codeset;
 struct jobq;
+struct luaenv_lib;
 
 struct rt {
   struct timers *timers;
   const char *project_dir;
   size_t proc_mem_limit;      /* Lua heap limit per process, 0 = none */
+  /* The built-in Lua modules of every state (luaenv.h), ended by a NULL name; set by whoever
+  ** makes the rt (linit_libs()) before any Lua runs, read-only afterwards. NULL: none. */
+  const struct luaenv_lib *libs;
   /* Lua heap bytes of the states closed since the last malloc_trim (scheduler.c): glibc
   ** keeps the freed pages of many closed states (in the middle of its arenas) otherwise. */
   _Atomic uint64_t heap_closed;

@@ -1,6 +1,7 @@
-/* test_errors.c — error objects and the `errors` global (host/lmod_errors.c). */
+/* test_errors.c — error objects and the `errors` global (host/errors.c, host/lmod_errors.c). */
 #include "t.h"
 #include "errors.h"
+#include "lmod.h"
 
 #include <lauxlib.h>
 #include <lua.h>

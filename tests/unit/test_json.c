@@ -2,6 +2,7 @@
 #include "t.h"
 #include "json.h"
 #include "errors.h"
+#include "lmod.h"
 #include "util.h"
 
 #include <lauxlib.h>

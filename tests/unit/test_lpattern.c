@@ -1,9 +1,11 @@
 /* test_lpattern.c — the stoppable matcher (host/lpattern.c) against Lua's own, its guard and
-** budget, the sandbox's string library (lstrfmt.c) using it, and its cost on a normal match. */
+** budget, the sandbox's string library (lmod_string.c) using it, and its cost on a normal match. */
 #include "t.h"
+#include "linit.h"
 #include "lpattern.h"
 #include "luaenv.h"
 #include "proc.h"
+#include "rt.h"
 #include "util.h"
 
 #include <lauxlib.h>
@@ -244,6 +246,8 @@ TEST(the_budget_bounds_a_call_without_a_poll) {
 ** a kill request stops the match with "terminated", also through s:find and pcall. */
 TEST(the_sandbox_string_library_stops_on_terminate) {
   struct proc *p = xcalloc(1, sizeof *p);
+  p->rt = rt_new(".");
+  p->rt->libs = linit_libs();
   lua_State *L = luaenv_new(p);
   CHECK(luaL_dostring(L, "return ('a'):rep(100):find('^a*$')") == LUA_OK);
   CHECK_INT(lua_tointeger(L, -2), 1);
@@ -257,6 +261,7 @@ TEST(the_sandbox_string_library_stops_on_terminate) {
   CHECK(luaL_dostring(L, CATASTROPHIC) != LUA_OK);            /* method form */
   CHECK_CONTAINS(lua_tostring(L, -1), "terminated");
   lua_close(L);
+  rt_free(p->rt);
   free(p);
 }
 

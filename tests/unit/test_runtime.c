@@ -4,6 +4,7 @@
 ** spawned from C with an exit watcher that records what each one returned.
 */
 #include "code.h"
+#include "linit.h"
 #include "proc.h"
 #include "registry.h"
 #include "rt.h"
@@ -51,6 +52,7 @@ static int rig_open(struct rig *g) {
   diag_free(&d);
   if (!cs) return -1;
   g->rt = rt_new("fixtures/runtime");
+  g->rt->libs = linit_libs();
   g->rt->timers = timers_new();
   timers_start(g->rt->timers);
   rt_set_generation(g->rt, reg, cs);

@@ -1,6 +1,6 @@
-/* test_strfmt.c — the fast string.format (host/lstrfmt.c) against Lua's own. */
+/* test_strfmt.c — the fast string.format (host/lmod_string.c) against Lua's own. */
 #include "t.h"
-#include "luaenv.h"
+#include "lmod.h"
 
 #include <lauxlib.h>
 #include <lua.h>

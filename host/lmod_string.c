@@ -1,5 +1,5 @@
 /*
-** lstrfmt.c — the `string` library with a fast path for string.format.
+** lmod_string.c — the `string` library with a fast path for string.format.
 **
 ** Lua's str_format formats every %d through snprintf, which costs more than the rest of a
 ** small HTTP handler's string work (callgrind: ~2.5k instructions for one
@@ -18,7 +18,7 @@
 **
 ** Threads: none of its own; runs on whichever thread owns the lua_State.
 */
-#include "luaenv.h"
+#include "lmod.h"
 #include "lpattern.h"
 #include "proc.h"
 #include "util.h"
