@@ -10,6 +10,7 @@
 #include "watch.h"
 #include "router.h"
 #include "log.h"
+#include "msg.h"
 #include "proc.h"
 #include "project.h"
 #include "registry.h"

@@ -8,7 +8,9 @@
 #include "http.h"
 #include "json.h"
 #include "luaenv.h"
+#include "call.h"
 #include "proc.h"
+#include "task.h"
 
 #include <civetweb.h>
 #include <lauxlib.h>

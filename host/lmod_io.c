@@ -6,7 +6,9 @@
 */
 #include "errors.h"
 #include "luaenv.h"
+#include "msg.h"
 #include "proc.h"
+#include "task.h"
 
 #include <lauxlib.h>
 #include <lua.h>

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "luaenv.h"
 #include "proc.h"
+#include "task.h"
 
 #include <lauxlib.h>
 #include <lua.h>

@@ -38,7 +38,9 @@
 #include "jobrun.h"
 #include "json.h"
 #include "luaenv.h"
+#include "call.h"
 #include "proc.h"
+#include "task.h"
 #include "rt.h"
 #include "util.h"
 

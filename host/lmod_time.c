@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "luaenv.h"
 #include "proc.h"
+#include "task.h"
 #include "util.h"
 
 #include <lauxlib.h>

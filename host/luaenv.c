@@ -7,8 +7,9 @@
 #include "json.h"
 #include "log.h"
 #include "proc.h"
+#include "task.h"
+#include "worker.h"
 #include "registry.h"
-#include "scheduler.h"
 #include "util.h"
 
 #include <lauxlib.h>

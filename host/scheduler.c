@@ -6,6 +6,8 @@
 */
 #include "scheduler.h"
 #include "proc.h"
+#include "task.h"
+#include "worker.h"
 #include "log.h"
 #include "luaenv.h"
 #include "rt.h"

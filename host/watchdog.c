@@ -2,7 +2,8 @@
 ** watchdog.c — see watchdog.h.
 */
 #include "watchdog.h"
-#include "scheduler.h"
+#include "task.h"
+#include "worker.h"
 #include "util.h"
 
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /*
-** watchdog.h — a thread that watches worker slots (struct worker, scheduler.h) and arms the
+** watchdog.h — a thread that watches worker slots (struct worker, worker.h) and arms the
 ** interrupt hook on a coroutine that has been inside one lua_resume for more than a slice
 ** (20 ms). The hook then preempts it, or ends it when a kill was requested or its call's
 ** deadline passed (task.c). Used by process hosts and by HTTP servers.
