@@ -70,7 +70,8 @@ int task_run_ready(struct proc *p, int budget);     /* runs ready tasks; returns
 /* Brackets Lua code run on worker w so the watchdog can interrupt it (worker.h). */
 void task_watch_begin(struct worker *w, lua_State *co);
 void task_watch_end(struct worker *w);
-/* Arms the interrupt hook on the coroutine w is running, if any (the watchdog thread). */
+/* Arms the interrupt hook on the coroutine w is running, if any (the watchdog thread; the
+** callback handed to watchdog_new). */
 void task_interrupt_worker(struct worker *w);
 /* Why code of p must stop now ("terminated", "cancelled", a passed deadline), or NULL. */
 const char *task_stop_reason(struct proc *p);
