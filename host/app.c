@@ -10,6 +10,7 @@
 #include "jobs.h"
 #include "linit.h"
 #include "log.h"
+#include "msg.h"
 #include "proc.h"
 #include "project.h"
 #include "registry.h"

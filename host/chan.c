@@ -4,7 +4,9 @@
 ** sees them; the value of a parked sender is anchored with luaL_ref until it is taken.
 */
 #include "chan.h"
+#include "msg.h"
 #include "proc.h"
+#include "task.h"
 
 #include <lauxlib.h>
 #include <lua.h>

@@ -4,6 +4,7 @@
 #include "funcpool.h"
 #include "code.h"
 #include "log.h"
+#include "call.h"
 #include "proc.h"
 #include "registry.h"
 #include "util.h"

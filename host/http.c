@@ -4,9 +4,10 @@
 #include "http.h"
 #include "funcpool.h"
 #include "log.h"
-#include "proc.h"
+#include "call.h"
+#include "task.h"
+#include "worker.h"
 #include "registry.h"
-#include "scheduler.h"
 #include "watchdog.h"
 #include "retire.h"
 #include "httpgate.h"
@@ -460,7 +461,7 @@ struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struc
   cb.end_request = on_end;
   cb.connection_close = on_close;
   pthread_mutex_init(&s->lock, NULL);
-  s->watchdog = watchdog_new();
+  s->watchdog = watchdog_new(task_interrupt_worker);
   s->gate = httpgate_new(s->id, (int)val_int(val_get(svc->data, "threads"), 1024));
   s->ctx = mg_start(&cb, s, opts);
   if (!s->ctx) {

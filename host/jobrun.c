@@ -5,9 +5,10 @@
 #include "funcpool.h"
 #include "jobq.h"
 #include "log.h"
-#include "proc.h"
+#include "call.h"
+#include "task.h"
+#include "worker.h"
 #include "retire.h"
-#include "scheduler.h"
 #include "util.h"
 #include "thstack.h"
 #include "watchdog.h"
@@ -109,7 +110,7 @@ struct consumer *consumer_start(const char *id, struct jobq *q, struct funcpool 
   pthread_mutex_init(&c->lock, NULL);
   c->n = concurrency > 0 ? concurrency : 1;
   c->runners = xcalloc((size_t)c->n, sizeof *c->runners);
-  c->watchdog = watchdog_new();
+  c->watchdog = watchdog_new(task_interrupt_worker);
   int started = 0;
   for (int i = 0; i < c->n; i++) {
     struct runner *r = &c->runners[i];

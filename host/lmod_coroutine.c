@@ -4,7 +4,7 @@
 ** `coroutine.spawn` (a scheduler-managed task, task.c).
 **
 ** Hooks are per lua_State thread, and the watchdog arms the count hook on its worker slot's
-** `running_co` (scheduler.h). While a plain coroutine runs, running_co names it (the
+** `running_co` (worker.h). While a plain coroutine runs, running_co names it (the
 ** previous value comes back when it yields, returns or raises), so a deadline, a cancel, a
 ** kill or a preemption reaches the innermost coroutine running, however deep:
 **  - stop (task_stop_reason): the hook raises in the coroutine; when lua_resume returns
@@ -22,7 +22,8 @@
 #include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
-#include "scheduler.h"
+#include "task.h"
+#include "worker.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -43,7 +44,7 @@ static int run(lua_State *L, struct worker *w, lua_State *co, int narg, int *nre
     atomic_store_explicit(&w->running_co, co, memory_order_release);
   }
   int st = lua_resume(co, L, narg, nres);
-  if (w) {                  /* seq_cst store, then the hooking load (scheduler.h protocol) */
+  if (w) {                  /* seq_cst store, then the hooking load (worker.h protocol) */
     atomic_store(&w->running_co, prev);
     while (atomic_load(&w->hooking)) {}  /* the watchdog may be arming co's hook right now */
   }

@@ -9,7 +9,9 @@
 #include "json.h"
 #include "lmod.h"
 #include "luaenv.h"
+#include "call.h"
 #include "proc.h"
+#include "task.h"
 
 #include <civetweb.h>
 #include <lauxlib.h>

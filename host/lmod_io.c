@@ -7,7 +7,9 @@
 #include "errors.h"
 #include "lmod.h"
 #include "luaenv.h"
+#include "msg.h"
 #include "proc.h"
+#include "task.h"
 
 #include <lauxlib.h>
 #include <lua.h>

@@ -10,6 +10,7 @@
 #include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
+#include "task.h"
 
 #include <lauxlib.h>
 #include <lua.h>

@@ -39,7 +39,9 @@
 #include "json.h"
 #include "lmod.h"
 #include "luaenv.h"
+#include "call.h"
 #include "proc.h"
+#include "task.h"
 #include "rt.h"
 #include "util.h"
 

@@ -20,7 +20,7 @@
 */
 #include "lmod.h"
 #include "lpattern.h"
-#include "proc.h"
+#include "task.h"
 #include "util.h"
 
 #include <lauxlib.h>

@@ -8,6 +8,7 @@
 #include "lmod.h"
 #include "luaenv.h"
 #include "proc.h"
+#include "task.h"
 #include "util.h"
 
 #include <lauxlib.h>

@@ -5,9 +5,10 @@
 #include "code.h"
 #include "log.h"
 #include "proc.h"
+#include "task.h"
+#include "worker.h"
 #include "registry.h"
 #include "rt.h"
-#include "scheduler.h"
 #include "util.h"
 
 #include <lauxlib.h>

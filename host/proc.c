@@ -1,9 +1,13 @@
 /*
 ** proc.c — processes: spawn, boot, one scheduling step, mailbox delivery, monitors and
-** links, exit. See proc.h for the threading contract. Tasks live in task.c, channels in
-** chan.c, the Lua environment in luaenv.c.
+** links, exit. See proc.h for the threading contract. Messages live in msg.c, tasks in
+** task.c, channels in chan.c, the Lua environment in luaenv.c.
 */
 #include "proc.h"
+#include "call.h"
+#include "msg.h"
+#include "task.h"
+#include "worker.h"
 #include "json.h"
 #include "registry.h"
 #include "chan.h"
@@ -25,48 +29,6 @@
 #include <time.h>
 
 #define STEP_BUDGET 256   /* task resumes per step before the process yields its worker */
-
-/* ---- messages ---------------------------------------------------------------- */
-
-struct msg *msg_new(int kind, uint64_t from, const char *topic, size_t topic_len,
-                    const void *body, size_t len) {
-  struct msg *m = xmalloc(sizeof *m + topic_len + 1 + len);
-  m->next = NULL;
-  m->kind = (uint8_t)kind;
-  m->from = from;
-  m->from_host = NULL;
-  m->token = 0;
-  m->at = 0;
-  m->topic_len = (uint32_t)topic_len;
-  m->len = (uint32_t)len;
-  if (topic_len) memcpy(m->data, topic, topic_len);
-  m->data[topic_len] = '\0';
-  if (len) memcpy(m->data + topic_len + 1, body, len);
-  return m;
-}
-
-void msgq_push(struct msgq *q, struct msg *m) {
-  m->next = NULL;
-  if (q->tail) q->tail->next = m;
-  else q->head = m;
-  q->tail = m;
-  q->n++;
-}
-
-struct msg *msgq_pop(struct msgq *q) {
-  struct msg *m = q->head;
-  if (!m) return NULL;
-  q->head = m->next;
-  if (!q->head) q->tail = NULL;
-  q->n--;
-  m->next = NULL;
-  return m;
-}
-
-void msgq_clear(struct msgq *q) {
-  struct msg *m;
-  while ((m = msgq_pop(q))) free(m);
-}
 
 /* ---- references and posting ---------------------------------------------------- */
 

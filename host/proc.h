@@ -1,6 +1,8 @@
 /*
 ** proc.h — a process: one lua_State, its tasks (scheduler-managed coroutines), its mailbox,
-** links, monitors and names (wippy-compat.md §3.1, §4).
+** links, monitors and names (wippy-compat.md §3.1, §4); and function states, the processes
+** that HTTP and job threads call inline (funcpool.c). Its parts have their own headers:
+** messages and queues msg.h, tasks and sessions task.h, calls call.h, worker slots worker.h.
 **
 ** Ownership and threads:
 **  - `lock` guards the mailbox, `state`, the monitor/link sets and `flags`. Any thread may
@@ -21,7 +23,8 @@
 #include <stdint.h>
 
 #include "hmap.h"
-#include "timer.h"
+#include "msg.h"
+#include "task.h"
 #include "util.h"
 
 typedef struct lua_State lua_State;
@@ -30,101 +33,12 @@ struct sched;
 struct worker;
 struct code;
 struct chan;
-struct sel;
+struct call;
 
 /* PS_INLINE: a function state, run by the thread that called it (funcpool.c); a post only
 ** signals `cv`. A function state whose call left coroutines running is detached to a process
 ** host and becomes an ordinary QUEUED process that ends when its last task ends. */
 enum proc_state { PS_IDLE, PS_QUEUED, PS_RUNNING, PS_DONE, PS_INLINE };
-
-/* What a call's ctx is, so a module reads only its own kind of context. */
-enum call_kind { CALL_PLAIN, CALL_HTTP, CALL_JOB };
-
-/* One inline call of a function state (proc_call_inline). */
-struct call {
-  enum call_kind kind;
-  int64_t deadline;           /* monotonic ns; 0 = none */
-  void *ctx;                  /* the caller's context (http.c's request, a job), for Lua modules */
-  const char *arg_json;       /* when set, decoded and passed as the function's one argument */
-  size_t arg_len;
-  struct buf *result_json;    /* when set, gets the first return value encoded as JSON */
-  _Atomic int *cancel;        /* when set and non-zero, the call is interrupted ("cancelled") */
-  struct proc *_Atomic proc;  /* the state running the call (for proc_call_wake) */
-  int done;
-  int failed;                 /* raised, returned nil/false + error, or timed out */
-  int fatal;                  /* failed with an error object whose retryable is false */
-  int interrupted;            /* ended by the deadline or the cancel flag */
-  int returned;               /* returned a non-nil first value */
-  char *error;                /* failure message (malloc'd) */
-};
-
-/* Wakes the state running c so it notices c->cancel (any thread). */
-void proc_call_wake(struct call *c);
-
-/* Message kinds. Payload layout: `data` holds `topic_len` bytes of topic (+ NUL) then
-** `len` bytes of body (seri-packed values, or raw text for MK_LINE/MK_CANCEL reason). */
-enum msg_kind {
-  MK_USER,        /* process.send: topic + packed payloads */
-  MK_EXIT,        /* a monitored process ended: body = packed (value, error) */
-  MK_LINK_DOWN,   /* a linked process failed: body = packed (value, error) */
-  MK_CANCEL,      /* graceful stop request: topic = reason */
-  MK_TIMER,       /* a session's timer fired: token = session */
-  MK_LINE,        /* terminal: one line of stdin in the topic */
-  MK_EOF,         /* terminal: stdin closed */
-  MK_KILL,        /* terminate now: topic = reason */
-};
-
-struct msg {
-  struct msg *next;
-  uint8_t kind;
-  uint64_t from;      /* sender pid, 0 for the host */
-  const char *from_host; /* sender's process host name (lives as long as the host), or NULL */
-  uint64_t token;     /* MK_TIMER session */
-  int64_t at;         /* wall clock ns when posted (events report it) */
-  uint32_t topic_len;
-  uint32_t len;
-  char data[];        /* topic '\0' body */
-};
-
-struct msg *msg_new(int kind, uint64_t from, const char *topic, size_t topic_len,
-                    const void *body, size_t len);
-static inline const char *msg_topic(const struct msg *m) { return m->data; }
-static inline const char *msg_body(const struct msg *m) { return m->data + m->topic_len + 1; }
-
-/* A FIFO of messages. */
-struct msgq { struct msg *head, *tail; size_t n; };
-void msgq_push(struct msgq *q, struct msg *m);
-struct msg *msgq_pop(struct msgq *q);
-void msgq_clear(struct msgq *q);
-
-enum task_state { T_ROOT, T_READY, T_RUNNING, T_PARKED, T_DEAD };
-
-/* A scheduler-managed coroutine of a process. Found from C through lua_getextraspace(co). */
-struct task {
-  lua_State *co;
-  struct proc *p;
-  struct task *next;          /* ready FIFO link */
-  struct task *all_next, *all_prev;  /* every live task of the process */
-  int ref;                    /* anchors co in the registry */
-  int nargs;                  /* values already pushed on co for its next resume */
-  uint8_t state;              /* enum task_state; T_ROOT marks the pseudo-task of the main thread */
-  uint8_t is_main;
-  struct sel *sel;            /* channel wait record while parked on channels */
-  struct sel *sel_spare;      /* the task's wait record, reused by every wait (chan.c) */
-  int sel_cap;                /* cases it can hold */
-  struct pending *pend;       /* timer/line wait while parked on one */
-};
-
-/* A wait identified by a session number: a sleeping task, a time.after channel, a readline. */
-enum pending_kind { PEND_SLEEP, PEND_AFTER, PEND_TICKER, PEND_LINE };
-struct pending {
-  uint64_t session;
-  uint8_t kind;
-  struct task *t;             /* PEND_SLEEP / PEND_LINE */
-  int ref;                    /* PEND_AFTER/TICKER: anchors the channel until it fires/stops */
-  int64_t period;             /* PEND_TICKER */
-  struct timer tm;
-};
 
 /* Queue of C messages waiting to become Lua values on a channel (inbox, events). */
 struct feed {
@@ -262,37 +176,6 @@ int proc_watch(struct rt *rt, uint64_t pid, const struct watcher *w);
 int proc_unwatch(struct rt *rt, uint64_t pid, uint64_t watcher_pid);
 int proc_link(struct rt *rt, uint64_t pid, uint64_t other);
 int proc_unlink(struct rt *rt, uint64_t pid, uint64_t other);
-
-/* ---- tasks (task.c) ---- */
-struct task *task_current(lua_State *L);           /* the task running L (may be &p->root) */
-/* A task running the function at fidx on L; reuses a finished task's coroutine if any. */
-struct task *task_new(struct proc *p, int fidx, lua_State *L);
-void task_drop(struct proc *p, struct task *t);    /* a task that will not run (never started) */
-void task_ready(struct task *t);                    /* append to the ready FIFO */
-void task_ready_front(struct task *t);
-void task_park(struct task *t);                     /* mark parked; caller then yields */
-/* Wakes a parked task: the caller has pushed `n` results onto t->co. */
-void task_wake(struct task *t, int n);
-void task_kill(struct task *t);                     /* cleanup waits, close the coroutine */
-int task_run_ready(struct proc *p, int budget);     /* runs ready tasks; returns how many ran */
-/* Brackets Lua code run on worker w so the watchdog can interrupt it (scheduler.h). */
-void task_watch_begin(struct worker *w, lua_State *co);
-void task_watch_end(struct worker *w);
-/* Why code of p must stop now ("terminated", "cancelled", a passed deadline), or NULL. */
-const char *task_stop_reason(struct proc *p);
-/* Raises `why` in L with the interrupt hook armed at every instruction, so no pcall keeps
-** the code running; marks the call interrupted. Does not return. */
-int task_stop(lua_State *L, const char *why);
-/* Raises a Lua error unless L runs in a task that may block. Returns the task. */
-struct task *task_check_blocking(lua_State *L, const char *what);
-
-/* ---- sessions (timers, readline) ---- */
-struct pending *pending_new(struct proc *p, int kind);
-void pending_free(struct proc *p, struct pending *pe);
-void pending_arm_timer(struct proc *p, struct pending *pe, int64_t delay_ns);
-void pending_arm_at(struct proc *p, struct pending *pe, int64_t deadline_ns);
-
-static inline struct proc *proc_of(lua_State *L) { return task_current(L)->p; }
 
 /* Marks the process failed (message copied) and asks it to end at the end of this step. */
 void proc_fail(struct proc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -6,6 +6,8 @@
 */
 #include "scheduler.h"
 #include "proc.h"
+#include "task.h"
+#include "worker.h"
 #include "log.h"
 #include "luaenv.h"
 #include "rt.h"
@@ -174,7 +176,7 @@ int sched_start(struct sched *s) {
       return -1;
     }
   }
-  s->watchdog = watchdog_new();
+  s->watchdog = watchdog_new(task_interrupt_worker);
   for (int i = 0; i < s->nworkers; i++) watchdog_add(s->watchdog, &s->workers[i]);
   return 0;
 }

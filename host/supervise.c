@@ -4,6 +4,7 @@
 #include "supervise.h"
 #include "code.h"
 #include "log.h"
+#include "msg.h"
 #include "proc.h"
 #include "registry.h"
 #include "rt.h"

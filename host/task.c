@@ -4,12 +4,15 @@
 ** Owner: the worker running the process. A waker never resumes a task: it pushes results
 ** onto the task's coroutine and appends the task to the ready FIFO.
 */
+#include "task.h"
+#include "call.h"
+#include "msg.h"
 #include "proc.h"
+#include "worker.h"
 #include "errors.h"
 #include "json.h"
 #include "log.h"
 #include "rt.h"
-#include "scheduler.h"
 #include "seri.h"
 
 #include <lauxlib.h>

@@ -3,6 +3,7 @@
 ** posts messages. term_run/term_free are called by main.
 */
 #include "term.h"
+#include "msg.h"
 #include "proc.h"
 #include "rt.h"
 #include "scheduler.h"

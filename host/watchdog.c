@@ -2,7 +2,7 @@
 ** watchdog.c — see watchdog.h.
 */
 #include "watchdog.h"
-#include "scheduler.h"
+#include "worker.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -16,6 +16,7 @@ struct watchdog {
   pthread_mutex_t lock;
   pthread_cond_t cv;
   int stopping;
+  watchdog_fn interrupt;      /* called on the watchdog thread for a slot stuck in a resume */
   struct slot { struct worker *w; uint64_t seen; } *slots;
   size_t n, cap;
 };
@@ -24,7 +25,7 @@ struct watchdog {
 static void scan(struct watchdog *wd) {
   for (size_t i = 0; i < wd->n; i++) {
     uint64_t r = atomic_load(&wd->slots[i].w->resumes);
-    if ((r & 1) && r == wd->slots[i].seen) task_interrupt_worker(wd->slots[i].w);
+    if ((r & 1) && r == wd->slots[i].seen) wd->interrupt(wd->slots[i].w);
     wd->slots[i].seen = r;
   }
 }
@@ -41,8 +42,9 @@ static void *watch(void *arg) {
   return NULL;
 }
 
-struct watchdog *watchdog_new(void) {
+struct watchdog *watchdog_new(watchdog_fn interrupt) {
   struct watchdog *wd = xcalloc(1, sizeof *wd);
+  wd->interrupt = interrupt;
   pthread_mutex_init(&wd->lock, NULL);
   cond_init_monotonic(&wd->cv);
   if (pthread_create(&wd->thread, NULL, watch, wd) != 0) {

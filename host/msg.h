@@ -1,0 +1,56 @@
+/*
+** msg.h — messages between processes and the FIFO they queue on (wippy-compat.md §3.1).
+** A message is one malloc'd block: a header, its topic and its body (seri-packed values or
+** raw text), built by msg_new on the sender's thread.
+**
+** Ownership and threads:
+**  - A message has one owner at a time: the sender until it posts it (proc_post takes it),
+**    then the queue it sits on, then whoever pops it, who frees it with free().
+**  - A msgq has no lock of its own: its owner serialises access (a process's `lock` for the
+**    mailbox, the worker running the process for its feeds and stdin lines; proc.h).
+*/
+#ifndef TASKHOST_MSG_H
+#define TASKHOST_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Message kinds. Payload layout: `data` holds `topic_len` bytes of topic (+ NUL) then
+** `len` bytes of body (seri-packed values, or raw text for MK_LINE/MK_CANCEL reason). */
+enum msg_kind {
+  MK_USER,        /* process.send: topic + packed payloads */
+  MK_EXIT,        /* a monitored process ended: body = packed (value, error) */
+  MK_LINK_DOWN,   /* a linked process failed: body = packed (value, error) */
+  MK_CANCEL,      /* graceful stop request: topic = reason */
+  MK_TIMER,       /* a session's timer fired: token = session */
+  MK_LINE,        /* terminal: one line of stdin in the topic */
+  MK_EOF,         /* terminal: stdin closed */
+  MK_KILL,        /* terminate now: topic = reason */
+};
+
+struct msg {
+  struct msg *next;
+  uint8_t kind;
+  uint64_t from;      /* sender pid, 0 for the host */
+  const char *from_host; /* sender's process host name (lives as long as the host), or NULL */
+  uint64_t token;     /* MK_TIMER session */
+  int64_t at;         /* wall clock ns when posted (events report it) */
+  uint32_t topic_len;
+  uint32_t len;
+  char data[];        /* topic '\0' body */
+};
+
+/* A message with copies of topic and body; from_host, token and at start as NULL/0. */
+struct msg *msg_new(int kind, uint64_t from, const char *topic, size_t topic_len,
+                    const void *body, size_t len);
+static inline const char *msg_topic(const struct msg *m) { return m->data; }
+static inline const char *msg_body(const struct msg *m) { return m->data + m->topic_len + 1; }
+
+/* A FIFO of messages. push takes ownership of m; pop hands the oldest to the caller (NULL
+** when empty); clear frees every message left. */
+struct msgq { struct msg *head, *tail; size_t n; };
+void msgq_push(struct msgq *q, struct msg *m);
+struct msg *msgq_pop(struct msgq *q);
+void msgq_clear(struct msgq *q);
+
+#endif
