@@ -5,15 +5,15 @@
 ** 130 interrupted during -x, or by SIGINT/SIGTERM while the project loads.
 ** Singletons are set up here in order (log, then the app's runtime) and torn down in reverse.
 */
-#include "app.h"
-#include "watch.h"
-#include "code.h"
-#include "log.h"
-#include "project.h"
-#include "registry.h"
-#include "router.h"
-#include "thstack.h"
-#include "util.h"
+#include "app/app.h"
+#include "base/watch.h"
+#include "registry/code.h"
+#include "base/log.h"
+#include "registry/project.h"
+#include "registry/registry.h"
+#include "http/router.h"
+#include "base/thstack.h"
+#include "base/util.h"
 
 #include <lua.h>
 #include <pthread.h>

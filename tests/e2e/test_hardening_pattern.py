@@ -1,5 +1,5 @@
 """String patterns cannot hang a thread: Lua's matcher backtracks in C where the watchdog's
-hook never fires, so the sandbox's find/match/gmatch/gsub (host/lpattern.c) poll the stop
+hook never fires, so the sandbox's find/match/gmatch/gsub (host/value/lpattern.c) poll the stop
 reasons themselves. A catastrophic pattern
 
     ("a"):rep(3000):find(("a*"):rep(8) .. "b")

@@ -1,8 +1,8 @@
 /* Fuzzes the job API's query-string parsing (jobapi.c: jobapi_submit_opts, jobapi_list_opts;
 ** civetweb's mg_get_var, duration_parse, job_state_parse underneath). The input is the query
 ** string as civetweb hands it over: a NUL-terminated string. */
-#include "jobapi.h"
-#include "jobq.h"
+#include "jobs/jobapi.h"
+#include "jobs/jobq.h"
 
 #include <stdint.h>
 #include <stdlib.h>

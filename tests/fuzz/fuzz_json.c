@@ -1,7 +1,7 @@
 /* Fuzzes json_decode (json.c, through lua-cjson) with arbitrary bytes, then encodes what it
 ** decoded with json_encode; the re-encoded text must decode again. */
-#include "json.h"
-#include "util.h"
+#include "value/json.h"
+#include "base/util.h"
 
 #include <lauxlib.h>
 #include <lua.h>

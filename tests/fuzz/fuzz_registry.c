@@ -2,9 +2,9 @@
 ** tree) and, when the text holds entries of known kinds, the kinds validation of each entry
 ** (reg_check_entry: types, defaults, reference qualification) and ${env:..} substitution.
 ** Entry data and meta are split from an item the way registry.c does it. */
-#include "reg_internal.h"
-#include "registry.h"
-#include "val.h"
+#include "registry/reg_internal.h"
+#include "registry/registry.h"
+#include "value/val.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /* Fuzzes the *.registry.lua reader (reg_read_lua in reg_read.c): a chunk run in the sandbox
 ** (instruction and memory limits) whose returned table becomes a val tree. Any chunk must
 ** come back — a tree or an error — within the limits; a hang shows as a libFuzzer timeout. */
-#include "reg_internal.h"
-#include "val.h"
+#include "registry/reg_internal.h"
+#include "value/val.h"
 
 #include <stdint.h>
 #include <stdlib.h>

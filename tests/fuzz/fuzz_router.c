@@ -5,9 +5,9 @@
 ** fuzzed prefix (and, given a fifth line, a queue.http job API under that path: its seven
 ** routes), from a registry file written to a temp dir and loaded as a project would be; the
 ** path is matched against that table too. */
-#include "registry.h"
-#include "router.h"
-#include "util.h"
+#include "registry/registry.h"
+#include "http/router.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 /* Fuzzes seri_unpack (seri.c) with arbitrary bytes into a lua_State: corrupt input must be
 ** refused with nothing pushed; whatever unpacks must pack again and unpack to as many values. */
-#include "errors.h"
-#include "lmod.h"
-#include "seri.h"
-#include "util.h"
+#include "value/errors.h"
+#include "lua/lmod.h"
+#include "value/seri.h"
+#include "base/util.h"
 
 #include <lauxlib.h>
 #include <lua.h>

@@ -1,7 +1,7 @@
 /* Fuzzes strip_types (strip.c) with arbitrary source text. Checks its contract: the output
 ** has exactly len bytes plus a NUL, every newline stays where it was, only spaces replace
 ** bytes, and text that stock Lua 5.4 compiles comes back unchanged. */
-#include "strip.h"
+#include "registry/strip.h"
 
 #include <lauxlib.h>
 #include <lua.h>

@@ -1,0 +1,131 @@
+/*
+** jobq_view.c — reading a job queue (jobq.h): a job's record, its result, pages of jobs and
+** the counters behind /metrics. Everything is read under the queue's lock; only committed
+** states are shown (pub_state).
+** Threads: any.
+*/
+#include "jobq_impl.h"
+#include "value/json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A due scheduled/retrying job is waiting for a worker: shown as queued. */
+static int shown_state(const struct job *j, int64_t now) {
+  int s = j->pub_state;
+  if ((s == JS_SCHEDULED || s == JS_RETRYING) && j->state == s && j->run_at <= now) return JS_QUEUED;
+  return s;
+}
+
+static void put_time(struct buf *b, const char *key, int64_t ms) {
+  if (!ms) { buf_printf(b, ",\"%s\":null", key); return; }
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  buf_printf(b, ",\"%s\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", key, tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+
+static void put_info(const struct jobq *q, const struct job *j, int state, struct buf *b) {
+  buf_adds(b, "{\"id\":");
+  json_put_string(b, j->id, strlen(j->id));
+  buf_adds(b, ",\"queue\":");
+  json_put_string(b, q->name, strlen(q->name));
+  buf_printf(b, ",\"state\":\"%s\",\"attempt\":%d,\"max_retries\":%d,\"priority\":%d",
+             job_state_name(state), j->attempt, j->max_retries, j->priority);
+  put_time(b, "created_at", j->created_at);
+  put_time(b, "run_at", j->run_at);
+  put_time(b, "started_at", j->started_at);
+  put_time(b, "finished_at", state == j->state ? j->finished_at : 0);
+  buf_printf(b, ",\"progress\":%s", j->progress ? j->progress : "null");
+  buf_printf(b, ",\"result\":%s", state == JS_DONE && j->result ? j->result : "null");
+  buf_printf(b, ",\"errors\":%s}", j->errors.len ? j->errors.data : "[]");
+}
+
+int jobq_job_info(struct jobq *q, const char *id, struct buf *out) {
+  pthread_mutex_lock(&q->lock);
+  struct job *j = jobq_find(q, id);
+  int s = j ? shown_state(j, jobq_now_ms()) : -1;
+  if (s >= 0) put_info(q, j, s, out);
+  pthread_mutex_unlock(&q->lock);
+  return s;
+}
+
+/* The "error" of the last history item, as a JSON string, into out. Items are written by
+** add_error as {"attempt":N,"at":N,"error":"..."}; inside a JSON string every '"' is
+** escaped, so the last `{"attempt":` is the start of the last item. */
+static void put_last_error(const struct job *j, struct buf *out) {
+  const char *item = NULL, *p = j->errors.len ? j->errors.data : "";
+  while ((p = strstr(p, "{\"attempt\":"))) item = p++;
+  const char *m = item ? strstr(item, ",\"error\":") : NULL;
+  if (!m) { buf_adds(out, "null"); return; }
+  m += 9;
+  const char *end = m + 1;
+  while (*end && *end != '"') end += *end == '\\' ? 2 : 1;
+  buf_add(out, m, (size_t)(end + 1 - m));
+}
+
+int jobq_job_result(struct jobq *q, const char *id, struct buf *out) {
+  pthread_mutex_lock(&q->lock);
+  struct job *j = jobq_find(q, id);
+  int s = j ? shown_state(j, jobq_now_ms()) : -1;
+  if (s == JS_DONE) buf_adds(out, j->result ? j->result : "null");
+  else if (s == JS_FAILED || s == JS_CANCELLED) put_last_error(j, out);
+  pthread_mutex_unlock(&q->lock);
+  return s;
+}
+
+void jobq_list(struct jobq *q, int state, int64_t after, size_t limit, struct buf *out,
+               int64_t *next) {
+  pthread_mutex_lock(&q->lock);
+  int64_t now = jobq_now_ms();
+  size_t lo = 0, hi = q->nall, n = 0;
+  while (lo < hi) {                              /* first job with seq > after */
+    size_t mid = (lo + hi) / 2;
+    if (q->all[mid]->seq <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  *next = 0;
+  buf_addc(out, '[');
+  for (size_t i = lo; i < q->nall; i++) {
+    struct job *j = q->all[i];
+    int s = shown_state(j, now);
+    if (s < 0 || (state >= 0 && s != state)) continue;
+    if (n == limit) { *next = n ? q->all[i - 1]->seq : 0; break; }
+    if (n++) buf_addc(out, ',');
+    put_info(q, j, s, out);
+  }
+  buf_addc(out, ']');
+  pthread_mutex_unlock(&q->lock);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+void jobq_stats(struct jobq *q, struct jobq_stats *out) {
+  pthread_mutex_lock(&q->lock);
+  *out = q->st;
+  out->live_bytes = q->live_bytes;
+  out->wait_p50_ns = out->wait_p99_ns = 0;
+  if (q->nwaits) {
+    int64_t *v = xmalloc(q->nwaits * sizeof *v);
+    memcpy(v, q->waits, q->nwaits * sizeof *v);
+    qsort(v, q->nwaits, sizeof *v, cmp_i64);
+    out->wait_p50_ns = v[q->nwaits / 2];
+    out->wait_p99_ns = v[q->nwaits * 99 / 100];
+    free(v);
+  }
+  memset(out->by_state, 0, sizeof out->by_state);
+  int64_t now = jobq_now_ms();
+  for (size_t i = 0; i < q->nall; i++) {
+    int s = shown_state(q->all[i], now);
+    if (s >= 0) out->by_state[s]++;
+  }
+  pthread_mutex_unlock(&q->lock);
+}

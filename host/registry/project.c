@@ -1,0 +1,148 @@
+/*
+** project.c — see project.h. Uses the registry's YAML reader (libyaml) for both files.
+*/
+#include "project.h"
+#include "reg_internal.h"
+#include "base/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Default Lua heap limit of every state (process, function pool state, consumer state):
+** a state needs tens of KB, a busy handler a few MB, so 256 MiB never stops sane code,
+** while a runaway allocation loop gets "not enough memory" long before it can exhaust the
+** machine (the limit is per state, not a budget for the host). */
+#define DEFAULT_LUA_HEAP ((uint64_t)256 << 20)
+
+static char *join(const char *a, const char *b) {
+  struct buf x;
+  buf_init(&x);
+  if (b[0] == '/') buf_adds(&x, b);
+  else {
+    while (b[0] == '.' && b[1] == '/') b += 2;
+    buf_printf(&x, "%s/%s", a, b);
+  }
+  while (x.len > 1 && x.data[x.len - 1] == '/') x.data[--x.len] = '\0';
+  return buf_steal(&x);
+}
+
+/* Reads a YAML file into a tree; NULL with *missing set when absent, or an error. */
+static struct val *read_yaml(const char *path, int *missing, char *err, size_t errlen) {
+  size_t len;
+  struct stat st;
+  char why[200];
+  *missing = lstat(path, &st) != 0 && errno == ENOENT;
+  char *text = *missing ? NULL : reg_file_read(path, &len, why, sizeof why);  /* no FIFO hangs */
+  if (!text) {
+    if (!*missing) snprintf(err, errlen, "%s: %s", path, why);
+    return NULL;
+  }
+  int line = 0;
+  char msg[256];
+  struct reg_budget b;
+  reg_budget_init(&b, NULL);
+  struct val *v = reg_read_yaml(text, len, path, &b, &line, msg, sizeof msg);
+  free(text);
+  if (!v) snprintf(err, errlen, "%s:%d: %s", path, line, msg);
+  return v;
+}
+
+static int read_settings(struct project *p, char *err, size_t errlen) {
+  char *path = join(p->dir, "taskhost.yaml");
+  int missing;
+  struct val *v = read_yaml(path, &missing, err, errlen);
+  int rc = 0;
+  if (v) {
+    const char *lv = val_str(val_path(v, "log.level"), NULL);
+    if (lv && log_level_parse(lv, &p->log_level) != 0) {
+      snprintf(err, errlen, "%s:%d: unknown log level '%s'", path, val_path(v, "log.level")->line, lv);
+      rc = -1;
+    }
+    p->log_json = strcmp(val_str(val_path(v, "log.format"), "console"), "json") == 0;
+    const char *st = val_str(val_path(v, "shutdown.timeout"), NULL);
+    if (st && duration_parse(st, &p->shutdown_timeout) != 0) {
+      snprintf(err, errlen, "%s: shutdown.timeout: invalid duration '%s'", path, st);
+      rc = -1;
+    }
+    const struct val *mem = val_path(v, "limits.process_memory");
+    if (mem) {
+      char num[32];
+      const char *text = mem->type == V_INT ? (snprintf(num, sizeof num, "%lld", (long long)mem->u.i), num)
+                                            : val_str(mem, "");
+      if (size_parse(text, &p->process_memory) != 0) {
+        snprintf(err, errlen, "%s:%d: limits.process_memory: invalid size '%s'", path, mem->line, text);
+        rc = -1;
+      }
+    }
+    val_free(v);
+  } else if (!missing) rc = -1;
+  free(path);
+  return rc;
+}
+
+int project_open(const char *dir, struct project *p, char *err, size_t errlen) {
+  memset(p, 0, sizeof *p);
+  p->dir = xstrdup(dir && *dir ? dir : ".");
+  p->log_level = LOG_INFO;
+  p->shutdown_timeout = 10 * NS_PER_S;
+  p->process_memory = DEFAULT_LUA_HEAP;
+  char *lock = join(p->dir, "wippy.lock");
+  int missing;
+  struct val *v = read_yaml(lock, &missing, err, errlen);
+  free(lock);
+  if (!v && !missing) { project_close(p); return -1; }
+  p->src = join(p->dir, val_str(val_path(v, "directories.src"), "src"));
+  val_free(v);
+  struct stat st;
+  if (stat(p->src, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: source directory not found (set directories.src in wippy.lock)", p->src);
+    project_close(p);
+    return -1;
+  }
+  if (read_settings(p, err, errlen) != 0) { project_close(p); return -1; }
+  return 0;
+}
+
+void project_close(struct project *p) {
+  free(p->dir);
+  free(p->src);
+  memset(p, 0, sizeof *p);
+}
+
+static const struct { const char *name; const char *text; } scaffold[] = {
+  {"wippy.lock", "directories:\n  modules: .wippy\n  src: ./src\n"},
+  {"src/_index.yaml",
+   "version: \"1.0\"\nnamespace: app\n\nentries:\n"
+   "  - name: terminal\n    kind: terminal.host\n    lifecycle:\n      auto_start: true\n\n"
+   "  - name: processes\n    kind: process.host\n    lifecycle:\n      auto_start: true\n\n"
+   "  - name: hello\n    kind: process.lua\n    source: file://hello.lua\n    method: main\n"
+   "    modules: [io, time]\n"},
+  {"src/hello.lua",
+   "local io = require(\"io\")\n\nlocal function main(name)\n"
+   "  io.print(\"hello, \" .. (name or \"world\"))\n  return 0\nend\n\nreturn { main = main }\n"},
+};
+
+int project_init(const char *dir, char *err, size_t errlen) {
+  char *src = join(dir, "src");
+  if ((mkdir(dir, 0755) != 0 && errno != EEXIST) || (mkdir(src, 0755) != 0 && errno != EEXIST)) {
+    snprintf(err, errlen, "%s: %s", src, strerror(errno));
+    free(src);
+    return -1;
+  }
+  free(src);
+  for (size_t i = 0; i < countof(scaffold); i++) {
+    char *path = join(dir, scaffold[i].name);
+    FILE *f = fopen(path, "wx");
+    if (!f && errno == EEXIST) { fprintf(stderr, "taskhost: %s exists, kept\n", path); free(path); continue; }
+    if (!f || fputs(scaffold[i].text, f) < 0 || fclose(f) != 0) {
+      snprintf(err, errlen, "%s: %s", path, strerror(errno));
+      free(path);
+      return -1;
+    }
+    free(path);
+  }
+  return 0;
+}

@@ -1,0 +1,28 @@
+/*
+** project.h — finds a project's source directory and host settings: `wippy.lock`
+** (directories.src, default ./src) and an optional `taskhost.yaml`
+** (log.level, log.format, shutdown.timeout, limits.process_memory). Called once by main.
+*/
+#ifndef TASKHOST_PROJECT_H
+#define TASKHOST_PROJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "base/log.h"
+
+struct project {
+  char *dir;               /* the project directory as given */
+  char *src;               /* the source directory (dir joined with directories.src) */
+  enum log_level log_level;
+  int log_json;
+  int64_t shutdown_timeout; /* ns: how long hosts wait for processes to stop */
+  uint64_t process_memory;  /* bytes one Lua state's heap may use (default 256 MiB); 0 = unlimited */
+};
+
+/* 0, or -1 with "file:line: message" in err. */
+int project_open(const char *dir, struct project *p, char *err, size_t errlen);
+void project_close(struct project *p);
+/* Writes wippy.lock and a runnable hello app into dir. 0 / -1 (err). */
+int project_init(const char *dir, char *err, size_t errlen);
+
+#endif
