@@ -84,6 +84,22 @@ class CheckLayers(th.TestCase):
         self.assertIn("host/base/low.c: uses lmod_thing, defined in host/lua/lmod_thing.c "
                       "(lua/ is above base/)", r.stdout)
 
+    def test_knots_name_files_that_use_each_other(self):
+        objs = os.path.join(self.root, "objs")
+        os.makedirs(os.path.join(objs, "runtime"))
+        for name, text in (("a", "int b(void);\nint a(void) { return b(); }\n"),
+                           ("b", "int a(void);\nint b(void) { return a(); }\n"),
+                           ("c", "int a(void);\nint c(void) { return a(); }\n")):
+            src = os.path.join(self.root, name + ".c")
+            with open(src, "w") as f:
+                f.write(text)
+            subprocess.run(["cc", "-c", src, "-o", os.path.join(objs, "runtime", name + ".c.o")],
+                           check=True)
+        r = run_check(self.root, "--knots", objs)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("3 objects, 1 circle(s)", r.stdout)
+        self.assertIn("2: runtime/a.c runtime/b.c", r.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
