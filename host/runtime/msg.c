@@ -24,24 +24,6 @@ struct msg *msg_new(int kind, uint64_t from, const char *topic, size_t topic_len
   return m;
 }
 
-void msgq_push(struct msgq *q, struct msg *m) {
-  m->next = NULL;
-  if (q->tail) q->tail->next = m;
-  else q->head = m;
-  q->tail = m;
-  q->n++;
-}
-
-struct msg *msgq_pop(struct msgq *q) {
-  struct msg *m = q->head;
-  if (!m) return NULL;
-  q->head = m->next;
-  if (!q->head) q->tail = NULL;
-  q->n--;
-  m->next = NULL;
-  return m;
-}
-
 void msgq_clear(struct msgq *q) {
   struct msg *m;
   while ((m = msgq_pop(q))) free(m);

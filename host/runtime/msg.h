@@ -49,8 +49,25 @@ static inline const char *msg_body(const struct msg *m) { return m->data + m->to
 /* A FIFO of messages. push takes ownership of m; pop hands the oldest to the caller (NULL
 ** when empty); clear frees every message left. */
 struct msgq { struct msg *head, *tail; size_t n; };
-void msgq_push(struct msgq *q, struct msg *m);
-struct msg *msgq_pop(struct msgq *q);
+/* Inline: they sit on every send and receive (they were inlined inside proc.c before msg.c). */
+static inline void msgq_push(struct msgq *q, struct msg *m) {
+  m->next = NULL;
+  if (q->tail) q->tail->next = m;
+  else q->head = m;
+  q->tail = m;
+  q->n++;
+}
+
+static inline struct msg *msgq_pop(struct msgq *q) {
+  struct msg *m = q->head;
+  if (!m) return NULL;
+  q->head = m->next;
+  if (!q->head) q->tail = NULL;
+  q->n--;
+  m->next = NULL;
+  return m;
+}
+
 void msgq_clear(struct msgq *q);
 
 #endif
