@@ -298,7 +298,8 @@ static void finish(struct httpc *h, struct httpc_req *r, CURLcode rc) {
     char *url = NULL;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
     curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
-    r->eff_url = xstrdup(url ? url : r->url);
+    if (!url || (r->url_sent && strcmp(url, r->url_sent) == 0)) url = r->url;   /* not server_name's */
+    r->eff_url = xstrdup(url);
     curl_multi_remove_handle(h->multi, e);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
     put_easy(h, e);

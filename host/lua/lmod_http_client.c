@@ -520,9 +520,10 @@ static int l_request_batch(lua_State *L) {
     r->done = item_done;
     r->ud = b;
     clamp_to_call(p, r);
-    int rc = r->fail ? HTTPC_OK + 1 : httpc_submit(h, r);
+    if (r->fail) { atomic_fetch_sub(&b->left, 1); continue; }   /* a bad item: its error stands */
+    int rc = httpc_submit(h, r);
     if (rc == HTTPC_OK) continue;
-    if (rc != HTTPC_OK + 1) refuse(r, rc);
+    refuse(r, rc);
     atomic_fetch_sub(&b->left, 1);
   }
   if (atomic_fetch_sub(&b->left, 1) == 1) {   /* all done already (or none sent) */
