@@ -246,10 +246,14 @@ static void opt_headers(lua_State *L, int t, struct httpc_req *r, int *has_ctype
         buf_free(&line);
         luaL_error(L, "http_client: headers must map names to strings");
       }
-      const char *name = lua_tostring(L, -2);
+      const char *name = lua_tostring(L, -2), *value = lua_tostring(L, -1);
+      if (!*name || strpbrk(name, ":\r\n") || strpbrk(value, "\r\n")) {   /* no header injection */
+        buf_free(&line);
+        luaL_error(L, "http_client: header '%s' has an empty name, a ':' in its name or CR/LF", name);
+      }
       if (strcasecmp(name, "content-type") == 0) *has_ctype = 1;
       buf_reset(&line);
-      buf_printf(&line, "%s: %s", name, lua_tostring(L, -1));
+      buf_printf(&line, "%s: %s", name, value);
       httpc_req_header(r, line.data);
       lua_pop(L, 1);
     }
