@@ -232,6 +232,75 @@ return {main = main, child = child}
 """
 
 
+HAMMER = """
+local hc = require("http_client")
+local time = require("time")
+local function child(port)
+  for i = 1, 50 do
+    coroutine.spawn(function()
+      while true do
+        if i % 2 == 0 then hc.get("http://127.0.0.1:" .. port .. "/")
+        else hc.request_batch({{"GET", "http://127.0.0.1:" .. port .. "/"}, {"GET", "http://127.0.0.1:" .. port .. "/"}}) end
+      end
+    end)
+  end
+  hc.async("GET", "http://127.0.0.1:" .. port .. "/")
+  time.sleep("60s")
+end
+local function main(port)
+  for round = 1, 4 do
+    local pid = process.spawn("app:child", "app:processes", port)
+    time.sleep("150ms")
+    process.terminate(pid)
+  end
+  time.sleep("100ms")
+  print("rounds done")
+  return 0
+end
+return {main = main, child = child}
+"""
+
+
+class TerminateRacesCompletions(th.TestCase):
+    """Terminating a process while hundreds of its requests complete: every request is freed
+    exactly once (the sanitizer build fails the run otherwise) and the host stays up."""
+
+    def test_terminate_mid_traffic(self):
+        import http.server
+
+        class Quick(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quick)
+        srv.daemon_threads = True
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        extra = """
+- name: child
+  kind: process.lua
+  source: file://main.lua
+  method: child
+  modules: [http_client, time]
+"""
+        project = th.script_project(HAMMER, extra_entries=extra, modules="[http_client, time]")
+        try:
+            res = th.run(["run", project, "-x", "app:main", str(srv.server_address[1])], timeout=90)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("rounds done", res.stderr)
+
+
 class CancelReachesTheWire(th.TestCase):
     def test_terminate_closes_the_connection(self):
         srv = SilentServer()
