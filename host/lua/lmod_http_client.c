@@ -1,0 +1,421 @@
+/*
+** lmod_http_client.c — the `http_client` module (wippy-compat.md §3.17, issue 12): get, post,
+** put, patch, delete, head, request, request_batch, encode_uri, decode_uri. A call parks its
+** task on a PEND_IO session (task.h) while the engine (http/httpc.h) runs the transfer on its
+** I/O thread; the completion comes back as an MK_IO message and is pushed here (req_push).
+** Owner: the thread running the calling state; the done callbacks run on the I/O thread.
+**
+** Hand-off of a request (exactly once; `claim` in struct httpc_req, or the batch's):
+**   WAITING → POSTED  by done: the completion is posted; the message owns the request and
+**                     gives it to req_push (waiter found) or req_drop (not found / discarded).
+**   WAITING → GONE    by req_cancel (pending_free: the waiter left first): it aborts the
+**                     transfer by id before the swap; the later done sees GONE and frees.
+*/
+#include "http/httpc.h"
+#include "lmod.h"
+#include "runtime/call.h"
+#include "runtime/msg.h"
+#include "runtime/proc.h"
+#include "runtime/rt.h"
+#include "runtime/task.h"
+#include "value/errors.h"
+#include "base/util.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { CLAIM_WAITING, CLAIM_POSTED, CLAIM_GONE };
+
+#define DEFAULT_TIMEOUT_MS 30000                   /* Wippy's */
+#define DEFAULT_MAX_BODY ((size_t)32 << 20)         /* 32 MiB: well under the 256 MiB heap */
+#define DEFAULT_REDIRECTS 10                        /* Go's http.Client */
+
+/* ---- results -------------------------------------------------------------------- */
+
+static const struct { const char *kind; int retryable; } fail_kinds[] = {
+  [HF_NONE] = {EK_UNKNOWN, 0},        [HF_TIMEOUT] = {EK_TIMEOUT, 1},
+  [HF_UNAVAILABLE] = {EK_UNAVAILABLE, 1}, [HF_INVALID] = {EK_INVALID, 0},
+  [HF_TOO_LARGE] = {EK_INVALID, 0},   [HF_TLS_VERIFY] = {EK_UNAVAILABLE, 0},
+  [HF_CANCELED] = {EK_CANCELED, 0},   [HF_OTHER] = {EK_INTERNAL, 0},
+};
+
+static void push_error(lua_State *L, const char *kind, int retryable, const char *msg) {
+  lua_pushstring(L, msg);
+  lua_pushstring(L, kind);
+  lua_pushboolean(L, retryable);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  errors_build(L);
+}
+
+static void push_response(lua_State *L, struct httpc_req *r) {
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, r->status);
+  lua_setfield(L, -2, "status_code");
+  lua_pushlstring(L, r->resp.data, r->resp.len);
+  lua_setfield(L, -2, "body");
+  lua_pushinteger(L, (lua_Integer)r->resp.len);
+  lua_setfield(L, -2, "body_size");
+  lua_createtable(L, 0, (int)r->nhdrs);
+  for (size_t i = 0; i < r->nhdrs; i++) {
+    lua_pushstring(L, r->hdrs[i].value);
+    lua_setfield(L, -2, r->hdrs[i].name);
+  }
+  lua_setfield(L, -2, "headers");
+  lua_pushstring(L, r->eff_url ? r->eff_url : r->url);
+  lua_setfield(L, -2, "url");
+}
+
+/* Pushes (response) or (nil, err) for a finished request. Returns the count. */
+static int push_result(lua_State *L, struct httpc_req *r) {
+  luaL_checkstack(L, 8, "http_client");
+  if (r->fail == HF_NONE) { push_response(L, r); return 1; }
+  lua_pushnil(L);
+  push_error(L, fail_kinds[r->fail].kind, fail_kinds[r->fail].retryable, r->errmsg);
+  return 2;
+}
+
+/* ---- one request's hooks ---------------------------------------------------------------- */
+
+static int req_push(lua_State *co, void *req) {
+  int n = push_result(co, req);
+  httpc_req_free(req);
+  return n;
+}
+
+static void req_drop(void *req) { httpc_req_free(req); }
+
+static void req_cancel(void *req) {
+  struct httpc_req *r = req;
+  httpc_abort(r->engine, r->id);
+  int want = CLAIM_WAITING;
+  atomic_compare_exchange_strong(&r->claim, &want, CLAIM_GONE);   /* lost: the message owns r */
+}
+
+static const struct io_ops req_ops = {req_push, req_drop, req_cancel};
+
+static void req_done(struct httpc_req *r) {
+  int want = CLAIM_WAITING;
+  if (atomic_compare_exchange_strong(&r->claim, &want, CLAIM_POSTED))
+    proc_post(r->ud, r->pid, msg_new_io(r->session, &req_ops, r), NULL);
+  else
+    httpc_req_free(r);                        /* GONE: the waiter left */
+}
+
+/* ---- options -------------------------------------------------------------------- */
+
+static void add_escaped(struct buf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+        c == '-' || c == '_' || c == '.' || c == '~') buf_addc(b, (char)c);
+    else { buf_addc(b, '%'); buf_addc(b, hex[c >> 4]); buf_addc(b, hex[c & 15]); }
+  }
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Appends one k=v (or k=v per item of an array value) to b. */
+static void add_pair(lua_State *L, struct buf *b, const char *k, int vidx, const char *opt) {
+  size_t n;
+  if (lua_istable(L, vidx)) {
+    for (lua_Integer i = 1; lua_rawgeti(L, vidx, i) != LUA_TNIL; i++) {
+      add_pair(L, b, k, lua_gettop(L), opt);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_isstring(L, vidx) && !lua_isboolean(L, vidx))
+    luaL_error(L, "http_client: %s.%s must be a string, number, boolean or array", opt, k);
+  if (b->len) buf_addc(b, '&');
+  add_escaped(b, k, strlen(k));
+  buf_addc(b, '=');
+  const char *v = lua_isboolean(L, vidx) ? (lua_toboolean(L, vidx) ? "true" : "false") : lua_tolstring(L, vidx, &n);
+  add_escaped(b, v, strlen(v));
+}
+
+/* The table at idx url-encoded into b, keys sorted (a stable wire form). */
+static void encode_table(lua_State *L, int idx, struct buf *b, const char *opt) {
+  if (!lua_istable(L, idx)) luaL_error(L, "http_client: %s must be a table", opt);
+  size_t n = 0, cap = 8;
+  char **keys = xmalloc(cap * sizeof *keys);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) { free(keys); luaL_error(L, "http_client: %s keys must be strings", opt); }
+    if (n == cap) keys = xrealloc(keys, (cap *= 2) * sizeof *keys);
+    keys[n++] = (char *)lua_tostring(L, -1);   /* the table anchors the key strings */
+  }
+  qsort(keys, n, sizeof *keys, cmp_str);
+  for (size_t i = 0; i < n; i++) {
+    lua_getfield(L, idx, keys[i]);
+    add_pair(L, b, keys[i], lua_gettop(L), opt);
+    lua_pop(L, 1);
+  }
+  free(keys);
+}
+
+static char *opt_string(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  char *s = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "http_client: option %s must be a string", k);
+    s = xstrdup(lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  return s;
+}
+
+/* timeout: seconds (number) or a duration string; -1 when invalid. */
+static long opt_timeout(lua_State *L, int t) {
+  lua_getfield(L, t, "timeout");
+  long ms = DEFAULT_TIMEOUT_MS;
+  int64_t ns;
+  if (lua_type(L, -1) == LUA_TNUMBER) ms = (long)(lua_tonumber(L, -1) * 1000.0);
+  else if (lua_type(L, -1) == LUA_TSTRING)
+    ms = duration_parse(lua_tostring(L, -1), &ns) == 0 ? (long)(ns / 1000000) : -1;
+  else if (!lua_isnil(L, -1)) luaL_error(L, "http_client: timeout must be seconds or a duration string");
+  lua_pop(L, 1);
+  return ms;
+}
+
+static void opt_headers(lua_State *L, int t, struct httpc_req *r, int *has_ctype) {
+  lua_getfield(L, t, "headers");
+  int h = lua_gettop(L);
+  if (!lua_isnil(L, h)) {
+    if (!lua_istable(L, h)) luaL_error(L, "http_client: headers must be a table");
+    struct buf line;
+    buf_init(&line);
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+        buf_free(&line);
+        luaL_error(L, "http_client: headers must map names to strings");
+      }
+      const char *name = lua_tostring(L, -2);
+      if (strcasecmp(name, "content-type") == 0) *has_ctype = 1;
+      buf_reset(&line);
+      buf_printf(&line, "%s: %s", name, lua_tostring(L, -1));
+      httpc_req_header(r, line.data);
+      lua_pop(L, 1);
+    }
+    buf_free(&line);
+  }
+  lua_pop(L, 1);
+}
+
+static void opt_tls(lua_State *L, int t, struct httpc_req *r) {
+  lua_getfield(L, t, "tls");
+  int i = lua_gettop(L);
+  if (!lua_isnil(L, i)) {
+    if (!lua_istable(L, i)) luaL_error(L, "http_client: tls must be a table");
+    r->tls_ca = opt_string(L, i, "ca");
+    r->tls_cert = opt_string(L, i, "cert");
+    r->tls_key = opt_string(L, i, "key");
+    r->tls_server_name = opt_string(L, i, "server_name");
+    lua_getfield(L, i, "insecure_skip_verify");
+    r->tls_insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static long opt_redirects(lua_State *L, int t) {
+  lua_getfield(L, t, "follow_redirects");
+  long n = DEFAULT_REDIRECTS;
+  if (lua_isboolean(L, -1)) n = lua_toboolean(L, -1) ? DEFAULT_REDIRECTS : 0;
+  else if (lua_isinteger(L, -1)) n = (long)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1)) luaL_error(L, "http_client: follow_redirects must be a count or a boolean");
+  lua_pop(L, 1);
+  return n < 0 ? 0 : n;
+}
+
+/* Body from `body` or `form`; raises when both are given or types are wrong. */
+static void opt_body(lua_State *L, int t, struct httpc_req *r, int has_ctype) {
+  lua_getfield(L, t, "body");
+  lua_getfield(L, t, "form");
+  if (!lua_isnil(L, -2) && !lua_isnil(L, -1)) luaL_error(L, "http_client: give body or form, not both");
+  if (!lua_isnil(L, -2)) {
+    if (!lua_isstring(L, -2)) luaL_error(L, "http_client: body must be a string");
+    size_t n;
+    const char *s = lua_tolstring(L, -2, &n);
+    r->body = xmalloc(n + 1);
+    memcpy(r->body, s, n);
+    r->body[n] = '\0';
+    r->body_len = n;
+    r->has_body = 1;
+  } else if (!lua_isnil(L, -1)) {
+    struct buf b;
+    buf_init(&b);
+    encode_table(L, lua_gettop(L), &b, "form");
+    r->body_len = b.len;
+    r->body = buf_steal(&b);
+    r->has_body = 1;
+    if (!has_ctype) httpc_req_header(r, "Content-Type: application/x-www-form-urlencoded");
+  }
+  lua_pop(L, 2);
+}
+
+static int valid_method(const char *m) {
+  if (!*m) return 0;
+  for (; *m; m++) if (!((*m >= 'A' && *m <= 'Z') || *m == '-' || *m == '_')) return 0;
+  return 1;
+}
+
+/* Builds a request from (method, url, opts at index o, may be none). Raises on misuse;
+** returns NULL with an INVALID message in err for a bad value (a timeout text). */
+static struct httpc_req *build(lua_State *L, const char *method, int uidx, int o, char *err, size_t errlen) {
+  const char *url = luaL_checkstring(L, uidx);
+  if (!lua_isnoneornil(L, o)) luaL_checktype(L, o, LUA_TTABLE);
+  char m[16];
+  size_t ml = strlen(method);
+  if (ml >= sizeof m) luaL_error(L, "http_client: unknown method '%s'", method);
+  for (size_t i = 0; i <= ml; i++) m[i] = (char)(method[i] >= 'a' && method[i] <= 'z' ? method[i] - 32 : method[i]);
+  if (!valid_method(m)) luaL_error(L, "http_client: unknown method '%s'", method);
+  struct buf u;
+  buf_init(&u);
+  buf_adds(&u, url);
+  if (!lua_isnoneornil(L, o)) {
+    lua_getfield(L, o, "query");
+    if (!lua_isnil(L, -1)) {
+      struct buf q;
+      buf_init(&q);
+      encode_table(L, lua_gettop(L), &q, "query");
+      if (q.len) { buf_addc(&u, strchr(url, '?') ? '&' : '?'); buf_add(&u, q.data, q.len); }
+      buf_free(&q);
+    }
+    lua_pop(L, 1);
+  }
+  struct httpc_req *r = httpc_req_new(m, u.data);
+  buf_free(&u);
+  r->timeout_ms = DEFAULT_TIMEOUT_MS;
+  r->max_body = DEFAULT_MAX_BODY;
+  r->max_redirects = DEFAULT_REDIRECTS;
+  if (lua_isnoneornil(L, o)) return r;
+  int has_ctype = 0;
+  opt_headers(L, o, r, &has_ctype);
+  opt_body(L, o, r, has_ctype);
+  opt_tls(L, o, r);
+  r->unix_socket = opt_string(L, o, "unix_socket");
+  r->max_redirects = opt_redirects(L, o);
+  lua_getfield(L, o, "max_response_body");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) r->max_body = (size_t)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1)) luaL_error(L, "http_client: max_response_body must be a positive integer");
+  lua_pop(L, 1);
+  lua_getfield(L, o, "stream");
+  int stream = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  r->timeout_ms = opt_timeout(L, o);
+  if (stream) snprintf(err, errlen, "http_client: stream is not supported yet");
+  else if (r->timeout_ms < 0) snprintf(err, errlen, "http_client: invalid timeout");
+  else return r;
+  httpc_req_free(r);
+  return NULL;
+}
+
+/* A function state's call deadline bounds every transfer it starts. */
+static void clamp_to_call(struct proc *p, struct httpc_req *r) {
+  if (!p->call || !p->call->deadline) return;
+  int64_t left = (p->call->deadline - clock_mono_ns()) / 1000000;
+  if (left < 1) left = 1;
+  if (r->timeout_ms == 0 || r->timeout_ms > left) r->timeout_ms = (long)left;
+}
+
+static struct httpc *engine(lua_State *L) { return rt_find_service(proc_of(L)->rt, "http_client"); }
+
+/* Submits r for task t and parks it. Returns lua_yield's, or pushes nil, err. */
+static int run_one(lua_State *L, struct task *t, struct httpc_req *r) {
+  struct proc *p = t->p;
+  struct httpc *h = engine(L);
+  if (!h) { httpc_req_free(r); return errors_fail(L, EK_UNAVAILABLE, "http_client is not running"); }
+  clamp_to_call(p, r);
+  struct pending *pe = pending_new_io(p, t, &req_ops, r);
+  r->done = req_done;
+  r->ud = p->rt;
+  r->pid = p->pid;
+  r->session = pe->session;
+  int rc = httpc_submit(h, r);
+  if (rc != HTTPC_OK) {
+    pe->io = NULL;                            /* never handed over: not the engine's to cancel */
+    pending_free(p, pe);
+    httpc_req_free(r);
+    if (rc == HTTPC_BUSY) {
+      lua_pushnil(L);
+      push_error(L, EK_RATE_LIMITED, 1, "http_client: too many requests in flight (http_client.max_in_flight)");
+      return 2;
+    }
+    return errors_fail(L, EK_UNAVAILABLE, "http_client: the host is shutting down");
+  }
+  t->pend = pe;
+  task_park(t);
+  return lua_yield(L, 0);
+}
+
+static int do_request(lua_State *L, const char *method, int uidx, int o) {
+  char err[128];
+  struct httpc_req *r = build(L, method, uidx, o, err, sizeof err);
+  if (!r) return errors_fail(L, EK_INVALID, "%s", err);
+  struct task *t = task_check_blocking(L, "http_client");
+  return run_one(L, t, r);
+}
+
+static int l_request(lua_State *L) { return do_request(L, luaL_checkstring(L, 1), 2, 3); }
+static int l_get(lua_State *L) { return do_request(L, "GET", 1, 2); }
+static int l_post(lua_State *L) { return do_request(L, "POST", 1, 2); }
+static int l_put(lua_State *L) { return do_request(L, "PUT", 1, 2); }
+static int l_patch(lua_State *L) { return do_request(L, "PATCH", 1, 2); }
+static int l_delete(lua_State *L) { return do_request(L, "DELETE", 1, 2); }
+static int l_head(lua_State *L) { return do_request(L, "HEAD", 1, 2); }
+
+/* ---- encode_uri / decode_uri ------------------------------------------------------ */
+
+static int l_encode_uri(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  struct buf b;
+  buf_init(&b);
+  add_escaped(&b, s, n);
+  lua_pushlstring(L, b.data, b.len);
+  buf_free(&b);
+  return 1;
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* %XX decoded and '+' read as a space (query-string rules); a bad escape is nil, INVALID. */
+static int l_decode_uri(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '+') { luaL_addchar(&b, ' '); continue; }
+    if (s[i] != '%') { luaL_addchar(&b, s[i]); continue; }
+    int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+    if (lo < 0) return errors_fail(L, EK_INVALID, "decode_uri: invalid escape at byte %d", (int)i + 1);
+    luaL_addchar(&b, (char)(hi * 16 + lo));
+    i += 2;
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+int luaopen_http_client(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"get", l_get}, {"post", l_post}, {"put", l_put}, {"patch", l_patch},
+    {"delete", l_delete}, {"head", l_head}, {"request", l_request},
+    {"encode_uri", l_encode_uri},
+    {"decode_uri", l_decode_uri}, {NULL, NULL}};
+  luaL_newlib(L, funcs);
+  return 1;
+}
