@@ -4,6 +4,7 @@ from one process on a 2-worker process.host while another process's ticker keeps
 HTTP handler's deadline each abort the transfers in flight — the server sees the connection
 closed while the host still runs."""
 import json
+import sys
 import queue
 import subprocess
 import threading
@@ -114,6 +115,7 @@ class InFlight(th.TestCase):
             r = th.run(["run", project, "-x", "app:main", json.dumps(cfg)], timeout=170)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             out = json.loads(r.stdout.strip().splitlines()[-1])
+            print("inflight:", out, "max_active", srv.events.max_active, file=sys.stderr)
             self.assertEqual(out["fetched"]["kinds"], {"ok": n}, out)
             self.assertEqual(srv.events.count("done", "inflight"), n)
             # many at once on the wire (curl keeps the rest queued on its connections)
