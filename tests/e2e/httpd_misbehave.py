@@ -15,6 +15,7 @@ made by the `openssl` CLI in a temp dir), started and stopped by the test. Paths
 /hang and /slow record events: "start T" when the request arrives, "closed T" when the
 client closed the connection before the answer, "done T" when it was answered. A test waits
 for them with wait_event() (bounded), so it knows the client's side aborted the transfer.
+events.max_active is the most requests handled at once, events.conns the connections accepted.
 Every loop here is bounded by the server's stop flag or a deadline.
 """
 import json
@@ -44,6 +45,7 @@ class Events:
         self.items = []           # (monotonic time, kind, tag)
         self.active = 0
         self.max_active = 0
+        self.conns = 0            # connections accepted
 
     def add(self, kind, tag):
         with self.cv:
@@ -64,6 +66,10 @@ class Events:
                 self.cv.wait(left)
             return True
 
+    def connected(self):
+        with self.cv:
+            self.conns += 1
+
     def enter(self, d):
         with self.cv:
             self.active += d
@@ -78,6 +84,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def address_string(self):
         return "client"
+
+    def setup(self):
+        super().setup()
+        self.server.events.connected()
 
     def _route(self):
         u = urllib.parse.urlsplit(self.path)

@@ -254,6 +254,47 @@ class Failures(WithServer):
             self.assertEqual(out[k]["err"]["kind"], "INVALID", out[k])
 
 
+class Limits(th.TestCase):
+    """Connection reuse and the taskhost.yaml limits (http_client: max_connections_per_host,
+    max_in_flight)."""
+
+    def setUp(self):
+        self.srv = Server()
+
+    def tearDown(self):
+        self.srv.stop()
+
+    def test_sequential_requests_reuse_one_keep_alive_connection(self):
+        out = lua(self, """
+            local ok = 0
+            for i = 1, 20 do
+              local res = http_client.get(C.echo .. "?i=" .. i)
+              if res and res.status_code == 200 then ok = ok + 1 end
+            end
+            return {ok = ok}
+        """, {"echo": self.srv.url("/echo")})
+        self.assertEqual(out["ok"], 20)
+        self.assertEqual(self.srv.events.conns, 1)
+
+    def test_connections_per_host_and_in_flight_caps(self):
+        yaml = "http_client:\n  max_connections_per_host: 2\n  max_in_flight: 6\n"
+        out = lua(self, """
+            local done = channel.new(8)
+            for i = 1, 8 do
+              coroutine.spawn(function()
+                local res, err = http_client.get(C.slow .. "&tag=cap" .. i, {timeout = "60s"})
+                done:send(res and res.status_code == 200 and "ok" or (err and err:kind() or "?"))
+              end)
+            end
+            local kinds = {}
+            for i = 1, 8 do local k = done:receive() kinds[k] = (kinds[k] or 0) + 1 end
+            return kinds
+        """, {"slow": self.srv.url("/slow?delay=0.5")}, extra_files={"taskhost.yaml": yaml})
+        self.assertEqual(out, {"ok": 6, "RATE_LIMITED": 2})
+        self.assertLessEqual(self.srv.events.max_active, 2)
+        self.assertLessEqual(self.srv.events.conns, 2)
+
+
 class UnixSocket(th.TestCase):
     def test_get_over_a_unix_socket(self):
         d = tmpdir()
