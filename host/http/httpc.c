@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -70,6 +71,8 @@ void httpc_req_free(struct httpc_req *r) {
   free(r->method); free(r->url); free(r->body); free(r->unix_socket);
   free(r->tls_ca); free(r->tls_cert); free(r->tls_key); free(r->tls_server_name);
   curl_slist_free_all(r->headers);
+  curl_slist_free_all(r->connect_to);
+  free(r->url_sent);
   buf_free(&r->resp);
   clear_headers(r);
   free(r->hdrs);
@@ -187,7 +190,49 @@ static void set_method(CURL *e, struct httpc_req *r) {
   }
 }
 
+static int has_header(const struct curl_slist *l, const char *name) {
+  size_t n = strlen(name);
+  for (; l; l = l->next)
+    if (strncasecmp(l->data, name, n) == 0 && l->data[n] == ':') return 1;
+  return 0;
+}
+
+/* server_name: the URL gets that host (curl's SNI and verification name), CONNECT_TO sends
+** the connection to the original host and port, Host keeps the original. 0, or -1 for a
+** URL curl cannot parse (the transfer then fails on it as usual). */
+static int set_server_name(CURL *e, struct httpc_req *r) {
+  CURLU *u = curl_url();
+  char *host = NULL, *port = NULL, *out = NULL;
+  int rc = -1;
+  if (curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+      curl_url_set(u, CURLUPART_HOST, r->tls_server_name, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK) {
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "%s:%s:%s:%s", r->tls_server_name, port, host, port);
+    r->connect_to = curl_slist_append(NULL, b.data);
+    if (!has_header(r->headers, "Host")) {
+      buf_reset(&b);
+      buf_printf(&b, "Host: %s:%s", host, port);
+      httpc_req_header(r, b.data);
+    }
+    buf_free(&b);
+    r->url_sent = xstrdup(out);
+    curl_easy_setopt(e, CURLOPT_URL, r->url_sent);
+    curl_easy_setopt(e, CURLOPT_CONNECT_TO, r->connect_to);
+    rc = 0;
+  }
+  curl_free(host);
+  curl_free(port);
+  curl_free(out);
+  curl_url_cleanup(u);
+  return rc;
+}
+
 static void set_tls(CURL *e, struct httpc_req *r) {
+  if (r->tls_server_name) set_server_name(e, r);
   if (r->tls_ca) curl_easy_setopt(e, CURLOPT_CAINFO, r->tls_ca);
   if (r->tls_cert) curl_easy_setopt(e, CURLOPT_SSLCERT, r->tls_cert);
   if (r->tls_key) curl_easy_setopt(e, CURLOPT_SSLKEY, r->tls_key);
@@ -210,6 +255,7 @@ static void start(struct httpc *h, struct httpc_req *r) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  set_tls(e, r);                              /* may add a Host header: before HTTPHEADER */
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errmsg);
   if (r->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
@@ -219,7 +265,6 @@ static void start(struct httpc *h, struct httpc_req *r) {
   }
   if (r->unix_socket) curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, r->unix_socket);
   set_method(e, r);
-  set_tls(e, r);
   hmap_put(&h->live, r->id, r);
   CURLMcode mc = curl_multi_add_handle(h->multi, e);
   if (mc == CURLM_OK) return;

@@ -57,6 +57,8 @@ enum httpc_fail {
   HF_TLS_VERIFY,  /* the server's certificate or name did not verify */
   HF_CANCELED,    /* httpc_abort or shutdown */
   HF_OTHER,
+  HF_BUSY,        /* not submitted: max_in_flight reached (set by the owner) */
+  HF_STOPPED,     /* not submitted: the engine is stopping (set by the owner) */
 };
 
 struct httpc_hdr { char *name, *value; };
@@ -71,7 +73,10 @@ struct httpc_req {
   size_t max_body;             /* response body bytes allowed, 0 = unbounded */
   long max_redirects;          /* 0 = do not follow */
   char *unix_socket;
-  char *tls_ca, *tls_cert, *tls_key, *tls_server_name;   /* file paths / a host name */
+  /* PEM file paths; server_name: the name sent as SNI and verified against the server's
+  ** certificate instead of the URL's host (the connection still goes to the URL's host and
+  ** port, and Host stays the URL's unless headers set it). */
+  char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
   int tls_insecure;            /* skip peer and host verification */
   /* ---- the owner's ---- */
   void (*done)(struct httpc_req *r);   /* I/O thread; takes the request back */
@@ -89,6 +94,8 @@ struct httpc_req {
   uint64_t id;                 /* set by httpc_submit */
   struct httpc *engine;
   void *easy;
+  struct curl_slist *connect_to;   /* tls_server_name: connect to the URL's host */
+  char *url_sent;                  /* tls_server_name: the URL with that name as host */
   struct httpc_req *next;
 };
 

@@ -40,7 +40,16 @@ static const struct { const char *kind; int retryable; } fail_kinds[] = {
   [HF_UNAVAILABLE] = {EK_UNAVAILABLE, 1}, [HF_INVALID] = {EK_INVALID, 0},
   [HF_TOO_LARGE] = {EK_INVALID, 0},   [HF_TLS_VERIFY] = {EK_UNAVAILABLE, 0},
   [HF_CANCELED] = {EK_CANCELED, 0},   [HF_OTHER] = {EK_INTERNAL, 0},
+  [HF_BUSY] = {EK_RATE_LIMITED, 1},   [HF_STOPPED] = {EK_UNAVAILABLE, 0},
 };
+
+/* Marks r failed before it reached the engine (submit refused it). */
+static void refuse(struct httpc_req *r, int rc) {
+  r->fail = rc == HTTPC_BUSY ? HF_BUSY : HF_STOPPED;
+  snprintf(r->errmsg, sizeof r->errmsg, "%s", rc == HTTPC_BUSY
+           ? "http_client: too many requests in flight (http_client.max_in_flight)"
+           : "http_client: the host is shutting down");
+}
 
 static void push_error(lua_State *L, const char *kind, int retryable, const char *msg) {
   lua_pushstring(L, msg);
@@ -107,6 +116,32 @@ static void req_done(struct httpc_req *r) {
 
 /* ---- options -------------------------------------------------------------------- */
 
+/* C memory being built while option parsing may raise: a userdata whose __gc frees it
+** unless hold_release took it back. */
+#define HOLD_MT "taskhost.http_client.hold"
+struct hold { void (*free)(void *); void *ptr; };
+
+static int hold_gc(lua_State *L) {
+  struct hold *h = lua_touserdata(L, 1);
+  if (h->ptr) h->free(h->ptr);
+  h->ptr = NULL;
+  return 0;
+}
+
+static struct hold *hold_push(lua_State *L, void (*fn)(void *), void *ptr) {
+  struct hold *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->free = fn;
+  h->ptr = ptr;
+  if (luaL_newmetatable(L, HOLD_MT)) {
+    lua_pushcfunction(L, hold_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return h;
+}
+
+static void req_free_v(void *r) { httpc_req_free(r); }
+
 static void add_escaped(struct buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789ABCDEF";
   for (size_t i = 0; i < n; i++) {
@@ -119,9 +154,10 @@ static void add_escaped(struct buf *b, const char *s, size_t n) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+static void buf_free_v(void *b) { buf_free(b); free(b); }
+
 /* Appends one k=v (or k=v per item of an array value) to b. */
 static void add_pair(lua_State *L, struct buf *b, const char *k, int vidx, const char *opt) {
-  size_t n;
   if (lua_istable(L, vidx)) {
     for (lua_Integer i = 1; lua_rawgeti(L, vidx, i) != LUA_TNIL; i++) {
       add_pair(L, b, k, lua_gettop(L), opt);
@@ -135,29 +171,40 @@ static void add_pair(lua_State *L, struct buf *b, const char *k, int vidx, const
   if (b->len) buf_addc(b, '&');
   add_escaped(b, k, strlen(k));
   buf_addc(b, '=');
+  size_t n;
   const char *v = lua_isboolean(L, vidx) ? (lua_toboolean(L, vidx) ? "true" : "false") : lua_tolstring(L, vidx, &n);
   add_escaped(b, v, strlen(v));
 }
 
-/* The table at idx url-encoded into b, keys sorted (a stable wire form). */
-static void encode_table(lua_State *L, int idx, struct buf *b, const char *opt) {
+/* Pushes the table at idx url-encoded, keys sorted (a stable wire form). Raises on a bad
+** key or value; what it builds lives in userdata meanwhile, so nothing leaks then. */
+static void push_encoded(lua_State *L, int idx, const char *opt) {
   if (!lua_istable(L, idx)) luaL_error(L, "http_client: %s must be a table", opt);
-  size_t n = 0, cap = 8;
-  char **keys = xmalloc(cap * sizeof *keys);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
+  size_t n = 0;
+  for (lua_pushnil(L); lua_next(L, idx); n++) {
     lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) { free(keys); luaL_error(L, "http_client: %s keys must be strings", opt); }
-    if (n == cap) keys = xrealloc(keys, (cap *= 2) * sizeof *keys);
-    keys[n++] = (char *)lua_tostring(L, -1);   /* the table anchors the key strings */
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "http_client: %s keys must be strings", opt);
   }
-  qsort(keys, n, sizeof *keys, cmp_str);
-  for (size_t i = 0; i < n; i++) {
-    lua_getfield(L, idx, keys[i]);
-    add_pair(L, b, keys[i], lua_gettop(L), opt);
+  const char **keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
+  size_t i = 0;                               /* no Lua runs between the passes: same keys */
+  for (lua_pushnil(L); lua_next(L, idx);) {
+    lua_pop(L, 1);
+    if (i < n) keys[i++] = lua_tostring(L, -1);   /* the table anchors its key strings */
+  }
+  qsort(keys, i, sizeof *keys, cmp_str);
+  struct buf *b = xmalloc(sizeof *b);
+  buf_init(b);
+  struct hold *h = hold_push(L, buf_free_v, b);
+  for (size_t k = 0; k < i; k++) {
+    lua_getfield(L, idx, keys[k]);
+    add_pair(L, b, keys[k], lua_gettop(L), opt);
     lua_pop(L, 1);
   }
-  free(keys);
+  lua_pushlstring(L, b->data, b->len);
+  h->ptr = NULL;
+  buf_free_v(b);
+  lua_replace(L, -3);                         /* the text where the keys were */
+  lua_pop(L, 1);
 }
 
 static char *opt_string(lua_State *L, int t, const char *k) {
@@ -250,12 +297,14 @@ static void opt_body(lua_State *L, int t, struct httpc_req *r, int has_ctype) {
     r->body_len = n;
     r->has_body = 1;
   } else if (!lua_isnil(L, -1)) {
-    struct buf b;
-    buf_init(&b);
-    encode_table(L, lua_gettop(L), &b, "form");
-    r->body_len = b.len;
-    r->body = buf_steal(&b);
+    push_encoded(L, lua_gettop(L), "form");
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    r->body = xmalloc(n + 1);
+    memcpy(r->body, s, n + 1);
+    r->body_len = n;
     r->has_body = 1;
+    lua_pop(L, 1);
     if (!has_ctype) httpc_req_header(r, "Content-Type: application/x-www-form-urlencoded");
   }
   lua_pop(L, 2);
@@ -277,26 +326,26 @@ static struct httpc_req *build(lua_State *L, const char *method, int uidx, int o
   if (ml >= sizeof m) luaL_error(L, "http_client: unknown method '%s'", method);
   for (size_t i = 0; i <= ml; i++) m[i] = (char)(method[i] >= 'a' && method[i] <= 'z' ? method[i] - 32 : method[i]);
   if (!valid_method(m)) luaL_error(L, "http_client: unknown method '%s'", method);
-  struct buf u;
-  buf_init(&u);
-  buf_adds(&u, url);
+  lua_pushstring(L, url);
   if (!lua_isnoneornil(L, o)) {
     lua_getfield(L, o, "query");
     if (!lua_isnil(L, -1)) {
-      struct buf q;
-      buf_init(&q);
-      encode_table(L, lua_gettop(L), &q, "query");
-      if (q.len) { buf_addc(&u, strchr(url, '?') ? '&' : '?'); buf_add(&u, q.data, q.len); }
-      buf_free(&q);
-    }
-    lua_pop(L, 1);
+      push_encoded(L, lua_gettop(L), "query");
+      lua_remove(L, -2);
+      if (lua_rawlen(L, -1)) {
+        lua_pushstring(L, strchr(url, '?') ? "&" : "?");
+        lua_insert(L, -2);
+        lua_concat(L, 3);
+      } else lua_pop(L, 1);
+    } else lua_pop(L, 1);
   }
-  struct httpc_req *r = httpc_req_new(m, u.data);
-  buf_free(&u);
+  struct httpc_req *r = httpc_req_new(m, lua_tostring(L, -1));
+  lua_pop(L, 1);
   r->timeout_ms = DEFAULT_TIMEOUT_MS;
   r->max_body = DEFAULT_MAX_BODY;
   r->max_redirects = DEFAULT_REDIRECTS;
   if (lua_isnoneornil(L, o)) return r;
+  struct hold *hd = hold_push(L, req_free_v, r);   /* an option error below raises */
   int has_ctype = 0;
   opt_headers(L, o, r, &has_ctype);
   opt_body(L, o, r, has_ctype);
@@ -311,6 +360,8 @@ static struct httpc_req *build(lua_State *L, const char *method, int uidx, int o
   int stream = lua_toboolean(L, -1);
   lua_pop(L, 1);
   r->timeout_ms = opt_timeout(L, o);
+  hd->ptr = NULL;
+  lua_pop(L, 1);
   if (stream) snprintf(err, errlen, "http_client: stream is not supported yet");
   else if (r->timeout_ms < 0) snprintf(err, errlen, "http_client: invalid timeout");
   else return r;
@@ -343,13 +394,8 @@ static int run_one(lua_State *L, struct task *t, struct httpc_req *r) {
   if (rc != HTTPC_OK) {
     pe->io = NULL;                            /* never handed over: not the engine's to cancel */
     pending_free(p, pe);
-    httpc_req_free(r);
-    if (rc == HTTPC_BUSY) {
-      lua_pushnil(L);
-      push_error(L, EK_RATE_LIMITED, 1, "http_client: too many requests in flight (http_client.max_in_flight)");
-      return 2;
-    }
-    return errors_fail(L, EK_UNAVAILABLE, "http_client: the host is shutting down");
+    refuse(r, rc);
+    return req_push(L, r);
   }
   t->pend = pe;
   task_park(t);
@@ -371,6 +417,121 @@ static int l_put(lua_State *L) { return do_request(L, "PUT", 1, 2); }
 static int l_patch(lua_State *L) { return do_request(L, "PATCH", 1, 2); }
 static int l_delete(lua_State *L) { return do_request(L, "DELETE", 1, 2); }
 static int l_head(lua_State *L) { return do_request(L, "HEAD", 1, 2); }
+
+/* ---- request_batch ------------------------------------------------------------------
+** One session for the whole batch: each item's done counts down `left`; the last one settles
+** the batch with the same claim protocol as a single request (WAITING → POSTED / GONE). */
+
+struct batch {
+  _Atomic int left;                 /* items still with the engine */
+  _Atomic int claim;
+  struct rt *rt;
+  uint64_t pid, session;
+  int n;
+  struct httpc_req *items[];        /* each item's result, in order */
+};
+
+static void batch_free(struct batch *b) {
+  for (int i = 0; i < b->n; i++) httpc_req_free(b->items[i]);
+  free(b);
+}
+
+static int batch_push(lua_State *co, void *req) {
+  struct batch *b = req;
+  luaL_checkstack(co, 12, "http_client");
+  lua_createtable(co, b->n, 0);
+  lua_createtable(co, b->n, 0);
+  for (int i = 0; i < b->n; i++) {
+    int n = push_result(co, b->items[i]);
+    if (n == 1) lua_rawseti(co, -3, i + 1);
+    else { lua_rawseti(co, -3, i + 1); lua_pop(co, 1); }
+  }
+  batch_free(b);
+  return 2;
+}
+
+static void batch_drop(void *req) { batch_free(req); }
+static void batch_free_v(void *b) { batch_free(b); }
+
+static void batch_cancel(void *req) {
+  struct batch *b = req;
+  for (int i = 0; i < b->n; i++)
+    if (b->items[i]->engine) httpc_abort(b->items[i]->engine, b->items[i]->id);
+  int want = CLAIM_WAITING;
+  atomic_compare_exchange_strong(&b->claim, &want, CLAIM_GONE);
+}
+
+static const struct io_ops batch_ops = {batch_push, batch_drop, batch_cancel};
+
+static void batch_settle(struct batch *b) {
+  int want = CLAIM_WAITING;
+  if (atomic_compare_exchange_strong(&b->claim, &want, CLAIM_POSTED))
+    proc_post(b->rt, b->pid, msg_new_io(b->session, &batch_ops, b), NULL);
+  else
+    batch_free(b);
+}
+
+static void item_done(struct httpc_req *r) {
+  struct batch *b = r->ud;
+  if (atomic_fetch_sub(&b->left, 1) == 1) batch_settle(b);
+}
+
+/* Item i of the list at index 1: {method, url [, opts]}. A bad value fails only that item. */
+static struct httpc_req *batch_item(lua_State *L, int i) {
+  if (lua_rawgeti(L, 1, i) != LUA_TTABLE) luaL_error(L, "http_client.request_batch: item %d must be {method, url, options}", i);
+  int it = lua_gettop(L);
+  lua_rawgeti(L, it, 1);
+  lua_rawgeti(L, it, 2);
+  lua_rawgeti(L, it, 3);
+  if (lua_type(L, it + 1) != LUA_TSTRING) luaL_error(L, "http_client.request_batch: item %d needs a method", i);
+  char err[128];
+  struct httpc_req *r = build(L, lua_tostring(L, it + 1), it + 2, it + 3, err, sizeof err);
+  if (!r) {
+    r = httpc_req_new("GET", "");
+    r->fail = HF_INVALID;
+    snprintf(r->errmsg, sizeof r->errmsg, "%s", err);
+  }
+  lua_settop(L, it - 1);
+  return r;
+}
+
+static int l_request_batch(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)luaL_len(L, 1);
+  struct task *t = task_check_blocking(L, "http_client.request_batch");
+  struct proc *p = t->p;
+  struct httpc *h = engine(L);
+  if (!h) return errors_fail(L, EK_UNAVAILABLE, "http_client is not running");
+  struct batch *b = xcalloc(1, sizeof *b + (size_t)n * sizeof b->items[0]);
+  b->n = n;
+  b->rt = p->rt;
+  b->pid = p->pid;
+  struct hold *hd = hold_push(L, batch_free_v, b);
+  for (int i = 0; i < n; i++) b->items[i] = batch_item(L, i + 1);   /* may raise: nothing sent yet */
+  hd->ptr = NULL;
+  lua_pop(L, 1);
+  struct pending *pe = pending_new_io(p, t, &batch_ops, b);
+  b->session = pe->session;
+  atomic_store(&b->left, n + 1);              /* +1: this function's own hold, released below */
+  for (int i = 0; i < n; i++) {
+    struct httpc_req *r = b->items[i];
+    r->done = item_done;
+    r->ud = b;
+    clamp_to_call(p, r);
+    int rc = r->fail ? HTTPC_OK + 1 : httpc_submit(h, r);
+    if (rc == HTTPC_OK) continue;
+    if (rc != HTTPC_OK + 1) refuse(r, rc);
+    atomic_fetch_sub(&b->left, 1);
+  }
+  if (atomic_fetch_sub(&b->left, 1) == 1) {   /* all done already (or none sent) */
+    pe->io = NULL;
+    pending_free(p, pe);
+    return batch_push(L, b);
+  }
+  t->pend = pe;
+  task_park(t);
+  return lua_yield(L, 0);
+}
 
 /* ---- encode_uri / decode_uri ------------------------------------------------------ */
 
@@ -414,7 +575,7 @@ int luaopen_http_client(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"get", l_get}, {"post", l_post}, {"put", l_put}, {"patch", l_patch},
     {"delete", l_delete}, {"head", l_head}, {"request", l_request},
-    {"encode_uri", l_encode_uri},
+    {"request_batch", l_request_batch}, {"encode_uri", l_encode_uri},
     {"decode_uri", l_decode_uri}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
