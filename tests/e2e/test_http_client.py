@@ -70,6 +70,13 @@ class Methods(WithServer):
         self.assertOk(out)
         self.assertEqual(body_json(out)["query"], {"a": ["1"], "b": ["x y&z=\u00e9/?"]})
 
+    def test_a_query_array_repeats_its_key(self):
+        out = lua(self, """
+            return R(http_client.get(C.echo, {query = {tag = {"a", "b c"}, one = "1"}}))
+        """, self.cfg())
+        self.assertOk(out)
+        self.assertEqual(body_json(out)["query"], {"tag": ["a", "b c"], "one": ["1"]})
+
     def test_form_is_url_encoded_with_its_content_type(self):
         out = lua(self, """
             return R(http_client.post(C.echo, {form = {name = "a b", x = "1&2=3", u = "\\u{e9}"}}))
@@ -122,9 +129,11 @@ class Methods(WithServer):
         out = lua(self, """
             local s = "a b&c=d/\\u{e9}?#%+"
             local e = http_client.encode_uri(s)
-            return {e = e, back = http_client.decode_uri(e)}
+            local v, err = http_client.decode_uri("%zz")
+            return {e = e, back = http_client.decode_uri(e), bad = E(err), bad_value = v}
         """, self.cfg())
         self.assertEqual(out["back"], "a b&c=d/\u00e9?#%+")
+        self.assertEqual(out["bad"]["kind"], "INVALID", out)
         for c in " &=?#\u00e9":
             self.assertNotIn(c, out["e"])
 
@@ -147,11 +156,13 @@ class Redirects(WithServer):
         out = lua(self, """
             return {over = R(http_client.get(C.base .. "/redirect?n=3", {follow_redirects = 2})),
                     exact = R(http_client.get(C.base .. "/redirect?n=2", {follow_redirects = 2})),
-                    none = R(http_client.get(C.base .. "/redirect?n=1", {follow_redirects = 0}))}
+                    none = R(http_client.get(C.base .. "/redirect?n=1", {follow_redirects = 0})),
+                    yes = R(http_client.get(C.base .. "/redirect?n=2", {follow_redirects = true}))}
         """, self.cfg())
         self.assertIsNotNone(out["over"].get("err"), out["over"])
         self.assertIsNone(out["over"].get("status_code"), out["over"])
         self.assertOk(out["exact"])
+        self.assertOk(out["yes"])
         self.assertOk(out["none"], 302)
         self.assertIn("/redirect?n=0", headers(out["none"])["location"])
 
@@ -430,6 +441,7 @@ entries:
      modules: [http, http_client, json, channel]}
   - {name: fetch.ep, kind: http.endpoint, meta: {router: root}, method: GET, path: /fetch, func: fetch}
   - {name: fan.ep, kind: http.endpoint, meta: {router: root}, method: GET, path: /fan, func: fetch}
+  - {name: batch.ep, kind: http.endpoint, meta: {router: root}, method: GET, path: /batch, func: fetch}
   - {name: jobs, kind: queue.queue, driver: memory, max_retries: 0}
   - {name: work, kind: function.lua, source: "file://work.lua", method: run, modules: [http_client, json]}
   - {name: workers, kind: queue.consumer, queue: jobs, func: work, concurrency: 2,
@@ -437,13 +449,26 @@ entries:
   - {name: jobs.api, kind: queue.http, meta: {router: root}, queue: jobs, path: /jobs}
 """
 
+# request_batch of {echo, refused}: {from of item 1, kind of item 2's error}
+BATCH_LUA = """
+local function batch(url, refused, from)
+  local rs, es = http_client.request_batch({{"GET", url .. "?from=" .. from}, {"GET", refused}})
+  return {rs[1] and json.decode(rs[1].body).query.from[1], es[2] and es[2]:kind(), rs[2] == nil}
+end
+"""
+
 CONTEXTS_FETCH = """
 local http = require("http")
 local http_client = require("http_client")
 local json = require("json")
+""" + BATCH_LUA + """
 local function handler()
   local req, w = http.request(), http.response()
   local url = req:query("url")
+  if req:path() == "/batch" then
+    w:write_json(batch(url, req:query("refused"), "handler"))
+    return
+  end
   if req:path() == "/fan" then
     -- three coroutines spawned by the handler, each its own request
     local ch = channel.new(3)
@@ -469,17 +494,19 @@ return {handler = handler}
 CONTEXTS_WORK = """
 local http_client = require("http_client")
 local json = require("json")
+""" + BATCH_LUA + """
 local function run(job)
   local res, err = http_client.get(job.url .. "?from=job")
   if not res then return nil, err end
-  return {status = res.status_code, echo = json.decode(res.body)}
+  return {status = res.status_code, echo = json.decode(res.body),
+          batch = batch(job.url, job.refused, "job-batch")}
 end
 return {run = run}
 """
 
 
 class Contexts(WithServer):
-    def test_the_same_get_from_an_http_handler_a_spawned_coroutine_and_a_job_consumer(self):
+    def test_get_and_batch_from_an_http_handler_a_spawned_coroutine_and_a_job_consumer(self):
         project = th.make_project({"src/_index.yaml": CONTEXTS_INDEX, "src/fetch.lua": CONTEXTS_FETCH,
                                    "src/work.lua": CONTEXTS_WORK})
         host = th.Server(project)
@@ -492,7 +519,12 @@ class Contexts(WithServer):
             self.assertEqual((data["status"], data["echo"]["query"]["from"]), (200, ["handler"]))
             status, _, body = th.http(port, "GET", "/fan?" + q, timeout=30)
             self.assertEqual((status, json.loads(body)), (200, {"got": ["fan1", "fan2", "fan3"]}), body)
-            status, _, body = th.http(port, "POST", "/jobs", json.dumps({"url": self.srv.url("/echo")}))
+            refused = f"http://127.0.0.1:{refused_port()}/"
+            q2 = urllib.parse.urlencode({"url": self.srv.url("/echo"), "refused": refused})
+            status, _, body = th.http(port, "GET", "/batch?" + q2, timeout=30)
+            self.assertEqual((status, json.loads(body)), (200, ["handler", "UNAVAILABLE", True]), body)
+            status, _, body = th.http(port, "POST", "/jobs", json.dumps({"url": self.srv.url("/echo"),
+                                                                          "refused": refused}))
             self.assertEqual(status, 202, body)
             jid = json.loads(body)["id"]
             deadline = time.monotonic() + 30
@@ -507,6 +539,7 @@ class Contexts(WithServer):
             result = json.loads(body)
             result = result.get("result", result)
             self.assertEqual((result["status"], result["echo"]["query"]["from"]), (200, ["job"]), body)
+            self.assertEqual(result["batch"], ["job-batch", "UNAVAILABLE", True], body)
         finally:
             code = host.stop()
         self.assertEqual(code, 0, host.log())
