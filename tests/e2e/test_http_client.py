@@ -2,8 +2,9 @@
 (httpd_misbehave.py): methods, headers, query/form/JSON bodies and response fields; redirects;
 chunked, 10 MB and over-limit bodies; refused, reset, never-answering and unresolvable
 servers; unix sockets; TLS with a CA made here; request_batch; the same calls from an HTTP
-handler and a job consumer; futures. One class per feature. Load and cancellation:
-test_http_client_load.py; the examples: test_http_client_examples.py."""
+handler and a job consumer; connection reuse and limits. One class per feature. Futures:
+test_http_client_futures.py; load and cancellation: test_http_client_load.py; the examples:
+test_http_client_examples.py."""
 import json
 import os
 import time
@@ -543,52 +544,6 @@ class Contexts(WithServer):
         finally:
             code = host.stop()
         self.assertEqual(code, 0, host.log())
-
-
-class Futures(WithServer):
-    """http_client.async(method, url, opts) → a Future (seed 002's API)."""
-
-    def test_result_is_complete_and_several_at_once(self):
-        out = lua(self, """
-            local f = http_client.async("GET", C.echo .. "?f=1")
-            local r1 = R(f:result())
-            local done = f:is_complete()
-            local fs = {}
-            for i = 1, 4 do fs[i] = http_client.async("GET", C.base .. "/slow?delay=0.5&tag=fut" .. i) end
-            local early = fs[1]:is_complete()
-            local ok = 0
-            for i = 1, 4 do local res = fs[i]:result() if res and res.status_code == 200 then ok = ok + 1 end end
-            local again = R(f:result())
-            return {r1 = r1, done = done, early = early, ok = ok, again = again}
-        """, self.cfg())
-        self.assertEqual(out["r1"]["status_code"], 200, out)
-        self.assertEqual(body_json(out["r1"])["query"], {"f": ["1"]})
-        self.assertIs(out["done"], True)
-        self.assertIs(out["early"], False)
-        self.assertEqual(out["ok"], 4)
-        self.assertEqual(out["again"]["status_code"], 200, out)   # result() again: the same response
-
-    def test_channel_in_select_against_time_after_and_cancel(self):
-        out = lua(self, """
-            -- the response wins against a long timer
-            local f = http_client.async("GET", C.echo .. "?f=sel")
-            local ch = f:channel()
-            local r = channel.select{ch:case_receive(), time.after("20s"):case_receive()}
-            local won = {response = r.channel == ch, status = r.value and r.value.status_code}
-            -- a short timer wins against a server that never answers; cancel reaches the wire
-            local g = http_client.async("GET", C.base .. "/hang?tag=fut-cancel")
-            local timer = time.after("300ms")
-            local gch = g:channel()
-            local r2 = channel.select{gch:case_receive(), timer:case_receive()}
-            local lost = {timer = r2.channel == timer, complete = g:is_complete()}
-            g:cancel()
-            lost.after = R(g:result())
-            return {won = won, lost = lost}
-        """, self.cfg())
-        self.assertEqual(out["won"], {"response": True, "status": 200}, out)
-        self.assertEqual((out["lost"]["timer"], out["lost"]["complete"]), (True, False), out)
-        self.assertEqual(out["lost"]["after"]["err"]["kind"], "CANCELED", out)
-        self.assertTrue(self.srv.wait_event("closed", "fut-cancel", timeout=10))
 
 
 if __name__ == "__main__":
