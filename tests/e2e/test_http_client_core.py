@@ -2,6 +2,7 @@
 http.service through require("http_client"); a refused connection is UNAVAILABLE, a server
 that answers too late is TIMEOUT. The broad suite is test_http_client*.py."""
 import socket
+import threading
 
 import th
 
@@ -161,6 +162,137 @@ class HttpClientCore(th.TestCase):
 
     def test_encode_decode_uri(self):
         self.assertEqual(self.line("uri"), ["a%20b%2F%C3%BC", "a b c/"])
+
+
+class SilentServer:
+    """Accepts connections, reads the request, never answers; records when the client
+    closes its side (recv returns b'')."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.got_request = threading.Event()
+        self.closed = threading.Event()
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        self.sock.settimeout(30)
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        conn.settimeout(30)
+        with conn:
+            try:
+                while True:
+                    data = conn.recv(4096)
+                    if not data:
+                        self.closed.set()
+                        return
+                    if b"\r\n\r\n" in data:
+                        self.got_request.set()
+            except OSError:
+                self.closed.set()
+
+    def stop(self):
+        self.sock.close()
+
+
+WAITER = """
+local hc = require("http_client")
+local function child(port)
+  hc.get("http://127.0.0.1:" .. port .. "/", {timeout = "60s"})
+  print("child got an answer")
+end
+local function main(port)
+  local pid = process.spawn("app:child", "app:processes", port)
+  local line = require("io").readline()           -- the test says when the request arrived
+  process.terminate(pid)
+  print("terminated", line)
+  require("io").readline()                         -- and when the server saw the close
+  return 0
+end
+return {main = main, child = child}
+"""
+
+
+class CancelReachesTheWire(th.TestCase):
+    def test_terminate_closes_the_connection(self):
+        srv = SilentServer()
+        extra = """
+- name: child
+  kind: process.lua
+  source: file://main.lua
+  method: child
+  modules: [http_client]
+"""
+        project = th.script_project(WAITER, extra_entries=extra, modules="[http_client, io]")
+        import subprocess
+        p = subprocess.Popen([th.BIN, "run", project, "-x", "app:main", str(srv.port)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertTrue(srv.got_request.wait(20), "the request never arrived")
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            self.assertTrue(srv.closed.wait(20), "the connection stayed open after terminate")
+            p.stdin.write("done\n")
+            p.stdin.flush()
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+            srv.stop()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("terminated\tgo", err.replace("\\t", "\t"))
+        self.assertNotIn("child got an answer", err)
+
+    def test_handler_deadline_closes_the_connection(self):
+        srv = SilentServer()
+        port = free_port()
+        index = f"""
+version: "1.0"
+namespace: app
+entries:
+  - name: gateway
+    kind: http.service
+    addr: "127.0.0.1:{port}"
+    timeouts: {{write: "1s"}}
+    lifecycle: {{auto_start: true}}
+  - name: api
+    kind: http.router
+    meta: {{server: app:gateway}}
+  - name: fetch
+    kind: function.lua
+    source: file://fetch.lua
+    method: handler
+    modules: [http, http_client]
+  - name: fetch.ep
+    kind: http.endpoint
+    meta: {{router: app:api}}
+    method: GET
+    path: /fetch
+    func: app:fetch
+"""
+        fetch = """
+local function handler()
+  local r, err = require("http_client").get("http://127.0.0.1:%d/", {timeout = "60s"})
+  return require("http").response():write("answered anyway")
+end
+return {handler = handler}
+""" % srv.port
+        server = th.Server(th.make_project({"src/_index.yaml": index, "src/fetch.lua": fetch}))
+        try:
+            server.ports()
+            status, _, body = th.http(port, "GET", "/fetch", timeout=20)
+            self.assertEqual(status, 500, body)
+            self.assertTrue(srv.closed.wait(20), "the connection stayed open after the deadline")
+        finally:
+            server.stop()
+            srv.stop()
 
 
 if __name__ == "__main__":
