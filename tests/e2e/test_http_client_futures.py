@@ -3,6 +3,7 @@
 time.after) and :cancel(), which aborts the transfer on the wire."""
 import th
 from httpd_lua import body_json, lua
+from httpd_misbehave import refused_port
 from test_http_client import WithServer
 
 
@@ -42,13 +43,24 @@ class Futures(WithServer):
             local gch = g:channel()
             local r2 = channel.select{gch:case_receive(), timer:case_receive()}
             local lost = {timer = r2.channel == timer, complete = g:is_complete()}
-            g:cancel()
+            lost.cancel = g:cancel()
             lost.after = R(g:result())
-            return {won = won, lost = lost}
-        """, self.cfg())
+            lost.complete_after = g:is_complete()
+            lost.cancel_again = g:cancel()
+            -- a failed request delivers its error object on the channel
+            local h = http_client.async("GET", C.refused)
+            local r3 = channel.select{h:channel():case_receive(), time.after("20s"):case_receive()}
+            local failed = {err = E(r3.value), result = R(h:result())}
+            return {won = won, lost = lost, failed = failed, done_cancel = f:cancel()}
+        """, self.cfg(refused=f"http://127.0.0.1:{refused_port()}/"))
         self.assertEqual(out["won"], {"response": True, "status": 200}, out)
         self.assertEqual((out["lost"]["timer"], out["lost"]["complete"]), (True, False), out)
         self.assertEqual(out["lost"]["after"]["err"]["kind"], "CANCELED", out)
+        self.assertEqual((out["lost"]["cancel"], out["lost"]["cancel_again"], out["done_cancel"]),
+                         (True, False, False), out)         # true only when it was pending
+        self.assertIs(out["lost"]["complete_after"], True, out)
+        self.assertEqual(out["failed"]["err"]["kind"], "UNAVAILABLE", out)
+        self.assertEqual(out["failed"]["result"]["err"]["kind"], "UNAVAILABLE", out)
         self.assertTrue(self.srv.wait_event("closed", "fut-cancel", timeout=10))
 
 
