@@ -43,6 +43,11 @@ struct io_ops {
   int (*push)(lua_State *co, void *req);  /* push the results on co, return their count; frees req */
   void (*drop)(void *req);                /* a completion nobody waits for: free req */
   void (*cancel)(void *req);              /* the waiter is gone: the engine stops the work */
+  /* A session no task is parked on (pending.t NULL, e.g. a future): deliver pushes the
+  ** object the session anchors (pending.ref) on the process's main state L, then push's
+  ** n results above it, and calls settle, which records them; deliver then clears L's stack
+  ** back. NULL for hooks only used with parked tasks. */
+  void (*settle)(lua_State *L, int n);
 };
 struct io_done { const struct io_ops *ops; void *req; };
 

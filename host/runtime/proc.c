@@ -266,12 +266,20 @@ static void deliver_timer(struct proc *p, struct msg *m) {
 ** more (its session was freed, which already cancelled it) and the request is dropped. */
 static void deliver_io(struct proc *p, struct msg *m) {
   struct pending *pe = hmap_get(&p->sessions, m->token);
-  if (!pe || pe->kind != PEND_IO || !pe->t) { msg_free(m); return; }
+  if (!pe || pe->kind != PEND_IO) { msg_free(m); return; }
   struct io_done d;
   memcpy(&d, msg_body(m), sizeof d);
   free(m);                                    /* req is now ours, not the message's */
   struct task *t = pe->t;
   pe->io = NULL;                              /* delivered: pending_free must not cancel */
+  if (!t) {                                   /* nobody parked: the anchored object records it */
+    int top = lua_gettop(p->L);
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, pe->ref);
+    d.ops->settle(p->L, d.ops->push(p->L, d.req));
+    lua_settop(p->L, top);
+    pending_free(p, pe);
+    return;
+  }
   t->pend = NULL;
   pending_free(p, pe);
   task_wake(t, d.ops->push(t->co, d.req));

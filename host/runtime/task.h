@@ -49,7 +49,8 @@ struct task {
 /* A wait identified by a session number: a sleeping task, a time.after channel, a readline. */
 /* PEND_IO: C code on another thread completes it with an MK_IO message (msg.h io_ops);
 ** `io`/`io_req` are the engine's hooks and request; pending_free calls io->cancel unless
-** the completion was delivered (deliver clears `io` first). */
+** the completion was delivered (deliver clears `io` first). With no task (t NULL) `ref`
+** anchors the object whose io->settle records the results. */
 enum pending_kind { PEND_SLEEP, PEND_AFTER, PEND_TICKER, PEND_LINE, PEND_IO };
 struct pending {
   uint64_t session;

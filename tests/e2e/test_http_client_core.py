@@ -103,6 +103,15 @@ local function main(port)
   r = assert(hc.get(base .. "/relay?port=" .. port))
   print("relay", r.status_code, r.body)
   print("uri", hc.encode_uri("a b/ü"), hc.decode_uri("a%20b+c%2F"))
+  local time = require("time")
+  local f = hc.async("GET", base .. "/slow", {timeout = "10s"})
+  local s = channel.select{f:channel():case_receive(), time.after("200ms"):case_receive()}
+  print("future_lost", s.channel == f:channel(), f:is_complete(), f:cancel(),
+        select(2, f:result()):kind(), f:cancel())
+  local g = hc.async("GET", base .. "/echo?q=fut")
+  s = channel.select{g:channel():case_receive(), time.after("10s"):case_receive()}
+  print("future_won", s.channel == g:channel(), s.value.headers["x-seen-query"],
+        g:result().status_code, g:is_complete())
   return 0
 end
 return {main = main}
@@ -121,7 +130,7 @@ class HttpClientCore(th.TestCase):
         main = MAIN.replace("hc_refused_port", str(refused))
         cls.project = th.script_project(main, extra_entries=extra,
                                         extra_files={"src/echo.lua": ECHO},
-                                        modules="[http_client, io]")
+                                        modules="[http_client, io, time]")
         cls.res = th.run(["run", cls.project, "-x", "app:main", str(cls.port)], timeout=60)
         cls.lines = {}
         for line in cls.res.stderr.splitlines():
@@ -159,6 +168,10 @@ class HttpClientCore(th.TestCase):
 
     def test_handler_can_call_http_client(self):
         self.assertEqual(self.line("relay"), ["200", "relayed 201 relayed"])
+
+    def test_futures_race_time_after_and_cancel(self):
+        self.assertEqual(self.line("future_lost"), ["false", "false", "true", "CANCELED", "false"])
+        self.assertEqual(self.line("future_won"), ["true", "fut", "201", "true"])
 
     def test_encode_decode_uri(self):
         self.assertEqual(self.line("uri"), ["a%20b%2F%C3%BC", "a b c/"])
@@ -279,8 +292,10 @@ entries:
 """
         fetch = """
 local function handler()
+  -- the call's 1 s deadline bounds the 60 s timeout; either way the transfer ends then
   local r, err = require("http_client").get("http://127.0.0.1:%d/", {timeout = "60s"})
-  return require("http").response():write("answered anyway")
+  if not r then return nil, err end
+  return require("http").response():write("answered")
 end
 return {handler = handler}
 """ % srv.port
