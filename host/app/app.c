@@ -7,6 +7,7 @@
 #include "registry/code.h"
 #include "runtime/funcpool.h"
 #include "http/http.h"
+#include "http/httpc.h"
 #include "jobs/jobs.h"
 #include "lua/linit.h"
 #include "base/log.h"
@@ -45,12 +46,16 @@ struct app *app_new(const struct project *proj, struct registry *gen, struct cod
   a->sup = sup_new(a->rt);
   a->shutdown_timeout = proj->shutdown_timeout;
   a->restore_level = -1;
+  a->httpc_limits = (struct httpc_limits){proj->http_max_connections_per_host,
+                                          proj->http_max_connections, proj->http_max_in_flight};
   return a;
 }
 
 int app_start(struct app *a, const char *exec_host) {
   if (timers_start(a->rt->timers) != 0) return -1;
   char err[512];
+  if (!(a->httpc = httpc_new(&a->httpc_limits, err, sizeof err))) { log_error("%s", err); return -1; }
+  rt_add_service(a->rt, "http_client", a->httpc);
   if (!(a->jobs = jobs_open(a->rt, a->gen, err, sizeof err))) { log_error("%s", err); return -1; }
   for (size_t i = 0; i < registry_count(a->gen); i++) {
     const struct reg_entry *e = registry_at(a->gen, i);
@@ -257,6 +262,9 @@ void app_stop(struct app *a) {
   for (size_t i = 0; i < a->nterms; i++) { term_free(a->terms[i]); a->terms[i] = NULL; }
   timers_free(a->rt->timers);
   a->rt->timers = NULL;
+  httpc_free(a->httpc);                          /* no caller is left: aborts what is in flight */
+  a->httpc = NULL;
+  a->rt->nservices = 0;
 }
 
 void app_free(struct app *a) {
@@ -280,6 +288,7 @@ void app_free(struct app *a) {
   free(a->term_ids);
   free(a->exec_out);
   if (a->rt->timers) timers_free(a->rt->timers);    /* never started (app_stop frees them) */
+  httpc_free(a->httpc);                               /* likewise */
   rt_free(a->rt);
   free(a);
 }

@@ -17,6 +17,7 @@
 #define TASKHOST_APP_IMPL_H
 
 #include "app.h"
+#include "http/httpc.h"
 #include "registry/registry.h"
 #include "value/val.h"
 
@@ -58,6 +59,8 @@ struct app {
   struct pool_ent *pools;     /* the first generation's pools (reloads keep theirs in pool sets) */
   size_t npools;
   struct jobs *jobs;          /* queues and consumers */
+  struct httpc *httpc;        /* the http_client engine (rt service "http_client"); stopped last */
+  struct httpc_limits httpc_limits;   /* from taskhost.yaml's http_client: */
   int mg_ready;               /* mg_init_library done (mg_exit_library in app_free) */
   int exit_code;              /* written by the -x exit watcher before exec_done */
   char *exec_out;             /* the -x process's output text, or NULL; same */

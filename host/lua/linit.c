@@ -36,6 +36,7 @@ static const struct luaenv_lib libs[] = {
   {"json", luaopen_taskhost_json, 0}, {"io", luaopen_tio, 0},
   {"env", luaopen_env, 0},          {"payload", luaopen_payload, 1},
   {"http", luaopen_http, 0},        {"queue", luaopen_queue, 0},
+  {"http_client", luaopen_http_client, 0},
   {NULL, NULL, 0},
 };
 

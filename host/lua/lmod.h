@@ -19,6 +19,7 @@ int luaopen_env(lua_State *L);          /* lmod_env.c */
 int luaopen_tcoroutine(lua_State *L);   /* lmod_coroutine.c */
 int luaopen_http(lua_State *L);         /* lmod_http.c */
 int luaopen_queue(lua_State *L);        /* lmod_queue.c */
+int luaopen_http_client(lua_State *L);  /* lmod_http_client.c */
 /* lmod_errors.c: errors_open sets the global `errors` table (new, wrap, is, call_stack and
 ** the kinds) in L; luaopen_errors does so and returns it. */
 void errors_open(lua_State *L);

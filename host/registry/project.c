@@ -50,6 +50,24 @@ static struct val *read_yaml(const char *path, int *missing, char *err, size_t e
   return v;
 }
 
+/* http_client: {max_connections_per_host, max_connections, max_in_flight}, positive integers. */
+static int read_http_client(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
+  static const char *const keys[] = {"max_connections_per_host", "max_connections", "max_in_flight"};
+  long *dst[] = {&p->http_max_connections_per_host, &p->http_max_connections, &p->http_max_in_flight};
+  for (size_t i = 0; i < countof(keys); i++) {
+    char key[64];
+    snprintf(key, sizeof key, "http_client.%s", keys[i]);
+    const struct val *x = val_path(v, key);
+    if (!x) continue;
+    if (x->type != V_INT || x->u.i <= 0) {
+      snprintf(err, errlen, "%s:%d: %s must be a positive integer", path, x->line, key);
+      return -1;
+    }
+    *dst[i] = (long)x->u.i;
+  }
+  return 0;
+}
+
 static int read_settings(struct project *p, char *err, size_t errlen) {
   char *path = join(p->dir, "taskhost.yaml");
   int missing;
@@ -77,6 +95,7 @@ static int read_settings(struct project *p, char *err, size_t errlen) {
         rc = -1;
       }
     }
+    if (read_http_client(v, path, p, err, errlen) != 0) rc = -1;
     val_free(v);
   } else if (!missing) rc = -1;
   free(path);

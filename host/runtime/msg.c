@@ -24,6 +24,23 @@ struct msg *msg_new(int kind, uint64_t from, const char *topic, size_t topic_len
   return m;
 }
 
+struct msg *msg_new_io(uint64_t session, const struct io_ops *ops, void *req) {
+  struct io_done d = {ops, req};
+  struct msg *m = msg_new(MK_IO, 0, "", 0, &d, sizeof d);
+  m->token = session;
+  return m;
+}
+
+void msg_free(struct msg *m) {
+  if (!m) return;
+  if (m->kind == MK_IO) {
+    struct io_done d;
+    memcpy(&d, msg_body(m), sizeof d);
+    d.ops->drop(d.req);
+  }
+  free(m);
+}
+
 void msgq_push(struct msgq *q, struct msg *m) {
   m->next = NULL;
   if (q->tail) q->tail->next = m;
@@ -44,5 +61,5 @@ struct msg *msgq_pop(struct msgq *q) {
 
 void msgq_clear(struct msgq *q) {
   struct msg *m;
-  while ((m = msgq_pop(q))) free(m);
+  while ((m = msgq_pop(q))) msg_free(m);
 }

@@ -57,7 +57,7 @@ static int mailbox_put(struct proc *p, struct msg *m) {
   pthread_mutex_lock(&p->lock);
   if (p->state == PS_DONE) {
     pthread_mutex_unlock(&p->lock);
-    free(m);
+    msg_free(m);
     return -1;
   }
   msgq_push(&p->mailbox, m);
@@ -77,7 +77,7 @@ int proc_deliver(struct proc *p, struct msg *m, struct proc *waker) {
 
 int proc_post(struct rt *rt, uint64_t pid, struct msg *m, struct proc *waker) {
   struct proc *p = rt_pid_get(rt, pid);
-  if (!p) { free(m); return -1; }
+  if (!p) { msg_free(m); return -1; }
   int rc = proc_deliver(p, m, waker);
   proc_unref(p);
   return rc;
@@ -262,6 +262,29 @@ static void deliver_timer(struct proc *p, struct msg *m) {
   }
 }
 
+/* An engine's completion: the waiting task gets the results (push), or nobody waits any
+** more (its session was freed, which already cancelled it) and the request is dropped. */
+static void deliver_io(struct proc *p, struct msg *m) {
+  struct pending *pe = hmap_get(&p->sessions, m->token);
+  if (!pe || pe->kind != PEND_IO) { msg_free(m); return; }
+  struct io_done d;
+  memcpy(&d, msg_body(m), sizeof d);
+  free(m);                                    /* req is now ours, not the message's */
+  struct task *t = pe->t;
+  pe->io = NULL;                              /* delivered: pending_free must not cancel */
+  if (!t) {                                   /* nobody parked: the anchored object records it */
+    int top = lua_gettop(p->L);
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, pe->ref);
+    d.ops->settle(p->L, d.ops->push(p->L, d.req));
+    lua_settop(p->L, top);
+    pending_free(p, pe);
+    return;
+  }
+  t->pend = NULL;
+  pending_free(p, pe);
+  task_wake(t, d.ops->push(t->co, d.req));
+}
+
 static void deliver_line(struct proc *p, struct msg *m) {
   if (m->kind == MK_EOF) { p->stdin_eof = 1; free(m); }
   else msgq_push(&p->lines, m);
@@ -300,7 +323,8 @@ static void deliver(struct proc *p, struct msg *m) {
     proc_fail(p, "%s", msg_topic(m));
     free(m);
     break;
-  default: free(m);
+  case MK_IO: deliver_io(p, m); break;
+  default: msg_free(m);
   }
 }
 
@@ -321,7 +345,7 @@ static void drain_mailbox(struct proc *p, int running) {
   pthread_mutex_unlock(&p->lock);
   struct msg *m;
   while ((m = msgq_pop(&q))) {
-    if (p->done) { free(m); continue; }
+    if (p->done) { msg_free(m); continue; }
     deliver(p, m);
   }
 }
@@ -379,6 +403,7 @@ static void release_waits(struct proc *p) {
     if (p->sessions.keys[i]) {
       struct pending *pe = p->sessions.vals[i];
       if (p->rt->timers) timer_cancel(p->rt->timers, &pe->tm);
+      if (pe->io) pe->io->cancel(pe->io_req);   /* the engine stops work nobody awaits */
       free(pe);
     }
   hmap_free(&p->sessions);

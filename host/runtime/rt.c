@@ -86,6 +86,17 @@ struct jobq *rt_find_queue(struct rt *rt, const char *id) {
   return NULL;
 }
 
+void rt_add_service(struct rt *rt, const char *name, void *ptr) {
+  if (rt->nservices == countof(rt->services)) abort();   /* a fixed set, known at build time */
+  rt->services[rt->nservices++] = (struct service_ent){name, ptr};
+}
+
+void *rt_find_service(struct rt *rt, const char *name) {
+  for (size_t i = 0; i < rt->nservices; i++)
+    if (strcmp(rt->services[i].name, name) == 0) return rt->services[i].ptr;
+  return NULL;
+}
+
 uint64_t rt_next_pid(struct rt *rt) { return atomic_fetch_add(&rt->next_pid, 1); }
 
 void rt_pid_add(struct rt *rt, struct proc *p) {

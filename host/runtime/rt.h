@@ -9,7 +9,7 @@
 ** that finds processes in the pid table), as Lua's core and skynet's are; the other files
 ** here (msg, watchdog, funcpool, term, supervise) sit on it. Nothing in runtime/ names a
 ** folder above it: Lua modules come in through `libs`, set by the app from lua/linit.c, and
-** the queues (`queues`) are opaque pointers the app registers.
+** the queues (`queues`) and services (`services`) are opaque pointers the app registers.
 */
 #ifndef TASKHOST_RT_H
 #define TASKHOST_RT_H
@@ -57,6 +57,12 @@ struct rt {
   /* queue.queue entries, registered by app.c before any Lua runs; read-only afterwards. */
   struct queue_ent { char *id; struct jobq *q; } *queues;
   size_t nqueues;
+
+  /* Engines of the layers above that Lua modules reach through the runtime without the
+  ** runtime naming them (e.g. "http_client" → http/httpc.h's struct httpc), each an opaque
+  ** pointer; registered by the app before any Lua runs, read-only afterwards. */
+  struct service_ent { const char *name; void *ptr; } services[4];
+  size_t nservices;
 };
 
 struct rt *rt_new(const char *project_dir);
@@ -70,6 +76,9 @@ void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal);
 struct sched *rt_find_sched(struct rt *rt, const char *id);
 void rt_add_queue(struct rt *rt, const char *id, struct jobq *q);
 struct jobq *rt_find_queue(struct rt *rt, const char *id);
+/* name must be a constant string; at most countof(services). find: NULL when absent. */
+void rt_add_service(struct rt *rt, const char *name, void *ptr);
+void *rt_find_service(struct rt *rt, const char *name);
 
 uint64_t rt_next_pid(struct rt *rt);
 void rt_pid_add(struct rt *rt, struct proc *p);

@@ -393,8 +393,17 @@ struct pending *pending_new(struct proc *p, int kind) {
   return pe;
 }
 
+struct pending *pending_new_io(struct proc *p, struct task *t, const struct io_ops *ops, void *req) {
+  struct pending *pe = pending_new(p, PEND_IO);
+  pe->t = t;
+  pe->io = ops;
+  pe->io_req = req;
+  return pe;
+}
+
 void pending_free(struct proc *p, struct pending *pe) {
   hmap_del(&p->sessions, pe->session);
+  if (pe->io) pe->io->cancel(pe->io_req);       /* the waiter left before the completion */
   timer_cancel(p->rt->timers, &pe->tm);
   if (pe->ref != LUA_NOREF && p->L) luaL_unref(p->L, LUA_REGISTRYINDEX, pe->ref);
   free(pe);

@@ -1,7 +1,7 @@
 /*
 ** task.h — tasks: the scheduler-managed coroutines of a process (its main function and
 ** coroutine.spawn), the ready FIFO, park/wake, the watchdog's interrupt hook, and the
-** sessions (struct pending) that timers and stdin lines complete (task.c).
+** sessions (struct pending) that timers, stdin lines and C engines (PEND_IO) complete (task.c).
 **
 ** Ownership and threads:
 **  - A task, its coroutine and its pending waits belong to the process (struct proc, proc.h)
@@ -9,7 +9,8 @@
 **  - A waker never resumes a task: it pushes results onto the task's coroutine and appends
 **    the task to the ready FIFO (task_wake); task_run_ready resumes them, on the worker.
 **  - Other threads complete a session only by posting a message to the process (a timer
-**    fires on the timer thread and posts MK_TIMER with the session, msg.h); the worker then
+**    fires on the timer thread and posts MK_TIMER with the session, an I/O engine posts MK_IO,
+**    msg.h); the worker then
 **    finds the pending by session number. A stale session (cancelled, its task dead) is
 **    ignored.
 **  - task_interrupt_worker is the one function here the watchdog thread calls (worker.h).
@@ -20,6 +21,7 @@
 #include <stdint.h>
 
 #include "base/timer.h"
+#include "msg.h"
 
 typedef struct lua_State lua_State;
 struct proc;
@@ -45,11 +47,17 @@ struct task {
 };
 
 /* A wait identified by a session number: a sleeping task, a time.after channel, a readline. */
-enum pending_kind { PEND_SLEEP, PEND_AFTER, PEND_TICKER, PEND_LINE };
+/* PEND_IO: C code on another thread completes it with an MK_IO message (msg.h io_ops);
+** `io`/`io_req` are the engine's hooks and request; pending_free calls io->cancel unless
+** the completion was delivered (deliver clears `io` first). With no task (t NULL) `ref`
+** anchors the object whose io->settle records the results. */
+enum pending_kind { PEND_SLEEP, PEND_AFTER, PEND_TICKER, PEND_LINE, PEND_IO };
 struct pending {
   uint64_t session;
   uint8_t kind;
-  struct task *t;             /* PEND_SLEEP / PEND_LINE */
+  struct task *t;             /* PEND_SLEEP / PEND_LINE / PEND_IO (NULL: nobody parked yet) */
+  const struct io_ops *io;    /* PEND_IO */
+  void *io_req;
   int ref;                    /* PEND_AFTER/TICKER: anchors the channel until it fires/stops */
   int64_t period;             /* PEND_TICKER */
   struct timer tm;
@@ -83,7 +91,11 @@ struct task *task_check_blocking(lua_State *L, const char *what);
 
 /* ---- sessions (timers, readline) ---- */
 struct pending *pending_new(struct proc *p, int kind);
+/* Removes the session; a PEND_IO one still holding its request calls io->cancel(io_req). */
 void pending_free(struct proc *p, struct pending *pe);
+/* A PEND_IO session for req (hooks ops) that task t (or nobody yet, t NULL) waits on. The
+** caller hands req to the engine after this, with the returned session. */
+struct pending *pending_new_io(struct proc *p, struct task *t, const struct io_ops *ops, void *req);
 void pending_arm_timer(struct proc *p, struct pending *pe, int64_t delay_ns);
 void pending_arm_at(struct proc *p, struct pending *pe, int64_t deadline_ns);
 

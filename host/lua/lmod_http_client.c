@@ -1,0 +1,733 @@
+/*
+** lmod_http_client.c — the `http_client` module (wippy-compat.md §3.17, issue 12): get, post,
+** put, patch, delete, head, request, request_batch, encode_uri, decode_uri. A call parks its
+** task on a PEND_IO session (task.h) while the engine (http/httpc.h) runs the transfer on its
+** I/O thread; the completion comes back as an MK_IO message and is pushed here (req_push).
+** Owner: the thread running the calling state; the done callbacks run on the I/O thread.
+**
+** Hand-off of a request (exactly once; `claim` in struct httpc_req, or the batch's):
+**   WAITING → POSTED  by done: the completion is posted; the message owns the request and
+**                     gives it to req_push (waiter found) or req_drop (not found / discarded).
+**   WAITING → GONE    by req_cancel (pending_free: the waiter left first): it aborts the
+**                     transfer by id before the swap; the later done sees GONE and frees.
+*/
+#include "http/httpc.h"
+#include "lmod.h"
+#include "runtime/call.h"
+#include "runtime/chan.h"
+#include "runtime/msg.h"
+#include "runtime/proc.h"
+#include "runtime/rt.h"
+#include "runtime/task.h"
+#include "value/errors.h"
+#include "base/util.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { CLAIM_WAITING, CLAIM_POSTED, CLAIM_GONE };
+
+#define DEFAULT_TIMEOUT_MS 30000                   /* Wippy's */
+#define DEFAULT_MAX_BODY ((size_t)32 << 20)         /* 32 MiB: well under the 256 MiB heap */
+#define DEFAULT_REDIRECTS 10                        /* Go's http.Client */
+
+/* ---- results -------------------------------------------------------------------- */
+
+static const struct { const char *kind; int retryable; } fail_kinds[] = {
+  [HF_NONE] = {EK_UNKNOWN, 0},        [HF_TIMEOUT] = {EK_TIMEOUT, 1},
+  [HF_UNAVAILABLE] = {EK_UNAVAILABLE, 1}, [HF_INVALID] = {EK_INVALID, 0},
+  [HF_TOO_LARGE] = {EK_INVALID, 0},   [HF_TLS_VERIFY] = {EK_UNAVAILABLE, 0},
+  [HF_CANCELED] = {EK_CANCELED, 0},   [HF_OTHER] = {EK_INTERNAL, 0},
+  [HF_BUSY] = {EK_RATE_LIMITED, 1},   [HF_STOPPED] = {EK_UNAVAILABLE, 0},
+};
+
+/* Marks r failed before it reached the engine (submit refused it). */
+static void refuse(struct httpc_req *r, int rc) {
+  r->fail = rc == HTTPC_BUSY ? HF_BUSY : HF_STOPPED;
+  snprintf(r->errmsg, sizeof r->errmsg, "%s", rc == HTTPC_BUSY
+           ? "http_client: too many requests in flight (http_client.max_in_flight)"
+           : "http_client: the host is shutting down");
+}
+
+static void push_error(lua_State *L, const char *kind, int retryable, const char *msg) {
+  lua_pushstring(L, msg);
+  lua_pushstring(L, kind);
+  lua_pushboolean(L, retryable);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  errors_build(L);
+}
+
+static void push_response(lua_State *L, struct httpc_req *r) {
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, r->status);
+  lua_setfield(L, -2, "status_code");
+  lua_pushlstring(L, r->resp.data, r->resp.len);
+  lua_setfield(L, -2, "body");
+  lua_pushinteger(L, (lua_Integer)r->resp.len);
+  lua_setfield(L, -2, "body_size");
+  lua_createtable(L, 0, (int)r->nhdrs);
+  for (size_t i = 0; i < r->nhdrs; i++) {
+    lua_pushstring(L, r->hdrs[i].value);
+    lua_setfield(L, -2, r->hdrs[i].name);
+  }
+  lua_setfield(L, -2, "headers");
+  lua_pushstring(L, r->eff_url ? r->eff_url : r->url);
+  lua_setfield(L, -2, "url");
+}
+
+/* Pushes (response) or (nil, err) for a finished request. Returns the count. */
+static int push_result(lua_State *L, struct httpc_req *r) {
+  luaL_checkstack(L, 8, "http_client");
+  if (r->fail == HF_NONE) { push_response(L, r); return 1; }
+  lua_pushnil(L);
+  push_error(L, fail_kinds[r->fail].kind, fail_kinds[r->fail].retryable, r->errmsg);
+  return 2;
+}
+
+/* ---- one request's hooks ---------------------------------------------------------------- */
+
+static int req_push(lua_State *co, void *req) {
+  int n = push_result(co, req);
+  httpc_req_free(req);
+  return n;
+}
+
+static void req_drop(void *req) { httpc_req_free(req); }
+
+static void req_cancel(void *req) {
+  struct httpc_req *r = req;
+  httpc_abort(r->engine, r->id);
+  int want = CLAIM_WAITING;
+  atomic_compare_exchange_strong(&r->claim, &want, CLAIM_GONE);   /* lost: the message owns r */
+}
+
+static void fut_settle(lua_State *L, int n);
+static const struct io_ops req_ops = {req_push, req_drop, req_cancel, fut_settle};
+
+static void req_done(struct httpc_req *r) {
+  int want = CLAIM_WAITING;
+  if (atomic_compare_exchange_strong(&r->claim, &want, CLAIM_POSTED))
+    proc_post(r->ud, r->pid, msg_new_io(r->session, &req_ops, r), NULL);
+  else
+    httpc_req_free(r);                        /* GONE: the waiter left */
+}
+
+/* ---- options -------------------------------------------------------------------- */
+
+/* C memory being built while option parsing may raise: a userdata whose __gc frees it
+** unless hold_release took it back. */
+#define HOLD_MT "taskhost.http_client.hold"
+struct hold { void (*free)(void *); void *ptr; };
+
+static int hold_gc(lua_State *L) {
+  struct hold *h = lua_touserdata(L, 1);
+  if (h->ptr) h->free(h->ptr);
+  h->ptr = NULL;
+  return 0;
+}
+
+static struct hold *hold_push(lua_State *L, void (*fn)(void *), void *ptr) {
+  struct hold *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->free = fn;
+  h->ptr = ptr;
+  if (luaL_newmetatable(L, HOLD_MT)) {
+    lua_pushcfunction(L, hold_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return h;
+}
+
+static void req_free_v(void *r) { httpc_req_free(r); }
+
+static void add_escaped(struct buf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+        c == '-' || c == '_' || c == '.' || c == '~') buf_addc(b, (char)c);
+    else { buf_addc(b, '%'); buf_addc(b, hex[c >> 4]); buf_addc(b, hex[c & 15]); }
+  }
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void buf_free_v(void *b) { buf_free(b); free(b); }
+
+/* Appends one k=v (or k=v per item of an array value) to b. */
+static void add_pair(lua_State *L, struct buf *b, const char *k, int vidx, const char *opt) {
+  if (lua_istable(L, vidx)) {
+    for (lua_Integer i = 1; lua_rawgeti(L, vidx, i) != LUA_TNIL; i++) {
+      add_pair(L, b, k, lua_gettop(L), opt);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_isstring(L, vidx) && !lua_isboolean(L, vidx))
+    luaL_error(L, "http_client: %s.%s must be a string, number, boolean or array", opt, k);
+  if (b->len) buf_addc(b, '&');
+  add_escaped(b, k, strlen(k));
+  buf_addc(b, '=');
+  size_t n;
+  const char *v = lua_isboolean(L, vidx) ? (lua_toboolean(L, vidx) ? "true" : "false") : lua_tolstring(L, vidx, &n);
+  add_escaped(b, v, strlen(v));
+}
+
+/* Pushes the table at idx url-encoded, keys sorted (a stable wire form). Raises on a bad
+** key or value; what it builds lives in userdata meanwhile, so nothing leaks then. */
+static void push_encoded(lua_State *L, int idx, const char *opt) {
+  if (!lua_istable(L, idx)) luaL_error(L, "http_client: %s must be a table", opt);
+  size_t n = 0;
+  for (lua_pushnil(L); lua_next(L, idx); n++) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "http_client: %s keys must be strings", opt);
+  }
+  const char **keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
+  size_t i = 0;                               /* no Lua runs between the passes: same keys */
+  for (lua_pushnil(L); lua_next(L, idx);) {
+    lua_pop(L, 1);
+    if (i < n) keys[i++] = lua_tostring(L, -1);   /* the table anchors its key strings */
+  }
+  qsort(keys, i, sizeof *keys, cmp_str);
+  struct buf *b = xmalloc(sizeof *b);
+  buf_init(b);
+  struct hold *h = hold_push(L, buf_free_v, b);
+  for (size_t k = 0; k < i; k++) {
+    lua_getfield(L, idx, keys[k]);
+    add_pair(L, b, keys[k], lua_gettop(L), opt);
+    lua_pop(L, 1);
+  }
+  lua_pushlstring(L, b->data, b->len);
+  h->ptr = NULL;
+  buf_free_v(b);
+  lua_replace(L, -3);                         /* the text where the keys were */
+  lua_pop(L, 1);
+}
+
+static char *opt_string(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  char *s = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "http_client: option %s must be a string", k);
+    s = xstrdup(lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  return s;
+}
+
+/* timeout: seconds (number) or a duration string; -1 when invalid. */
+static long opt_timeout(lua_State *L, int t) {
+  lua_getfield(L, t, "timeout");
+  long ms = DEFAULT_TIMEOUT_MS;
+  int64_t ns;
+  if (lua_type(L, -1) == LUA_TNUMBER) ms = (long)(lua_tonumber(L, -1) * 1000.0);
+  else if (lua_type(L, -1) == LUA_TSTRING)
+    ms = duration_parse(lua_tostring(L, -1), &ns) == 0 ? (long)(ns / 1000000) : -1;
+  else if (!lua_isnil(L, -1)) luaL_error(L, "http_client: timeout must be seconds or a duration string");
+  lua_pop(L, 1);
+  return ms;
+}
+
+static void opt_headers(lua_State *L, int t, struct httpc_req *r, int *has_ctype) {
+  lua_getfield(L, t, "headers");
+  int h = lua_gettop(L);
+  if (!lua_isnil(L, h)) {
+    if (!lua_istable(L, h)) luaL_error(L, "http_client: headers must be a table");
+    struct buf line;
+    buf_init(&line);
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+        buf_free(&line);
+        luaL_error(L, "http_client: headers must map names to strings");
+      }
+      const char *name = lua_tostring(L, -2);
+      if (strcasecmp(name, "content-type") == 0) *has_ctype = 1;
+      buf_reset(&line);
+      buf_printf(&line, "%s: %s", name, lua_tostring(L, -1));
+      httpc_req_header(r, line.data);
+      lua_pop(L, 1);
+    }
+    buf_free(&line);
+  }
+  lua_pop(L, 1);
+}
+
+static void opt_tls(lua_State *L, int t, struct httpc_req *r) {
+  lua_getfield(L, t, "tls");
+  int i = lua_gettop(L);
+  if (!lua_isnil(L, i)) {
+    if (!lua_istable(L, i)) luaL_error(L, "http_client: tls must be a table");
+    r->tls_ca = opt_string(L, i, "ca");
+    r->tls_cert = opt_string(L, i, "cert");
+    r->tls_key = opt_string(L, i, "key");
+    r->tls_server_name = opt_string(L, i, "server_name");
+    lua_getfield(L, i, "insecure_skip_verify");
+    r->tls_insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static long opt_redirects(lua_State *L, int t) {
+  lua_getfield(L, t, "follow_redirects");
+  long n = DEFAULT_REDIRECTS;
+  if (lua_isboolean(L, -1)) n = lua_toboolean(L, -1) ? DEFAULT_REDIRECTS : 0;
+  else if (lua_isinteger(L, -1)) n = (long)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1)) luaL_error(L, "http_client: follow_redirects must be a count or a boolean");
+  lua_pop(L, 1);
+  return n < 0 ? 0 : n;
+}
+
+/* Body from `body` or `form`; raises when both are given or types are wrong. */
+static void opt_body(lua_State *L, int t, struct httpc_req *r, int has_ctype) {
+  lua_getfield(L, t, "body");
+  lua_getfield(L, t, "form");
+  if (!lua_isnil(L, -2) && !lua_isnil(L, -1)) luaL_error(L, "http_client: give body or form, not both");
+  if (!lua_isnil(L, -2)) {
+    if (!lua_isstring(L, -2)) luaL_error(L, "http_client: body must be a string");
+    size_t n;
+    const char *s = lua_tolstring(L, -2, &n);
+    r->body = xmalloc(n + 1);
+    memcpy(r->body, s, n);
+    r->body[n] = '\0';
+    r->body_len = n;
+    r->has_body = 1;
+  } else if (!lua_isnil(L, -1)) {
+    push_encoded(L, lua_gettop(L), "form");
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    r->body = xmalloc(n + 1);
+    memcpy(r->body, s, n + 1);
+    r->body_len = n;
+    r->has_body = 1;
+    lua_pop(L, 1);
+    if (!has_ctype) httpc_req_header(r, "Content-Type: application/x-www-form-urlencoded");
+  }
+  lua_pop(L, 2);
+}
+
+static int valid_method(const char *m) {
+  if (!*m) return 0;
+  for (; *m; m++) if (!((*m >= 'A' && *m <= 'Z') || *m == '-' || *m == '_')) return 0;
+  return 1;
+}
+
+/* Builds a request from (method, url, opts at index o, may be none). Raises on misuse;
+** returns NULL with an INVALID message in err for a bad value (a timeout text). */
+static struct httpc_req *build(lua_State *L, const char *method, int uidx, int o, char *err, size_t errlen) {
+  const char *url = luaL_checkstring(L, uidx);
+  if (!lua_isnoneornil(L, o)) luaL_checktype(L, o, LUA_TTABLE);
+  char m[16];
+  size_t ml = strlen(method);
+  if (ml >= sizeof m) luaL_error(L, "http_client: unknown method '%s'", method);
+  for (size_t i = 0; i <= ml; i++) m[i] = (char)(method[i] >= 'a' && method[i] <= 'z' ? method[i] - 32 : method[i]);
+  if (!valid_method(m)) luaL_error(L, "http_client: unknown method '%s'", method);
+  lua_pushstring(L, url);
+  if (!lua_isnoneornil(L, o)) {
+    lua_getfield(L, o, "query");
+    if (!lua_isnil(L, -1)) {
+      push_encoded(L, lua_gettop(L), "query");
+      lua_remove(L, -2);
+      if (lua_rawlen(L, -1)) {
+        lua_pushstring(L, strchr(url, '?') ? "&" : "?");
+        lua_insert(L, -2);
+        lua_concat(L, 3);
+      } else lua_pop(L, 1);
+    } else lua_pop(L, 1);
+  }
+  struct httpc_req *r = httpc_req_new(m, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  r->timeout_ms = DEFAULT_TIMEOUT_MS;
+  r->max_body = DEFAULT_MAX_BODY;
+  r->max_redirects = DEFAULT_REDIRECTS;
+  if (lua_isnoneornil(L, o)) return r;
+  struct hold *hd = hold_push(L, req_free_v, r);   /* an option error below raises */
+  int has_ctype = 0;
+  opt_headers(L, o, r, &has_ctype);
+  opt_body(L, o, r, has_ctype);
+  opt_tls(L, o, r);
+  r->unix_socket = opt_string(L, o, "unix_socket");
+  r->max_redirects = opt_redirects(L, o);
+  lua_getfield(L, o, "max_response_body");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) r->max_body = (size_t)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1)) luaL_error(L, "http_client: max_response_body must be a positive integer");
+  lua_pop(L, 1);
+  lua_getfield(L, o, "stream");
+  int stream = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  r->timeout_ms = opt_timeout(L, o);
+  hd->ptr = NULL;
+  lua_pop(L, 1);
+  if (stream) snprintf(err, errlen, "http_client: stream is not supported yet");
+  else if (r->timeout_ms < 0) snprintf(err, errlen, "http_client: invalid timeout");
+  else return r;
+  httpc_req_free(r);
+  return NULL;
+}
+
+/* A function state's call deadline bounds every transfer it starts. */
+static void clamp_to_call(struct proc *p, struct httpc_req *r) {
+  if (!p->call || !p->call->deadline) return;
+  int64_t left = (p->call->deadline - clock_mono_ns()) / 1000000;
+  if (left < 1) left = 1;
+  if (r->timeout_ms == 0 || r->timeout_ms > left) r->timeout_ms = (long)left;
+}
+
+static struct httpc *engine(lua_State *L) { return rt_find_service(proc_of(L)->rt, "http_client"); }
+
+/* Submits r for task t and parks it. Returns lua_yield's, or pushes nil, err. */
+static int run_one(lua_State *L, struct task *t, struct httpc_req *r) {
+  struct proc *p = t->p;
+  struct httpc *h = engine(L);
+  if (!h) { httpc_req_free(r); return errors_fail(L, EK_UNAVAILABLE, "http_client is not running"); }
+  clamp_to_call(p, r);
+  struct pending *pe = pending_new_io(p, t, &req_ops, r);
+  r->done = req_done;
+  r->ud = p->rt;
+  r->pid = p->pid;
+  r->session = pe->session;
+  int rc = httpc_submit(h, r);
+  if (rc != HTTPC_OK) {
+    pe->io = NULL;                            /* never handed over: not the engine's to cancel */
+    pending_free(p, pe);
+    refuse(r, rc);
+    return req_push(L, r);
+  }
+  t->pend = pe;
+  task_park(t);
+  return lua_yield(L, 0);
+}
+
+static int do_request(lua_State *L, const char *method, int uidx, int o) {
+  char err[128];
+  struct httpc_req *r = build(L, method, uidx, o, err, sizeof err);
+  if (!r) return errors_fail(L, EK_INVALID, "%s", err);
+  struct task *t = task_check_blocking(L, "http_client");
+  return run_one(L, t, r);
+}
+
+static int l_request(lua_State *L) { return do_request(L, luaL_checkstring(L, 1), 2, 3); }
+static int l_get(lua_State *L) { return do_request(L, "GET", 1, 2); }
+static int l_post(lua_State *L) { return do_request(L, "POST", 1, 2); }
+static int l_put(lua_State *L) { return do_request(L, "PUT", 1, 2); }
+static int l_patch(lua_State *L) { return do_request(L, "PATCH", 1, 2); }
+static int l_delete(lua_State *L) { return do_request(L, "DELETE", 1, 2); }
+static int l_head(lua_State *L) { return do_request(L, "HEAD", 1, 2); }
+
+/* ---- request_batch ------------------------------------------------------------------
+** One session for the whole batch: each item's done counts down `left`; the last one settles
+** the batch with the same claim protocol as a single request (WAITING → POSTED / GONE). */
+
+struct batch {
+  _Atomic int left;                 /* items still with the engine */
+  _Atomic int claim;
+  struct rt *rt;
+  uint64_t pid, session;
+  int n;
+  struct httpc_req *items[];        /* each item's result, in order */
+};
+
+static void batch_free(struct batch *b) {
+  for (int i = 0; i < b->n; i++) httpc_req_free(b->items[i]);
+  free(b);
+}
+
+static int batch_push(lua_State *co, void *req) {
+  struct batch *b = req;
+  luaL_checkstack(co, 12, "http_client");
+  lua_createtable(co, b->n, 0);
+  lua_createtable(co, b->n, 0);
+  for (int i = 0; i < b->n; i++) {
+    int n = push_result(co, b->items[i]);
+    if (n == 1) lua_rawseti(co, -3, i + 1);
+    else { lua_rawseti(co, -3, i + 1); lua_pop(co, 1); }
+  }
+  batch_free(b);
+  return 2;
+}
+
+static void batch_drop(void *req) { batch_free(req); }
+static void batch_free_v(void *b) { batch_free(b); }
+
+static void batch_cancel(void *req) {
+  struct batch *b = req;
+  for (int i = 0; i < b->n; i++)
+    if (b->items[i]->engine) httpc_abort(b->items[i]->engine, b->items[i]->id);
+  int want = CLAIM_WAITING;
+  atomic_compare_exchange_strong(&b->claim, &want, CLAIM_GONE);
+}
+
+static const struct io_ops batch_ops = {batch_push, batch_drop, batch_cancel};
+
+static void batch_settle(struct batch *b) {
+  int want = CLAIM_WAITING;
+  if (atomic_compare_exchange_strong(&b->claim, &want, CLAIM_POSTED))
+    proc_post(b->rt, b->pid, msg_new_io(b->session, &batch_ops, b), NULL);
+  else
+    batch_free(b);
+}
+
+static void item_done(struct httpc_req *r) {
+  struct batch *b = r->ud;
+  if (atomic_fetch_sub(&b->left, 1) == 1) batch_settle(b);
+}
+
+/* Item i of the list at index 1: {method, url [, opts]}. A bad value fails only that item. */
+static struct httpc_req *batch_item(lua_State *L, int i) {
+  if (lua_rawgeti(L, 1, i) != LUA_TTABLE) luaL_error(L, "http_client.request_batch: item %d must be {method, url, options}", i);
+  int it = lua_gettop(L);
+  lua_rawgeti(L, it, 1);
+  lua_rawgeti(L, it, 2);
+  lua_rawgeti(L, it, 3);
+  if (lua_type(L, it + 1) != LUA_TSTRING) luaL_error(L, "http_client.request_batch: item %d needs a method", i);
+  char err[128];
+  struct httpc_req *r = build(L, lua_tostring(L, it + 1), it + 2, it + 3, err, sizeof err);
+  if (!r) {
+    r = httpc_req_new("GET", "");
+    r->fail = HF_INVALID;
+    snprintf(r->errmsg, sizeof r->errmsg, "%s", err);
+  }
+  lua_settop(L, it - 1);
+  return r;
+}
+
+static int l_request_batch(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)luaL_len(L, 1);
+  struct task *t = task_check_blocking(L, "http_client.request_batch");
+  struct proc *p = t->p;
+  struct httpc *h = engine(L);
+  if (!h) return errors_fail(L, EK_UNAVAILABLE, "http_client is not running");
+  struct batch *b = xcalloc(1, sizeof *b + (size_t)n * sizeof b->items[0]);
+  b->n = n;
+  b->rt = p->rt;
+  b->pid = p->pid;
+  struct hold *hd = hold_push(L, batch_free_v, b);
+  for (int i = 0; i < n; i++) b->items[i] = batch_item(L, i + 1);   /* may raise: nothing sent yet */
+  hd->ptr = NULL;
+  lua_pop(L, 1);
+  struct pending *pe = pending_new_io(p, t, &batch_ops, b);
+  b->session = pe->session;
+  atomic_store(&b->left, n + 1);              /* +1: this function's own hold, released below */
+  for (int i = 0; i < n; i++) {
+    struct httpc_req *r = b->items[i];
+    r->done = item_done;
+    r->ud = b;
+    clamp_to_call(p, r);
+    int rc = r->fail ? HTTPC_OK + 1 : httpc_submit(h, r);
+    if (rc == HTTPC_OK) continue;
+    if (rc != HTTPC_OK + 1) refuse(r, rc);
+    atomic_fetch_sub(&b->left, 1);
+  }
+  if (atomic_fetch_sub(&b->left, 1) == 1) {   /* all done already (or none sent) */
+    pe->io = NULL;
+    pending_free(p, pe);
+    return batch_push(L, b);
+  }
+  t->pend = pe;
+  task_park(t);
+  return lua_yield(L, 0);
+}
+
+/* ---- futures ----------------------------------------------------------------------
+** http_client.async(method, url, opts) → a Future. Its session has no parked task: the
+** completion is recorded by fut_settle (user value 2: {n = count, results...}), offered once
+** on the future's channel (user value 1, capacity 1: the response, or the error object), and
+** the internal channel (user value 3) is closed, which wakes every :result() waiter. */
+
+#define FUTURE_MT "taskhost.http_client.future"
+enum { F_PENDING, F_DONE };
+struct future { uint64_t session; int state; };
+
+static void close_chan(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, chan_l_close);
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 0);
+}
+
+/* The future at -(n+1), its n results above (pops nothing; deliver resets the stack). */
+static void fut_settle(lua_State *L, int n) {
+  int fidx = lua_gettop(L) - n;
+  struct future *f = lua_touserdata(L, fidx);
+  lua_createtable(L, n, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, fidx + i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+  lua_setiuservalue(L, fidx, 2);
+  f->state = F_DONE;
+  lua_getiuservalue(L, fidx, 1);
+  lua_pushvalue(L, fidx + (n == 1 ? 1 : 2));   /* the response, or the error */
+  chan_offer(L, -2);                            /* capacity 1, offered once: never full */
+  lua_pop(L, 1);
+  lua_getiuservalue(L, fidx, 3);
+  close_chan(L, -1);
+  lua_pop(L, 1);
+}
+
+static int l_async(lua_State *L) {
+  const char *method = luaL_checkstring(L, 1);
+  char err[128];
+  struct httpc_req *r = build(L, method, 2, 3, err, sizeof err);
+  struct proc *p = proc_of(L);
+  struct future *f = lua_newuserdatauv(L, sizeof *f, 3);
+  f->state = F_PENDING;
+  luaL_setmetatable(L, FUTURE_MT);
+  int fidx = lua_gettop(L);
+  chan_new(L, 1);
+  lua_setiuservalue(L, fidx, 1);
+  chan_new(L, 0);
+  lua_setiuservalue(L, fidx, 3);
+  struct httpc *h = engine(L);
+  if (!r || !h) {
+    if (r) httpc_req_free(r);
+    lua_pushvalue(L, fidx);
+    lua_pushnil(L);
+    if (!h) push_error(L, EK_UNAVAILABLE, 0, "http_client is not running");
+    else push_error(L, EK_INVALID, 0, err);
+    fut_settle(L, 2);
+    lua_settop(L, fidx);
+    return 1;
+  }
+  clamp_to_call(p, r);
+  struct pending *pe = pending_new_io(p, NULL, &req_ops, r);
+  lua_pushvalue(L, fidx);
+  pe->ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* the future lives until it completes */
+  f->session = pe->session;
+  r->done = req_done;
+  r->ud = p->rt;
+  r->pid = p->pid;
+  r->session = pe->session;
+  int rc = httpc_submit(h, r);
+  if (rc != HTTPC_OK) {
+    pe->io = NULL;
+    pending_free(p, pe);
+    refuse(r, rc);
+    lua_pushvalue(L, fidx);
+    fut_settle(L, req_push(L, r));
+    lua_settop(L, fidx);
+  }
+  return 1;
+}
+
+static struct future *check_future(lua_State *L) { return luaL_checkudata(L, 1, FUTURE_MT); }
+
+static int fut_results(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  lua_getiuservalue(L, 1, 2);
+  int t = lua_gettop(L);
+  lua_getfield(L, t, "n");
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "future:result");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, t, i);
+  return n;
+}
+
+/* Waits (parks the task) until the request completed: response, or nil, err. */
+static int fut_result(lua_State *L) {
+  struct future *f = check_future(L);
+  if (f->state == F_DONE) return fut_results(L, LUA_OK, 0);
+  task_check_blocking(L, "future:result");
+  lua_settop(L, 1);
+  lua_pushcfunction(L, chan_l_receive);
+  lua_getiuservalue(L, 1, 3);
+  lua_callk(L, 1, 0, 0, fut_results);          /* returns (or resumes) when it is closed */
+  return fut_results(L, LUA_OK, 0);
+}
+
+static int fut_channel(lua_State *L) {
+  check_future(L);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int fut_is_complete(lua_State *L) {
+  lua_pushboolean(L, check_future(L)->state == F_DONE);
+  return 1;
+}
+
+/* Aborts a pending request: it completes at once with nil, CANCELED. true if it was pending. */
+static int fut_cancel(lua_State *L) {
+  struct future *f = check_future(L);
+  if (f->state == F_DONE) { lua_pushboolean(L, 0); return 1; }
+  struct proc *p = proc_of(L);
+  struct pending *pe = hmap_get(&p->sessions, f->session);
+  if (pe) pending_free(p, pe);                  /* cancels the transfer, unanchors the future */
+  lua_settop(L, 1);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  push_error(L, EK_CANCELED, 0, "request canceled");
+  fut_settle(L, 2);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void open_future(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"result", fut_result}, {"channel", fut_channel}, {"is_complete", fut_is_complete},
+    {"cancel", fut_cancel}, {NULL, NULL}};
+  if (luaL_newmetatable(L, FUTURE_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- encode_uri / decode_uri ------------------------------------------------------ */
+
+static int l_encode_uri(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  struct buf b;
+  buf_init(&b);
+  add_escaped(&b, s, n);
+  lua_pushlstring(L, b.data, b.len);
+  buf_free(&b);
+  return 1;
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* %XX decoded and '+' read as a space (query-string rules); a bad escape is nil, INVALID. */
+static int l_decode_uri(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '+') { luaL_addchar(&b, ' '); continue; }
+    if (s[i] != '%') { luaL_addchar(&b, s[i]); continue; }
+    int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+    if (lo < 0) return errors_fail(L, EK_INVALID, "decode_uri: invalid escape at byte %d", (int)i + 1);
+    luaL_addchar(&b, (char)(hi * 16 + lo));
+    i += 2;
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+int luaopen_http_client(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"get", l_get}, {"post", l_post}, {"put", l_put}, {"patch", l_patch},
+    {"delete", l_delete}, {"head", l_head}, {"request", l_request},
+    {"request_batch", l_request_batch}, {"encode_uri", l_encode_uri},
+    {"decode_uri", l_decode_uri}, {"async", l_async}, {NULL, NULL}};
+  open_future(L);
+  luaL_newlib(L, funcs);
+  return 1;
+}
