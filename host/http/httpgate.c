@@ -102,13 +102,15 @@ static int head_waiting(int fd) {
 struct known { uint64_t key; int slow; };        /* slow: waiting GRACE_MS for its next head */
 
 /* Cuts socket fd (key k, inode ino): a connection a thread knows, if that thread calls it
-** slow; one no request was served on yet, unless its whole head waits in line. */
+** slow; one no request was served on yet; either unless a whole head waits in its receive
+** queue (a client in line, or a busy keep-alive client whose next head has come while its
+** thread was slow to read it: a starved thread is not an idle connection). */
 static int cut(int fd, uint64_t k, uint64_t ino, int port, const struct known *kn) {
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);              /* pins the socket while we check */
   if (d < 0) return 0;
   struct stat st;
   int ok = socket_key(d, port) == k && fstat(d, &st) == 0 && st.st_ino == ino
-           && (kn ? kn->slow : !head_waiting(d)) && shutdown(d, SHUT_RDWR) == 0;
+           && (!kn || kn->slow) && !head_waiting(d) && shutdown(d, SHUT_RDWR) == 0;
   close(d);
   return ok;
 }

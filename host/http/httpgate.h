@@ -14,7 +14,9 @@
 **     the next head (idle keep-alive; a busy keep-alive client sends its next request at
 **     once and is never cut), and
 **   - a connection no request was served on yet (its first head is trickling in, on a thread
-**     or in line), unless its whole head is in the receive queue (a client waiting in line).
+**     or in line),
+**   either unless a whole head is in its receive queue (a client waiting in line, or a busy
+**   keep-alive client whose thread was slow to read its next head on a loaded machine).
 ** Their threads return to the pool at once and serve the connections waiting in line. A
 ** normal client sends its head in one packet, so only slow or idle connections are cut, and
 ** only under pressure (without it a slow client has the whole timeouts.read for its head).
