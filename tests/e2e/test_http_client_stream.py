@@ -90,9 +90,11 @@ class Stream(WithServer):
         project = th.script_project(main, modules=MODULES)
         p = subprocess.Popen([th.BIN, "run", project, "-x", "app:main", json.dumps(self.cfg())],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        peak, deadline = 0, time.monotonic() + 120          # a hang detector only
+        peak, deadline, sanitized = 0, time.monotonic() + 120, False   # a hang detector only
         while p.poll() is None and time.monotonic() < deadline:
             try:
+                if not sanitized:  # ASan keeps freed memory in quarantine: RSS says nothing there
+                    sanitized = "libasan" in read(f"/proc/{p.pid}/maps")
                 for line in read(f"/proc/{p.pid}/status").splitlines():
                     if line.startswith("VmRSS:"):
                         peak = max(peak, int(line.split()[1]) * 1024)
@@ -110,7 +112,8 @@ class Stream(WithServer):
         self.assertLessEqual(out["max"], 50000)
         self.assertGreater(out["pieces"], 1)
         print(f"10 MB stream: peak VmRSS {peak / MB:.1f} MiB", flush=True)
-        self.assertLess(peak, 64 * MB, f"peak VmRSS {peak / MB:.1f} MiB")
+        if not sanitized:
+            self.assertLess(peak, 64 * MB, f"peak VmRSS {peak / MB:.1f} MiB")
 
     def test_a_slow_reader_stalls_the_server(self):
         out = lua(self, """
