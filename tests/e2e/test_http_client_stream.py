@@ -4,10 +4,12 @@ import json
 import subprocess
 import textwrap
 import time
+import urllib.parse
 
 import th
 from httpd_lua import EPILOGUE, MODULES, PRELUDE, lua, read, tmpdir
 from httpd_misbehave import Server, make_certs, pattern_bytes
+from test_http_client import CONTEXTS_INDEX
 
 MB = 1024 * 1024
 
@@ -207,6 +209,70 @@ return {main = main, child = child}
         self.assertEqual(out["err"]["kind"], "TIMEOUT", out)
         self.assertEqual(out["err2"]["kind"], "TIMEOUT", out)   # the stream stays open
         self.assertTrue(self.srv.wait_event("closed", "stall"), "the server saw no close")
+
+# A 1 MB body (four windows) read through res.stream: {status, len, sum}.
+STREAM_SUM = """
+local function stream_sum(url)
+  local res, err = http_client.get(url, {stream = true})
+  if not res then return {err = tostring(err)} end
+  local o = {status = res.status_code, len = 0, sum = 0}
+  while true do
+    local c = res.stream:read(100000)
+    if not c then break end
+    for i = (-o.len) % 997 + 1, #c, 997 do o.sum = (o.sum * 31 + c:byte(i)) % 4294967296 end
+    o.len = o.len + #c                      -- every 997th byte of the body is in the sum
+  end
+  return o
+end
+"""
+
+
+def sampled_sum(data):
+    return checksum(data[::997])
+
+
+class Contexts(WithServer):
+    def test_a_stream_read_in_an_http_handler_and_in_a_job_consumer(self):
+        fetch = """
+local http = require("http")
+local http_client = require("http_client")
+""" + STREAM_SUM + """
+local function handler()
+  local req, w = http.request(), http.response()
+  w:write_json(stream_sum(req:query("url")))
+end
+return {handler = handler}
+"""
+        work = """
+local http_client = require("http_client")
+""" + STREAM_SUM + """
+return {run = function(job) return stream_sum(job.url) end}
+"""
+        project = th.make_project({"src/_index.yaml": CONTEXTS_INDEX, "src/fetch.lua": fetch,
+                                   "src/work.lua": work})
+        url = self.srv.url("/big?size=1000000")
+        want = {"status": 200, "len": 1000000, "sum": sampled_sum(pattern_bytes(1000000))}
+        host = th.Server(project)
+        try:
+            port = host.ports()[0]
+            status, _, body = th.http(port, "GET", "/fetch?" + urllib.parse.urlencode({"url": url}),
+                                      timeout=30)
+            self.assertEqual((status, json.loads(body)), (200, want), body)
+            status, _, body = th.http(port, "POST", "/jobs", json.dumps({"url": url}))
+            self.assertEqual(status, 202, body)
+            jid = json.loads(body)["id"]
+            deadline, info = time.monotonic() + 30, {}
+            while time.monotonic() < deadline:
+                info = json.loads(th.http(port, "GET", f"/jobs/{jid}")[2])
+                if info["state"] in ("done", "failed"):
+                    break
+                time.sleep(0.05)
+            self.assertEqual(info["state"], "done", info)
+            result = json.loads(th.http(port, "GET", f"/jobs/{jid}/result")[2])
+            self.assertEqual(result.get("result", result), want, result)
+        finally:
+            code = host.stop()
+        self.assertEqual(code, 0, host.log())
 
 
 class TlsPem(th.TestCase):
