@@ -69,8 +69,18 @@ class Stream(WithServer):
             local d = drain(res.stream, 1000)
             local after = {res.stream:read()}
             local batch, berr = http_client.request_batch({{"GET", C.echo, {stream = true}}})
-            return {head = head, d = d, after_n = #after, batch_err = E(berr[1])}
+            local moved = http_client.get(C.base .. "/redirect?n=2", {stream = true})
+            local first = ""
+            repeat local c = moved.stream:read() first = first .. (c or "") until not c
+            local f = http_client.async("GET", C.echo, {stream = true})
+            return {head = head, d = d, after_n = #after, batch_err = E(berr[1]),
+                    moved = {status = moved.status_code, url = moved.url, first = first},
+                    async_err = E(select(2, f:result()))}
         """, self.cfg())
+        self.assertEqual(out["moved"]["status"], 200, out)       # the head after the redirects
+        self.assertEqual(out["moved"]["url"], self.srv.url("/redirect?n=0"))
+        self.assertEqual(json.loads(out["moved"]["first"])["path"], "/redirect")  # no "moved" body
+        self.assertEqual(out["async_err"]["kind"], "INVALID", out)   # refused in a future
         self.assertEqual(out["head"]["status"], 200, out)
         self.assertIsNone(out["head"].get("body"), out)
         self.assertEqual(out["head"]["size"], 100000)
