@@ -82,9 +82,39 @@ void httpc_req_free(struct httpc_req *r) {
 
 /* ---- curl callbacks (I/O thread) ------------------------------------------------- */
 
+/* Streaming: the head goes to the owner once, with the URL it was answered from. */
+static void emit_head(struct httpc_req *r) {
+  char *url = NULL;
+  r->head_sent = 1;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+  if (!url || (r->url_sent && strcmp(url, r->url_sent) == 0)) url = r->url;
+  free(r->eff_url);
+  r->eff_url = xstrdup(url);
+  r->head(r);
+}
+
+static int has_hdr(const struct httpc_req *r, const char *name) {
+  for (size_t i = 0; i < r->nhdrs; i++) if (strcmp(r->hdrs[i].name, name) == 0) return 1;
+  return 0;
+}
+
+/* Streaming: the blank line ending a head. Final unless 1xx or a redirect curl follows. */
+static void head_end(struct httpc_req *r) {
+  long code = 0;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (code / 100 == 1) return;
+  if (code / 100 == 3 && r->max_redirects > 0 && has_hdr(r, "location")) return;
+  emit_head(r);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   struct httpc_req *r = ud;
   size_t len = size * n;
+  if (r->sink) {
+    if (!r->head_sent) emit_head(r);
+    return r->sink(r, data, len) ? CURL_WRITEFUNC_PAUSE : len;
+  }
   if (r->max_body && r->resp.len + len > r->max_body) {
     r->fail = HF_TOO_LARGE;
     return 0;                               /* CURLE_WRITE_ERROR: curl stops the transfer */
@@ -122,6 +152,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
   size_t len = size * n, end = len;
   while (end && (data[end - 1] == '\r' || data[end - 1] == '\n')) end--;
   if (end >= 5 && memcmp(data, "HTTP/", 5) == 0) { clear_headers(r); return len; }
+  if (end == 0 && r->sink && !r->head_sent) { head_end(r); return len; }
   const char *colon = memchr(data, ':', end);
   if (!colon || colon == data) return len;
   size_t nlen = (size_t)(colon - data);
@@ -231,11 +262,18 @@ static int set_server_name(CURL *e, struct httpc_req *r) {
   return rc;
 }
 
+/* A PEM file path, or PEM text (it contains "-----BEGIN") given as a blob curl copies. */
+static void set_pem(CURL *e, CURLoption path_opt, CURLoption blob_opt, const char *v) {
+  if (!strstr(v, "-----BEGIN")) { curl_easy_setopt(e, path_opt, v); return; }
+  struct curl_blob b = {(void *)v, strlen(v), CURL_BLOB_COPY};
+  curl_easy_setopt(e, blob_opt, &b);
+}
+
 static void set_tls(CURL *e, struct httpc_req *r) {
   if (r->tls_server_name) set_server_name(e, r);
-  if (r->tls_ca) curl_easy_setopt(e, CURLOPT_CAINFO, r->tls_ca);
-  if (r->tls_cert) curl_easy_setopt(e, CURLOPT_SSLCERT, r->tls_cert);
-  if (r->tls_key) curl_easy_setopt(e, CURLOPT_SSLKEY, r->tls_key);
+  if (r->tls_ca) set_pem(e, CURLOPT_CAINFO, CURLOPT_CAINFO_BLOB, r->tls_ca);
+  if (r->tls_cert) set_pem(e, CURLOPT_SSLCERT, CURLOPT_SSLCERT_BLOB, r->tls_cert);
+  if (r->tls_key) set_pem(e, CURLOPT_SSLKEY, CURLOPT_SSLKEY_BLOB, r->tls_key);
   if (r->tls_insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -299,7 +337,9 @@ static void finish(struct httpc *h, struct httpc_req *r, CURLcode rc) {
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
     curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
     if (!url || (r->url_sent && strcmp(url, r->url_sent) == 0)) url = r->url;   /* not server_name's */
+    free(r->eff_url);
     r->eff_url = xstrdup(url);
+    if (r->sink && !r->head_sent && rc == CURLE_OK && !r->fail) emit_head(r);   /* no body */
     curl_multi_remove_handle(h->multi, e);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
     put_easy(h, e);
@@ -332,6 +372,14 @@ static void cancel(struct httpc *h, struct httpc_req *r, const char *why) {
   finish(h, r, CURLE_OK);
 }
 
+/* httpc_resume's ids travel in the aborts list with this bit set (ids count up from 1). */
+#define RESUME_BIT ((uint64_t)1 << 63)
+
+static void resume(struct httpc *h, uint64_t id) {
+  struct httpc_req *r = hmap_get(&h->live, id);
+  if (r && r->easy) curl_easy_pause(r->easy, CURLPAUSE_CONT);   /* may call sink again */
+}
+
 /* Takes the submissions and aborts queued by other threads. Returns 1 when stopping. */
 static int take_work(struct httpc *h) {
   pthread_mutex_lock(&h->lock);
@@ -351,6 +399,7 @@ static int take_work(struct httpc *h) {
     start(h, r);
   }
   for (size_t i = 0; i < naborts; i++) {
+    if (aborts[i] & RESUME_BIT) { resume(h, aborts[i] & ~RESUME_BIT); continue; }
     struct httpc_req *r = hmap_del(&h->live, aborts[i]);
     if (r) cancel(h, r, "request canceled");
   }
@@ -436,7 +485,7 @@ int httpc_submit(struct httpc *h, struct httpc_req *r) {
   return HTTPC_OK;
 }
 
-void httpc_abort(struct httpc *h, uint64_t id) {
+static void queue_id(struct httpc *h, uint64_t id) {
   pthread_mutex_lock(&h->lock);
   if (h->naborts == h->capaborts) {
     h->capaborts = h->capaborts ? h->capaborts * 2 : 16;
@@ -446,6 +495,9 @@ void httpc_abort(struct httpc *h, uint64_t id) {
   wake(h);
   pthread_mutex_unlock(&h->lock);
 }
+
+void httpc_abort(struct httpc *h, uint64_t id) { queue_id(h, id); }
+void httpc_resume(struct httpc *h, uint64_t id) { queue_id(h, id | RESUME_BIT); }
 
 long httpc_in_flight(struct httpc *h) { return atomic_load(&h->in_flight); }
 

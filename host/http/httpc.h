@@ -20,6 +20,12 @@
 **    WAITING → GONE (the waiter left: it aborts by id first, then sets GONE; a later done
 **    sees GONE and frees). Whoever wins the compare-and-swap owns the request.
 **
+** Streaming (a request with `sink` set): the engine calls `head` once, on the I/O thread,
+** when the final response's head is in (status, hdrs and eff_url are then set; the owner
+** may take hdrs), and hands every body piece to `sink` instead of `resp`; sink returns 0
+** (taken) or 1 (the owner's window is full: curl pauses the transfer and offers the same
+** piece again after httpc_resume). max_body does not apply. `done` still ends it.
+**
 ** Response headers: names lower-cased; a header repeated in one response is joined into
 ** one value with ", " (RFC 9110 §5.3). Only the final response's headers are kept (those
 ** of redirects and 1xx responses are dropped).
@@ -73,11 +79,15 @@ struct httpc_req {
   size_t max_body;             /* response body bytes allowed, 0 = unbounded */
   long max_redirects;          /* 0 = do not follow */
   char *unix_socket;
-  /* PEM file paths; server_name: the name sent as SNI and verified against the server's
+  /* PEM files or text (below); server_name: the name sent as SNI and verified against the server's
   ** certificate instead of the URL's host (the connection still goes to the URL's host and
   ** port, and Host stays the URL's unless headers set it). */
   char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
   int tls_insecure;            /* skip peer and host verification */
+  /* Each of ca, cert, key is a file path, or PEM text when it contains "-----BEGIN". */
+  /* Streaming (see above): both set, or both NULL. I/O thread. */
+  void (*head)(struct httpc_req *r);
+  int (*sink)(struct httpc_req *r, const char *data, size_t len);
   /* ---- the owner's ---- */
   void (*done)(struct httpc_req *r);   /* I/O thread; takes the request back */
   void *ud;
@@ -96,6 +106,7 @@ struct httpc_req {
   void *easy;
   struct curl_slist *connect_to;   /* tls_server_name: connect to the URL's host */
   char *url_sent;                  /* tls_server_name: the URL with that name as host */
+  int head_sent;                   /* streaming: head was called */
   struct httpc_req *next;
 };
 
@@ -116,6 +127,9 @@ void httpc_req_free(struct httpc_req *r);
 int httpc_submit(struct httpc *h, struct httpc_req *r);
 /* Aborts request id if still in flight (its done gets HF_CANCELED); any thread. */
 void httpc_abort(struct httpc *h, uint64_t id);
+/* Resumes streaming request id paused by its sink (ignored when no longer in flight); any
+** thread. */
+void httpc_resume(struct httpc *h, uint64_t id);
 /* Requests accepted and not yet done. */
 long httpc_in_flight(struct httpc *h);
 

@@ -13,6 +13,7 @@
 */
 #include "http/httpc.h"
 #include "lmod.h"
+#include "lmod_http_stream.h"
 #include "runtime/call.h"
 #include "runtime/chan.h"
 #include "runtime/msg.h"
@@ -78,6 +79,15 @@ static void push_response(lua_State *L, struct httpc_req *r) {
   lua_pushstring(L, r->eff_url ? r->eff_url : r->url);
   lua_setfield(L, -2, "url");
 }
+
+int lhttpc_push_fail(lua_State *L, int fail, const char *msg) {
+  luaL_checkstack(L, 8, "http_client");
+  lua_pushnil(L);
+  push_error(L, fail_kinds[fail].kind, fail_kinds[fail].retryable, msg);
+  return 2;
+}
+
+void lhttpc_refuse(struct httpc_req *r, int rc) { refuse(r, rc); }
 
 /* Pushes (response) or (nil, err) for a finished request. Returns the count. */
 static int push_result(lua_State *L, struct httpc_req *r) {
@@ -323,8 +333,10 @@ static int valid_method(const char *m) {
 }
 
 /* Builds a request from (method, url, opts at index o, may be none). Raises on misuse;
-** returns NULL with an INVALID message in err for a bad value (a timeout text). */
-static struct httpc_req *build(lua_State *L, const char *method, int uidx, int o, char *err, size_t errlen) {
+** returns NULL with an INVALID message in err for a bad value (a timeout text). *stream
+** gets the stream option; with stream NULL (batch, async) a stream is refused. */
+static struct httpc_req *build(lua_State *L, const char *method, int uidx, int o, int *stream_out,
+                               char *err, size_t errlen) {
   const char *url = luaL_checkstring(L, uidx);
   if (!lua_isnoneornil(L, o)) luaL_checktype(L, o, LUA_TTABLE);
   char m[16];
@@ -368,7 +380,8 @@ static struct httpc_req *build(lua_State *L, const char *method, int uidx, int o
   r->timeout_ms = opt_timeout(L, o);
   hd->ptr = NULL;
   lua_pop(L, 1);
-  if (stream) snprintf(err, errlen, "http_client: stream is not supported yet");
+  if (stream_out) *stream_out = stream;
+  if (stream && !stream_out) snprintf(err, errlen, "http_client: stream is not supported here (only in a single request)");
   else if (r->timeout_ms < 0) snprintf(err, errlen, "http_client: invalid timeout");
   else return r;
   httpc_req_free(r);
@@ -382,6 +395,8 @@ static void clamp_to_call(struct proc *p, struct httpc_req *r) {
   if (left < 1) left = 1;
   if (r->timeout_ms == 0 || r->timeout_ms > left) r->timeout_ms = (long)left;
 }
+
+void lhttpc_clamp(struct task *t, struct httpc_req *r) { clamp_to_call(t->p, r); }
 
 static struct httpc *engine(lua_State *L) { return rt_find_service(proc_of(L)->rt, "http_client"); }
 
@@ -410,9 +425,13 @@ static int run_one(lua_State *L, struct task *t, struct httpc_req *r) {
 
 static int do_request(lua_State *L, const char *method, int uidx, int o) {
   char err[128];
-  struct httpc_req *r = build(L, method, uidx, o, err, sizeof err);
+  int stream = 0;
+  struct httpc_req *r = build(L, method, uidx, o, &stream, err, sizeof err);
   if (!r) return errors_fail(L, EK_INVALID, "%s", err);
   struct task *t = task_check_blocking(L, "http_client");
+  struct httpc *h = stream ? engine(L) : NULL;
+  if (stream && !h) { httpc_req_free(r); return errors_fail(L, EK_UNAVAILABLE, "http_client is not running"); }
+  if (stream) return hstream_start(L, t, h, r);
   return run_one(L, t, r);
 }
 
@@ -491,7 +510,7 @@ static struct httpc_req *batch_item(lua_State *L, int i) {
   lua_rawgeti(L, it, 3);
   if (lua_type(L, it + 1) != LUA_TSTRING) luaL_error(L, "http_client.request_batch: item %d needs a method", i);
   char err[128];
-  struct httpc_req *r = build(L, lua_tostring(L, it + 1), it + 2, it + 3, err, sizeof err);
+  struct httpc_req *r = build(L, lua_tostring(L, it + 1), it + 2, it + 3, NULL, err, sizeof err);
   if (!r) {
     r = httpc_req_new("GET", "");
     r->fail = HF_INVALID;
@@ -582,7 +601,7 @@ static void fut_settle(lua_State *L, int n) {
 static int l_async(lua_State *L) {
   const char *method = luaL_checkstring(L, 1);
   char err[128];
-  struct httpc_req *r = build(L, method, 2, 3, err, sizeof err);
+  struct httpc_req *r = build(L, method, 2, 3, NULL, err, sizeof err);
   struct proc *p = proc_of(L);
   struct future *f = lua_newuserdatauv(L, sizeof *f, 3);
   f->state = F_PENDING;
@@ -733,6 +752,7 @@ int luaopen_http_client(lua_State *L) {
     {"request_batch", l_request_batch}, {"encode_uri", l_encode_uri},
     {"decode_uri", l_decode_uri}, {"async", l_async}, {NULL, NULL}};
   open_future(L);
+  hstream_open(L);
   luaL_newlib(L, funcs);
   return 1;
 }

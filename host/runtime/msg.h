@@ -48,6 +48,11 @@ struct io_ops {
   ** n results above it, and calls settle, which records them; deliver then clears L's stack
   ** back. NULL for hooks only used with parked tasks. */
   void (*settle)(lua_State *L, int n);
+  /* Optional: the session's timer (pending_arm_timer on a PEND_IO session a task is parked
+  ** on) fired before any completion. The session is freed first (so cancel ran and the
+  ** request may be gone: expire gets none); expire pushes the task's results (a timeout
+  ** error) on co and returns their count. */
+  int (*expire)(lua_State *co);
 };
 struct io_done { const struct io_ops *ops; void *req; };
 

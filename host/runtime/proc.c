@@ -247,6 +247,15 @@ static void deliver_timer(struct proc *p, struct msg *m) {
   struct pending *pe = hmap_get(&p->sessions, m->token);
   free(m);
   if (!pe) return;                            /* stale: cancelled or its task died */
+  if (pe->kind == PEND_IO) {                  /* an engine's wait timed out (io_ops.expire) */
+    struct task *t = pe->t;
+    const struct io_ops *ops = pe->io;
+    if (!t || !ops || !ops->expire) return;
+    t->pend = NULL;
+    pending_free(p, pe);                      /* cancels the request */
+    task_wake(t, ops->expire(t->co));
+    return;
+  }
   if (pe->kind == PEND_SLEEP) {
     struct task *t = pe->t;
     t->pend = NULL;

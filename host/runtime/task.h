@@ -50,7 +50,9 @@ struct task {
 /* PEND_IO: C code on another thread completes it with an MK_IO message (msg.h io_ops);
 ** `io`/`io_req` are the engine's hooks and request; pending_free calls io->cancel unless
 ** the completion was delivered (deliver clears `io` first). With no task (t NULL) `ref`
-** anchors the object whose io->settle records the results. */
+** anchors the object whose io->settle records the results. A timer armed on a PEND_IO session
+** a task waits on (pending_arm_timer) bounds the wait: if it fires first, the session is freed
+** (io->cancel) and the task gets io->expire's results (msg.h). */
 enum pending_kind { PEND_SLEEP, PEND_AFTER, PEND_TICKER, PEND_LINE, PEND_IO };
 struct pending {
   uint64_t session;

@@ -12,6 +12,11 @@ made by the `openssl` CLI in a temp dir), started and stopped by the test. Paths
   /reset?size=B&part=P  headers for B bytes, P of them, then a reset (SO_LINGER 0)
   /hang?tag=T           reads the request and never answers (until the client closes)
   /slow?delay=S&tag=T   answers /echo after S seconds
+  /flood?size=B&tag=T[&stall=P]  Content-Length B of the pattern in 16 KiB writes with a small send
+                        buffer; events.written[T] is how many bytes the server's sends took
+                        so far (a client that stops reading stalls it); records "closed T"
+                        when the client closed first, "done T" when all was sent;
+                        stall=P: after P bytes it sends nothing more until the client closes
 /hang and /slow record events: "start T" when the request arrives, "closed T" when the
 client closed the connection before the answer, "done T" when it was answered. A test waits
 for them with wait_event() (bounded), so it knows the client's side aborted the transfer.
@@ -46,6 +51,7 @@ class Events:
         self.active = 0
         self.max_active = 0
         self.conns = 0            # connections accepted
+        self.written = {}         # /flood: tag -> bytes sent so far
 
     def add(self, kind, tag):
         with self.cv:
@@ -213,9 +219,42 @@ class Handler(BaseHTTPRequestHandler):
         self.server.events.add("done", tag)
 
 
+    def flood(self, u):
+        size, tag = int(self.arg("size", str(64 * 1024 * 1024))), self.arg("tag", "")
+        ev = self.server.events
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.flush()
+        sock, sent = self.connection, 0
+        stall = int(self.arg("stall", str(size)))
+        sock.settimeout(0.05)
+        limit = min(size, stall)
+        while sent < limit and not self.server.stopping.is_set():
+            off = sent % 10  # a partial send: the next piece continues the pattern
+            part = PATTERN[off:off + min(16380, limit - sent)]
+            try:
+                sent += sock.send(part)
+            except socket.timeout:
+                continue
+            except (ConnectionError, OSError):
+                ev.add("closed", tag)
+                self.close_connection = True
+                return
+            with ev.cv:
+                ev.written[tag] = sent
+        if sent < size:
+            if self._wait_close(120):
+                ev.add("closed", tag)
+            self.close_connection = True
+            return
+        ev.add("done", tag)
+
+
 ROUTES = {"/echo": Handler.echo, "/redirect": Handler.redirect, "/chunked": Handler.chunked,
           "/big": Handler.big, "/reset": Handler.reset, "/hang": Handler.hang,
-          "/slow": Handler.slow}
+          "/slow": Handler.slow, "/flood": Handler.flood}
 
 
 class _Quiet:
