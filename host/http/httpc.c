@@ -40,7 +40,7 @@ struct httpc {
 
   /* I/O thread only */
   struct hmap live;                 /* id → request added to the multi */
-  CURL *free_easy[MAX_FREE_EASY];
+  struct idle_easy { CURL *e; int dirty; } free_easy[MAX_FREE_EASY];   /* dirty: not plain */
   int nfree_easy;
   int64_t deadline;                 /* curl's timer, monotonic ns; -1 = none */
 };
@@ -61,9 +61,20 @@ void httpc_req_header(struct httpc_req *r, const char *line) {
   r->headers = n;
 }
 
+/* A header's name and value share one block (name\0value\0): `name` owns it. */
 static void clear_headers(struct httpc_req *r) {
-  for (size_t i = 0; i < r->nhdrs; i++) { free(r->hdrs[i].name); free(r->hdrs[i].value); }
+  for (size_t i = 0; i < r->nhdrs; i++) free(r->hdrs[i].name);
   r->nhdrs = 0;
+}
+
+static void set_header(struct httpc_hdr *h, const char *name, size_t nlen, const char *v, size_t vlen) {
+  char *blk = xmalloc(nlen + 1 + vlen + 1);
+  memcpy(blk, name, nlen);
+  blk[nlen] = '\0';
+  memcpy(blk + nlen + 1, v, vlen);
+  blk[nlen + 1 + vlen] = '\0';
+  h->name = blk;
+  h->value = blk + nlen + 1;
 }
 
 void httpc_req_free(struct httpc_req *r) {
@@ -93,26 +104,27 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* name is already lower-cased. A repeated name joins its values with ", " (a new block). */
 static void add_header(struct httpc_req *r, const char *name, size_t nlen, const char *val, size_t vlen) {
-  for (size_t i = 0; i < r->nhdrs; i++)
-    if (strlen(r->hdrs[i].name) == nlen && memcmp(r->hdrs[i].name, name, nlen) == 0) {
-      size_t old = strlen(r->hdrs[i].value);
-      r->hdrs[i].value = xrealloc(r->hdrs[i].value, old + 2 + vlen + 1);
-      memcpy(r->hdrs[i].value + old, ", ", 2);
-      memcpy(r->hdrs[i].value + old + 2, val, vlen);
-      r->hdrs[i].value[old + 2 + vlen] = '\0';
-      return;
-    }
+  for (size_t i = 0; i < r->nhdrs; i++) {
+    struct httpc_hdr *h = &r->hdrs[i];
+    if ((size_t)(h->value - h->name) != nlen + 1 || memcmp(h->name, name, nlen) != 0) continue;
+    size_t old = strlen(h->value), at = nlen + 1 + old;
+    char *blk = xmalloc(at + 2 + vlen + 1);
+    memcpy(blk, h->name, at);                 /* name\0old value */
+    memcpy(blk + at, ", ", 2);
+    memcpy(blk + at + 2, val, vlen);
+    blk[at + 2 + vlen] = '\0';
+    free(h->name);
+    h->name = blk;
+    h->value = blk + nlen + 1;
+    return;
+  }
   if (r->nhdrs == r->caphdrs) {
     r->caphdrs = r->caphdrs ? r->caphdrs * 2 : 8;
     r->hdrs = xrealloc(r->hdrs, r->caphdrs * sizeof *r->hdrs);
   }
-  char *nm = xmalloc(nlen + 1), *v = xmalloc(vlen + 1);
-  for (size_t i = 0; i < nlen; i++) nm[i] = (char)tolower((unsigned char)name[i]);
-  nm[nlen] = '\0';
-  memcpy(v, val, vlen);
-  v[vlen] = '\0';
-  r->hdrs[r->nhdrs++] = (struct httpc_hdr){nm, v};
+  set_header(&r->hdrs[r->nhdrs++], name, nlen, val, vlen);
 }
 
 /* One header line. A status line starts a new response (a redirect, a 1xx): drop the
@@ -165,17 +177,27 @@ static int on_timer(CURLM *m, long ms, void *ud) {
 
 /* ---- starting and finishing transfers (I/O thread) -------------------------------- */
 
-static CURL *take_easy(struct httpc *h) {
+/* A plain request (GET, no body, TLS or unix socket options) sets only the options every
+** request sets; a handle whose last request was plain is reused without curl_easy_reset,
+** its constant options (set once, by set_constant) kept. *fresh: the handle has none. */
+static int is_plain(const struct httpc_req *r) {
+  return strcmp(r->method, "GET") == 0 && !r->has_body && !r->unix_socket && !r->tls_ca &&
+         !r->tls_cert && !r->tls_key && !r->tls_server_name && !r->tls_insecure;
+}
+
+static CURL *take_easy(struct httpc *h, int plain, int *fresh) {
+  *fresh = 1;
   if (h->nfree_easy) {
-    CURL *e = h->free_easy[--h->nfree_easy];
-    curl_easy_reset(e);
-    return e;
+    struct idle_easy *ie = &h->free_easy[--h->nfree_easy];
+    if (plain && !ie->dirty) *fresh = 0;
+    else curl_easy_reset(ie->e);
+    return ie->e;
   }
   return curl_easy_init();
 }
 
-static void put_easy(struct httpc *h, CURL *e) {
-  if (h->nfree_easy < MAX_FREE_EASY) h->free_easy[h->nfree_easy++] = e;
+static void put_easy(struct httpc *h, CURL *e, int dirty) {
+  if (h->nfree_easy < MAX_FREE_EASY) h->free_easy[h->nfree_easy++] = (struct idle_easy){e, dirty};
   else curl_easy_cleanup(e);
 }
 
@@ -244,27 +266,32 @@ static void set_tls(CURL *e, struct httpc_req *r) {
 
 static void finish(struct httpc *h, struct httpc_req *r, CURLcode rc);
 
+/* The options that are the same for every request: set once per fresh or reset handle. */
+static void set_constant(CURL *e) {
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+}
+
 static void start(struct httpc *h, struct httpc_req *r) {
-  CURL *e = take_easy(h);
+  int plain = is_plain(r), fresh;
+  CURL *e = take_easy(h, plain, &fresh);
   if (!e) { snprintf(r->errmsg, sizeof r->errmsg, "cannot create a transfer"); r->fail = HF_OTHER; goto fail; }
   r->easy = e;
+  r->easy_dirty = !plain;
+  if (fresh) set_constant(e);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-  set_tls(e, r);                              /* may add a Host header: before HTTPHEADER */
+  if (!plain) set_tls(e, r);                  /* may add a Host header: before HTTPHEADER */
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errmsg);
-  if (r->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-  if (r->max_redirects > 0) {
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, r->max_redirects);
-  }
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms > 0 ? r->timeout_ms : 0L);   /* every */
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, r->max_redirects > 0 ? 1L : 0L);     /* request */
+  if (r->max_redirects > 0) curl_easy_setopt(e, CURLOPT_MAXREDIRS, r->max_redirects);
   if (r->unix_socket) curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, r->unix_socket);
-  set_method(e, r);
+  if (!plain) set_method(e, r);
   hmap_put(&h->live, r->id, r);
   CURLMcode mc = curl_multi_add_handle(h->multi, e);
   if (mc == CURLM_OK) return;
@@ -302,7 +329,7 @@ static void finish(struct httpc *h, struct httpc_req *r, CURLcode rc) {
     r->eff_url = xstrdup(url);
     curl_multi_remove_handle(h->multi, e);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
-    put_easy(h, e);
+    put_easy(h, e, r->easy_dirty);
     r->easy = NULL;
   }
   if (!r->fail) r->fail = classify(rc);
@@ -506,7 +533,7 @@ void httpc_free(struct httpc *h) {
   take_work(h);                               /* nothing can be queued any more */
   abort_all(h);
   hmap_free(&h->live);
-  while (h->nfree_easy) curl_easy_cleanup(h->free_easy[--h->nfree_easy]);
+  while (h->nfree_easy) curl_easy_cleanup(h->free_easy[--h->nfree_easy].e);
   curl_multi_cleanup(h->multi);
   close(h->ep);
   close(h->efd);

@@ -94,6 +94,7 @@ struct httpc_req {
   uint64_t id;                 /* set by httpc_submit */
   struct httpc *engine;
   void *easy;
+  int easy_dirty;              /* the request set options beyond a plain GET's */
   struct curl_slist *connect_to;   /* tls_server_name: connect to the URL's host */
   char *url_sent;                  /* tls_server_name: the URL with that name as host */
   struct httpc_req *next;
