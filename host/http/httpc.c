@@ -433,9 +433,15 @@ static void *io_main(void *arg) {
 
 /* ---- the API ------------------------------------------------------------------------ */
 
-static void wake(struct httpc *h) {
-  if (h->signaled) return;
+/* Under `lock`: 1 if the caller must write the eventfd (after unlocking: a write inside
+** the lock made the I/O thread's take_work wait on it, a futex pair per contention). */
+static int need_wake(struct httpc *h) {
+  if (h->signaled) return 0;
   h->signaled = 1;
+  return 1;
+}
+
+static void wake(struct httpc *h) {
   uint64_t one = 1;
   if (write(h->efd, &one, sizeof one) < 0) {}
 }
@@ -458,8 +464,9 @@ int httpc_submit(struct httpc *h, struct httpc_req *r) {
   if (h->subs_tail) h->subs_tail->next = r;
   else h->subs = r;
   h->subs_tail = r;
-  wake(h);
+  int w = need_wake(h);
   pthread_mutex_unlock(&h->lock);
+  if (w) wake(h);
   return HTTPC_OK;
 }
 
@@ -470,8 +477,9 @@ void httpc_abort(struct httpc *h, uint64_t id) {
     h->aborts = xrealloc(h->aborts, h->capaborts * sizeof *h->aborts);
   }
   h->aborts[h->naborts++] = id;
-  wake(h);
+  int w = need_wake(h);
   pthread_mutex_unlock(&h->lock);
+  if (w) wake(h);
 }
 
 long httpc_in_flight(struct httpc *h) { return atomic_load(&h->in_flight); }
@@ -526,9 +534,9 @@ void httpc_free(struct httpc *h) {
   if (!h) return;
   pthread_mutex_lock(&h->lock);
   h->stopping = 1;
-  h->signaled = 0;
-  wake(h);
+  h->signaled = 1;
   pthread_mutex_unlock(&h->lock);
+  wake(h);
   pthread_join(h->th, NULL);
   take_work(h);                               /* nothing can be queued any more */
   abort_all(h);
