@@ -47,11 +47,24 @@ struct httpc {
 
 /* ---- requests ------------------------------------------------------------------- */
 
+/* Room reserved here, on the owner's thread, for a small response: the I/O thread then
+** writes into the owner's memory and the owner frees its own (a free of memory another
+** thread malloc'd takes that thread's arena lock, which the I/O thread's mallocs contend
+** for). Larger responses grow past it on the I/O thread. */
+#define RESERVE_BODY 256
+#define RESERVE_HDR_TEXT 512
+#define RESERVE_HDRS 8
+
 struct httpc_req *httpc_req_new(const char *method, const char *url) {
   struct httpc_req *r = xcalloc(1, sizeof *r);
   r->method = xstrdup(method);
   r->url = xstrdup(url);
   buf_init(&r->resp);
+  buf_grow(&r->resp, RESERVE_BODY);
+  buf_init(&r->hdr_text);
+  buf_grow(&r->hdr_text, RESERVE_HDR_TEXT);
+  r->caphdrs = RESERVE_HDRS;
+  r->hdrs = xmalloc(r->caphdrs * sizeof *r->hdrs);
   return r;
 }
 
@@ -61,20 +74,36 @@ void httpc_req_header(struct httpc_req *r, const char *line) {
   r->headers = n;
 }
 
-/* A header's name and value share one block (name\0value\0): `name` owns it. */
+/* Every header's "name\0value\0" lives in r->hdr_text; hdrs[] point into it. */
 static void clear_headers(struct httpc_req *r) {
-  for (size_t i = 0; i < r->nhdrs; i++) free(r->hdrs[i].name);
   r->nhdrs = 0;
+  buf_reset(&r->hdr_text);
 }
 
-static void set_header(struct httpc_hdr *h, const char *name, size_t nlen, const char *v, size_t vlen) {
-  char *blk = xmalloc(nlen + 1 + vlen + 1);
-  memcpy(blk, name, nlen);
-  blk[nlen] = '\0';
-  memcpy(blk + nlen + 1, v, vlen);
-  blk[nlen + 1 + vlen] = '\0';
-  h->name = blk;
-  h->value = blk + nlen + 1;
+/* Appends "name\0" v1 v2 "\0" to hdr_text and points h at it (rebasing every header when
+** the text moves). */
+static void set_header(struct httpc_req *r, struct httpc_hdr *h, const char *name, size_t nlen,
+                       const char *v1, size_t l1, const char *v2, size_t l2) {
+  struct buf *t = &r->hdr_text;
+  size_t need = nlen + 1 + l1 + l2 + 1;
+  if (t->len + need + 1 > t->cap) {
+    size_t *off = xmalloc((r->nhdrs + 1) * sizeof *off);
+    for (size_t i = 0; i < r->nhdrs; i++) off[i] = (size_t)(r->hdrs[i].name - t->data);
+    buf_reserve(t, need);
+    for (size_t i = 0; i < r->nhdrs; i++) {
+      size_t vo = off[i] + strlen(t->data + off[i]) + 1;
+      r->hdrs[i] = (struct httpc_hdr){t->data + off[i], t->data + vo};
+    }
+    free(off);
+  }
+  size_t at = t->len;
+  buf_add(t, name, nlen);
+  buf_addc(t, '\0');
+  buf_add(t, v1, l1);
+  buf_add(t, v2, l2);
+  buf_addc(t, '\0');
+  h->name = t->data + at;
+  h->value = t->data + at + nlen + 1;
 }
 
 void httpc_req_free(struct httpc_req *r) {
@@ -85,13 +114,22 @@ void httpc_req_free(struct httpc_req *r) {
   curl_slist_free_all(r->connect_to);
   free(r->url_sent);
   buf_free(&r->resp);
-  clear_headers(r);
+  buf_free(&r->hdr_text);
   free(r->hdrs);
   free(r->eff_url);
   free(r);
 }
 
 /* ---- curl callbacks (I/O thread) ------------------------------------------------- */
+
+/* A first chunk that does not fit the reserve: room for the whole announced length at
+** once (within max_body) instead of doubling up to it. */
+static void reserve_announced(struct httpc_req *r) {
+  curl_off_t cl = -1;
+  if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) != CURLE_OK || cl <= 0) return;
+  if (r->max_body && (size_t)cl > r->max_body) return;
+  buf_grow(&r->resp, (size_t)cl + 1);
+}
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   struct httpc_req *r = ud;
@@ -100,31 +138,32 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
     r->fail = HF_TOO_LARGE;
     return 0;                               /* CURLE_WRITE_ERROR: curl stops the transfer */
   }
+  if (r->resp.len == 0 && len + 1 > r->resp.cap) reserve_announced(r);
   buf_add(&r->resp, data, len);
   return len;
 }
 
-/* name is already lower-cased. A repeated name joins its values with ", " (a new block). */
+/* name is already lower-cased. A repeated name joins its values with ", " (the joined
+** value is appended as a new entry; the old text stays unused until the next response). */
 static void add_header(struct httpc_req *r, const char *name, size_t nlen, const char *val, size_t vlen) {
   for (size_t i = 0; i < r->nhdrs; i++) {
     struct httpc_hdr *h = &r->hdrs[i];
     if ((size_t)(h->value - h->name) != nlen + 1 || memcmp(h->name, name, nlen) != 0) continue;
-    size_t old = strlen(h->value), at = nlen + 1 + old;
-    char *blk = xmalloc(at + 2 + vlen + 1);
-    memcpy(blk, h->name, at);                 /* name\0old value */
-    memcpy(blk + at, ", ", 2);
-    memcpy(blk + at + 2, val, vlen);
-    blk[at + 2 + vlen] = '\0';
-    free(h->name);
-    h->name = blk;
-    h->value = blk + nlen + 1;
+    size_t old = strlen(h->value);
+    char *joined = xmalloc(old + 2 + vlen);   /* h->value may move while appending */
+    memcpy(joined, h->value, old);
+    memcpy(joined + old, ", ", 2);
+    memcpy(joined + old + 2, val, vlen);
+    set_header(r, h, name, nlen, joined, old + 2 + vlen, "", 0);
+    free(joined);
     return;
   }
   if (r->nhdrs == r->caphdrs) {
     r->caphdrs = r->caphdrs ? r->caphdrs * 2 : 8;
     r->hdrs = xrealloc(r->hdrs, r->caphdrs * sizeof *r->hdrs);
   }
-  set_header(&r->hdrs[r->nhdrs++], name, nlen, val, vlen);
+  set_header(r, &r->hdrs[r->nhdrs], name, nlen, val, vlen, "", 0);
+  r->nhdrs++;
 }
 
 /* One header line. A status line starts a new response (a redirect, a 1xx): drop the

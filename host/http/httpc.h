@@ -86,7 +86,8 @@ struct httpc_req {
   /* ---- the result: written by the I/O thread, read by the owner after done ---- */
   long status;
   struct buf resp;
-  struct httpc_hdr *hdrs; size_t nhdrs, caphdrs;
+  struct httpc_hdr *hdrs; size_t nhdrs, caphdrs;   /* point into hdr_text */
+  struct buf hdr_text;
   char *eff_url;               /* the URL after redirects */
   int fail;                    /* enum httpc_fail */
   char errmsg[256];
