@@ -1,8 +1,12 @@
 /*
 ** httpc.h — the HTTP client engine (issue 12, http-client.md §4): one I/O thread owning a
 ** libcurl multi handle, driven by epoll, with curl's timer kept in user space as the
-** epoll_wait timeout; submissions and aborts reach it through a locked list and an eventfd.
-** Easy handles are reused from a free list; connections are reused by the multi handle.
+** epoll_wait timeout; submissions and aborts reach it through a locked list and an eventfd
+** (written after unlocking, once per batch). Easy handles are reused from a free list (one
+** whose last request was a plain GET keeps its options: no curl_easy_reset for the next plain
+** GET); connections are reused by the multi handle. A request's response storage (body,
+** header text, header array) is reserved by httpc_req_new on the owner's thread, so the owner
+** frees memory its own thread allocated for a small response.
 **
 ** Threads and ownership:
 **  - httpc_new / httpc_free run on the app's main thread; everything touching curl runs on
