@@ -40,18 +40,31 @@ struct httpc {
 
   /* I/O thread only */
   struct hmap live;                 /* id → request added to the multi */
-  CURL *free_easy[MAX_FREE_EASY];
+  struct idle_easy { CURL *e; int dirty; } free_easy[MAX_FREE_EASY];   /* dirty: not plain */
   int nfree_easy;
   int64_t deadline;                 /* curl's timer, monotonic ns; -1 = none */
 };
 
 /* ---- requests ------------------------------------------------------------------- */
 
+/* Room reserved here, on the owner's thread, for a small response: the I/O thread then
+** writes into the owner's memory and the owner frees its own (a free of memory another
+** thread malloc'd takes that thread's arena lock, which the I/O thread's mallocs contend
+** for). Larger responses grow past it on the I/O thread. */
+#define RESERVE_BODY 256
+#define RESERVE_HDR_TEXT 512
+#define RESERVE_HDRS 8
+
 struct httpc_req *httpc_req_new(const char *method, const char *url) {
   struct httpc_req *r = xcalloc(1, sizeof *r);
   r->method = xstrdup(method);
   r->url = xstrdup(url);
   buf_init(&r->resp);
+  buf_grow(&r->resp, RESERVE_BODY);
+  buf_init(&r->hdr_text);
+  buf_grow(&r->hdr_text, RESERVE_HDR_TEXT);
+  r->caphdrs = RESERVE_HDRS;
+  r->hdrs = xmalloc(r->caphdrs * sizeof *r->hdrs);
   return r;
 }
 
@@ -61,9 +74,36 @@ void httpc_req_header(struct httpc_req *r, const char *line) {
   r->headers = n;
 }
 
+/* Every header's "name\0value\0" lives in r->hdr_text; hdrs[] point into it. */
 static void clear_headers(struct httpc_req *r) {
-  for (size_t i = 0; i < r->nhdrs; i++) { free(r->hdrs[i].name); free(r->hdrs[i].value); }
   r->nhdrs = 0;
+  buf_reset(&r->hdr_text);
+}
+
+/* Appends "name\0" v1 v2 "\0" to hdr_text and points h at it (rebasing every header when
+** the text moves). */
+static void set_header(struct httpc_req *r, struct httpc_hdr *h, const char *name, size_t nlen,
+                       const char *v1, size_t l1, const char *v2, size_t l2) {
+  struct buf *t = &r->hdr_text;
+  size_t need = nlen + 1 + l1 + l2 + 1;
+  if (t->len + need + 1 > t->cap) {
+    size_t *off = xmalloc((r->nhdrs + 1) * sizeof *off);
+    for (size_t i = 0; i < r->nhdrs; i++) off[i] = (size_t)(r->hdrs[i].name - t->data);
+    buf_reserve(t, need);
+    for (size_t i = 0; i < r->nhdrs; i++) {
+      size_t vo = off[i] + strlen(t->data + off[i]) + 1;
+      r->hdrs[i] = (struct httpc_hdr){t->data + off[i], t->data + vo};
+    }
+    free(off);
+  }
+  size_t at = t->len;
+  buf_add(t, name, nlen);
+  buf_addc(t, '\0');
+  buf_add(t, v1, l1);
+  buf_add(t, v2, l2);
+  buf_addc(t, '\0');
+  h->name = t->data + at;
+  h->value = t->data + at + nlen + 1;
 }
 
 void httpc_req_free(struct httpc_req *r) {
@@ -74,7 +114,7 @@ void httpc_req_free(struct httpc_req *r) {
   curl_slist_free_all(r->connect_to);
   free(r->url_sent);
   buf_free(&r->resp);
-  clear_headers(r);
+  buf_free(&r->hdr_text);
   free(r->hdrs);
   free(r->eff_url);
   free(r);
@@ -108,6 +148,15 @@ static void head_end(struct httpc_req *r) {
   emit_head(r);
 }
 
+/* A first chunk that does not fit the reserve: room for the whole announced length at
+** once (within max_body) instead of doubling up to it. */
+static void reserve_announced(struct httpc_req *r) {
+  curl_off_t cl = -1;
+  if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) != CURLE_OK || cl <= 0) return;
+  if (r->max_body && (size_t)cl > r->max_body) return;
+  buf_grow(&r->resp, (size_t)cl + 1);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   struct httpc_req *r = ud;
   size_t len = size * n;
@@ -119,30 +168,32 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
     r->fail = HF_TOO_LARGE;
     return 0;                               /* CURLE_WRITE_ERROR: curl stops the transfer */
   }
+  if (r->resp.len == 0 && len + 1 > r->resp.cap) reserve_announced(r);
   buf_add(&r->resp, data, len);
   return len;
 }
 
+/* name is already lower-cased. A repeated name joins its values with ", " (the joined
+** value is appended as a new entry; the old text stays unused until the next response). */
 static void add_header(struct httpc_req *r, const char *name, size_t nlen, const char *val, size_t vlen) {
-  for (size_t i = 0; i < r->nhdrs; i++)
-    if (strlen(r->hdrs[i].name) == nlen && memcmp(r->hdrs[i].name, name, nlen) == 0) {
-      size_t old = strlen(r->hdrs[i].value);
-      r->hdrs[i].value = xrealloc(r->hdrs[i].value, old + 2 + vlen + 1);
-      memcpy(r->hdrs[i].value + old, ", ", 2);
-      memcpy(r->hdrs[i].value + old + 2, val, vlen);
-      r->hdrs[i].value[old + 2 + vlen] = '\0';
-      return;
-    }
+  for (size_t i = 0; i < r->nhdrs; i++) {
+    struct httpc_hdr *h = &r->hdrs[i];
+    if ((size_t)(h->value - h->name) != nlen + 1 || memcmp(h->name, name, nlen) != 0) continue;
+    size_t old = strlen(h->value);
+    char *joined = xmalloc(old + 2 + vlen);   /* h->value may move while appending */
+    memcpy(joined, h->value, old);
+    memcpy(joined + old, ", ", 2);
+    memcpy(joined + old + 2, val, vlen);
+    set_header(r, h, name, nlen, joined, old + 2 + vlen, "", 0);
+    free(joined);
+    return;
+  }
   if (r->nhdrs == r->caphdrs) {
     r->caphdrs = r->caphdrs ? r->caphdrs * 2 : 8;
     r->hdrs = xrealloc(r->hdrs, r->caphdrs * sizeof *r->hdrs);
   }
-  char *nm = xmalloc(nlen + 1), *v = xmalloc(vlen + 1);
-  for (size_t i = 0; i < nlen; i++) nm[i] = (char)tolower((unsigned char)name[i]);
-  nm[nlen] = '\0';
-  memcpy(v, val, vlen);
-  v[vlen] = '\0';
-  r->hdrs[r->nhdrs++] = (struct httpc_hdr){nm, v};
+  set_header(r, &r->hdrs[r->nhdrs], name, nlen, val, vlen, "", 0);
+  r->nhdrs++;
 }
 
 /* One header line. A status line starts a new response (a redirect, a 1xx): drop the
@@ -196,17 +247,28 @@ static int on_timer(CURLM *m, long ms, void *ud) {
 
 /* ---- starting and finishing transfers (I/O thread) -------------------------------- */
 
-static CURL *take_easy(struct httpc *h) {
+/* A plain request (GET, no body, TLS or unix socket options) sets only the options every
+** request sets; a handle whose last request was plain is reused without curl_easy_reset,
+** its constant options (set once, by set_constant) kept. *fresh: the handle has none. */
+static int is_plain(const struct httpc_req *r) {
+  return strcmp(r->method, "GET") == 0 && !r->has_body && !r->unix_socket && !r->tls_ca &&
+         !r->tls_cert && !r->tls_key && !r->tls_server_name && !r->tls_insecure &&
+         !r->sink;                         /* a stream may leave its handle paused: reset it */
+}
+
+static CURL *take_easy(struct httpc *h, int plain, int *fresh) {
+  *fresh = 1;
   if (h->nfree_easy) {
-    CURL *e = h->free_easy[--h->nfree_easy];
-    curl_easy_reset(e);
-    return e;
+    struct idle_easy *ie = &h->free_easy[--h->nfree_easy];
+    if (plain && !ie->dirty) *fresh = 0;
+    else curl_easy_reset(ie->e);
+    return ie->e;
   }
   return curl_easy_init();
 }
 
-static void put_easy(struct httpc *h, CURL *e) {
-  if (h->nfree_easy < MAX_FREE_EASY) h->free_easy[h->nfree_easy++] = e;
+static void put_easy(struct httpc *h, CURL *e, int dirty) {
+  if (h->nfree_easy < MAX_FREE_EASY) h->free_easy[h->nfree_easy++] = (struct idle_easy){e, dirty};
   else curl_easy_cleanup(e);
 }
 
@@ -282,27 +344,32 @@ static void set_tls(CURL *e, struct httpc_req *r) {
 
 static void finish(struct httpc *h, struct httpc_req *r, CURLcode rc);
 
+/* The options that are the same for every request: set once per fresh or reset handle. */
+static void set_constant(CURL *e) {
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+}
+
 static void start(struct httpc *h, struct httpc_req *r) {
-  CURL *e = take_easy(h);
+  int plain = is_plain(r), fresh;
+  CURL *e = take_easy(h, plain, &fresh);
   if (!e) { snprintf(r->errmsg, sizeof r->errmsg, "cannot create a transfer"); r->fail = HF_OTHER; goto fail; }
   r->easy = e;
+  r->easy_dirty = !plain;
+  if (fresh) set_constant(e);
   curl_easy_setopt(e, CURLOPT_URL, r->url);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-  set_tls(e, r);                              /* may add a Host header: before HTTPHEADER */
+  if (!plain) set_tls(e, r);                  /* may add a Host header: before HTTPHEADER */
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errmsg);
-  if (r->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-  if (r->max_redirects > 0) {
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, r->max_redirects);
-  }
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms > 0 ? r->timeout_ms : 0L);   /* every */
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, r->max_redirects > 0 ? 1L : 0L);     /* request */
+  if (r->max_redirects > 0) curl_easy_setopt(e, CURLOPT_MAXREDIRS, r->max_redirects);
   if (r->unix_socket) curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, r->unix_socket);
-  set_method(e, r);
+  if (!plain) set_method(e, r);
   hmap_put(&h->live, r->id, r);
   CURLMcode mc = curl_multi_add_handle(h->multi, e);
   if (mc == CURLM_OK) return;
@@ -342,7 +409,7 @@ static void finish(struct httpc *h, struct httpc_req *r, CURLcode rc) {
     if (r->sink && !r->head_sent && rc == CURLE_OK && !r->fail) emit_head(r);   /* no body */
     curl_multi_remove_handle(h->multi, e);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
-    put_easy(h, e);
+    put_easy(h, e, r->easy_dirty);
     r->easy = NULL;
   }
   if (!r->fail) r->fail = classify(rc);
@@ -455,9 +522,15 @@ static void *io_main(void *arg) {
 
 /* ---- the API ------------------------------------------------------------------------ */
 
-static void wake(struct httpc *h) {
-  if (h->signaled) return;
+/* Under `lock`: 1 if the caller must write the eventfd (after unlocking: a write inside
+** the lock made the I/O thread's take_work wait on it, a futex pair per contention). */
+static int need_wake(struct httpc *h) {
+  if (h->signaled) return 0;
   h->signaled = 1;
+  return 1;
+}
+
+static void wake(struct httpc *h) {
   uint64_t one = 1;
   if (write(h->efd, &one, sizeof one) < 0) {}
 }
@@ -480,8 +553,9 @@ int httpc_submit(struct httpc *h, struct httpc_req *r) {
   if (h->subs_tail) h->subs_tail->next = r;
   else h->subs = r;
   h->subs_tail = r;
-  wake(h);
+  int w = need_wake(h);
   pthread_mutex_unlock(&h->lock);
+  if (w) wake(h);
   return HTTPC_OK;
 }
 
@@ -492,8 +566,9 @@ static void queue_id(struct httpc *h, uint64_t id) {
     h->aborts = xrealloc(h->aborts, h->capaborts * sizeof *h->aborts);
   }
   h->aborts[h->naborts++] = id;
-  wake(h);
+  int w = need_wake(h);
   pthread_mutex_unlock(&h->lock);
+  if (w) wake(h);
 }
 
 void httpc_abort(struct httpc *h, uint64_t id) { queue_id(h, id); }
@@ -551,14 +626,14 @@ void httpc_free(struct httpc *h) {
   if (!h) return;
   pthread_mutex_lock(&h->lock);
   h->stopping = 1;
-  h->signaled = 0;
-  wake(h);
+  h->signaled = 1;
   pthread_mutex_unlock(&h->lock);
+  wake(h);
   pthread_join(h->th, NULL);
   take_work(h);                               /* nothing can be queued any more */
   abort_all(h);
   hmap_free(&h->live);
-  while (h->nfree_easy) curl_easy_cleanup(h->free_easy[--h->nfree_easy]);
+  while (h->nfree_easy) curl_easy_cleanup(h->free_easy[--h->nfree_easy].e);
   curl_multi_cleanup(h->multi);
   close(h->ep);
   close(h->efd);

@@ -388,10 +388,12 @@ static struct httpc_req *build(lua_State *L, const char *method, int uidx, int o
   return NULL;
 }
 
-/* A function state's call deadline bounds every transfer it starts. */
+/* A function state's call deadline bounds every transfer it starts. The transfer's timeout
+** ends 1 ms after the deadline (rounded up), never before: the call's own deadline decides
+** (the handler stops, the transfer is aborted) instead of racing curl's timeout to it. */
 static void clamp_to_call(struct proc *p, struct httpc_req *r) {
   if (!p->call || !p->call->deadline) return;
-  int64_t left = (p->call->deadline - clock_mono_ns()) / 1000000;
+  int64_t left = (p->call->deadline - clock_mono_ns() + 999999) / 1000000 + 1;
   if (left < 1) left = 1;
   if (r->timeout_ms == 0 || r->timeout_ms > left) r->timeout_ms = (long)left;
 }

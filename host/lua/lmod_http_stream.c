@@ -193,10 +193,10 @@ static void post_head(struct hstream *st) {
 static void on_head(struct httpc_req *r) {
   struct hstream *st = r->ud;
   st->status = r->status;
-  st->hdrs = r->hdrs;                         /* later header lines (trailers) stay r's */
-  st->nhdrs = r->nhdrs;
-  r->hdrs = NULL;
-  r->nhdrs = r->caphdrs = 0;
+  st->nhdrs = r->nhdrs;                       /* copied: r's point into r->hdr_text, and */
+  st->hdrs = xcalloc(r->nhdrs + 1, sizeof *st->hdrs); /* later lines (trailers) stay r's */
+  for (size_t i = 0; i < r->nhdrs; i++)
+    st->hdrs[i] = (struct httpc_hdr){xstrdup(r->hdrs[i].name), xstrdup(r->hdrs[i].value)};
   st->url = xstrdup(r->eff_url ? r->eff_url : r->url);
   st->head_ok = 1;
   post_head(st);

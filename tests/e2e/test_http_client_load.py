@@ -125,6 +125,26 @@ class InFlight(th.TestCase):
         finally:
             srv.stop()
 
+    def test_default_limits_let_320_requests_reach_one_host_at_once(self):
+        # max_connections_per_host defaults to 1024 (README): with the old 256, curl queued
+        # the rest and the server never saw more than 256 at once
+        n = 320
+        srv = Server()
+        try:
+            project = th.script_project(INFLIGHT_MAIN, extra_entries=INFLIGHT_ENTRIES,
+                                        extra_files={"src/fetcher.lua": INFLIGHT_FETCHER,
+                                                     "src/ticker.lua": INFLIGHT_TICKER},
+                                        modules=MODULES)
+            cfg = {"n": n, "url": srv.url("/slow?delay=3&tag=wide")}
+            r = th.run(["run", project, "-x", "app:main", json.dumps(cfg)], timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            out = json.loads(r.stdout.strip().splitlines()[-1])
+            self.assertEqual(out["fetched"]["kinds"], {"ok": n}, out)
+            self.assertGreater(srv.events.max_active, 256, out)
+            self.assertGreater(srv.events.conns, 256, out)
+        finally:
+            srv.stop()
+
 
 class Host:
     """`taskhost run DIR -x app:main ARG` with pipes: the test reads its stdout lines and

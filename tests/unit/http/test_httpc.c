@@ -57,6 +57,17 @@ static int h_redir(struct mg_connection *c, void *ud) {
   return 302;
 }
 
+/* 40 headers of ~70 bytes (past the request's reserved header text) and a repeated one
+** before and after them: its join happens after the text moved. */
+static int h_many(struct mg_connection *c, void *ud) {
+  (void)ud;
+  mg_printf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Rep: first\r\n");
+  for (int i = 0; i < 40; i++)
+    mg_printf(c, "X-H-%02d: %02d-0123456789012345678901234567890123456789012345678901234567\r\n", i, i);
+  mg_printf(c, "X-Rep: last\r\n\r\nok");
+  return 200;
+}
+
 static void server_start(void) {
   const char *opts[] = {"listening_ports", "127.0.0.1:0", "num_threads", "16", NULL};
   srv = mg_start(NULL, NULL, opts);
@@ -65,6 +76,7 @@ static void server_start(void) {
   mg_set_request_handler(srv, "/big$", h_big, NULL);
   mg_set_request_handler(srv, "/slow$", h_slow, NULL);
   mg_set_request_handler(srv, "/redir$", h_redir, NULL);
+  mg_set_request_handler(srv, "/many$", h_many, NULL);
   struct mg_server_port ports[1];
   mg_get_server_ports(srv, 1, ports);
   port = ports[0].port;
@@ -140,6 +152,43 @@ TEST(get_with_headers_joined_and_lower_cased) {
   CHECK_STR(hdr(r, "x-rep"), "a, b");
   CHECK_STR(hdr(r, "x-mixed-case"), "v");
   CHECK_CONTAINS(r->eff_url, "/hello");
+  reset_done();
+  httpc_free(h);
+}
+
+TEST(many_headers_outgrow_the_reserve) {
+  struct httpc *h = engine(0);
+  CHECK_INT(httpc_submit(h, req("GET", "/many")), HTTPC_OK);
+  CHECK(wait_done(1));
+  struct httpc_req *r = done_list[0];
+  CHECK_INT(r->status, 200);
+  CHECK_STR(hdr(r, "x-rep"), "first, last");
+  char name[16], want[80];
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof name, "x-h-%02d", i);
+    snprintf(want, sizeof want, "%02d-0123456789012345678901234567890123456789012345678901234567", i);
+    CHECK_STR(hdr(r, name), want);
+  }
+  reset_done();
+  httpc_free(h);
+}
+
+/* One transfer at a time, so each reuses the easy handle the one before left: a plain GET
+** after a HEAD or a PUT must not inherit their options. */
+TEST(a_reused_handle_forgets_the_options_before) {
+  struct httpc *h = engine(0);
+  const char *seq[][2] = {{"HEAD", "/hello"}, {"GET", "/hello"}, {"PUT", "/echo"}, {"GET", "/echo"},
+                          {"GET", "/hello"}};
+  for (int i = 0; i < 5; i++) {
+    CHECK_INT(httpc_submit(h, req(seq[i][0], seq[i][1])), HTTPC_OK);
+    CHECK(wait_done(i + 1));
+    CHECK_INT(done_list[i]->status, 200);
+  }
+  CHECK_INT(done_list[0]->resp.len, 0);
+  CHECK_STR(done_list[1]->resp.data, "hello");
+  CHECK_STR(hdr(done_list[2], "x-method"), "PUT");
+  CHECK_STR(hdr(done_list[3], "x-method"), "GET");
+  CHECK_STR(done_list[4]->resp.data, "hello");
   reset_done();
   httpc_free(h);
 }
@@ -299,6 +348,8 @@ int main(void) {
   mg_init_library(0);
   server_start();
   RUN(get_with_headers_joined_and_lower_cased);
+  RUN(many_headers_outgrow_the_reserve);
+  RUN(a_reused_handle_forgets_the_options_before);
   RUN(bodies_and_methods);
   RUN(redirects_followed_or_not);
   RUN(body_over_the_limit_fails);
