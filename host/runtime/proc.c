@@ -346,6 +346,15 @@ struct feed *proc_route(struct proc *p, const char *topic) {
   return &p->inbox;
 }
 
+/* A message for a process that is ending: dropped. A completion whose session is still
+** pending first detaches it (pe->io = NULL), because the message owns the request now:
+** dropping frees it, so release_waits must not call cancel on it afterwards. */
+static void drop_late(struct proc *p, struct msg *m) {
+  struct pending *pe = m->kind == MK_IO ? hmap_get(&p->sessions, m->token) : NULL;
+  if (pe && pe->kind == PEND_IO) pe->io = NULL;
+  msg_free(m);
+}
+
 static void drain_mailbox(struct proc *p, int running) {
   pthread_mutex_lock(&p->lock);
   if (running) p->state = PS_RUNNING;
@@ -354,7 +363,7 @@ static void drain_mailbox(struct proc *p, int running) {
   pthread_mutex_unlock(&p->lock);
   struct msg *m;
   while ((m = msgq_pop(&q))) {
-    if (p->done) { msg_free(m); continue; }
+    if (p->done) { drop_late(p, m); continue; }
     deliver(p, m);
   }
 }
