@@ -37,6 +37,8 @@ static const struct luaenv_lib libs[] = {
   {"env", luaopen_env, 0},          {"payload", luaopen_payload, 1},
   {"http", luaopen_http, 0},        {"queue", luaopen_queue, 0},
   {"http_client", luaopen_http_client, 0},
+  {"uuid", luaopen_uuid, 0},          {"hash", luaopen_hash, 0},
+  {"base64", luaopen_base64, 0},      {"crypto", luaopen_crypto, 0},
   {NULL, NULL, 0},
 };
 

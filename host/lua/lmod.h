@@ -20,6 +20,10 @@ int luaopen_tcoroutine(lua_State *L);   /* lmod_coroutine.c */
 int luaopen_http(lua_State *L);         /* lmod_http.c */
 int luaopen_queue(lua_State *L);        /* lmod_queue.c */
 int luaopen_http_client(lua_State *L);  /* lmod_http_client.c */
+int luaopen_uuid(lua_State *L);         /* lmod_uuid.c */
+int luaopen_hash(lua_State *L);         /* lmod_hash.c */
+int luaopen_base64(lua_State *L);       /* lmod_base64.c */
+int luaopen_crypto(lua_State *L);       /* lmod_crypto.c */
 /* lmod_errors.c: errors_open sets the global `errors` table (new, wrap, is, call_stack and
 ** the kinds) in L; luaopen_errors does so and returns it. */
 void errors_open(lua_State *L);
