@@ -1,0 +1,121 @@
+"""The uuid, hash, base64 and crypto modules through the real binary: a terminal process
+requires each one (listed in `modules:`), and its output is checked against Python's own
+hashlib, hmac, base64 and uuid; error paths give nil, err or raise; unlisted, they are not
+there."""
+import base64
+import hashlib
+import hmac
+import uuid
+
+import th
+
+MODS = "[io, uuid, hash, base64, crypto]"
+
+SCRIPT = r"""
+local io = require("io")
+local uuid, hash = require("uuid"), require("hash")
+local base64, crypto = require("base64"), require("crypto")
+local function main(data, key)
+  io.print("md5=" .. hash.md5(data))
+  io.print("sha1=" .. hash.sha1(data))
+  io.print("sha256=" .. hash.sha256(data))
+  io.print("sha512=" .. hash.sha512(data))
+  io.print("hmac_sha256=" .. hash.hmac_sha256(data, key))
+  io.print("hmac_md5_raw_b64=" .. base64.encode(hash.hmac_md5(data, key, true)))
+  io.print("crypto_hmac_sha512=" .. crypto.hmac.sha512(key, data))
+  io.print(string.format("fnv32=%08x", hash.fnv32(data)))
+  io.print(string.format("fnv64=%016x", hash.fnv64(data)))
+  io.print("b64=" .. base64.encode(data))
+  io.print("b64back=" .. base64.decode(base64.encode(data)))
+  local id = uuid.v7()
+  io.print("v7=" .. id .. " " .. uuid.version(id) .. " " .. uuid.variant(id))
+  io.print("v7ts=" .. uuid.parse(id).timestamp)
+  io.print("v4=" .. uuid.v4())
+  io.print("v5=" .. uuid.v5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", data))
+  io.print("urn=" .. uuid.format(id, "urn"))
+  io.print("rnd=" .. #crypto.random.bytes(64) .. " " .. crypto.random.string(24, "01"))
+  io.print("ruuid=" .. crypto.random.uuid())
+  io.print("cmp=" .. tostring(crypto.constant_time_compare(key, key)) .. " "
+           .. tostring(crypto.constant_time_compare(key, key .. "x")))
+  -- runtime failures: nil, err
+  local r, err = base64.decode("Zm9v!")
+  io.print("bad_b64=" .. tostring(r) .. " " .. err:kind())
+  r, err = uuid.parse("not-a-uuid")
+  io.print("bad_uuid=" .. tostring(r) .. " " .. err:kind() .. " " .. tostring(uuid.validate("x")))
+  r, err = crypto.random.bytes(2 * 1024 * 1024)
+  io.print("big_bytes=" .. tostring(r) .. " " .. err:kind())
+  -- misuse raises
+  io.print("raise_hash=" .. tostring(pcall(hash.sha256, {})))
+  io.print("raise_format=" .. tostring(pcall(uuid.format, id, "weird")))
+  io.print("raise_alpha=" .. tostring(pcall(crypto.random.string, 4, "")))
+  return 0
+end
+return { main = main }
+"""
+
+
+def lines_of(out):
+    return dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+
+
+class PureModules(th.TestCase):
+    def test_each_module_against_python(self):
+        data, key = "The quick brown fox jumps over the lazy dog", "s3cret key"
+        project = th.script_project(SCRIPT, modules=MODS)
+        r = th.run(["run", project, "-x", "app:main", data, key], timeout=60)
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        got = lines_of(r.stdout)
+        d, k = data.encode(), key.encode()
+        for name in ("md5", "sha1", "sha256", "sha512"):
+            self.assertEqual(got[name], hashlib.new(name, d).hexdigest(), name)
+        self.assertEqual(got["hmac_sha256"], hmac.new(k, d, "sha256").hexdigest())
+        self.assertEqual(got["hmac_md5_raw_b64"],
+                         base64.b64encode(hmac.new(k, d, "md5").digest()).decode())
+        self.assertEqual(got["crypto_hmac_sha512"], hmac.new(k, d, "sha512").hexdigest())
+        h32, h64 = 0x811C9DC5, 0xCBF29CE484222325
+        for b in d:
+            h32 = ((h32 ^ b) * 0x01000193) % 2**32
+            h64 = ((h64 ^ b) * 0x100000001B3) % 2**64
+        self.assertEqual(got["fnv32"], "%08x" % h32)
+        self.assertEqual(got["fnv64"], "%016x" % h64)
+        self.assertEqual(got["b64"], base64.b64encode(d).decode())
+        self.assertEqual(got["b64back"], data)
+        v7, version, variant = got["v7"].split()
+        u7 = uuid.UUID(v7)
+        self.assertEqual((u7.version, u7.variant, version, variant),
+                         (7, uuid.RFC_4122, "7", "RFC4122"))
+        self.assertEqual(int(got["v7ts"]), u7.int >> 80)
+        self.assertEqual(got["urn"], u7.urn)
+        self.assertEqual(uuid.UUID(got["v4"]).version, 4)
+        self.assertEqual(got["v5"], str(uuid.uuid5(uuid.NAMESPACE_DNS, data)))
+        n, bits = got["rnd"].split()
+        self.assertEqual(n, "64")
+        self.assertRegex(bits, r"^[01]{24}$")
+        self.assertEqual(uuid.UUID(got["ruuid"]).version, 4)
+        self.assertEqual(got["cmp"], "true false")
+        self.assertEqual(got["bad_b64"], "nil INVALID")
+        self.assertEqual(got["bad_uuid"], "nil INVALID false")
+        self.assertEqual(got["big_bytes"], "nil INVALID")
+        for name in ("raise_hash", "raise_format", "raise_alpha"):
+            self.assertEqual(got[name], "false", name)
+
+    def test_not_there_unless_listed(self):
+        project = th.script_project(r"""
+local io = require("io")
+local function main()
+  io.print("globals=" .. tostring(rawget(_G, "hash")) .. " " .. tostring(rawget(_G, "uuid")))
+  local ok, err = pcall(require, "crypto")
+  io.print("require=" .. tostring(ok))
+  return 0
+end
+return { main = main }
+""", modules="[io]")
+        r = th.run(["run", project, "-x", "app:main"], timeout=60)
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        got = lines_of(r.stdout)
+        self.assertEqual(got["globals"], "nil nil")
+        self.assertEqual(got["require"], "false")
+
+
+if __name__ == "__main__":
+    th.main()
