@@ -74,6 +74,43 @@ int uuid_v7_bytes(unsigned char b[16]) {
   return 0;
 }
 
+/* The last v1 timestamp handed out, and the process's clock sequence and node. */
+static pthread_mutex_t v1_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t v1_last;
+static unsigned char v1_seq_node[8];           /* clock_seq (2 bytes), node (6 bytes) */
+static int v1_ready;
+
+#define GREGORIAN_TO_UNIX_100NS 122192928000000000ull   /* 1582-10-15 .. 1970-01-01 */
+
+int uuid_v1_bytes(unsigned char b[16]) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t t = GREGORIAN_TO_UNIX_100NS + (uint64_t)ts.tv_sec * 10000000u +
+               (uint64_t)ts.tv_nsec / 100u;
+  pthread_mutex_lock(&v1_lock);
+  if (!v1_ready) {
+    if (fill_random(v1_seq_node, sizeof v1_seq_node) != 0) {
+      pthread_mutex_unlock(&v1_lock);
+      return -1;
+    }
+    v1_seq_node[2] |= 0x01;                    /* multicast bit: not a MAC address */
+    v1_ready = 1;
+  }
+  if (t <= v1_last) t = v1_last + 1;
+  v1_last = t;
+  memcpy(b + 8, v1_seq_node, 8);
+  pthread_mutex_unlock(&v1_lock);
+  uint32_t low = (uint32_t)t;
+  uint16_t mid = (uint16_t)(t >> 32), high = (uint16_t)((t >> 48) & 0x0fff);
+  for (int i = 0; i < 4; i++) b[i] = (unsigned char)(low >> (24 - 8 * i));
+  b[4] = (unsigned char)(mid >> 8);
+  b[5] = (unsigned char)mid;
+  b[6] = (unsigned char)(high >> 8);
+  b[7] = (unsigned char)high;
+  uuid_set_version(b, 1);                      /* also the variant bits in b[8] */
+  return 0;
+}
+
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -1,8 +1,8 @@
 /*
-** lmod_uuid.c — the `uuid` module (wippy-compat.md §3.18, RFC 9562): v4(), v7(), v3(ns,
+** lmod_uuid.c — the `uuid` module (wippy-compat.md §3.18, RFC 9562): v1(), v4(), v7(), v3(ns,
 ** name) and v5(ns, name) (MD5 / SHA-1 of the namespace's 16 bytes and the name, through
 ** libcrypto) → standard-form string; validate(s) → boolean; parse(s) → {uuid, version,
-** variant [, timestamp]} (timestamp: Unix ms, for v7); format(id, "standard"|"simple"|
+** variant [, timestamp]} (timestamp: Unix ms, for v1 and v7); format(id, "standard"|"simple"|
 ** "urn"); version(s) → integer; variant(s) → "RFC4122"|"Reserved"|"Microsoft"|"Future"
 ** (the names of Go's google/uuid). Accepted input forms: base/uuid.h's uuid_from_str.
 ** A string that is no UUID gives nil, INVALID; misuse (a non-string) raises.
@@ -42,6 +42,13 @@ static int l_v4(lua_State *L) {
   return 1;
 }
 
+static int l_v1(lua_State *L) {
+  unsigned char b[16];
+  if (uuid_v1_bytes(b) != 0) return errors_fail(L, EK_INTERNAL, "no random source");
+  push_uuid(L, b);
+  return 1;
+}
+
 static int l_v7(lua_State *L) {
   unsigned char b[16];
   if (uuid_v7_bytes(b) != 0) return errors_fail(L, EK_INTERNAL, "no random source");
@@ -77,6 +84,25 @@ static const char *variant_name(const unsigned char b[16]) {
   return "Future";                                    /* 111x */
 }
 
+/* The Unix time in ms of an RFC-variant v7 or v1 UUID; 0 for other UUIDs. */
+static int timestamp_ms(const unsigned char b[16], lua_Integer *ms) {
+  if ((b[8] & 0xc0) != 0x80) return 0;
+  uint64_t t = 0;
+  switch (b[6] >> 4) {
+  case 7:
+    for (int i = 0; i < 6; i++) t = t << 8 | b[i];
+    *ms = (lua_Integer)t;
+    return 1;
+  case 1:
+    t = (uint64_t)(b[6] & 0x0f) << 56 | (uint64_t)b[7] << 48 | (uint64_t)b[4] << 40 |
+        (uint64_t)b[5] << 32 | (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 |
+        (uint64_t)b[2] << 8 | b[3];
+    *ms = ((lua_Integer)t - (lua_Integer)122192928000000000) / 10000;
+    return 1;
+  }
+  return 0;
+}
+
 static int l_validate(lua_State *L) {
   unsigned char b[16];
   lua_pushboolean(L, arg_uuid(L, 1, b) == 0);
@@ -107,10 +133,9 @@ static int l_parse(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_pushstring(L, variant_name(b));
   lua_setfield(L, -2, "variant");
-  if (b[6] >> 4 == 7 && (b[8] & 0xc0) == 0x80) {
-    uint64_t ms = 0;
-    for (int i = 0; i < 6; i++) ms = ms << 8 | b[i];
-    lua_pushinteger(L, (lua_Integer)ms);
+  lua_Integer ms;
+  if (timestamp_ms(b, &ms)) {
+    lua_pushinteger(L, ms);
     lua_setfield(L, -2, "timestamp");
   }
   return 1;
@@ -136,7 +161,7 @@ static int l_format(lua_State *L) {
 
 int luaopen_uuid(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"v3", l_v3},           {"v4", l_v4},           {"v5", l_v5},           {"v7", l_v7},
+    {"v1", l_v1},           {"v3", l_v3},           {"v4", l_v4},           {"v5", l_v5},           {"v7", l_v7},
     {"validate", l_validate}, {"parse", l_parse},   {"format", l_format},
     {"version", l_version}, {"variant", l_variant}, {NULL, NULL},
   };

@@ -164,6 +164,25 @@ TEST(uuid_v4_v7_bits_and_order) {
   lua_close(L);
 }
 
+/* v1: version/variant bits, the node's multicast bit (random node), one clock sequence and
+** node per process, timestamps that never repeat, near the wall clock. */
+TEST(uuid_v1) {
+  lua_State *L = new_state();
+  CHECK(run(L,
+    "local first, seen = uuid.v1(), {}\n"
+    "eq(uuid.version(first), 1, 'version') eq(uuid.variant(first), 'RFC4122', 'variant')\n"
+    "assert(tonumber(first:sub(25, 26), 16) & 1 == 1, 'multicast bit ' .. first)\n"
+    "local now = os.time() * 1000\n"
+    "local ts = uuid.parse(first).timestamp\n"
+    "assert(ts > now - 3600000 and ts < now + 3600000, 'v1 time ' .. ts)\n"
+    "for i = 1, 20000 do\n"
+    "  local id = uuid.v1()\n"
+    "  assert(not seen[id], 'v1 repeated ' .. id) seen[id] = true\n"
+    "  eq(id:sub(20), first:sub(20), 'clock sequence and node')\n"
+    "end\n"));
+  lua_close(L);
+}
+
 TEST(uuid_name_based_rfc9562) {
   lua_State *L = new_state();
   CHECK(run(L,
@@ -193,6 +212,7 @@ TEST(uuid_parse_format_validate) {
     "eq(uuid.variant('00000000-0000-0000-c000-000000000000'), 'Microsoft', 'Microsoft')\n"
     "eq(uuid.variant('00000000-0000-0000-e000-000000000000'), 'Future', 'Future')\n"
     "eq(uuid.parse('017f22e2-79b0-7cc3-98c4-dc0c0c07398f').timestamp, 0x017f22e279b0, 'v7 ts')\n"
+    "eq(uuid.parse('C232AB00-9414-11EC-B3C8-9F6BDECED846').timestamp, 1645557742000, 'v1 ts')\n"
     "for _, bad in ipairs{'', 'x', low:sub(2), low .. '0', (low:gsub('-', '_')),\n"
     "                     low:sub(1, 35) .. 'g', '{' .. low, 'urn:uuid:' .. low:sub(2)} do\n"
     "  eq(uuid.validate(bad), false, 'validate ' .. bad)\n"
@@ -238,6 +258,7 @@ int main(void) {
   RUN(fnv1a_reference);
   RUN(base64_rfc4648);
   RUN(uuid_v4_v7_bits_and_order);
+  RUN(uuid_v1);
   RUN(uuid_name_based_rfc9562);
   RUN(uuid_parse_format_validate);
   RUN(crypto_random_and_compare);
