@@ -152,5 +152,49 @@ class EnvStorage(th.TestCase):
         self.assertIn("config/app.env", r.stdout + r.stderr)
 
 
+
+RELOAD_INDEX = th.HELLO_INDEX.replace("modules: [http]", "modules: [http, env]") + """
+  - name: mem
+    kind: env.storage.memory
+    values: {HITS: "0"}
+  - name: hits
+    kind: env.variable
+    storage: mem
+    variable: HITS
+"""
+
+COUNT = """
+local http = require("http")
+local env = require("env")
+local function handler()
+  local n = tonumber(env.get("HITS")) + 1
+  assert(env.set("HITS", tostring(n)))
+  http.response():write_json({hits = n, code = %d})
+end
+return {handler = handler}
+"""
+
+
+class EnvMemoryReload(th.TestCase):
+    def test_memory_values_survive_a_hot_reload(self):
+        import json
+        import os
+        project = th.make_project({"src/_index.yaml": RELOAD_INDEX, "src/hello.lua": COUNT % 1})
+        s = th.Server(project, ["-o", "app:gateway:addr=127.0.0.1:0"])
+        try:
+            port = s.ports()[0]
+            got = [json.loads(th.http(port, "GET", "/api/hello")[2]) for _ in range(3)]
+            self.assertEqual([g["hits"] for g in got], [1, 2, 3])
+            path = os.path.join(project, "src", "hello.lua")
+            with open(path + ".tmp", "w") as f:
+                f.write(COUNT % 2)
+            os.replace(path + ".tmp", path)
+            s.wait_for(r"reloaded \(hello\.lua changed", timeout=15)
+            after = json.loads(th.http(port, "GET", "/api/hello")[2])
+            self.assertEqual(after, {"hits": 4, "code": 2})
+        finally:
+            s.stop()
+
+
 if __name__ == "__main__":
     th.main()
