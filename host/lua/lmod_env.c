@@ -43,14 +43,18 @@ static const char *var_public(const struct reg_entry *e) {
   return val_str(val_get(e->data, "variable"), e->id);
 }
 
+static struct var var_of(struct registry *r, const struct reg_entry *e) {
+  const char *sid = val_str(val_get(e->data, "storage"), NULL);
+  return (struct var){e, sid ? registry_get(r, sid) : NULL, val_str(val_get(e->data, "variable"), e->name)};
+}
+
 static int find_var(struct registry *r, const char *name, struct var *v) {
   for (size_t i = 0; i < registry_count(r); i++) {
     const struct reg_entry *e = registry_at(r, i);
     if (strcmp(e->kind, "env.variable") != 0) continue;
     const char *pub = val_str(val_get(e->data, "variable"), NULL);
     if (strcmp(e->id, name) != 0 && !(pub && strcmp(pub, name) == 0)) continue;
-    const char *sid = val_str(val_get(e->data, "storage"), NULL);
-    *v = (struct var){e, sid ? registry_get(r, sid) : NULL, val_str(val_get(e->data, "variable"), e->name)};
+    *v = var_of(r, e);
     return 1;
   }
   *v = (struct var){NULL, NULL, name};
@@ -166,8 +170,7 @@ static int l_get_all(lua_State *L) {
   for (size_t i = 0; i < registry_count(r); i++) {
     const struct reg_entry *e = registry_at(r, i);
     if (strcmp(e->kind, "env.variable") != 0) continue;
-    struct var v;
-    find_var(r, e->id, &v);
+    struct var v = var_of(r, e);
     char *s = var_value(&v);
     if (!s) continue;
     lua_pushstring(L, s);

@@ -5,7 +5,9 @@
 **   ${env:NAME} and ${env:NAME|default} inside strings → the variable's value.
 ** A file path that leaves the source directory (lexically, or through a symlink) is refused.
 ** Inlined text keeps its origin (path relative to the project) for later error messages and
-** is never scanned for placeholders. Runs on the loading thread; the tree is still private.
+** is never scanned for placeholders. After validation, an env.storage.file's .env file
+** (file_path, relative to the project, not confined to the source directory) becomes its
+** data.values. Runs on the loading thread; the tree is still private.
 */
 #include "reg_internal.h"
 #include "base/util.h"
