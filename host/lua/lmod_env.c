@@ -1,49 +1,187 @@
 /*
-** lmod_env.c — the `env` module (wippy-compat.md §3.12): env.get(name) reads an
-** `env.variable` entry (by public name or id: OS variable, then its default) or, when no
-** such entry exists, the OS environment. Read-only. Owner: the calling process's worker.
+** lmod_env.c — the `env` module (wippy-compat.md §3.12). A name resolves to an
+** `env.variable` entry (its `variable` public name, else its id); its value comes from its
+** `storage` (none = the OS environment) under its storage key (`variable`, else the entry's
+** name), else its `default`. A name no entry has reads the OS environment directly.
+**   env.storage.os      getenv; read-only (setenv is not safe while other threads getenv)
+**   env.storage.file    the .env file as read at load (data.values); read-only
+**   env.storage.static  data.values; read-only
+**   env.storage.memory  a host-wide map (below), then data.values; writable
+** Other storage kinds (router) hold nothing and are read-only.
+** Thread ownership: functions run on the calling process's worker and read its generation;
+** the memory map is one process-wide strmap (its own lock) keyed "storage id\x1fkey", made
+** once and kept for the host's life, so a hot reload keeps what env.set wrote for every
+** storage and key that still exist (a removed variable's value stays, unreachable, and is
+** seen again if an entry with that storage and key comes back).
 */
+#include "base/strmap.h"
+#include "base/util.h"
 #include "registry/code.h"
+#include "registry/registry.h"
+#include "runtime/proc.h"
 #include "value/errors.h"
 #include "lmod.h"
-#include "runtime/luaenv.h"
-#include "runtime/proc.h"
-#include "runtime/task.h"
-#include "registry/registry.h"
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const struct reg_entry *find_variable(struct registry *r, const char *name) {
+static struct strmap *mem;
+static pthread_once_t mem_once = PTHREAD_ONCE_INIT;
+static void mem_init(void) { mem = strmap_new(); }
+
+struct var {
+  const struct reg_entry *e;    /* the env.variable entry, NULL: a bare OS name */
+  const struct reg_entry *st;   /* its storage entry, NULL: the OS environment */
+  const char *key;              /* the name inside the storage */
+};
+
+static const char *var_public(const struct reg_entry *e) {
+  return val_str(val_get(e->data, "variable"), e->id);
+}
+
+static struct var var_of(struct registry *r, const struct reg_entry *e) {
+  const char *sid = val_str(val_get(e->data, "storage"), NULL);
+  return (struct var){e, sid ? registry_get(r, sid) : NULL, val_str(val_get(e->data, "variable"), e->name)};
+}
+
+static int find_var(struct registry *r, const char *name, struct var *v) {
   for (size_t i = 0; i < registry_count(r); i++) {
     const struct reg_entry *e = registry_at(r, i);
     if (strcmp(e->kind, "env.variable") != 0) continue;
-    const char *var = val_str(val_get(e->data, "variable"), NULL);
-    if (strcmp(e->id, name) == 0 || (var && strcmp(var, name) == 0)) return e;
+    const char *pub = val_str(val_get(e->data, "variable"), NULL);
+    if (strcmp(e->id, name) != 0 && !(pub && strcmp(pub, name) == 0)) continue;
+    *v = var_of(r, e);
+    return 1;
   }
-  return NULL;
+  *v = (struct var){NULL, NULL, name};
+  return 0;
+}
+
+static char *scalar_text(const struct val *v) {
+  char tmp[64];
+  if (!v) return NULL;
+  switch (v->type) {
+  case V_STR: return xstrdup(v->u.str.s);
+  case V_INT: snprintf(tmp, sizeof tmp, "%lld", (long long)v->u.i); break;
+  case V_NUM: snprintf(tmp, sizeof tmp, "%.17g", v->u.n); break;
+  case V_BOOL: snprintf(tmp, sizeof tmp, "%s", v->u.b ? "true" : "false"); break;
+  default: return NULL;
+  }
+  return xstrdup(tmp);
+}
+
+static char *mem_key(const struct reg_entry *st, const char *key) {
+  size_t n = strlen(st->id) + strlen(key) + 2;
+  char *k = xmalloc(n);
+  snprintf(k, n, "%s\x1f%s", st->id, key);
+  return k;
+}
+
+static char *get_os(const struct var *v) {
+  const char *s = getenv(v->key);
+  return s ? xstrdup(s) : NULL;
+}
+
+static char *get_values(const struct var *v) {
+  return scalar_text(val_get(val_get(v->st->data, "values"), v->key));
+}
+
+static char *get_memory(const struct var *v) {
+  pthread_once(&mem_once, mem_init);
+  char *k = mem_key(v->st, v->key);
+  char *s = strmap_get(mem, k);
+  free(k);
+  return s ? s : get_values(v);
+}
+
+static char *get_none(const struct var *v) { (void)v; return NULL; }
+
+static const struct backend {
+  const char *kind;
+  char *(*get)(const struct var *v);
+  int writable;
+} backends[] = {
+  {"env.storage.os", get_os, 0},
+  {"env.storage.file", get_values, 0},
+  {"env.storage.static", get_values, 0},
+  {"env.storage.memory", get_memory, 1},
+  {NULL, get_none, 0},
+};
+
+static const struct backend *backend_of(const struct var *v) {
+  const char *kind = v->st ? v->st->kind : "env.storage.os";
+  const struct backend *b = backends;
+  while (b->kind && strcmp(b->kind, kind) != 0) b++;
+  return b;
+}
+
+/* The variable's value (malloc'd) or NULL: its storage, then its default. */
+static char *var_value(const struct var *v) {
+  char *s = backend_of(v)->get(v);
+  if (!s && v->e) s = scalar_text(val_get(v->e->data, "default"));
+  return s;
+}
+
+static struct registry *reg_of(lua_State *L) { return codeset_registry(proc_of(L)->code->set); }
+
+static int push_owned(lua_State *L, char *s) {
+  lua_pushstring(L, s);
+  free(s);
+  return 1;
 }
 
 static int l_get(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  struct registry *r = codeset_registry(proc_of(L)->code->set);
-  const struct reg_entry *e = find_variable(r, name);
-  const char *var = e ? val_str(val_get(e->data, "variable"), name) : name;
-  const char *v = getenv(var);
-  if (!v && e) v = val_str(val_get(e->data, "default"), NULL);
-  if (!v) return errors_fail(L, EK_NOT_FOUND, "environment variable '%s' is not set", name);
-  lua_pushstring(L, v);
-  return 1;
+  struct var v;
+  find_var(reg_of(L), name, &v);
+  char *s = var_value(&v);
+  if (!s) return errors_fail(L, EK_NOT_FOUND, "environment variable '%s' is not set", name);
+  return push_owned(L, s);
 }
 
 static int l_set(lua_State *L) {
-  return errors_fail(L, EK_PERMISSION_DENIED, "the environment is read-only");
+  const char *name = luaL_checkstring(L, 1);
+  size_t len;
+  const char *value = luaL_checklstring(L, 2, &len);
+  luaL_argcheck(L, strlen(value) == len, 2, "contains a NUL byte");
+  struct var v;
+  if (!find_var(reg_of(L), name, &v))
+    return errors_fail(L, EK_NOT_FOUND, "no env.variable entry is named '%s'", name);
+  if (val_bool(val_get(v.e->data, "readonly"), 0) || val_bool(val_get(v.e->data, "read_only"), 0))
+    return errors_fail(L, EK_PERMISSION_DENIED, "environment variable '%s' is read-only", name);
+  if (!backend_of(&v)->writable)
+    return errors_fail(L, EK_PERMISSION_DENIED, "environment variable '%s': its storage %s is read-only",
+                       name, v.st ? v.st->kind : "env.storage.os");
+  pthread_once(&mem_once, mem_init);
+  char *k = mem_key(v.st, v.key);
+  strmap_set(mem, k, value);
+  free(k);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_get_all(lua_State *L) {
+  struct registry *r = reg_of(L);
+  lua_newtable(L);
+  for (size_t i = 0; i < registry_count(r); i++) {
+    const struct reg_entry *e = registry_at(r, i);
+    if (strcmp(e->kind, "env.variable") != 0) continue;
+    struct var v = var_of(r, e);
+    char *s = var_value(&v);
+    if (!s) continue;
+    lua_pushstring(L, s);
+    free(s);
+    lua_setfield(L, -2, var_public(e));
+  }
+  return 1;
 }
 
 int luaopen_env(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"get", l_get}, {"set", l_set}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"get", l_get}, {"set", l_set}, {"get_all", l_get_all}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

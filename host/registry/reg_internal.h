@@ -96,6 +96,11 @@ typedef char *(*reg_env_fn)(void *ud, const char *name);
 /* Substitutes ${env:NAME} / ${env:NAME|default} in every string of v that was not inlined
 ** from a file. Problems go to d. 0 / -1. */
 int reg_subst_env(struct val *v, reg_env_fn lookup, void *ud, struct diag *d);
+/* env.storage.file: reads data.file_path (relative to the project directory) within one
+** file's budget and sets data.values to its .env assignments (strings stamped with the
+** file's path and line); a malformed line is an error at file:line. 0 / -1. */
+int reg_load_env_file(struct val *data, const struct reg_opts *opts, struct reg_pool *pool,
+                      struct diag *d);
 
 /* ---- reg_kinds.c ---- */
 

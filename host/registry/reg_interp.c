@@ -5,13 +5,17 @@
 **   ${env:NAME} and ${env:NAME|default} inside strings → the variable's value.
 ** A file path that leaves the source directory (lexically, or through a symlink) is refused.
 ** Inlined text keeps its origin (path relative to the project) for later error messages and
-** is never scanned for placeholders. Runs on the loading thread; the tree is still private.
+** is never scanned for placeholders. After validation, an env.storage.file's .env file
+** (file_path, relative to the project, not confined to the source directory) becomes its
+** data.values. Runs on the loading thread; the tree is still private.
 */
 #include "reg_internal.h"
 #include "base/util.h"
+#include "envfile.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,4 +183,50 @@ int reg_subst_env(struct val *v, reg_env_fn lookup, void *ud, struct diag *d) {
   struct env c = {lookup, ud, d, 0};
   if (v) subst_walk(&c, v);
   return c.rc;
+}
+
+/* ---- env.storage.file ---- */
+
+struct envfile_ctx {
+  struct val *values;
+  struct reg_budget b;
+  const char *shown;
+};
+
+static int put_env(void *ud, const char *key, const char *value, int line) {
+  struct envfile_ctx *c = ud;
+  size_t n = strlen(value);
+  if (reg_budget_take(&c->b, 2, strlen(key) + n) != 0) return -1;
+  val_map_set(c->values, key, val_new_str(value, n, c->shown, line));
+  return 0;
+}
+
+int reg_load_env_file(struct val *data, const struct reg_opts *opts, struct reg_pool *pool,
+                      struct diag *d) {
+  const char *rel = val_str(val_get(data, "file_path"), NULL);
+  if (!rel) return -1;   /* the kind check said so already */
+  const char *pd = opts && opts->project_dir ? opts->project_dir : ".";
+  char *full = rel[0] == '/' ? xstrdup(rel) : join(pd, rel);
+  const char *shown = reg_pool_add(pool, xstrdup(rel));
+  char err[256];
+  size_t len;
+  char *text = reg_file_read(full, &len, err, sizeof err);
+  free(full);
+  if (!text) {
+    diag_add(d, 1, shown, 0, "env.storage.file: %s", err);
+    return -1;
+  }
+  struct envfile_ctx c = {val_new(V_MAP, shown, 1), {0}, shown};
+  reg_budget_init(&c.b, opts);
+  int line;
+  int rc = envfile_parse(text, len, put_env, &c, &line, err, sizeof err);
+  free(text);
+  if (rc != 0) {
+    if (strcmp(err, "stopped") == 0) snprintf(err, sizeof err, "over the registry file budget (values or bytes)");
+    diag_add(d, 1, shown, line, "%s", err);
+    val_free(c.values);
+    return -1;
+  }
+  val_map_set(data, "values", c.values);
+  return 0;
 }

@@ -3,7 +3,7 @@
 ** API. registry_load runs on the caller's thread and builds a private generation:
 **   scan srcdir (sorted) → read each file (reg_read.c) → entries (file meta merged, flat or
 **   data: style, file:// inlined) → ${env:} substituted → -o overrides → kind checks and
-**   defaults (reg_kinds.c) → references resolved → published (refcount 1, new version).
+**   defaults (reg_kinds.c) → references resolved → .env files read → published (refcount 1, new version).
 ** After that the generation is immutable; any thread may read it, and registry_ref/unref
 ** are atomic. The only process-wide state here is the version counter (an atomic).
 */
@@ -559,6 +559,9 @@ static void resolve(struct loader *L) {
   struct refs rs = {0};
   check_kinds(L, &rs);
   check_refs(L, &rs);
+  for (size_t i = 0; i < L->r->n; i++)
+    if (strcmp(L->r->ents[i].kind, "env.storage.file") == 0)
+      reg_load_env_file(L->r->ents[i].data, L->opts, &L->r->pool, L->d);
 }
 
 int registry_load(const char *srcdir, const struct reg_opts *opts, struct registry **out,
