@@ -565,14 +565,18 @@ struct proc *proc_new_function(struct rt *rt, const struct code *code, struct wo
 
 static int call_cancelled(const struct call *c) { return c->cancel && atomic_load(c->cancel); }
 
-/* Sleeps until a post arrives, the call's deadline passes (-1) or it is cancelled (-2). */
+/* Sleeps until a post arrives, the call's deadline passes (-1) or it is cancelled (-2).
+** The deadline and the cancel flag win over a post already waiting: a completion that
+** arrives as the deadline passes (an http_client timeout clamped to it, on a thread that
+** woke late) must not let the call go on after its time. */
 static int wait_post(struct proc *p, struct call *c) {
   int rc = 0;
   pthread_mutex_lock(&p->lock);
-  while (!p->mailbox.head && rc == 0) {
+  for (;;) {
     if (call_cancelled(c)) { rc = -2; break; }
+    if (c->deadline && clock_mono_ns() >= c->deadline) { rc = -1; break; }
+    if (p->mailbox.head) break;
     if (!c->deadline) { pthread_cond_wait(&p->cv, &p->lock); continue; }
-    if (clock_mono_ns() >= c->deadline) { rc = -1; break; }
     struct timespec ts = ns_timespec(c->deadline);
     pthread_cond_timedwait(&p->cv, &p->lock, &ts);
   }
