@@ -56,6 +56,14 @@ char *xstrndup(const char *s, size_t n);
 ** For hot paths where snprintf costs more than the rest of the work. */
 char *i64_dec(long long v, char tmp[24], size_t *len);
 
+/* The value of one hex digit (either case), or -1. */
+static inline int hex_digit(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 /* FNV-1a of a NUL-terminated string; never 0 (hmap keys must not be 0). */
 uint64_t str_hash(const char *s);
 

@@ -2,6 +2,7 @@
 ** uuid.c — see uuid.h.
 */
 #include "uuid.h"
+#include "util.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -111,20 +112,13 @@ int uuid_v1_bytes(unsigned char b[16]) {
   return 0;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 /* 32 hex digits from s, a hyphen required at the standard places when dashed. */
 static int scan_hex(const char *s, size_t len, int dashed, unsigned char b[16]) {
   if (len != (dashed ? 36u : 32u)) return -1;
   size_t k = 0;
   for (int i = 0; i < 16; i++) {
     if (dashed && (i == 4 || i == 6 || i == 8 || i == 10) && s[k++] != '-') return -1;
-    int hi = hexval(s[k]), lo = hexval(s[k + 1]);
+    int hi = hex_digit(s[k]), lo = hex_digit(s[k + 1]);
     if (hi < 0 || lo < 0) return -1;
     b[i] = (unsigned char)(hi << 4 | lo);
     k += 2;

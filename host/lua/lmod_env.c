@@ -61,18 +61,6 @@ static int find_var(struct registry *r, const char *name, struct var *v) {
   return 0;
 }
 
-static char *scalar_text(const struct val *v) {
-  char tmp[64];
-  if (!v) return NULL;
-  switch (v->type) {
-  case V_STR: return xstrdup(v->u.str.s);
-  case V_INT: snprintf(tmp, sizeof tmp, "%lld", (long long)v->u.i); break;
-  case V_NUM: snprintf(tmp, sizeof tmp, "%.17g", v->u.n); break;
-  case V_BOOL: snprintf(tmp, sizeof tmp, "%s", v->u.b ? "true" : "false"); break;
-  default: return NULL;
-  }
-  return xstrdup(tmp);
-}
 
 static char *mem_key(const struct reg_entry *st, const char *key) {
   size_t n = strlen(st->id) + strlen(key) + 2;
@@ -87,7 +75,7 @@ static char *get_os(const struct var *v) {
 }
 
 static char *get_values(const struct var *v) {
-  return scalar_text(val_get(val_get(v->st->data, "values"), v->key));
+  return val_scalar_text(val_get(val_get(v->st->data, "values"), v->key));
 }
 
 static char *get_memory(const struct var *v) {
@@ -122,7 +110,7 @@ static const struct backend *backend_of(const struct var *v) {
 /* The variable's value (malloc'd) or NULL: its storage, then its default. */
 static char *var_value(const struct var *v) {
   char *s = backend_of(v)->get(v);
-  if (!s && v->e) s = scalar_text(val_get(v->e->data, "default"));
+  if (!s && v->e) s = val_scalar_text(val_get(v->e->data, "default"));
   return s;
 }
 

@@ -403,12 +403,10 @@ void lhttpc_clamp(struct task *t, struct httpc_req *r) { clamp_to_call(t->p, r);
 static struct httpc *engine(lua_State *L) { return rt_find_service(proc_of(L)->rt, "http_client"); }
 
 /* Submits r for task t and parks it. Returns lua_yield's, or pushes nil, err. */
-static int run_one(lua_State *L, struct task *t, struct httpc_req *r) {
-  struct proc *p = t->p;
-  struct httpc *h = engine(L);
-  if (!h) { httpc_req_free(r); return errors_fail(L, EK_UNAVAILABLE, "http_client is not running"); }
-  clamp_to_call(p, r);
-  struct pending *pe = pending_new_io(p, t, &req_ops, r);
+/* Hands r to the engine under session pe (p's), to be completed by req_done. On a refusal
+** the session is freed without cancel (never handed over) and r holds the refusal's error;
+** returns httpc_submit's code. */
+static int submit(struct httpc *h, struct proc *p, struct pending *pe, struct httpc_req *r) {
   r->done = req_done;
   r->ud = p->rt;
   r->pid = p->pid;
@@ -418,8 +416,17 @@ static int run_one(lua_State *L, struct task *t, struct httpc_req *r) {
     pe->io = NULL;                            /* never handed over: not the engine's to cancel */
     pending_free(p, pe);
     refuse(r, rc);
-    return req_push(L, r);
   }
+  return rc;
+}
+
+static int run_one(lua_State *L, struct task *t, struct httpc_req *r) {
+  struct proc *p = t->p;
+  struct httpc *h = engine(L);
+  if (!h) { httpc_req_free(r); return errors_fail(L, EK_UNAVAILABLE, "http_client is not running"); }
+  clamp_to_call(p, r);
+  struct pending *pe = pending_new_io(p, t, &req_ops, r);
+  if (submit(h, p, pe, r) != HTTPC_OK) return req_push(L, r);
   t->pend = pe;
   task_park(t);
   return lua_yield(L, 0);
@@ -629,15 +636,7 @@ static int l_async(lua_State *L) {
   lua_pushvalue(L, fidx);
   pe->ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* the future lives until it completes */
   f->session = pe->session;
-  r->done = req_done;
-  r->ud = p->rt;
-  r->pid = p->pid;
-  r->session = pe->session;
-  int rc = httpc_submit(h, r);
-  if (rc != HTTPC_OK) {
-    pe->io = NULL;
-    pending_free(p, pe);
-    refuse(r, rc);
+  if (submit(h, p, pe, r) != HTTPC_OK) {
     lua_pushvalue(L, fidx);
     fut_settle(L, req_push(L, r));
     lua_settop(L, fidx);
@@ -722,13 +721,6 @@ static int l_encode_uri(lua_State *L) {
   return 1;
 }
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 /* %XX decoded and '+' read as a space (query-string rules); a bad escape is nil, INVALID. */
 static int l_decode_uri(lua_State *L) {
   size_t n;
@@ -738,7 +730,7 @@ static int l_decode_uri(lua_State *L) {
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '+') { luaL_addchar(&b, ' '); continue; }
     if (s[i] != '%') { luaL_addchar(&b, s[i]); continue; }
-    int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+    int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1, lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
     if (lo < 0) return errors_fail(L, EK_INVALID, "decode_uri: invalid escape at byte %d", (int)i + 1);
     luaL_addchar(&b, (char)(hi * 16 + lo));
     i += 2;

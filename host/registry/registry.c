@@ -372,19 +372,6 @@ static void load_file(struct loader *L, const char *rel) {
 
 /* ---- ${env:NAME} ---- */
 
-/* A scalar as text (for env.variable defaults), malloc'd; NULL for null and aggregates. */
-static char *scalar_text(const struct val *v) {
-  char tmp[64];
-  if (!v) return NULL;
-  switch (v->type) {
-  case V_STR: return xstrdup(v->u.str.s);
-  case V_INT: snprintf(tmp, sizeof tmp, "%lld", (long long)v->u.i); break;
-  case V_NUM: snprintf(tmp, sizeof tmp, "%.17g", v->u.n); break;
-  case V_BOOL: snprintf(tmp, sizeof tmp, "%s", v->u.b ? "true" : "false"); break;
-  default: return NULL;
-  }
-  return xstrdup(tmp);
-}
 
 static const struct ent *env_entry(const struct registry *r, const char *name) {
   for (size_t i = 0; i < r->n; i++) {
@@ -401,7 +388,7 @@ static char *env_lookup(void *ud, const char *name) {
   const struct ent *e = env_entry(ud, name);
   const char *os = getenv(e ? val_str(val_get(e->data, "variable"), e->name) : name);
   if (os) return xstrdup(os);
-  return e ? scalar_text(val_get(e->data, "default")) : NULL;
+  return e ? val_scalar_text(val_get(e->data, "default")) : NULL;
 }
 
 /* ---- overrides ---- */

@@ -142,6 +142,19 @@ const char *val_str(const struct val *v, const char *fallback) {
   return v && v->type == V_STR ? v->u.str.s : fallback;
 }
 
+char *val_scalar_text(const struct val *v) {
+  char tmp[64];
+  if (!v) return NULL;
+  switch (v->type) {
+  case V_STR: return xstrdup(v->u.str.s);
+  case V_INT: snprintf(tmp, sizeof tmp, "%lld", (long long)v->u.i); break;
+  case V_NUM: snprintf(tmp, sizeof tmp, "%.17g", v->u.n); break;
+  case V_BOOL: snprintf(tmp, sizeof tmp, "%s", v->u.b ? "true" : "false"); break;
+  default: return NULL;
+  }
+  return xstrdup(tmp);
+}
+
 int val_num_as_int(double d, int64_t *out) {
   /* range first: converting a double outside int64_t is undefined behaviour */
   if (!(d >= -0x1p63 && d < 0x1p63) || d != (double)(int64_t)d) return 0;

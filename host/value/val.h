@@ -48,6 +48,9 @@ const struct val *val_get(const struct val *map, const char *key);
 const struct val *val_path(const struct val *v, const char *dotted);   /* "lifecycle.auto_start" */
 const char *val_str(const struct val *v, const char *fallback);         /* only for V_STR */
 int64_t val_int(const struct val *v, int64_t fallback);                 /* V_INT, integral V_NUM */
+/* A scalar as text (strings as they are, numbers in decimal, true/false), malloc'd; NULL for
+** null, lists and maps. */
+char *val_scalar_text(const struct val *v);
 /* 1 with *out = d when d is integral and within int64_t (NaN, ±inf and 2^63 are not), else 0. */
 int val_num_as_int(double d, int64_t *out);
 double val_num(const struct val *v, double fallback);                   /* V_INT or V_NUM */

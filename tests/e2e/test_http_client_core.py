@@ -5,14 +5,10 @@ import socket
 import threading
 
 import th
+from httpd_misbehave import refused_port
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = refused_port     # a port nothing listens on (bound, then closed)
 
 
 # app:echo answers with what it got; app:slow sleeps first; app:relay fetches /api/echo

@@ -14,7 +14,7 @@ import time
 
 import th
 from httpd_lua import lua, tmpdir
-from httpd_misbehave import Server, make_certs
+from httpd_misbehave import Server, make_certs, refused_port
 
 NGINX_CONF = """
 daemon off;
@@ -40,19 +40,11 @@ http {{
 """
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Nginx:
     def __init__(self):
         self.d = tmpdir()
         self.certs = make_certs(self.d)
-        self.port = free_port()
+        self.port = refused_port()              # free until nginx binds it
         conf = os.path.join(self.d, "nginx.conf")
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(d=self.d, port=self.port, cert=self.certs["good.pem"],
