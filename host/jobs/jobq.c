@@ -72,6 +72,7 @@ static void job_free(struct job *j) {
   free(j->data);
   free(j->result);
   free(j->progress);
+  free(j->headers);
   buf_free(&j->errors);
   free(j);
 }
@@ -161,6 +162,7 @@ void jobq_restore(struct jobq *q, const struct job_row *r) {
   j->data_len = strlen(j->data);
   j->result = r->result ? xstrdup(r->result) : NULL;
   j->progress = r->progress ? xstrdup(r->progress) : NULL;
+  j->headers = r->headers ? xstrdup(r->headers) : NULL;
   buf_init(&j->errors);
   if (r->errors) buf_adds(&j->errors, r->errors);
   j->state = r->state;
@@ -223,6 +225,7 @@ static struct job *new_job(struct jobq *q, const char *data, size_t len, const s
   j->idem_key = o->idem_key ? xstrdup(o->idem_key) : NULL;
   j->data = xstrndup(data, len);
   j->data_len = len;
+  j->headers = o->headers ? xstrdup(o->headers) : NULL;
   buf_init(&j->errors);
   j->priority = o->priority;
   j->max_retries = o->max_retries >= 0 ? o->max_retries : q->cfg.max_retries;
@@ -507,6 +510,7 @@ int job_begin(struct jobq *q, struct job *j) {
 
 const char *job_id(const struct job *j) { return j->id; }
 const char *job_data(const struct job *j, size_t *len) { *len = j->data_len; return j->data; }
+const char *job_headers(const struct job *j) { return j->headers; }
 int job_attempt(const struct job *j) { return j->attempt; }
 int job_max_retries(const struct job *j) { return j->max_retries; }
 int64_t job_deadline(const struct job *j) { return j->deadline; }

@@ -83,6 +83,7 @@ struct jobq_publish_opts {
   int64_t delay_ns;             /* run no earlier than now + delay */
   int priority;                 /* smaller first; default 0 */
   int max_retries;              /* < 0: the queue's default */
+  const char *headers;          /* NULL: none; else message headers as a JSON object (copied) */
 };
 
 enum { JQ_OK = 0, JQ_ERROR = -1, JQ_FULL = -2, JQ_DRAINING = -3, JQ_UNAVAILABLE = -4,
@@ -125,6 +126,7 @@ struct job *jobq_claim(struct jobq *q, int64_t until_ns);
 /* What a claimed job exposes to its runner. */
 const char *job_id(const struct job *j);
 const char *job_data(const struct job *j, size_t *len);
+const char *job_headers(const struct job *j);    /* JSON object text, or NULL */
 int job_attempt(const struct job *j);
 int job_max_retries(const struct job *j);
 int64_t job_deadline(const struct job *j);       /* monotonic ns; 0 = none */

@@ -18,7 +18,7 @@ struct job {
   struct job *hash_next;
   uint64_t hash;
   int64_t seq;
-  char *id, *idem_key, *data, *result, *progress;
+  char *id, *idem_key, *data, *result, *progress, *headers;   /* headers: JSON object or NULL */
   size_t data_len;
   struct buf errors;               /* ",{...}" items; wrapped in [] when shown */
   int state, pub_state;            /* pub_state: committed and visible; -1 = not yet */

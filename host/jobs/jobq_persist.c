@@ -48,7 +48,7 @@ static void to_row(const struct jobq *q, const struct job *j, struct job_row *r)
     .run_at = j->run_at, .created_at = j->created_at, .started_at = j->started_at,
     .finished_at = j->finished_at, .data = j->data, .result = j->result,
     .errors = j->errors.len ? j->errors.data : NULL, .progress = j->progress,
-    .idem_key = j->idem_key};
+    .idem_key = j->idem_key, .headers = j->headers};
 }
 
 /* Queues row r of job j (q->lock held); once committed the job shows its current state. */

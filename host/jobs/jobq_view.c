@@ -41,6 +41,7 @@ static void put_info(const struct jobq *q, const struct job *j, int state, struc
   put_time(b, "run_at", j->run_at);
   put_time(b, "started_at", j->started_at);
   put_time(b, "finished_at", state == j->state ? j->finished_at : 0);
+  if (j->headers) buf_printf(b, ",\"headers\":%s", j->headers);
   buf_printf(b, ",\"progress\":%s", j->progress ? j->progress : "null");
   buf_printf(b, ",\"result\":%s", state == JS_DONE && j->result ? j->result : "null");
   buf_printf(b, ",\"errors\":%s}", j->errors.len ? j->errors.data : "[]");

@@ -34,7 +34,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 enum op_kind { OP_PUT, OP_DELETE };
 
@@ -84,21 +84,28 @@ static const char schema_sql[] =
   " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, queue TEXT NOT NULL,"
   " state INTEGER, priority INTEGER, attempt INTEGER, max_retries INTEGER,"
   " recoveries INTEGER, run_at INTEGER, created_at INTEGER, started_at INTEGER,"
-  " finished_at INTEGER, data TEXT, result TEXT, errors TEXT, progress TEXT, idem_key TEXT);"
-  "INSERT INTO meta(key, value) VALUES('schema_version', 1);";
+  " finished_at INTEGER, data TEXT, result TEXT, errors TEXT, progress TEXT, idem_key TEXT,"
+  " headers TEXT);"
+  "INSERT INTO meta(key, value) VALUES('schema_version', 2);";
+
+/* Version 1 → 2: message headers (queue.publish's Wippy headers, a JSON object). */
+static const char migrate_2_sql[] =
+  "ALTER TABLE jobs ADD COLUMN headers TEXT;"
+  "UPDATE meta SET value = 2 WHERE key = 'schema_version';";
 
 #define COLUMNS "seq, id, queue, state, priority, attempt, max_retries, recoveries, run_at," \
-  " created_at, started_at, finished_at, data, result, errors, progress, idem_key"
+  " created_at, started_at, finished_at, data, result, errors, progress, idem_key, headers"
 
 static const char upsert_sql[] =
   "INSERT INTO jobs(" COLUMNS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-  " ?13, ?14, ?15, ?16, ?17) ON CONFLICT(seq) DO UPDATE SET id = excluded.id,"
+  " ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT(seq) DO UPDATE SET id = excluded.id,"
   " queue = excluded.queue, state = excluded.state, priority = excluded.priority,"
   " attempt = excluded.attempt, max_retries = excluded.max_retries,"
   " recoveries = excluded.recoveries, run_at = excluded.run_at,"
   " created_at = excluded.created_at, started_at = excluded.started_at,"
   " finished_at = excluded.finished_at, data = excluded.data, result = excluded.result,"
-  " errors = excluded.errors, progress = excluded.progress, idem_key = excluded.idem_key";
+  " errors = excluded.errors, progress = excluded.progress, idem_key = excluded.idem_key,"
+  " headers = excluded.headers";
 
 /* ---- opening ----------------------------------------------------------- */
 
@@ -157,8 +164,8 @@ static int read_version(struct jobstore *s, int *version) {
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Creates the schema in a new file, checks the version of an existing one. Migrations from
-** older versions go here when there are any. */
+/* Creates the schema in a new file, checks the version of an existing one and migrates an
+** older one (in the same transaction: all or nothing). */
 static int ensure_schema(struct jobstore *s, char *err, size_t errlen) {
   int version;
   if (exec(s, "BEGIN IMMEDIATE") < 0) return fail(s, err, errlen, "cannot begin");
@@ -171,6 +178,11 @@ static int ensure_schema(struct jobstore *s, char *err, size_t errlen) {
   if (version > SCHEMA_VERSION) {
     snprintf(err, errlen, "%s: schema version %d is newer than this taskhost supports (%d)",
              s->path, version, SCHEMA_VERSION);
+    exec(s, "ROLLBACK");
+    return -1;
+  }
+  if (version == 1 && exec(s, migrate_2_sql) < 0) {
+    fail(s, err, errlen, "cannot migrate the schema to version 2");
     exec(s, "ROLLBACK");
     return -1;
   }
@@ -299,6 +311,7 @@ static void row_from_stmt(sqlite3_stmt *st, struct job_row *r) {
     .created_at = sqlite3_column_int64(st, 9), .started_at = sqlite3_column_int64(st, 10),
     .finished_at = sqlite3_column_int64(st, 11), .data = TXT(12), .result = TXT(13),
     .errors = TXT(14), .progress = TXT(15), .idem_key = TXT(16),
+    .headers = TXT(17),
   };
 #undef TXT
 }
@@ -340,7 +353,8 @@ static const char *str_copy(char **at, const char *src) {
 
 static struct op *op_new_put(const struct job_row *r) {
   size_t n = str_size(r->id) + str_size(r->queue) + str_size(r->data) + str_size(r->result) +
-             str_size(r->errors) + str_size(r->progress) + str_size(r->idem_key);
+             str_size(r->errors) + str_size(r->progress) + str_size(r->idem_key) +
+             str_size(r->headers);
   struct op *op = xmalloc(sizeof *op + n);
   char *at = (char *)(op + 1);
   op->row = *r;
@@ -351,6 +365,7 @@ static struct op *op_new_put(const struct job_row *r) {
   op->row.errors = str_copy(&at, r->errors);
   op->row.progress = str_copy(&at, r->progress);
   op->row.idem_key = str_copy(&at, r->idem_key);
+  op->row.headers = str_copy(&at, r->headers);
   op->kind = OP_PUT;
   return op;
 }
@@ -424,13 +439,13 @@ void jobstore_flush(struct jobstore *s) {
 
 static void bind_row(sqlite3_stmt *st, const struct job_row *r) {
   const char *texts[] = {r->id, r->queue};
-  const char *tail[] = {r->data, r->result, r->errors, r->progress, r->idem_key};
+  const char *tail[] = {r->data, r->result, r->errors, r->progress, r->idem_key, r->headers};
   const int64_t ints[] = {r->state, r->priority, r->attempt, r->max_retries, r->recoveries,
                           r->run_at, r->created_at, r->started_at, r->finished_at};
   sqlite3_bind_int64(st, 1, r->seq);
   for (int i = 0; i < 2; i++) sqlite3_bind_text(st, 2 + i, texts[i], -1, SQLITE_STATIC);
   for (int i = 0; i < 9; i++) sqlite3_bind_int64(st, 4 + i, ints[i]);
-  for (int i = 0; i < 5; i++) sqlite3_bind_text(st, 13 + i, tail[i], -1, SQLITE_STATIC);
+  for (int i = 0; i < 6; i++) sqlite3_bind_text(st, 13 + i, tail[i], -1, SQLITE_STATIC);
 }
 
 /* Runs one op inside the open transaction. Returns 0, or -1 (logged). */

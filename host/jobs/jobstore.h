@@ -53,6 +53,7 @@ struct job_row {
   const char *errors;       /* JSON array of {attempt, at, error}, or NULL */
   const char *progress;     /* JSON text, or NULL */
   const char *idem_key;     /* idempotency key, or NULL */
+  const char *headers;      /* message headers, a JSON object, or NULL */
 };
 
 struct jobstore;

@@ -3,12 +3,15 @@
 **   queue.publish(queue_id, data [, opts]) → job id | nil, err
 **       opts: id, delay (duration string or seconds), priority, max_retries, idempotency_key,
 **       unique (true: a job already there under that id or key is an ALREADY_EXISTS error;
-**       by default its id is returned and nothing is added)
+**       by default its id is returned and nothing is added). opts is also Wippy's headers
+**       table: a key above whose value has another type (Wippy's `priority = "high"`) and
+**       every other key is a message header (at most 64, 16 KiB of JSON), stored with the
+**       job and read in the consumer through queue.message()
 **       err kinds: NOT_FOUND (no such queue), RATE_LIMITED (full: capacity or max_waiting),
 **       UNAVAILABLE (shutting down, or the queue's database is not writable), ALREADY_EXISTS,
 **       INVALID (data not JSON-encodable; an id / idempotency_key empty or over 255 bytes;
 **       priority outside int32, max_retries < 0 or > 2^31-1, delay negative or too large:
-**       never clamped or wrapped). An option of the wrong type raises. With the SQLite driver
+**       never clamped or wrapped). A header key that is not a string raises. With the SQLite driver
 **       it returns once the job is on disk; the calling thread waits for that commit.
 **   queue.publish_batch(queue_id, items [, opts]) → {ids} | nil, err   (one commit, all or none)
 **   queue.info(queue_id) → counts per state, published, retries, rejected, wait_p50/p99_ms
@@ -25,6 +28,7 @@
 **   queue.forget(queue_id, job_id) → true | nil, err (NOT_FOUND; CONFLICT: not finished, or
 **       its final state not yet on disk): the finished job's record is removed (and its row)
 **   queue.job() → {id, queue, attempt, max_retries} inside a consumer function, else nil
+**   queue.message() → Message (:id(), :header(k), :headers()) inside a consumer, else nil, err
 **   queue.progress(value) → true | nil, err: the running job's progress (any JSON value)
 ** A consumer function gets the job's data as its argument; its return value is stored as
 ** the result; a raised error or `nil, err` is a failed attempt (retried while attempts
@@ -68,7 +72,7 @@ static struct jobq *find_queue(lua_State *L, const char *name) {
   return q;
 }
 
-/* Option values. A wrong type raises (misuse); a value out of range (or an unparsable
+/* Option values. Another type makes the key a header (read_headers); a value out of range (or an unparsable
 ** duration) is -1 with the reason in err, for an INVALID error: never wrapped, never clamped. */
 static int opt_duration(lua_State *L, int t, const char *key, int64_t *ns, char *err, size_t n) {
   int ty = lua_getfield(L, t, key);
@@ -79,9 +83,7 @@ static int opt_duration(lua_State *L, int t, const char *key, int64_t *ns, char 
     if (ok) *ns = (int64_t)(v * 1e9);
   } else if (ty == LUA_TSTRING) {
     ok = duration_parse(lua_tostring(L, -1), ns) == 0 && *ns >= 0;
-  } else if (ty != LUA_TNIL) {
-    return luaL_error(L, "opts.%s must be a duration (\"5s\") or seconds", key);
-  }
+  }                                                 /* another type: a header */
   lua_pop(L, 1);
   if (!ok) snprintf(err, n, "opts.%s must be a duration (\"5s\") or seconds, 0 to 106751 days", key);
   return ok ? 0 : -1;
@@ -89,8 +91,7 @@ static int opt_duration(lua_State *L, int t, const char *key, int64_t *ns, char 
 
 static const char *opt_string(lua_State *L, int t, const char *key) {
   int ty = lua_getfield(L, t, key);          /* left on the stack: the string stays alive */
-  if (ty != LUA_TNIL && ty != LUA_TSTRING) luaL_error(L, "opts.%s must be a string", key);
-  return lua_tostring(L, -1);
+  return ty == LUA_TSTRING ? lua_tostring(L, -1) : NULL;   /* another type: a header */
 }
 
 static int opt_int(lua_State *L, int t, const char *key, lua_Integer lo, lua_Integer hi, int *v,
@@ -98,18 +99,74 @@ static int opt_int(lua_State *L, int t, const char *key, lua_Integer lo, lua_Int
   int ty = lua_getfield(L, t, key), isint = lua_isinteger(L, -1);
   lua_Integer x = lua_tointeger(L, -1);
   lua_pop(L, 1);
-  if (ty == LUA_TNIL) return 0;
-  if (ty != LUA_TNUMBER) return luaL_error(L, "opts.%s must be an integer", key);
+  if (ty != LUA_TNUMBER) return 0;           /* absent, or another type: a header */
   if (isint && x >= lo && x <= hi) { *v = (int)x; return 0; }
   snprintf(err, n, "opts.%s must be an integer from %lld to %lld", key, (long long)lo, (long long)hi);
   return -1;
 }
 
-/* The options table at idx (absent: defaults) into o: 0, or -1 with the reason in err.
+/* The third argument is Wippy's message headers and taskhost's job options at once: a key
+** below whose value has the option's type is an option; every other key (or an option name
+** with another type, e.g. Wippy's `priority = "high"`) is a header. */
+enum { OT_STR = 1, OT_NUM = 2, OT_BOOL = 4 };
+static const struct { const char *key; int types; } job_opts[] = {
+  {"id", OT_STR}, {"idempotency_key", OT_STR}, {"delay", OT_STR | OT_NUM},
+  {"priority", OT_NUM}, {"max_retries", OT_NUM}, {"unique", OT_BOOL}};
+
+static int is_job_opt(lua_State *L, const char *key, int vidx) {
+  int ty = lua_type(L, vidx);
+  int t = ty == LUA_TSTRING ? OT_STR : ty == LUA_TNUMBER ? OT_NUM : ty == LUA_TBOOLEAN ? OT_BOOL : 0;
+  for (size_t i = 0; i < countof(job_opts); i++)
+    if (strcmp(job_opts[i].key, key) == 0) return (job_opts[i].types & t) != 0;
+  return 0;
+}
+
+#define HEADERS_MAX 64              /* headers per message */
+#define HEADERS_BYTES (16 << 10)    /* their JSON text */
+
+/* The headers of the table at idx as a JSON object into hb (left empty when there are
+** none): 0, or -1 with the reason in err (over the budget, a value JSON cannot carry). A
+** key that is not a string raises. */
+static int read_headers(lua_State *L, int idx, struct buf *hb, char *err, size_t n) {
+  lua_newtable(L);
+  int t = lua_gettop(L), count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "headers: keys must be strings");
+    if (!is_job_opt(L, lua_tostring(L, -2), -1)) {
+      if (++count > HEADERS_MAX) {
+        lua_pop(L, 3);
+        snprintf(err, n, "more than %d headers", HEADERS_MAX);
+        return -1;
+      }
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, t);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  int rc = 0;
+  if (count) {
+    char jerr[128];
+    if (json_encode(L, t, hb, jerr, sizeof jerr) != 0) {
+      snprintf(err, n, "headers: %s", jerr);
+      rc = -1;
+    } else if (hb->len > HEADERS_BYTES) {
+      snprintf(err, n, "headers over %d bytes of JSON", HEADERS_BYTES);
+      rc = -1;
+    }
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* The options table at idx (absent: defaults) into o, its headers into hb (o->headers
+** points into it): 0, or -1 with the reason in err.
 ** per_job: id and idempotency_key too (their strings stay on the stack, alive for the call);
 ** else giving them is an error (a batch cannot share one id). */
-static int read_opts(lua_State *L, int idx, int per_job, struct jobq_publish_opts *o, char *err,
-                     size_t n) {
+static int read_opts(lua_State *L, int idx, int per_job, struct jobq_publish_opts *o,
+                     struct buf *hb, char *err, size_t n) {
   *o = (struct jobq_publish_opts){.max_retries = -1};
   if (lua_isnoneornil(L, idx)) return 0;
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -122,8 +179,10 @@ static int read_opts(lua_State *L, int idx, int per_job, struct jobq_publish_opt
   }
   if (opt_duration(L, idx, "delay", &o->delay_ns, err, n) < 0 ||
       opt_int(L, idx, "priority", INT_MIN, INT_MAX, &o->priority, err, n) < 0 ||
-      opt_int(L, idx, "max_retries", 0, INT_MAX, &o->max_retries, err, n) < 0)
+      opt_int(L, idx, "max_retries", 0, INT_MAX, &o->max_retries, err, n) < 0 ||
+      read_headers(L, idx, hb, err, n) < 0)
     return -1;
+  o->headers = hb->len ? hb->data : NULL;
   return 0;
 }
 
@@ -141,8 +200,7 @@ static int publish_failed(lua_State *L, const char *fn, int rc, const char *err)
 static int opt_unique(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return 0;
   int ty = lua_getfield(L, idx, "unique");
-  if (ty != LUA_TNIL && ty != LUA_TBOOLEAN) luaL_error(L, "queue.publish: opts.unique must be a boolean");
-  int v = lua_toboolean(L, -1);
+  int v = ty == LUA_TBOOLEAN && lua_toboolean(L, -1);   /* another type: a header */
   lua_pop(L, 1);
   return v;
 }
@@ -152,20 +210,29 @@ static int l_publish(lua_State *L) {
   luaL_checkany(L, 2);
   struct jobq_publish_opts o;
   char err[256], id[JOBQ_KEY_MAX + 1];
-  if (read_opts(L, 3, 1, &o, err, sizeof err) != 0)
+  struct buf hb;
+  buf_init(&hb);
+  if (read_opts(L, 3, 1, &o, &hb, err, sizeof err) != 0) {
+    buf_free(&hb);
     return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
+  }
   int unique = opt_unique(L, 3);
   struct jobq *q = find_queue(L, name);
-  if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish: no queue.queue entry '%s'", name);
+  if (!q) {
+    buf_free(&hb);
+    return errors_fail(L, EK_NOT_FOUND, "queue.publish: no queue.queue entry '%s'", name);
+  }
   struct buf b;
   buf_init(&b);
   if (json_encode(L, 2, &b, err, sizeof err) != 0) {
     buf_free(&b);
+    buf_free(&hb);
     return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
   }
   int existed;
   int rc = jobq_publish(q, b.data, b.len, &o, id, sizeof id, &existed, err, sizeof err);
   buf_free(&b);
+  buf_free(&hb);
   if (rc != JQ_OK) return publish_failed(L, "queue.publish", rc, err);
   if (unique && existed) return errors_fail(L, EK_ALREADY_EXISTS, "queue.publish: job %s already exists", id);
   lua_pushstring(L, id);
@@ -261,14 +328,21 @@ static int l_forget(lua_State *L) {
 static int l_publish_batch(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
+  size_t n = (size_t)luaL_len(L, 2);          /* may raise: before anything is allocated */
   struct jobq_publish_opts o;
   char err[256];
-  if (read_opts(L, 3, 0, &o, err, sizeof err) != 0)
+  struct buf hb;                              /* the headers every job gets */
+  buf_init(&hb);
+  if (read_opts(L, 3, 0, &o, &hb, err, sizeof err) != 0) {
+    buf_free(&hb);
     return errors_fail(L, EK_INVALID, "queue.publish_batch: %s", err);
+  }
   o.id = o.idem_key = NULL;
   struct jobq *q = find_queue(L, name);
-  if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.publish_batch: no queue.queue entry '%s'", name);
-  size_t n = (size_t)luaL_len(L, 2);
+  if (!q) {
+    buf_free(&hb);
+    return errors_fail(L, EK_NOT_FOUND, "queue.publish_batch: no queue.queue entry '%s'", name);
+  }
   struct buf all;
   size_t *offs = xmalloc((n + 1) * sizeof *offs), *lens = xmalloc((n ? n : 1) * sizeof *lens);
   buf_init(&all);
@@ -278,7 +352,7 @@ static int l_publish_batch(lua_State *L) {
     int bad = json_encode(L, -1, &all, err, sizeof err) != 0;
     lua_pop(L, 1);
     if (bad) {
-      free(offs); free(lens); buf_free(&all);
+      free(offs); free(lens); buf_free(&all); buf_free(&hb);
       return errors_fail(L, EK_INVALID, "queue.publish_batch: item %zu: %s", i + 1, err);
     }
     lens[i] = all.len - offs[i];
@@ -294,7 +368,7 @@ static int l_publish_batch(lua_State *L) {
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
   }
-  free(ids); free(data); free(offs); free(lens); buf_free(&all);
+  free(ids); free(data); free(offs); free(lens); buf_free(&all); buf_free(&hb);
   if (rc != JQ_OK) return publish_failed(L, "queue.publish_batch", rc, err);
   return 1;
 }
@@ -344,6 +418,67 @@ static int l_job(lua_State *L) {
   return 1;
 }
 
+/* ---- queue.message(): the job being run, as Wippy's Message -------------------------
+** A userdata with the job's id (user value 1) and its headers decoded (user value 2): copies,
+** so a Message kept after its job ended stays valid. */
+
+#define MESSAGE_MT "taskhost.queue.message"
+
+static int l_message(lua_State *L) {
+  struct jobctx *jc = current_job(L);
+  if (!jc) return errors_fail(L, EK_INVALID, "queue.message: not inside a queue consumer");
+  lua_newuserdatauv(L, 0, 2);
+  luaL_setmetatable(L, MESSAGE_MT);
+  lua_pushstring(L, job_id(jc->job));
+  lua_setiuservalue(L, -2, 1);
+  const char *h = job_headers(jc->job);
+  char err[128];
+  if (!h) lua_newtable(L);
+  else if (json_decode(L, h, strlen(h), err, sizeof err) != 0)   /* the queue wrote it */
+    return errors_fail(L, EK_INTERNAL, "queue.message: headers: %s", err);
+  lua_setiuservalue(L, -2, 2);
+  return 1;
+}
+
+static int msg_id(lua_State *L) {
+  luaL_checkudata(L, 1, MESSAGE_MT);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int msg_header(lua_State *L) {
+  luaL_checkudata(L, 1, MESSAGE_MT);
+  luaL_checkstring(L, 2);
+  lua_getiuservalue(L, 1, 2);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+/* A fresh copy each call: changing it does not change the message. */
+static int msg_headers(lua_State *L) {
+  luaL_checkudata(L, 1, MESSAGE_MT);
+  lua_getiuservalue(L, 1, 2);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  return 1;
+}
+
+static void open_message(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"id", msg_id}, {"header", msg_header}, {"headers", msg_headers}, {NULL, NULL}};
+  if (luaL_newmetatable(L, MESSAGE_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
 static int l_progress(lua_State *L) {
   struct jobctx *jc = current_job(L);
   if (!jc) return errors_fail(L, EK_INVALID, "queue.progress: not inside a queue consumer");
@@ -365,7 +500,8 @@ int luaopen_queue(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"publish", l_publish}, {"publish_batch", l_publish_batch}, {"info", l_info},
     {"get", l_get}, {"list", l_list}, {"cancel", l_cancel}, {"forget", l_forget},
-    {"job", l_job}, {"progress", l_progress}, {NULL, NULL}};
+    {"job", l_job}, {"message", l_message}, {"progress", l_progress}, {NULL, NULL}};
+  open_message(L);
   luaL_newlib(L, funcs);
   return 1;
 }

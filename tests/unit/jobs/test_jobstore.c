@@ -67,6 +67,7 @@ static void collect(void *arg, const struct job_row *r) {
   c->errors = dup_or_null(r->errors);
   c->progress = dup_or_null(r->progress);
   c->idem_key = dup_or_null(r->idem_key);
+  c->headers = dup_or_null(r->headers);
 }
 
 static void rows_free(struct rows *rs) {
@@ -74,7 +75,7 @@ static void rows_free(struct rows *rs) {
     struct job_row *r = &rs->v[i];
     free((char *)r->id); free((char *)r->queue); free((char *)r->data);
     free((char *)r->result); free((char *)r->errors); free((char *)r->progress);
-    free((char *)r->idem_key);
+    free((char *)r->idem_key); free((char *)r->headers);
   }
   free(rs->v);
   memset(rs, 0, sizeof *rs);
@@ -99,7 +100,7 @@ static int row_eq(const struct job_row *a, const struct job_row *b) {
          a->started_at == b->started_at && a->finished_at == b->finished_at &&
          str_eq(a->data, b->data) && str_eq(a->result, b->result) &&
          str_eq(a->errors, b->errors) && str_eq(a->progress, b->progress) &&
-         str_eq(a->idem_key, b->idem_key);
+         str_eq(a->idem_key, b->idem_key) && str_eq(a->headers, b->headers);
 }
 
 static struct job_row simple_row(int64_t seq, const char *id) {
@@ -140,7 +141,7 @@ TEST(open_creates_dir_and_schema) {
   CHECK_INT(sqlite3_prepare_v2(db, "SELECT (SELECT value FROM meta WHERE key = 'schema_version'),"
                                " (SELECT count(*) FROM jobs)", -1, &q, NULL), SQLITE_OK);
   CHECK_INT(sqlite3_step(q), SQLITE_ROW);
-  CHECK_INT(sqlite3_column_int(q, 0), 1);
+  CHECK_INT(sqlite3_column_int(q, 0), 2);
   CHECK_INT(sqlite3_column_int(q, 1), 0);
   sqlite3_finalize(q);
   sqlite3_close(db);
@@ -153,7 +154,7 @@ TEST(round_trip_all_fields) {
      .max_retries = 5, .recoveries = 1, .run_at = 1700000000123, .created_at = 1700000000001,
      .started_at = 1700000000050, .finished_at = 1700000000099, .data = "{\"a\":1}",
      .result = "{\"ok\":true}", .errors = "[{\"attempt\":1,\"at\":1,\"error\":\"x\"}]",
-     .progress = "{\"pct\":50}", .idem_key = "key-ü"},
+     .progress = "{\"pct\":50}", .idem_key = "key-ü", .headers = "{\"trace\":\"t-1\"}"},
     {.seq = 2, .id = "j-2", .queue = "q2", .data = "null"},      /* NULL strings, zero times */
     {.seq = 9000000000LL, .id = "j-big", .queue = "q", .state = 9, .run_at = -1, .data = ""},
   };
@@ -169,7 +170,8 @@ TEST(round_trip_all_fields) {
     CHECK(row_eq(&rs.v[0], &in[1]));      /* seq order: 2, 7, 9000000000 */
     CHECK(row_eq(&rs.v[1], &in[0]));
     CHECK(row_eq(&rs.v[2], &in[2]));
-    CHECK(rs.v[0].result == NULL && rs.v[0].errors == NULL && rs.v[0].idem_key == NULL);
+    CHECK(rs.v[0].result == NULL && rs.v[0].errors == NULL && rs.v[0].idem_key == NULL &&
+          rs.v[0].headers == NULL);
     CHECK_STR(rs.v[2].data, "");
   }
   rows_free(&rs);
@@ -360,7 +362,7 @@ TEST(newer_schema_refused) {
   jobstore_close(s);
   sqlite3 *db;
   CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
-  CHECK_INT(sqlite3_exec(db, "UPDATE meta SET value = 2 WHERE key = 'schema_version'", NULL,
+  CHECK_INT(sqlite3_exec(db, "UPDATE meta SET value = 3 WHERE key = 'schema_version'", NULL,
                          NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
   char err[512] = "";
@@ -369,6 +371,47 @@ TEST(newer_schema_refused) {
   CHECK_CONTAINS(err, path);
   CHECK_CONTAINS(err, "newer");
   jobstore_close(s);
+}
+
+/* A version 1 file (before message headers) is migrated in place: its rows load with no
+** headers, new rows keep theirs, and the file says version 2. */
+TEST(version_1_migrated) {
+  const char *path = tpath("v1.db");
+  sqlite3 *db;
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  CHECK_INT(sqlite3_exec(db,
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);"
+    "INSERT INTO meta VALUES('schema_version', 1);"
+    "CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, queue TEXT NOT NULL,"
+    " state INTEGER, priority INTEGER, attempt INTEGER, max_retries INTEGER,"
+    " recoveries INTEGER, run_at INTEGER, created_at INTEGER, started_at INTEGER,"
+    " finished_at INTEGER, data TEXT, result TEXT, errors TEXT, progress TEXT, idem_key TEXT);"
+    "INSERT INTO jobs(seq, id, queue, state, data) VALUES(1, 'old', 'app:jobs', 0, '{}');",
+    NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  struct jobstore *s = must_open(path);
+  if (!s) { CHECK(0); return; }
+  struct job_row r = simple_row(2, "new");
+  r.headers = "{\"k\":\"v\"}";
+  jobstore_put(s, &r, NULL, NULL);
+  jobstore_close(s);
+  struct rows rs = {0};
+  reload(path, &rs);
+  CHECK_INT(rs.n, 2);
+  if (rs.n == 2) {
+    CHECK_STR(rs.v[0].id, "old");
+    CHECK(rs.v[0].headers == NULL);
+    CHECK(row_eq(&rs.v[1], &r));
+  }
+  rows_free(&rs);
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *q;
+  CHECK_INT(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &q,
+                               NULL), SQLITE_OK);
+  CHECK_INT(sqlite3_step(q), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int(q, 0), 2);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
 }
 
 TEST(open_error_names_path) {
@@ -542,6 +585,7 @@ int main(void) {
   RUN(duplicate_id_fails_alone);
   RUN(concurrent_puts_batch);
   RUN(newer_schema_refused);
+  RUN(version_1_migrated);
   RUN(open_error_names_path);
   RUN(close_null);
   RUN(exclusive_wal_has_no_shm_file);
