@@ -5,6 +5,7 @@
 */
 #include "app_impl.h"
 #include "registry/code.h"
+#include "runtime/events.h"
 #include "runtime/funcpool.h"
 #include "http/http.h"
 #include "http/httpc.h"
@@ -18,6 +19,7 @@
 #include "http/router.h"
 #include "runtime/rt.h"
 #include "runtime/scheduler.h"
+#include "value/json.h"
 #include "value/seri.h"
 #include "runtime/supervise.h"
 #include "runtime/term.h"
@@ -35,11 +37,34 @@
 #include <string.h>
 #include <unistd.h>
 
+/* rt->proc_exited: a "taskhost.process" "exit" event (path: the pid) when anyone listens. */
+static void proc_exited(struct rt *rt, const struct proc *p, const struct exit_info *info) {
+  if (!evbus_active(rt->events)) return;
+  struct buf b;
+  buf_init(&b);
+  buf_adds(&b, "{\"pid\":");
+  json_put_string(&b, p->pidstr, strlen(p->pidstr));
+  buf_adds(&b, ",\"entry\":");
+  json_put_string(&b, p->code->e->id, strlen(p->code->e->id));
+  buf_printf(&b, ",\"failed\":%s,\"canceled\":%s", info->failed ? "true" : "false",
+             info->canceled ? "true" : "false");
+  if (info->failed && info->error) {
+    buf_adds(&b, ",\"error\":");
+    json_put_string(&b, info->error, strlen(info->error));
+  }
+  buf_addc(&b, '}');
+  buf_addc(&b, '\0');
+  evbus_host(rt->events, "taskhost.process", "exit", p->pidstr, b.data);
+  buf_free(&b);
+}
+
 struct app *app_new(const struct project *proj, struct registry *gen, struct codeset *code) {
   struct app *a = xcalloc(1, sizeof *a);
   a->rt = rt_new(proj->dir);
   a->rt->libs = linit_libs();
   a->rt->proc_mem_limit = (size_t)proj->process_memory;
+  a->rt->events = evbus_new(a->rt);
+  a->rt->proc_exited = proc_exited;
   a->gen = gen;
   a->rt->timers = timers_new();
   rt_set_generation(a->rt, registry_ref(gen), codeset_ref(code));
@@ -289,6 +314,7 @@ void app_free(struct app *a) {
   free(a->exec_out);
   if (a->rt->timers) timers_free(a->rt->timers);    /* never started (app_stop frees them) */
   httpc_free(a->httpc);                               /* likewise */
+  evbus_free(a->rt->events);                          /* every process has ended */
   rt_free(a->rt);
   free(a);
 }

@@ -6,7 +6,9 @@
 */
 #include "app_impl.h"
 #include "registry/code.h"
+#include "runtime/events.h"
 #include "runtime/funcpool.h"
+#include "value/json.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
 #include "jobs/jobrun.h"
@@ -227,6 +229,24 @@ void app_set_reloader(struct app *a, app_reloader fn, void *ctx, struct watch *w
   a->watch = w;
 }
 
+/* A "taskhost.registry" event: kind "reload" (path: the new version) or "reload.refused". */
+static void reload_event(struct app *a, const struct registry *reg, const char *why) {
+  if (!evbus_active(a->rt->events)) return;
+  struct buf b;
+  char path[32] = "";
+  buf_init(&b);
+  buf_adds(&b, "{\"why\":");
+  json_put_string(&b, why, strlen(why));
+  if (reg) {
+    snprintf(path, sizeof path, "%llu", (unsigned long long)registry_version(reg));
+    buf_printf(&b, ",\"version\":%s,\"entries\":%zu", path, registry_count(reg));
+  }
+  buf_addc(&b, '}');
+  buf_addc(&b, '\0');
+  evbus_host(a->rt->events, "taskhost.registry", reg ? "reload" : "reload.refused", path, b.data);
+  buf_free(&b);
+}
+
 /* Builds the project again and applies it; on any problem the running code stays. */
 void app_reload_project(struct app *a, const char *why) {
   if (!a->reloader) return;
@@ -235,7 +255,9 @@ void app_reload_project(struct app *a, const char *why) {
   struct codeset *code = NULL;
   if (a->reloader(a->reloader_ctx, &reg, &code) != 0 || app_reload(a, reg, code) != 0) {
     log_error("reload (%s) refused: the running code stays until the problem is fixed", why);
+    reload_event(a, NULL, why);
   } else {
+    reload_event(a, reg, why);
     log_info("reloaded (%s): generation %llu, %zu entries, in %.1f ms", why,
              (unsigned long long)registry_version(reg), registry_count(reg),
              (double)(clock_mono_ns() - t0) / 1e6);

@@ -588,9 +588,15 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
   }
   j->wake = NULL;
   jobq_persist(q, j, NULL);
-  if (job_state_final(j->state)) prune(q, now);
+  int final = job_state_final(j->state), state = j->state, attempt = j->attempt;
+  char id[JOBQ_KEY_MAX + 1];
+  if (final && q->cfg.on_final) snprintf(id, sizeof id, "%s", j->id);   /* prune may free j */
+  if (final) prune(q, now);
   pthread_cond_signal(&q->cv);                   /* a slot is free, or a job is back */
   pthread_mutex_unlock(&q->lock);
+  if (final && q->cfg.on_final)
+    q->cfg.on_final(q->cfg.on_final_ud, q->name, id, state, attempt, o == JO_OK ? NULL : text,
+                    o == JO_OK ? 0 : len);
 }
 
 int jobq_forget(struct jobq *q, const char *id) {
@@ -635,8 +641,11 @@ int jobq_cancel(struct jobq *q, const char *id) {
   struct waiter w;
   jobq_waiter_init(&w);
   jobq_persist(q, j, &w);
+  int attempt = j->attempt;
   pthread_mutex_unlock(&q->lock);
   jobq_waiter_wait(&w);
+  if (q->cfg.on_final)
+    q->cfg.on_final(q->cfg.on_final_ud, q->name, id, JS_CANCELLED, attempt, msg, sizeof msg - 1);
   return was;
 }
 

@@ -56,6 +56,12 @@ struct jobq_config {
   int64_t retention_ns;         /* finished jobs are forgotten after this; 0 = keep */
   int max_concurrent;           /* running at once over all consumers; 0 = unlimited */
   int max_recoveries;           /* crash recoveries before a job fails as "worker lost" */
+  /* Called when a job reaches a final state through a runner or a cancel (not at boot
+  ** recovery), on that thread, with the queue unlocked; error: the last error or NULL.
+  ** NULL = nobody. */
+  void (*on_final)(void *ud, const char *queue, const char *id, int state, int attempt,
+                   const char *error, size_t error_len);
+  void *on_final_ud;
 };
 
 /* The delay before retry number `retry` (1 = first retry), before jitter is applied: base ·

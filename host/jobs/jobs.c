@@ -7,7 +7,9 @@
 #include "jobstore.h"
 #include "base/log.h"
 #include "registry/registry.h"
+#include "runtime/events.h"
 #include "runtime/rt.h"
+#include "value/json.h"
 #include "base/util.h"
 #include "value/val.h"
 
@@ -78,12 +80,39 @@ static void restore_row(void *arg, const struct job_row *r) {
   rc->n++;
 }
 
+/* jobq on_final: a "taskhost.queue" event, kind "job.<state>" (done, failed, cancelled),
+** path the queue's id. */
+static void job_final(void *ud, const char *queue, const char *id, int state, int attempt,
+                      const char *error, size_t error_len) {
+  struct rt *rt = ud;
+  if (!evbus_active(rt->events)) return;
+  char kind[32];
+  struct buf b;
+  buf_init(&b);
+  snprintf(kind, sizeof kind, "job.%s", job_state_name(state));
+  buf_adds(&b, "{\"id\":");
+  json_put_string(&b, id, strlen(id));
+  buf_adds(&b, ",\"queue\":");
+  json_put_string(&b, queue, strlen(queue));
+  buf_printf(&b, ",\"state\":\"%s\",\"attempt\":%d", job_state_name(state), attempt);
+  if (error) {
+    buf_adds(&b, ",\"error\":");
+    json_put_string(&b, error, error_len);
+  }
+  buf_addc(&b, '}');
+  buf_addc(&b, '\0');
+  evbus_host(rt->events, "taskhost.queue", kind, queue, b.data);
+  buf_free(&b);
+}
+
 static int open_queue(struct jobs *js, struct rt *rt, const struct reg_entry *e, char *err, size_t errlen) {
   js->queues = xrealloc(js->queues, (js->nqueues + 1) * sizeof *js->queues);
   struct queue_rt *qr = &js->queues[js->nqueues];
   memset(qr, 0, sizeof *qr);
   struct jobq_config cfg;
   config_of(e, &cfg);
+  cfg.on_final = job_final;
+  cfg.on_final_ud = rt;
   if (strcmp(val_str(val_get(e->data, "driver"), "sqlite"), "sqlite") == 0) {
     char *path = db_path(e, rt->project_dir);
     for (size_t i = 0; i < js->nqueues; i++)      /* one file per queue: seq is per queue */

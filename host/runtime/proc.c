@@ -341,7 +341,8 @@ static void deliver(struct proc *p, struct msg *m) {
 struct feed *proc_route(struct proc *p, const char *topic) {
   for (size_t i = 0; i < p->nlisteners; i++) {
     struct listener *l = p->listeners[i];
-    if (l->glob ? fnmatch(l->pattern, topic, 0) == 0 : strcmp(l->pattern, topic) == 0) return &l->feed;
+    if (l->glob ? topic[0] != '@' && fnmatch(l->pattern, topic, 0) == 0 : strcmp(l->pattern, topic) == 0)
+      return &l->feed;
   }
   return &p->inbox;
 }
@@ -414,6 +415,7 @@ static void notify_watchers(struct proc *p, struct watcher *ws, size_t n, uint64
     m->at = clock_wall_ns();
     proc_post(p->rt, links[i], m, p);
   }
+  if (p->rt->proc_exited) p->rt->proc_exited(p->rt, p, &info);
 }
 
 static void release_waits(struct proc *p) {

@@ -48,11 +48,13 @@ struct feed {
 };
 
 /* A process.listen subscription: messages whose topic matches `pattern` (exact, or a glob
-** with * ? [..]) go to its feed instead of the inbox. */
+** with * ? [..]) go to its feed instead of the inbox. A glob never matches a reserved topic
+** (starting with '@': events.subscribe's listeners are exact "@events:<id>" ones). */
 struct listener {
   char *pattern;
   int glob;
   struct feed feed;
+  void *ud;                   /* its owner's (events.subscribe: the struct evsub), or NULL */
 };
 
 /* Where a user message with this topic goes: a listener's feed, else the inbox. */

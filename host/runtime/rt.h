@@ -27,6 +27,8 @@ struct registry;
 struct codeset;
 struct jobq;
 struct luaenv_lib;
+struct evbus;
+struct exit_info;
 
 struct rt {
   struct timers *timers;
@@ -63,6 +65,12 @@ struct rt {
   ** pointer; registered by the app before any Lua runs, read-only afterwards. */
   struct service_ent { const char *name; void *ptr; } services[4];
   size_t nservices;
+
+  /* The event bus (events.h), made and freed by the app; NULL until then. */
+  struct evbus *events;
+  /* Called on the exiting worker after a process (not a function state) ended and its
+  ** watchers were told, or NULL; set by the app before any process runs. */
+  void (*proc_exited)(struct rt *rt, const struct proc *p, const struct exit_info *info);
 };
 
 struct rt *rt_new(const char *project_dir);

@@ -2,6 +2,7 @@
 ** supervise.c — see supervise.h.
 */
 #include "supervise.h"
+#include "events.h"
 #include "registry/code.h"
 #include "base/log.h"
 #include "msg.h"
@@ -9,6 +10,7 @@
 #include "registry/registry.h"
 #include "rt.h"
 #include "scheduler.h"
+#include "value/json.h"
 #include "value/seri.h"
 #include "base/timer.h"
 #include "base/util.h"
@@ -151,12 +153,27 @@ static int64_t jittered(struct supervisor *s, int64_t ns, double jitter) {
   return (int64_t)((double)ns * (1.0 + jitter * (2.0 * r - 1.0)));
 }
 
+/* A "taskhost.service" event (path: the service id): "restart" or "failed" (gave up). */
+static void service_event(struct service *v, const char *kind, const char *error, int64_t delay) {
+  struct evbus *b = v->sup->rt->events;
+  if (!evbus_active(b)) return;
+  struct buf j;
+  buf_init(&j);
+  buf_printf(&j, "{\"attempt\":%d,\"delay_ms\":%lld,\"error\":", v->attempt, (long long)(delay / 1000000));
+  json_put_string(&j, error, strlen(error));
+  buf_addc(&j, '}');
+  buf_addc(&j, '\0');
+  evbus_host(b, "taskhost.service", kind, v->e->id, j.data);
+  buf_free(&j);
+}
+
 static void schedule_restart_locked(struct service *v, const char *error) {
   if (clock_mono_ns() - v->started_at >= v->stable) v->attempt = 0;
   v->attempt++;
   if (v->max_attempts > 0 && v->attempt > v->max_attempts) {
     log_error("service %s failed: %s; giving up after %d attempts", v->e->id, error, v->attempt - 1);
     v->state = SVC_FAILED;
+    service_event(v, "failed", error, 0);
     return;
   }
   int64_t delay = jittered(v->sup, sup_backoff_ns(v->initial, v->factor, v->max, v->attempt), v->jitter);
@@ -164,6 +181,7 @@ static void schedule_restart_locked(struct service *v, const char *error) {
            (double)delay / 1e9, v->attempt);
   v->state = SVC_BACKOFF;
   timer_add(v->sup->rt->timers, &v->restart, clock_mono_ns() + delay, restart_cb, v, 0, 0);
+  service_event(v, "restart", error, delay);
 }
 
 static void on_exit_cb(void *ud, const struct exit_info *info) {
