@@ -5,9 +5,11 @@
 ** constant_time_compare(a, b) (CRYPTO_memcmp; different lengths → false) and hmac.sha256 /
 ** hmac.sha512(key, data) → lower-case hex. n is 0..CRYPTO_MAX_RANDOM, else nil, INVALID; an
 ** alphabet is 1..256 bytes. Misuse (wrong types) raises; a failed random source gives nil,
-** INTERNAL. Threads: none of its own; runs on the thread that owns the lua_State.
+** INTERNAL. encrypt, decrypt and pbkdf2 are in lmod_crypto_cipher.c, jwt in lmod_crypto_jwt.c.
+** Threads: none of its own; runs on the thread that owns the lua_State.
 */
 #include "base/uuid.h"
+#include "lmod_crypto.h"
 #include "value/errors.h"
 #include "lmod.h"
 
@@ -116,5 +118,7 @@ int luaopen_crypto(lua_State *L) {
   lua_pushcclosure(L, l_hmac, 1);
   lua_setfield(L, -2, "sha512");
   lua_setfield(L, -2, "hmac");
+  crypto_open_cipher(L);
+  crypto_open_jwt(L);
   return 1;
 }

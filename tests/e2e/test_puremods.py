@@ -103,6 +103,59 @@ class PureModules(th.TestCase):
         for name in ("raise_hash", "raise_format", "raise_alpha"):
             self.assertEqual(got[name], "false", name)
 
+    def test_jwt_and_pbkdf2_against_openssl_and_python(self):
+        import json
+        import os
+        import subprocess
+        import tempfile
+        d = tempfile.mkdtemp(prefix="taskhost-jwt-")
+        priv, pub = os.path.join(d, "priv.pem"), os.path.join(d, "pub.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", priv], check=True, capture_output=True, timeout=60)
+        subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True,
+                       capture_output=True, timeout=60)
+        project = th.script_project(r"""
+local io = require("io")
+local crypto = require("crypto")
+local function main(priv, pub)
+  local t = assert(crypto.jwt.encode({sub = "u1", n = 7}, priv, "RS256"))
+  io.print("rs=" .. t)
+  io.print("rs_ok=" .. assert(crypto.jwt.verify(t, pub, "RS256")).sub)
+  local v, err = crypto.jwt.verify(t, pub)
+  io.print("rs_as_hs=" .. tostring(v) .. " " .. err:message())
+  io.print("hs=" .. crypto.jwt.encode({sub = "u2"}, "k3y"))
+  local key = crypto.pbkdf2("pass word", "NaCl", 1000, 32)
+  io.print("pbkdf2=" .. (key:gsub(".", function(c) return string.format("%02x", c:byte()) end)))
+  local sealed = crypto.encrypt.aes("hello", key, "hdr")
+  io.print("aes=" .. tostring(crypto.decrypt.aes(sealed, key, "hdr")) .. " " .. #sealed)
+  return 0
+end
+return { main = main }
+""", modules="[io, crypto]")
+        r = th.run(["run", project, "-x", "app:main", open(priv).read(), open(pub).read()], timeout=60)
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        got = lines_of(r.stdout)
+        head, payload, sig = got["rs"].split(".")
+        unb64 = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+        self.assertEqual(json.loads(unb64(head)), {"alg": "RS256", "typ": "JWT"})
+        self.assertEqual(json.loads(unb64(payload)), {"sub": "u1", "n": 7})
+        with open(os.path.join(d, "in"), "w") as f:
+            f.write(head + "." + payload)
+        with open(os.path.join(d, "sig"), "wb") as f:
+            f.write(unb64(sig))
+        v = subprocess.run(["openssl", "dgst", "-sha256", "-verify", pub, "-signature",
+                            os.path.join(d, "sig"), os.path.join(d, "in")], capture_output=True,
+                           text=True, timeout=60)
+        self.assertIn("Verified OK", v.stdout, v.stderr)
+        self.assertEqual(got["rs_ok"], "u1")
+        self.assertIn("nil", got["rs_as_hs"])
+        self.assertIn("algorithm is RS256, expected HS256", got["rs_as_hs"])
+        head, payload, sig = got["hs"].split(".")
+        want = hmac.new(b"k3y", (head + "." + payload).encode(), "sha256").digest()
+        self.assertEqual(unb64(sig), want)
+        self.assertEqual(got["pbkdf2"], hashlib.pbkdf2_hmac("sha256", b"pass word", b"NaCl", 1000, 32).hex())
+        self.assertEqual(got["aes"], "hello 33")
+
     def test_not_there_unless_listed(self):
         project = th.script_project(r"""
 local io = require("io")

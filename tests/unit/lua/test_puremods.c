@@ -251,6 +251,96 @@ TEST(crypto_random_and_compare) {
   lua_close(L);
 }
 
+/* AES-GCM: the GCM specification's test cases 1 and 2 (key and IV all zero); ChaCha20-Poly1305:
+** RFC 8439 §2.8.2. Sealed text is nonce .. ciphertext .. tag. */
+TEST(aead_known_answers) {
+  lua_State *L = new_state();
+  CHECK(run(L,
+    "local function unhex(h) return (h:gsub('..', function(x) return string.char(tonumber(x, 16)) end)) end\n"
+    "local z16, z12 = ('\\0'):rep(16), ('\\0'):rep(12)\n"
+    "eq(crypto.decrypt.aes(z12 .. unhex('58e2fccefa7e3061367f1d57a4e7455a'), z16), '', 'gcm tc1')\n"
+    "eq(crypto.decrypt.aes(z12 .. unhex('0388dace60b6a392f328c2b971b2fe78ab6e47d42cec13bdf53a67b21257bddf'), z16), z16, 'gcm tc2')\n"
+    "local bad, err = crypto.decrypt.aes(z12 .. unhex('0388dace60b6a392f328c2b971b2fe79ab6e47d42cec13bdf53a67b21257bddf'), z16)\n"
+    "eq(bad, nil, 'flipped bit'); eq(err:kind(), 'INVALID'); assert(err:message():find('authentication failed'))\n"
+    "local key = unhex('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f')\n"
+    "local sealed = unhex('070000004041424344454647') .. unhex('d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116') .. unhex('1ae10b594f09e26a7e902ecbd0600691')\n"
+    "eq(crypto.decrypt.chacha20(sealed, key, unhex('50515253c0c1c2c3c4c5c6c7')),\n"
+    "   \"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.\", 'rfc8439')\n"
+    "eq(crypto.decrypt.chacha20(sealed, key), nil, 'aad missing')\n"));
+  lua_close(L);
+}
+
+TEST(aead_round_trips_and_sizes) {
+  lua_State *L = new_state();
+  CHECK(run(L,
+    "for _, n in ipairs({16, 24, 32}) do\n"
+    "  local key = ('k'):rep(n)\n"
+    "  local a, b = crypto.encrypt.aes('secret', key, 'ctx'), crypto.encrypt.aes('secret', key, 'ctx')\n"
+    "  eq(#a, 12 + 6 + 16, 'sealed length'); assert(a ~= b, 'a fresh nonce each time')\n"
+    "  eq(crypto.decrypt.aes(a, key, 'ctx'), 'secret', 'aes ' .. n)\n"
+    "  eq(crypto.decrypt.aes(a, key, 'other'), nil, 'aad mismatch')\n"
+    "end\n"
+    "local key = ('c'):rep(32)\n"
+    "eq(crypto.decrypt.chacha20(crypto.encrypt.chacha20('', key), key), '', 'empty')\n"
+    "local big = ('x'):rep(100000)\n"
+    "eq(crypto.decrypt.chacha20(crypto.encrypt.chacha20(big, key, 'a'), key, 'a'), big, 'big')\n"
+    "local v, err = crypto.encrypt.aes('x', ('k'):rep(20)); eq(v, nil); eq(err:kind(), 'INVALID')\n"
+    "v, err = crypto.encrypt.chacha20('x', ('k'):rep(16)); eq(v, nil); eq(err:kind(), 'INVALID')\n"
+    "v, err = crypto.decrypt.aes('short', ('k'):rep(16)); eq(v, nil); assert(err:message():find('not sealed data'))\n"
+    "assert(not pcall(crypto.encrypt.aes, {}, key))\n"));
+  lua_close(L);
+}
+
+/* RFC 6070 (PBKDF2-HMAC-SHA1) and the usual SHA-256 vector. */
+TEST(pbkdf2_rfc6070) {
+  lua_State *L = new_state();
+  CHECK(run(L,
+    "eq(hex(crypto.pbkdf2('password', 'salt', 1, 20, 'sha1')), '0c60c80f961f0e71f3a9b524af6012062fe037a6', 'c=1')\n"
+    "eq(hex(crypto.pbkdf2('password', 'salt', 2, 20, 'sha1')), 'ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957', 'c=2')\n"
+    "eq(hex(crypto.pbkdf2('password', 'salt', 4096, 20, 'sha1')), '4b007901b765489abead49d926f721d065a429c1', 'c=4096')\n"
+    "eq(hex(crypto.pbkdf2('password', 'salt', 1, 32)), '120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b', 'sha256')\n"
+    "eq(#crypto.pbkdf2('p', 's', 1, 64, 'sha512'), 64)\n"
+    "for _, args in ipairs({{'p', 's', 0, 16}, {'p', 's', 1, 0}, {'p', 's', 1, 1025}, {'p', 's', 1, 16, 'md5'}, {'p', 's', 2000001, 16}}) do\n"
+    "  local v, err = crypto.pbkdf2(table.unpack(args)); eq(v, nil); eq(err:kind(), 'INVALID')\n"
+    "end\n"));
+  lua_close(L);
+}
+
+/* RFC 7515 Appendix A.1 (HS256, a header and payload with CR LF inside), then round trips
+** and the refusals. */
+TEST(jwt_rfc7515) {
+  lua_State *L = new_state();
+  CHECK(run(L,
+    "local b64 = 'AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow'\n"
+    "local key = base64.decode(b64:gsub('-', '+'):gsub('_', '/') .. '==')\n"
+    "local tok = 'eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk'\n"
+    "local p = assert(crypto.jwt.verify(tok, key, 'HS256', false))\n"
+    "eq(p.iss, 'joe'); eq(p.exp, 1300819380); eq(p['http://example.com/is_root'], true)\n"
+    "local v, err = crypto.jwt.verify(tok, key); eq(v, nil); assert(err:message():find('token expired'))\n"
+    "v, err = crypto.jwt.verify(tok, key .. 'x', 'HS256', false); assert(err:message():find('signature mismatch'))\n"
+    "v, err = crypto.jwt.verify(tok, key, 'HS512', false); assert(err:message():find('algorithm is HS256, expected HS512'))\n"
+    "for _, alg in ipairs({'HS256', 'HS384', 'HS512'}) do\n"
+    "  local t = assert(crypto.jwt.encode({sub = 'u1', n = 3, exp = os.time() + 60}, 'secret', alg))\n"
+    "  local q = assert(crypto.jwt.verify(t, 'secret', alg)); eq(q.sub, 'u1'); eq(q.n, 3)\n"
+    "  eq(select(2, t:gsub('%.', '')), 2, 'three parts'); assert(not t:find('[=+/]'), 'base64url')\n"
+    "end\n"
+    "local none = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.'\n"
+    "v, err = crypto.jwt.verify(none, 'secret'); eq(v, nil); assert(err:message():find('algorithm is none'))\n"
+    "local t = crypto.jwt.encode({nbf = os.time() + 3600}, 's')\n"
+    "v, err = crypto.jwt.verify(t, 's'); assert(err:message():find('not valid yet'))\n"
+    "assert(crypto.jwt.verify(t, 's', 'HS256', false))\n"
+    "local h, pl, sg = t:match('^([^.]+)%.([^.]+)%.(.+)$')\n"
+    "v, err = crypto.jwt.verify(h .. '.' .. pl .. 'A.' .. sg, 's'); eq(v, nil)\n"
+    "for _, bad in ipairs({'', 'a.b', 'a.b.c.d', '!!.!!.!!', ('a'):rep(70000)}) do\n"
+    "  v, err = crypto.jwt.verify(bad, 's'); eq(v, nil, bad:sub(1, 10)); eq(err:kind(), 'INVALID')\n"
+    "end\n"
+    "eq(select(2, crypto.jwt.encode({1, 2}, 's')):kind(), 'INVALID')\n"
+    "local e = crypto.jwt.encode({}, 's'); assert(crypto.jwt.verify(e, 's'))\n"
+    "v, err = crypto.jwt.encode({a = 1}, 'not a pem', 'RS256'); eq(v, nil); eq(err:kind(), 'INVALID')\n"
+    "assert(not pcall(crypto.jwt.encode, {}, 's', 'XX1'))\n"));
+  lua_close(L);
+}
+
 int main(void) {
   RUN(md5_rfc1321);
   RUN(sha_fips180);
@@ -262,5 +352,9 @@ int main(void) {
   RUN(uuid_name_based_rfc9562);
   RUN(uuid_parse_format_validate);
   RUN(crypto_random_and_compare);
+  RUN(aead_known_answers);
+  RUN(aead_round_trips_and_sizes);
+  RUN(pbkdf2_rfc6070);
+  RUN(jwt_rfc7515);
   return T_DONE();
 }

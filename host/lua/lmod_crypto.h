@@ -1,0 +1,14 @@
+/*
+** lmod_crypto.h — the parts of the `crypto` module kept in their own files; each sets its
+** fields in the module table at the top of the stack (luaopen_crypto in lmod_crypto.c).
+** Threads: the caller's lua_State only.
+*/
+#ifndef TASKHOST_LMOD_CRYPTO_H
+#define TASKHOST_LMOD_CRYPTO_H
+
+typedef struct lua_State lua_State;
+
+void crypto_open_cipher(lua_State *L);   /* encrypt, decrypt, pbkdf2 (lmod_crypto_cipher.c) */
+void crypto_open_jwt(lua_State *L);      /* jwt (lmod_crypto_jwt.c) */
+
+#endif
