@@ -7,7 +7,8 @@
 **   env.storage.file    the .env file as read at load (data.values); read-only
 **   env.storage.static  data.values; read-only
 **   env.storage.memory  a host-wide map (below), then data.values; writable
-** Other storage kinds (router) hold nothing and are read-only.
+**   env.storage.router  its `storages` in order: a read takes the first that has a value; a
+**                       write goes to the first writable one (routers nest, ROUTER_DEPTH deep)
 ** Thread ownership: functions run on the calling process's worker and read its generation;
 ** the memory map is one process-wide strmap (its own lock) keyed "storage id\x1fkey", made
 ** once and kept for the host's life, so a hot reload keeps what env.set wrote for every
@@ -37,27 +38,31 @@ struct var {
   const struct reg_entry *e;    /* the env.variable entry, NULL: a bare OS name */
   const struct reg_entry *st;   /* its storage entry, NULL: the OS environment */
   const char *key;              /* the name inside the storage */
+  const struct codeset *set;    /* the generation the entries are from (routers look theirs up) */
+  int depth;                    /* routers passed through */
 };
 
 static const char *var_public(const struct reg_entry *e) {
   return val_str(val_get(e->data, "variable"), e->id);
 }
 
-static struct var var_of(struct registry *r, const struct reg_entry *e) {
+static struct var var_of(const struct codeset *cs, const struct reg_entry *e) {
   const char *sid = val_str(val_get(e->data, "storage"), NULL);
-  return (struct var){e, sid ? registry_get(r, sid) : NULL, val_str(val_get(e->data, "variable"), e->name)};
+  struct registry *r = codeset_registry(cs);
+  return (struct var){e, sid ? registry_get(r, sid) : NULL, val_str(val_get(e->data, "variable"), e->name), cs, 0};
 }
 
-static int find_var(struct registry *r, const char *name, struct var *v) {
+static int find_var(const struct codeset *cs, const char *name, struct var *v) {
+  struct registry *r = codeset_registry(cs);
   for (size_t i = 0; i < registry_count(r); i++) {
     const struct reg_entry *e = registry_at(r, i);
     if (strcmp(e->kind, "env.variable") != 0) continue;
     const char *pub = val_str(val_get(e->data, "variable"), NULL);
     if (strcmp(e->id, name) != 0 && !(pub && strcmp(pub, name) == 0)) continue;
-    *v = var_of(r, e);
+    *v = var_of(cs, e);
     return 1;
   }
-  *v = (struct var){NULL, NULL, name};
+  *v = (struct var){NULL, NULL, name, cs, 0};
   return 0;
 }
 
@@ -87,6 +92,7 @@ static char *get_memory(const struct var *v) {
 }
 
 static char *get_none(const struct var *v) { (void)v; return NULL; }
+static char *get_router(const struct var *v);
 
 static const struct backend {
   const char *kind;
@@ -97,6 +103,7 @@ static const struct backend {
   {"env.storage.file", get_values, 0},
   {"env.storage.static", get_values, 0},
   {"env.storage.memory", get_memory, 1},
+  {"env.storage.router", get_router, 0},   /* writable through its members (write_target) */
   {NULL, get_none, 0},
 };
 
@@ -107,6 +114,43 @@ static const struct backend *backend_of(const struct var *v) {
   return b;
 }
 
+#define ROUTER_DEPTH 8      /* routers inside routers; deeper (or a cycle) reads nothing */
+
+/* A router's i-th storage as the storage of a copy of v (NULL st: not an entry). */
+static struct var member(const struct var *v, size_t i) {
+  const char *id = val_str(val_at(val_get(v->st->data, "storages"), i), "");
+  struct var m = *v;
+  m.st = registry_get(codeset_registry(v->set), id);
+  m.depth = v->depth + 1;
+  return m;
+}
+
+static char *get_router(const struct var *v) {
+  size_t n = val_len(val_get(v->st->data, "storages"));
+  for (size_t i = 0; i < n && v->depth < ROUTER_DEPTH; i++) {
+    struct var m = member(v, i);
+    if (!m.st) continue;
+    char *s = backend_of(&m)->get(&m);
+    if (s) return s;
+  }
+  return NULL;
+}
+
+/* The storage a write of v goes to: its own when writable, a router's first writable
+** member (depth first), else NULL. */
+static const struct reg_entry *write_target(const struct var *v) {
+  if (!v->st) return NULL;
+  if (backend_of(v)->writable) return v->st;
+  if (strcmp(v->st->kind, "env.storage.router") != 0 || v->depth >= ROUTER_DEPTH) return NULL;
+  size_t n = val_len(val_get(v->st->data, "storages"));
+  for (size_t i = 0; i < n; i++) {
+    struct var m = member(v, i);
+    const struct reg_entry *t = m.st ? write_target(&m) : NULL;
+    if (t) return t;
+  }
+  return NULL;
+}
+
 /* The variable's value (malloc'd) or NULL: its storage, then its default. */
 static char *var_value(const struct var *v) {
   char *s = backend_of(v)->get(v);
@@ -114,7 +158,7 @@ static char *var_value(const struct var *v) {
   return s;
 }
 
-static struct registry *reg_of(lua_State *L) { return codeset_registry(proc_of(L)->code->set); }
+static const struct codeset *set_of(lua_State *L) { return proc_of(L)->code->set; }
 
 static int push_owned(lua_State *L, char *s) {
   lua_pushstring(L, s);
@@ -125,7 +169,7 @@ static int push_owned(lua_State *L, char *s) {
 static int l_get(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   struct var v;
-  find_var(reg_of(L), name, &v);
+  find_var(set_of(L), name, &v);
   char *s = var_value(&v);
   if (!s) return errors_fail(L, EK_NOT_FOUND, "environment variable '%s' is not set", name);
   return push_owned(L, s);
@@ -137,15 +181,16 @@ static int l_set(lua_State *L) {
   const char *value = luaL_checklstring(L, 2, &len);
   luaL_argcheck(L, strlen(value) == len, 2, "contains a NUL byte");
   struct var v;
-  if (!find_var(reg_of(L), name, &v))
+  if (!find_var(set_of(L), name, &v))
     return errors_fail(L, EK_NOT_FOUND, "no env.variable entry is named '%s'", name);
   if (val_bool(val_get(v.e->data, "readonly"), 0) || val_bool(val_get(v.e->data, "read_only"), 0))
     return errors_fail(L, EK_PERMISSION_DENIED, "environment variable '%s' is read-only", name);
-  if (!backend_of(&v)->writable)
+  const struct reg_entry *target = write_target(&v);
+  if (!target)
     return errors_fail(L, EK_PERMISSION_DENIED, "environment variable '%s': its storage %s is read-only",
                        name, v.st ? v.st->kind : "env.storage.os");
   pthread_once(&mem_once, mem_init);
-  char *k = mem_key(v.st, v.key);
+  char *k = mem_key(target, v.key);
   strmap_set(mem, k, value);
   free(k);
   lua_pushboolean(L, 1);
@@ -153,12 +198,13 @@ static int l_set(lua_State *L) {
 }
 
 static int l_get_all(lua_State *L) {
-  struct registry *r = reg_of(L);
+  const struct codeset *cs = set_of(L);
+  struct registry *r = codeset_registry(cs);
   lua_newtable(L);
   for (size_t i = 0; i < registry_count(r); i++) {
     const struct reg_entry *e = registry_at(r, i);
     if (strcmp(e->kind, "env.variable") != 0) continue;
-    struct var v = var_of(r, e);
+    struct var v = var_of(cs, e);
     char *s = var_value(&v);
     if (!s) continue;
     lua_pushstring(L, s);

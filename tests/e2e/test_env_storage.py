@@ -151,6 +151,68 @@ class EnvStorage(th.TestCase):
         self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
         self.assertIn("config/app.env", r.stdout + r.stderr)
 
+    def test_router_reads_first_hit_and_writes_first_writable(self):
+        extra = STORAGES + """
+- name: overrides
+  kind: env.storage.memory
+- name: layered
+  kind: env.storage.router
+  storages: [overrides, consts, dotenv]
+- name: ro_router
+  kind: env.storage.router
+  storages: [consts, dotenv]
+- name: nested
+  kind: env.storage.router
+  storages: [ro_router, layered]
+- name: r_region
+  kind: env.variable
+  storage: layered
+  variable: REGION
+- name: r_db
+  kind: env.variable
+  storage: layered
+  variable: DB_URL
+- name: r_none
+  kind: env.variable
+  storage: layered
+  variable: NONE_ANYWHERE
+  default: dflt
+- name: ro_region
+  kind: env.variable
+  storage: ro_router
+  variable: RO_REGION
+- name: n_greeting
+  kind: env.variable
+  storage: nested
+  variable: GREETING
+"""
+        main = """
+local io = require("io")
+local env = require("env")
+local function show(label, v, err) io.print(label, tostring(v), err and err:kind() or "-") end
+return { main = function()
+  show("region", env.get("app:r_region"))
+  show("db", env.get("app:r_db"))
+  show("none", env.get("app:r_none"))
+  show("set region", env.set("app:r_region", "us"))
+  show("region after", env.get("app:r_region"))
+  show("static still", env.get("REGION"))
+  show("set ro", env.set("RO_REGION", "x"))
+  show("nested", env.get("app:n_greeting"))
+  show("set nested", env.set("app:n_greeting", "hi"))
+  show("nested after", env.get("app:n_greeting"))
+  return 0
+end }
+"""
+        project = th.script_project(main, extra_entries=extra,
+                                    extra_files={"src/writer.lua": WRITER, "config/app.env": DOTENV})
+        r = th.run(["run", project, "-x", "app:main"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for line in ["region\teu\t-", "db\tpostgres://u:p@h/db\t-", "none\tdflt\t-",
+                     "set region\ttrue\t-", "region after\tus\t-", "static still\teu\t-",
+                     "set ro\tnil\tPERMISSION_DENIED", "nested\thello # not a comment\t-",
+                     "set nested\ttrue\t-", "nested after\thello # not a comment\t-"]:
+            self.assertIn(line + "\n", r.stdout)
 
 
 RELOAD_INDEX = th.HELLO_INDEX.replace("modules: [http]", "modules: [http, env]") + """
