@@ -10,34 +10,32 @@
 **   env.storage.router  its `storages` in order: a read takes the first that has a value; a
 **                       write goes to the first writable one (routers nest, ROUTER_DEPTH deep)
 ** Thread ownership: functions run on the calling process's worker and read its generation;
-** the memory map is one process-wide strmap (its own lock) keyed "storage id\x1fkey", made
-** once and kept for the host's life, so a hot reload keeps what env.set wrote for every
-** storage and key that still exist (a removed variable's value stays, unreachable, and is
-** seen again if an entry with that storage and key comes back).
+** the memory map is the host's rt->env_memory (a strmap with its own lock) keyed
+** "storage id\x1fkey", kept for the host's life, so a hot reload keeps what env.set wrote for
+** every storage and key that still exist (a removed variable's value stays, unreachable, and
+** is seen again if an entry with that storage and key comes back).
 */
 #include "base/strmap.h"
 #include "base/util.h"
 #include "registry/code.h"
 #include "registry/registry.h"
 #include "runtime/proc.h"
+#include "runtime/rt.h"
 #include "value/errors.h"
 #include "lmod.h"
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static struct strmap *mem;
-static pthread_once_t mem_once = PTHREAD_ONCE_INIT;
-static void mem_init(void) { mem = strmap_new(); }
 
 struct var {
   const struct reg_entry *e;    /* the env.variable entry, NULL: a bare OS name */
   const struct reg_entry *st;   /* its storage entry, NULL: the OS environment */
   const char *key;              /* the name inside the storage */
+  struct strmap *mem;           /* the host's memory storages (rt->env_memory) */
   const struct codeset *set;    /* the generation the entries are from (routers look theirs up) */
   int depth;                    /* routers passed through */
 };
@@ -49,7 +47,7 @@ static const char *var_public(const struct reg_entry *e) {
 static struct var var_of(const struct codeset *cs, const struct reg_entry *e) {
   const char *sid = val_str(val_get(e->data, "storage"), NULL);
   struct registry *r = codeset_registry(cs);
-  return (struct var){e, sid ? registry_get(r, sid) : NULL, val_str(val_get(e->data, "variable"), e->name), cs, 0};
+  return (struct var){e, sid ? registry_get(r, sid) : NULL, val_str(val_get(e->data, "variable"), e->name), NULL, cs, 0};
 }
 
 static int find_var(const struct codeset *cs, const char *name, struct var *v) {
@@ -62,7 +60,7 @@ static int find_var(const struct codeset *cs, const char *name, struct var *v) {
     *v = var_of(cs, e);
     return 1;
   }
-  *v = (struct var){NULL, NULL, name, cs, 0};
+  *v = (struct var){NULL, NULL, name, NULL, cs, 0};
   return 0;
 }
 
@@ -84,9 +82,8 @@ static char *get_values(const struct var *v) {
 }
 
 static char *get_memory(const struct var *v) {
-  pthread_once(&mem_once, mem_init);
   char *k = mem_key(v->st, v->key);
-  char *s = strmap_get(mem, k);
+  char *s = strmap_get(v->mem, k);
   free(k);
   return s ? s : get_values(v);
 }
@@ -170,6 +167,7 @@ static int l_get(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   struct var v;
   find_var(set_of(L), name, &v);
+  v.mem = proc_of(L)->rt->env_memory;
   char *s = var_value(&v);
   if (!s) return errors_fail(L, EK_NOT_FOUND, "environment variable '%s' is not set", name);
   return push_owned(L, s);
@@ -189,9 +187,8 @@ static int l_set(lua_State *L) {
   if (!target)
     return errors_fail(L, EK_PERMISSION_DENIED, "environment variable '%s': its storage %s is read-only",
                        name, v.st ? v.st->kind : "env.storage.os");
-  pthread_once(&mem_once, mem_init);
   char *k = mem_key(target, v.key);
-  strmap_set(mem, k, value);
+  strmap_set(proc_of(L)->rt->env_memory, k, value);
   free(k);
   lua_pushboolean(L, 1);
   return 1;
@@ -205,6 +202,7 @@ static int l_get_all(lua_State *L) {
     const struct reg_entry *e = registry_at(r, i);
     if (strcmp(e->kind, "env.variable") != 0) continue;
     struct var v = var_of(cs, e);
+    v.mem = proc_of(L)->rt->env_memory;
     char *s = var_value(&v);
     if (!s) continue;
     lua_pushstring(L, s);

@@ -6,6 +6,7 @@
 #include "proc.h"
 #include "registry/registry.h"
 #include "scheduler.h"
+#include "base/strmap.h"
 #include "base/util.h"
 
 #include <stdio.h>
@@ -23,11 +24,13 @@ struct rt *rt_new(const char *project_dir) {
   hmap_init(&rt->pids);
   hmap_init(&rt->names);
   atomic_store(&rt->next_pid, 1);
+  rt->env_memory = strmap_new();
   return rt;
 }
 
 void rt_free(struct rt *rt) {
   if (!rt) return;
+  strmap_free(rt->env_memory);
   for (size_t i = 0; i < rt->names.cap; i++) {
     struct name_ent *e = rt->names.vals[i];
     while (e) { struct name_ent *n = e->next; free(e->name); free(e); e = n; }

@@ -29,6 +29,7 @@ struct jobq;
 struct luaenv_lib;
 struct evbus;
 struct exit_info;
+struct strmap;
 
 struct rt {
   struct timers *timers;
@@ -65,6 +66,10 @@ struct rt {
   ** pointer; registered by the app before any Lua runs, read-only afterwards. */
   struct service_ent { const char *name; void *ptr; } services[4];
   size_t nservices;
+
+  /* env.storage.memory's values, "storage id\x1fkey" → value (base/strmap.h, its own lock):
+  ** made by rt_new, kept for the host's life, so hot reloads keep what env.set wrote. */
+  struct strmap *env_memory;
 
   /* The event bus (events.h), made and freed by the app; NULL until then. */
   struct evbus *events;
