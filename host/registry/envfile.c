@@ -80,7 +80,7 @@ static int parse_line(struct cur *c, char *key, char *val, int *has) {
     skip_sp(c);
   }
   size_t n = 0;
-  if (!key_char(*c->p, 1)) return fail(c, "expected a variable name (letters, digits, '_', '.')");
+  if (c->p == c->end || !key_char(*c->p, 1)) return fail(c, "expected a variable name (letters, digits, '_', '.')");
   while (c->p < c->end && key_char(*c->p, n == 0)) key[n++] = *c->p++;
   key[n] = '\0';
   skip_sp(c);

@@ -17,9 +17,16 @@ static int collect(void *ud, const char *key, const char *value, int line) {
   return 0;
 }
 
+/* The text in a heap block of exactly its length (no NUL after it), so a read past the end
+** is an ASan error, as it is for a file's bytes. */
 static int parse(const char *text, struct got *g, int *line, char *err) {
   memset(g, 0, sizeof *g);
-  return envfile_parse(text, strlen(text), collect, g, line, err, 128);
+  size_t n = strlen(text);
+  char *copy = malloc(n ? n : 1);
+  memcpy(copy, text, n);
+  int rc = envfile_parse(copy, n, collect, g, line, err, 128);
+  free(copy);
+  return rc;
 }
 
 TEST(plain_comments_blank_export) {
@@ -59,6 +66,10 @@ TEST(malformed_lines_give_their_number) {
   CHECK_CONTAINS(err, "variable name");
   CHECK_INT(parse("Q='x\n", &g, &line, err), -1);
   CHECK_CONTAINS(err, "unterminated single quote");
+  /* "export" and spaces, then the end of the file (found by fuzz_envfile: it read past it) */
+  CHECK_INT(parse("##  c\nexport   ", &g, &line, err), -1);
+  CHECK_INT(line, 2);
+  CHECK_CONTAINS(err, "variable name");
 }
 
 int main(void) {
