@@ -66,6 +66,38 @@ char *registry_qualify(const char *ns, const char *ref);
 ** in an entry it refers to (process, host, imports, func), followed recursively. */
 int registry_entry_changed(const struct registry *a, const struct registry *b, const char *id);
 
+/* ---- change sets (reg_change.c) ----
+** One operation on a generation, as the registry Lua module's changes:create/update/delete
+** make them. Every field is owned (reg_op_free). data may hold file:// strings (relative to
+** the source directory's root, inlined by registry_apply). */
+enum reg_op_kind { REG_OP_CREATE, REG_OP_UPDATE, REG_OP_DELETE };
+struct reg_op {
+  enum reg_op_kind op;
+  char *id;                /* "ns:name" */
+  char *kind;              /* create/update */
+  struct val *data, *meta; /* create/update: V_MAP or NULL (empty) */
+  char *file;              /* where the op was made ("src/api.lua"), NULL: "<runtime>" */
+  int line;
+};
+#define REG_MAX_OPS 1000   /* operations in one change set */
+const char *reg_op_name(enum reg_op_kind k);   /* "create" ... */
+void reg_op_free(struct reg_op *o);
+void reg_op_copy(struct reg_op *dst, const struct reg_op *src);
+/* 0 when id is "ns:name" with both parts non-empty and one ':'; else -1 with err. */
+int reg_id_check(const char *id, char *err, size_t errlen);
+
+/* Builds a new generation: base's entries, then ops in order — create appends, update
+** replaces an entry of the same kind, delete removes — checked as a load checks (kinds,
+** defaults, qualification, every reference of the result resolves; file:// inlined from
+** srcdir). strict: an op that conflicts (create of an id that exists, update or delete of
+** one that does not, an update changing the kind) is an error; otherwise (runtime changes
+** replayed over a new file load) it is skipped with a warning and dropped[i] set (dropped:
+** n ints, or NULL). Returns 0 and the generation (refcount 1, a new version), or -1 with
+** every problem in d. At most REG_MAX_OPS ops. */
+int registry_apply(struct registry *base, const char *srcdir, const struct reg_opts *opts,
+                   const struct reg_op *ops, size_t n, int strict, int *dropped,
+                   struct registry **out, struct diag *d);
+
 /* The kind descriptions (registry/kinds.yaml), parsed once. */
 const struct val *registry_kinds(void);
 int registry_kind_known(const char *kind);
