@@ -233,9 +233,11 @@ void app_reload_project(struct app *a, const char *why) {
   int64_t t0 = clock_mono_ns();
   struct registry *reg = NULL;
   struct codeset *code = NULL;
-  if (a->reloader(a->reloader_ctx, &reg, &code) != 0 || app_reload(a, reg, code) != 0) {
+  if (a->reloader(a->reloader_ctx, &reg, &code) != 0 || app_registry_overlay(a, &reg, &code) != 0 ||
+      app_reload(a, reg, code) != 0) {
     log_error("reload (%s) refused: the running code stays until the problem is fixed", why);
   } else {
+    app_registry_adopted(a, reg);
     log_info("reloaded (%s): generation %llu, %zu entries, in %.1f ms", why,
              (unsigned long long)registry_version(reg), registry_count(reg),
              (double)(clock_mono_ns() - t0) / 1e6);
@@ -254,6 +256,7 @@ void app_tick_reload(struct app *a) {
     app_reload_project(a, why);
     free(first);
   }
+  app_registry_tick(a);
   for (size_t i = 0; i < a->nservers; i++)
     if (a->servers[i]) http_reclaim(a->servers[i]);
   jobs_reclaim(a->jobs);

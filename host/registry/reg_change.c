@@ -39,6 +39,10 @@ void reg_op_copy(struct reg_op *dst, const struct reg_op *src) {
                          src->file ? xstrdup(src->file) : NULL, src->line};
 }
 
+void registry_change_limits(struct val_limits *lim) {
+  *lim = (struct val_limits){REG_MAX_NODES, REG_MAX_BYTES, REG_MAX_DEPTH};
+}
+
 int reg_id_check(const char *id, char *err, size_t errlen) {
   const char *colon = id ? strchr(id, ':') : NULL;
   if (!colon || colon == id || !colon[1] || strchr(colon + 1, ':'))

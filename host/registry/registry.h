@@ -86,6 +86,11 @@ void reg_op_copy(struct reg_op *dst, const struct reg_op *src);
 /* 0 when id is "ns:name" with both parts non-empty and one ':'; else -1 with err. */
 int reg_id_check(const char *id, char *err, size_t errlen);
 
+/* The budget of one change set's entries all told (nodes, bytes, depth): one registry
+** file's (REG_MAX_NODES, REG_MAX_BYTES, REG_MAX_DEPTH of reg_internal.h). */
+struct val_limits;
+void registry_change_limits(struct val_limits *lim);
+
 /* Builds a new generation: base's entries, then ops in order — create appends, update
 ** replaces an entry of the same kind, delete removes — checked as a load checks (kinds,
 ** defaults, qualification, every reference of the result resolves; file:// inlined from
