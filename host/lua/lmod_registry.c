@@ -365,6 +365,7 @@ static int s_changes(lua_State *L) {
 /* The id at idx: "ns:name" or {ns=, name=}; malloc'd, or NULL with err. */
 static char *op_id(lua_State *L, int idx, char *err, size_t errlen) {
   char *id = NULL;
+  idx = lua_absindex(L, idx);
   if (lua_type(L, idx) == LUA_TSTRING) {
     id = xstrdup(lua_tostring(L, idx));
   } else if (lua_type(L, idx) == LUA_TTABLE) {
