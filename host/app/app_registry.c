@@ -116,9 +116,40 @@ static char *join_diag(const struct diag *d) {
   return buf_steal(&b);
 }
 
+/* The last overlay op on id, or -1. */
+static long last_on(const struct app_registry *R, const char *id) {
+  for (size_t i = R->noverlay; i-- > 0;)
+    if (strcmp(R->overlay[i].id, id) == 0) return (long)i;
+  return -1;
+}
+
+/* Adds an applied op to the overlay, folded into the earlier ops on its id so the overlay
+** stays bounded by the ids it touches: per id it is [create], [update], [delete] or
+** [delete, create] (an update after a create changes the create, a delete after a create
+** removes it, an update or delete after an update replaces it). The op applied, so it does
+** not conflict with what the overlay says of its id. */
+static void keep_op(struct app_registry *R, const struct reg_op *n) {
+  long at = last_on(R, n->id);
+  struct reg_op *e = at >= 0 ? &R->overlay[at] : NULL;
+  if (e && e->op == REG_OP_CREATE && n->op == REG_OP_UPDATE) {
+    reg_op_free(e);
+    reg_op_copy(e, n);
+    e->op = REG_OP_CREATE;
+  } else if (e && e->op == REG_OP_CREATE && n->op == REG_OP_DELETE) {
+    reg_op_free(e);
+    memmove(e, e + 1, (R->noverlay - (size_t)at - 1) * sizeof *e);
+    R->noverlay--;
+  } else if (e && e->op == REG_OP_UPDATE) {
+    reg_op_free(e);
+    reg_op_copy(e, n);
+  } else {
+    R->overlay = xrealloc(R->overlay, (R->noverlay + 1) * sizeof *R->overlay);
+    reg_op_copy(&R->overlay[R->noverlay++], n);
+  }
+}
+
 static void keep_ops(struct app_registry *R, const struct reg_op *ops, size_t n) {
-  R->overlay = xrealloc(R->overlay, (R->noverlay + n + 1) * sizeof *R->overlay);
-  for (size_t i = 0; i < n; i++) reg_op_copy(&R->overlay[R->noverlay++], &ops[i]);
+  for (size_t i = 0; i < n; i++) keep_op(R, &ops[i]);
 }
 
 static void apply_one(struct app *a, struct reg_change_req *q) {

@@ -291,6 +291,14 @@ class ChangeSetsOverHttp(th.TestCase):
         self.assertEqual(self.get("/api/dyn")[0], 404)
         self.assertEqual(self.get("/api/hello"), (200, '{"version":2}'))
 
+        reloads = self.s.log().count("reloaded (")
+        write(self.d, "hello.lua", HELLO % 3)                             # the deletes survive too
+        self.s.wait_for(r"(reloaded \([\s\S]*){%d}" % (reloads + 1))
+        self.assertEqual(self.get("/api/hello"), (200, '{"version":3}'))
+        self.assertEqual(self.get("/api/dyn")[0], 404)
+        self.assertNotIn("runtime change is dropped", self.s.log())   # a wrong fold of create+delete
+                                                                           # would leave a delete of nothing
+
         r = self.admin([])
         self.assertEqual(r.get("kind"), "INVALID")
         self.assertIn("no changes", r["error"])
@@ -305,6 +313,16 @@ class ChangeSetsOverHttp(th.TestCase):
         self.s.wait_for(r"(reloaded \([\s\S]*){%d}" % (reloads + 1))
         self.assertRegex(self.s.log(), r"create app:dyn: an entry with this id already exists; the runtime change is dropped")
         self.assertEqual(self.get("/api/dyn"), (200, '{"version":1}'))     # the endpoint (runtime) calls the file's function
+
+    def test_runtime_delete_of_a_file_entry_survives_a_file_edit(self):
+        r = self.admin([{"op": "delete", "id": "app:hello.ep"}])
+        self.assertIn("version", r, r)
+        self.assertEqual(self.get("/api/hello")[0], 404)
+        reloads = self.s.log().count("reloaded (")
+        write(self.d, "hello.lua", HELLO % 2)
+        self.s.wait_for(r"(reloaded \([\s\S]*){%d}" % (reloads + 1))
+        self.assertEqual(self.get("/api/hello")[0], 404)                   # still deleted
+        self.assertEqual(self.get("/api/admin")[0], 405)                   # the rest serves
 
 
 if __name__ == "__main__":
