@@ -6,7 +6,8 @@
 ** whole. Applied change sets are kept as an overlay that every later build from the files
 ** replays (ops the files have since made impossible are dropped with a warning), so a
 ** runtime change survives file edits until a restart. The last REG_KEEP_VERSIONS adopted
-** generations are listed for registry.versions().
+** generations are listed for registry.versions(), the newest REG_KEEP_GENERATIONS with their
+** entries (snapshot_at, apply_version).
 ** Threads: `lock` guards the queue, `stopping` and the version list (read by any thread);
 ** the overlay and everything else are the main thread's.
 */
@@ -31,6 +32,8 @@ struct app_registry {
   size_t nq, capq;
   int stopping;
   struct reg_version hist[REG_KEEP_VERSIONS];   /* oldest first */
+  struct registry *gens[REG_KEEP_VERSIONS];     /* hist[i]'s generation (a reference) for the
+                                                   newest REG_KEEP_GENERATIONS, else NULL */
   size_t nhist;
   char *srcdir;                  /* where file:// of created entries is read */
   struct reg_op *overlay;        /* every applied op, in order (main thread) */
@@ -61,18 +64,43 @@ static size_t versions(void *ud, struct reg_version *out, size_t max) {
 }
 
 /* Adds gen to the version list (dropping the oldest past REG_KEEP_VERSIONS); returns it. */
+static struct registry *generation(void *ud, uint64_t id) {
+  struct app_registry *R = ud;
+  struct registry *r = NULL;
+  pthread_mutex_lock(&R->lock);
+  for (size_t i = 0; i < R->nhist && !r; i++)
+    if (R->hist[i].id == id && R->gens[i]) r = registry_ref(R->gens[i]);
+  pthread_mutex_unlock(&R->lock);
+  return r;
+}
+
+/* Adds gen to the version list (dropping the oldest past REG_KEEP_VERSIONS, and the entries
+** of those past REG_KEEP_GENERATIONS); returns it. */
 static struct reg_version record(struct app_registry *R, struct registry *gen, const char *source) {
   struct reg_version v = {registry_version(gen), clock_wall_ns(), source, registry_count(gen)};
+  struct registry *old[2] = {NULL, NULL};
   pthread_mutex_lock(&R->lock);
-  if (R->nhist == REG_KEEP_VERSIONS) memmove(R->hist, R->hist + 1, (--R->nhist) * sizeof *R->hist);
-  R->hist[R->nhist++] = v;
+  if (R->nhist == REG_KEEP_VERSIONS) {
+    old[0] = R->gens[0];
+    R->nhist--;
+    memmove(R->hist, R->hist + 1, R->nhist * sizeof *R->hist);
+    memmove(R->gens, R->gens + 1, R->nhist * sizeof *R->gens);
+  }
+  R->hist[R->nhist] = v;
+  R->gens[R->nhist++] = registry_ref(gen);
+  if (R->nhist > REG_KEEP_GENERATIONS) {
+    old[1] = R->gens[R->nhist - REG_KEEP_GENERATIONS - 1];
+    R->gens[R->nhist - REG_KEEP_GENERATIONS - 1] = NULL;
+  }
   pthread_mutex_unlock(&R->lock);
+  registry_unref(old[0]);
+  registry_unref(old[1]);
   return v;
 }
 
 void app_registry_init(struct app *a, const char *srcdir) {
   struct app_registry *R = xcalloc(1, sizeof *R);
-  R->svc = (struct reg_service){R, submit, versions};
+  R->svc = (struct reg_service){R, submit, versions, generation};
   pthread_mutex_init(&R->lock, NULL);
   R->srcdir = xstrdup(srcdir);
   a->registry = R;
@@ -257,6 +285,7 @@ void app_registry_free(struct app *a) {
   free(R->dropped);
   free(R->q);
   free(R->srcdir);
+  for (size_t i = 0; i < R->nhist; i++) registry_unref(R->gens[i]);
   pthread_mutex_destroy(&R->lock);
   free(R);
   a->registry = NULL;

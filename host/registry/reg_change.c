@@ -150,3 +150,30 @@ int registry_apply(struct registry *base, const char *srcdir, const struct reg_o
   *out = b.r;
   return 0;
 }
+
+/* ---- deltas ---- */
+
+static void push_op(struct reg_op **ops, size_t *n, enum reg_op_kind k, const struct reg_entry *e) {
+  *ops = xrealloc(*ops, (*n + 1) * sizeof **ops);
+  struct reg_op *o = &(*ops)[(*n)++];
+  *o = (struct reg_op){k, xstrdup(e->id)};
+  if (k == REG_OP_DELETE) return;
+  o->kind = xstrdup(e->kind);
+  o->data = val_copy(e->data);
+  o->meta = val_copy(e->meta);
+}
+
+size_t registry_delta(const struct registry *from, const struct registry *to, struct reg_op **ops) {
+  size_t n = 0;
+  *ops = NULL;
+  for (size_t i = 0; i < registry_count(from); i++) {
+    const struct reg_entry *a = registry_at(from, i), *b = registry_get(to, a->id);
+    if (!b || strcmp(a->kind, b->kind) != 0) push_op(ops, &n, REG_OP_DELETE, a);
+    else if (!val_equal(a->data, b->data) || !val_equal(a->meta, b->meta)) push_op(ops, &n, REG_OP_UPDATE, b);
+  }
+  for (size_t i = 0; i < registry_count(to); i++) {
+    const struct reg_entry *b = registry_at(to, i), *a = registry_get(from, b->id);
+    if (!a || strcmp(a->kind, b->kind) != 0) push_op(ops, &n, REG_OP_CREATE, b);
+  }
+  return n;
+}

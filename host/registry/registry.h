@@ -103,6 +103,12 @@ int registry_apply(struct registry *base, const char *srcdir, const struct reg_o
                    const struct reg_op *ops, size_t n, int strict, int *dropped,
                    struct registry **out, struct diag *d);
 
+/* The ops that turn generation `from` into `to` (deletes and updates in from's order, then
+** creates in to's; an entry that changed kind is deleted and created). Sets *ops (malloc'd,
+** each reg_op_free'd by the caller) and returns their count. Strings inlined from files keep
+** their origin, so applying the ops does not read the files again. */
+size_t registry_delta(const struct registry *from, const struct registry *to, struct reg_op **ops);
+
 /* The kind descriptions (registry/kinds.yaml), parsed once. */
 const struct val *registry_kinds(void);
 int registry_kind_known(const char *kind);

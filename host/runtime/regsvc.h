@@ -19,8 +19,10 @@
 #include <stdint.h>
 
 struct reg_op;
+struct registry;
 
 #define REG_KEEP_VERSIONS 32    /* versions registry.versions() lists, the newest */
+#define REG_KEEP_GENERATIONS 8  /* of them, the newest whose entries are kept (snapshot_at) */
 
 /* One generation the host ran. source: "files" (the project loaded or hot-reloaded) or
 ** "runtime" (a change set); a static string. */
@@ -53,6 +55,8 @@ struct reg_service {
   int (*submit)(void *ud, struct reg_change_req *q);
   /* Copies up to max of the kept versions, oldest first; returns how many. */
   size_t (*versions)(void *ud, struct reg_version *out, size_t max);
+  /* A reference to kept generation `id` (registry_unref it), or NULL when it is not kept. */
+  struct registry *(*generation)(void *ud, uint64_t id);
 };
 
 #endif

@@ -96,6 +96,23 @@ local function main()
   r.bad_id = ierr:kind()
   local _, eerr = registry.snapshot():changes():apply()
   r.empty = eerr:kind()
+
+  -- history: the kept generations, deltas, a rollback
+  local old = assert(registry.snapshot_at(v0:id()))
+  r.at = {#old:entries(), old:get("app:cfg9") == nil}
+  local _, nerr = registry.snapshot_at(999999)
+  r.at_missing = nerr:kind()
+  local h = assert(registry.history())
+  r.hist = {#h:versions(), h:get_version(v1:id()):id() == v1:id(), #h:snapshot_at(v1):entries()}
+  local delta = assert(registry.build_delta(old:entries(), registry.snapshot():entries()))
+  r.delta = {}
+  for _, op in ipairs(delta) do r.delta[#r.delta + 1] = op.kind .. " " .. op.entry.id end
+  r.noop = registry.apply_version(registry.current_version())
+  local ok, rerr = registry.apply_version(v0)
+  assert(ok, rerr)
+  r.rollback = {registry.get("app:cfg9") == nil, registry.get("app:cfg1").data.value,
+                registry.get("app.more:cfg3") ~= nil, registry.current_version():id() > v1:id(),
+                #registry.versions()}
   return json.encode(r)   -- printed on stdout by -x
 end
 return {main = main}
@@ -144,6 +161,12 @@ class ReadsAndChanges(th.TestCase):
         self.assertTrue(r["unchanged"])
         self.assertEqual(r["bad_id"], "INVALID")
         self.assertEqual(r["empty"], "INVALID")
+        self.assertEqual(r["at"], [6, True])
+        self.assertEqual(r["at_missing"], "NOT_FOUND")
+        self.assertEqual(r["hist"], [2, True, 6])
+        self.assertEqual(r["delta"], ["entry.update app:cfg1", "entry.delete app.more:cfg3", "entry.create app:cfg9"])
+        self.assertTrue(r["noop"])
+        self.assertEqual(r["rollback"], [True, 1, True, True, 3])
 
 
 ADMIN_ENTRIES = """

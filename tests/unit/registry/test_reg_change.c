@@ -236,6 +236,47 @@ TEST(outlives_its_base) {
   done(r);
 }
 
+/* delta(r, b) applied to r gives back b's entries: a rollback. */
+TEST(delta_rolls_back) {
+  struct registry *b = base();
+  static const char *const fn[] = {"source", "file://extra.lua", "method", "", NULL};
+  static const char *const cfg[] = {"value", "5", NULL};
+  struct reg_op ops[] = {
+    op(REG_OP_CREATE, "app:fn", "function.lua", fn),
+    op(REG_OP_UPDATE, "app:cfg", "registry.entry", cfg),
+    op(REG_OP_DELETE, "app:svc", NULL, NULL),
+  };
+  struct reg_opts o = {proj};
+  struct registry *r = NULL, *back = NULL;
+  struct diag d;
+  diag_init(&d);
+  CHECK_INT(registry_apply(b, src, &o, ops, 3, 1, NULL, &r, &d), 0);
+  dump(&d);
+  if (!r) abort();
+  struct reg_op *delta;
+  size_t n = registry_delta(r, b, &delta);
+  CHECK_INT(n, 3);
+  CHECK_INT(delta[0].op, REG_OP_UPDATE);   /* app:cfg, in r's order */
+  CHECK_INT(delta[1].op, REG_OP_DELETE);   /* app:fn */
+  CHECK_INT(delta[2].op, REG_OP_CREATE);   /* app:svc */
+  CHECK_INT(registry_delta(b, b, &(struct reg_op *){NULL}), 0);
+  CHECK_INT(registry_apply(r, src, &o, delta, n, 1, NULL, &back, &d), 0);
+  dump(&d);
+  CHECK_INT(registry_count(back), registry_count(b));
+  for (size_t i = 0; back && i < registry_count(b); i++) {
+    const struct reg_entry *x = registry_at(b, i), *y = registry_get(back, x->id);
+    CHECK(y != NULL);
+    CHECK(y && val_equal(x->data, y->data) && val_equal(x->meta, y->meta));
+  }
+  free_ops(delta, n);
+  free(delta);
+  registry_unref(back);
+  registry_unref(r);
+  free_ops(ops, 3);
+  diag_free(&d);
+  done(b);
+}
+
 int main(void) {
   RUN(create_update_delete);
   RUN(qualifies_references);
@@ -243,5 +284,6 @@ int main(void) {
   RUN(lenient_replay_drops_conflicts);
   RUN(file_escape_and_budget);
   RUN(outlives_its_base);
+  RUN(delta_rolls_back);
   return T_DONE();
 }
