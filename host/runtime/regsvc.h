@@ -3,7 +3,7 @@
 ** reaches through rt_find_service(rt, "registry") without naming the app, which implements
 ** it (app/app_registry.c) and registers it before any Lua runs.
 **
-** Threads: submit and versions may be called from any thread. A submitted change set is
+** Threads: submit, versions and generation may be called from any thread. A submitted change set is
 ** applied on the app's main thread, one at a time and never beside a hot reload; the main
 ** thread then writes the results and calls req->done exactly once (on the main thread).
 ** Hand-off of a request (`claim`): the submitter owns it until submit returns 0, then the
