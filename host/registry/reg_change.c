@@ -29,6 +29,7 @@ void reg_op_free(struct reg_op *o) {
   val_free(o->data);
   val_free(o->meta);
   free(o->file);
+  reg_pool_unref(o->pool);
   memset(o, 0, sizeof *o);
 }
 
@@ -36,7 +37,8 @@ void reg_op_copy(struct reg_op *dst, const struct reg_op *src) {
   *dst = (struct reg_op){src->op, xstrdup(src->id), src->kind ? xstrdup(src->kind) : NULL,
                          src->data ? val_copy(src->data) : NULL,
                          src->meta ? val_copy(src->meta) : NULL,
-                         src->file ? xstrdup(src->file) : NULL, src->line};
+                         src->file ? xstrdup(src->file) : NULL, src->line,
+                         src->pool ? reg_pool_ref(src->pool) : NULL};
 }
 
 void registry_change_limits(struct val_limits *lim) {
@@ -82,6 +84,14 @@ static const char *conflict(const struct build *b, const struct reg_op *o, long 
   return NULL;
 }
 
+/* Points the file and origin strings of v (from another generation's pool) at copies in
+** pool, so the entry does not depend on the pool it came from. */
+static void reintern(struct val *v, struct reg_pool *pool) {
+  if (v->file) v->file = reg_pool_add(pool, xstrdup(v->file));
+  if (v->type == V_STR && v->u.str.origin) v->u.str.origin = reg_pool_add(pool, xstrdup(v->u.str.origin));
+  for (size_t i = 0; i < val_len(v); i++) reintern(v->u.agg.items[i], pool);
+}
+
 /* The entry an op creates or updates: its own data and meta (no file meta), positions of
 ** values without one (made from Lua) at the op. 0, or -1 after reporting. */
 static int make_ent(struct build *b, const struct reg_op *o, struct ent *e) {
@@ -98,6 +108,10 @@ static int make_ent(struct build *b, const struct reg_op *o, struct ent *e) {
   e->meta = o->meta ? val_copy(o->meta) : val_new(V_MAP, b->file, b->line);
   e->pub.file = b->file;
   e->pub.line = b->line;
+  if (o->pool && o->pool != b->r->pool) {
+    reintern(e->data, b->r->pool);
+    reintern(e->meta, b->r->pool);
+  }
   return reg_inline_files(e->data, &b->src, "", b->r->pool, &b->inline_left, b->d) == 0 ? 0 : 1;
 }
 
@@ -153,11 +167,15 @@ int registry_apply(struct registry *base, const char *srcdir, const struct reg_o
 
 /* ---- deltas ---- */
 
-static void push_op(struct reg_op **ops, size_t *n, enum reg_op_kind k, const struct reg_entry *e) {
+static void push_op(struct reg_op **ops, size_t *n, enum reg_op_kind k, const struct reg_entry *e,
+                    struct reg_pool *pool) {
   *ops = xrealloc(*ops, (*n + 1) * sizeof **ops);
   struct reg_op *o = &(*ops)[(*n)++];
   *o = (struct reg_op){k, xstrdup(e->id)};
   if (k == REG_OP_DELETE) return;
+  o->pool = reg_pool_ref(pool);           /* the vals point into it */
+  o->file = e->file ? xstrdup(e->file) : NULL;   /* where the entry was defined */
+  o->line = e->line;
   o->kind = xstrdup(e->kind);
   o->data = val_copy(e->data);
   o->meta = val_copy(e->meta);
@@ -168,12 +186,12 @@ size_t registry_delta(const struct registry *from, const struct registry *to, st
   *ops = NULL;
   for (size_t i = 0; i < registry_count(from); i++) {
     const struct reg_entry *a = registry_at(from, i), *b = registry_get(to, a->id);
-    if (!b || strcmp(a->kind, b->kind) != 0) push_op(ops, &n, REG_OP_DELETE, a);
-    else if (!val_equal(a->data, b->data) || !val_equal(a->meta, b->meta)) push_op(ops, &n, REG_OP_UPDATE, b);
+    if (!b || strcmp(a->kind, b->kind) != 0) push_op(ops, &n, REG_OP_DELETE, a, NULL);
+    else if (!val_equal(a->data, b->data) || !val_equal(a->meta, b->meta)) push_op(ops, &n, REG_OP_UPDATE, b, to->pool);
   }
   for (size_t i = 0; i < registry_count(to); i++) {
     const struct reg_entry *b = registry_at(to, i), *a = registry_get(from, b->id);
-    if (!a || strcmp(a->kind, b->kind) != 0) push_op(ops, &n, REG_OP_CREATE, b);
+    if (!a || strcmp(a->kind, b->kind) != 0) push_op(ops, &n, REG_OP_CREATE, b, to->pool);
   }
   return n;
 }

@@ -39,6 +39,7 @@ struct reg_opts {
 };
 
 struct registry;
+struct reg_pool;
 
 /* Loads every registry file under `srcdir`. Returns 0 and a generation (refcount 1) when
 ** there was no error; -1 otherwise (problems in d; *out is NULL). Warnings do not fail. */
@@ -78,6 +79,8 @@ struct reg_op {
   struct val *data, *meta; /* create/update: V_MAP or NULL (empty) */
   char *file;              /* where the op was made ("src/api.lua"), NULL: "<runtime>" */
   int line;
+  struct reg_pool *pool;   /* or NULL: the string pool the vals' file and origin strings point
+                              into, held by the op (ops made by registry_delta) */
 };
 #define REG_MAX_OPS 1000   /* operations in one change set */
 const char *reg_op_name(enum reg_op_kind k);   /* "create" ... */
@@ -106,7 +109,8 @@ int registry_apply(struct registry *base, const char *srcdir, const struct reg_o
 /* The ops that turn generation `from` into `to` (deletes and updates in from's order, then
 ** creates in to's; an entry that changed kind is deleted and created). Sets *ops (malloc'd,
 ** each reg_op_free'd by the caller) and returns their count. Strings inlined from files keep
-** their origin, so applying the ops does not read the files again. */
+** their origin, so applying the ops does not read the files again; the ops hold `to`'s string
+** pool, so they outlive `to`. */
 size_t registry_delta(const struct registry *from, const struct registry *to, struct reg_op **ops);
 
 /* The kind descriptions (registry/kinds.yaml), parsed once. */

@@ -277,6 +277,34 @@ TEST(delta_rolls_back) {
   done(b);
 }
 
+/* Ops made by registry_delta outlive the generation they came from (another string pool),
+** and so does the generation they build. */
+TEST(delta_outlives_its_source) {
+  struct registry *b = base(), *other = NULL, *r = NULL;
+  struct reg_opts o = {proj};
+  struct diag d;
+  diag_init(&d);
+  put("app.yaml", "namespace: app\nentries:\n  - {name: cfg, kind: registry.entry, meta: {type: config}, value: 7}\n"
+                  "  - {name: lib, kind: library.lua, source: file://extra.lua}\n");
+  CHECK_INT(registry_load(src, &o, &other, &d), 0);   /* a new pool */
+  struct reg_op *delta;
+  size_t n = registry_delta(b, other, &delta);
+  registry_unref(other);
+  CHECK_INT(registry_apply(b, src, &o, delta, n, 1, NULL, &r, &d), 0);
+  dump(&d);
+  free_ops(delta, n);
+  free(delta);
+  const struct reg_entry *lib = r ? registry_get(r, "app:lib") : NULL;
+  CHECK(lib != NULL);
+  CHECK_STR(lib ? val_get(lib->data, "source")->u.str.origin : NULL, "src/extra.lua");
+  CHECK_STR(lib ? lib->file : NULL, "src/app.yaml");   /* where the target defined it */
+  CHECK_INT(val_int(val_get(registry_get(r, "app:cfg")->data, "value"), 0), 7);
+  CHECK_INT(registry_count(r), 2);
+  registry_unref(r);
+  diag_free(&d);
+  done(b);
+}
+
 int main(void) {
   RUN(create_update_delete);
   RUN(qualifies_references);
@@ -285,5 +313,6 @@ int main(void) {
   RUN(file_escape_and_budget);
   RUN(outlives_its_base);
   RUN(delta_rolls_back);
+  RUN(delta_outlives_its_source);
   return T_DONE();
 }
