@@ -288,18 +288,18 @@ static void index_entries(lua_State *L, int idx) {
   lua_pop(L, 1);
 }
 
-/* 1 when the entry tables at a and b have the same kind, meta and data (deep). */
-static int same_entry(lua_State *L, int a, int b, struct val_limits *lim) {
+/* 1 when the entry tables at a and b have the same kind, meta and data (deep), 0 when not,
+** -1 (err) when one cannot be read as data or the call's budget ran out. */
+static int same_entry(lua_State *L, int a, int b, struct val_limits *lim, char *err, size_t errlen) {
   static const char *const parts[] = {"kind", "meta", "data"};
   int same = 1;
-  char err[128];
-  for (int i = 0; i < 3 && same; i++) {
+  for (int i = 0; i < 3 && same == 1; i++) {
     lua_getfield(L, a, parts[i]);
     lua_getfield(L, b, parts[i]);
-    struct val *x = val_from_lua_limited(L, -2, NULL, lim, err, sizeof err);
-    struct val *y = x ? val_from_lua_limited(L, -1, NULL, lim, err, sizeof err) : NULL;
-    if (!x || !y) { val_free(x); luaL_error(L, "build_delta: %s", err); }
-    same = val_equal(x, y) || (val_len(x) == 0 && val_len(y) == 0 && x->type >= V_LIST && y->type >= V_LIST);
+    struct val *x = val_from_lua_limited(L, -2, NULL, lim, err, errlen);
+    struct val *y = x ? val_from_lua_limited(L, -1, NULL, lim, err, errlen) : NULL;
+    if (!x || !y) same = -1;
+    else same = val_equal(x, y) || (val_len(x) == 0 && val_len(y) == 0 && x->type >= V_LIST && y->type >= V_LIST);
     val_free(x);
     val_free(y);
     lua_pop(L, 2);
@@ -324,15 +324,18 @@ int lreg_build_delta(lua_State *L) {
   luaL_checkstack(L, 12, "build_delta");
   index_entries(L, 1);   /* 3: from ids */
   index_entries(L, 2);   /* 4: to ids */
-  struct val_limits lim;
+  struct val_limits lim;   /* both arrays' entries all told */
   registry_change_limits(&lim);
+  char err[256];
   lua_newtable(L);       /* 5: the ops */
   lua_Integer n = 0;
   for (lua_Integer i = 1; lua_rawgeti(L, 1, i) == LUA_TTABLE; i++) {   /* 6: a from entry */
     lua_getfield(L, 6, "id");
     int t = lua_rawget(L, 4) == LUA_TNUMBER ? lua_rawgeti(L, 2, lua_tointeger(L, -1)) : LUA_TNIL;  /* 8 */
+    int same = t == LUA_TNIL ? 0 : same_entry(L, 6, 8, &lim, err, sizeof err);
+    if (same < 0) return errors_fail(L, EK_INVALID, "build_delta: %s", err);
     if (t == LUA_TNIL) push_delta_op(L, "entry.delete", 6, &n);
-    else if (!same_entry(L, 6, 8, &lim)) push_delta_op(L, "entry.update", 8, &n);
+    else if (!same) push_delta_op(L, "entry.update", 8, &n);
     lua_settop(L, 5);
   }
   lua_settop(L, 5);
