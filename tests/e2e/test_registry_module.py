@@ -96,6 +96,12 @@ local function main()
   r.bad_id = ierr:kind()
   local _, eerr = registry.snapshot():changes():apply()
   r.empty = eerr:kind()
+  local big = {}
+  for i = 1, 200001 do big[i] = i end
+  local _, berr2 = registry.snapshot():changes():create({id = "app:big", kind = "registry.entry", data = {list = big}})
+  r.budget = {berr2:kind(), berr2:message():find("budget") ~= nil}
+  local _, ferr2 = registry.snapshot():changes():create({id = "app:f", kind = "registry.entry", data = {f = print}})
+  r.not_data = ferr2:kind()
 
   -- history: the kept generations, deltas, a rollback
   local old = assert(registry.snapshot_at(v0:id()))
@@ -161,6 +167,8 @@ class ReadsAndChanges(th.TestCase):
         self.assertTrue(r["unchanged"])
         self.assertEqual(r["bad_id"], "INVALID")
         self.assertEqual(r["empty"], "INVALID")
+        self.assertEqual(r["budget"], ["INVALID", True])      # over one registry file's budget
+        self.assertEqual(r["not_data"], "INVALID")            # a function is not data
         self.assertEqual(r["at"], [6, True])
         self.assertEqual(r["at_missing"], "NOT_FOUND")
         self.assertEqual(r["hist"], [2, True, 6])
