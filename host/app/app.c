@@ -69,6 +69,7 @@ struct app *app_new(const struct project *proj, struct registry *gen, struct cod
   a->rt->timers = timers_new();
   rt_set_generation(a->rt, registry_ref(gen), codeset_ref(code));
   a->sup = sup_new(a->rt);
+  app_registry_init(a, proj->src);
   a->shutdown_timeout = proj->shutdown_timeout;
   a->restore_level = -1;
   a->httpc_limits = (struct httpc_limits){proj->http_max_connections_per_host,
@@ -269,6 +270,7 @@ static int drain_sched(struct app *a, struct sched *s) {
 void app_stop(struct app *a) {
   pthread_t th;
   if (pthread_create(&th, NULL, second_signal, NULL) == 0) pthread_detach(th);
+  app_registry_stop(a);                          /* no change set applies while stopping */
   jobs_drain(a->jobs, a->shutdown_timeout);      /* HTTP still answers: publishing gets 503 */
   for (size_t i = 0; i < a->nservers; i++) {      /* stop accepting; in-flight requests end */
     http_stop(a->servers[i]);
@@ -303,6 +305,7 @@ void app_free(struct app *a) {
   for (size_t i = 0; i < a->nservers; i++) free(a->server_ids[i]);
   free(a->server_ids);
   if (a->adopted) registry_unref(a->adopted);
+  app_registry_free(a);
   jobs_free(a->jobs);
   for (size_t i = 0; i < a->npools; i++) funcpool_free(a->pools[i].fp);
   free(a->pools);

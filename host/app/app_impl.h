@@ -6,6 +6,8 @@
 **                 function pools, route tables, HTTP servers (consumers through jobs.h)
 **   app_reload.c  applying a new generation: app_reload, replacing servers, swapping
 **                 consumer pools, starting what is new, the reload tick
+**   app_registry.c the registry service: change sets applied on the main thread, the
+**                 overlay file reloads replay, the kept versions
 ** Threads: everything here runs on the main thread, except the -x exit watcher
 ** (exec_exited in app.c), which runs where the process ends (the terminal host's worker)
 ** and writes exit_code and exec_out before it sets exec_done; the main thread reads them
@@ -33,6 +35,7 @@ struct routes;
 struct sched;
 struct supervisor;
 struct term;
+struct app_registry;
 
 /* The pool of one function.lua entry; func is the entry's id (not owned). */
 struct pool_ent { const char *func; struct funcpool *fp; };
@@ -64,6 +67,7 @@ struct app {
   int mg_ready;               /* mg_init_library done (mg_exit_library in app_free) */
   int exit_code;              /* written by the -x exit watcher before exec_done */
   char *exec_out;             /* the -x process's output text, or NULL; same */
+  struct app_registry *registry;   /* the registry service (rt service "registry") */
 };
 
 /* Entry helpers (no linkage, so unprefixed). */
@@ -99,7 +103,25 @@ int app_start_http(struct app *a, const struct reg_entry *e);
 
 /* Builds the project again and applies it; on any problem the running code stays. */
 void app_reload_project(struct app *a, const char *why);
+/* A "taskhost.registry" event: kind "reload" (path: reg's version) when reg is set, else
+** "reload.refused"; why says what caused it (events.h). */
+void app_reload_event(struct app *a, const struct registry *reg, const char *why);
 /* Once a tick: a finished burst of file changes reloads; retired route tables are freed. */
 void app_tick_reload(struct app *a);
+
+/* ---- app_registry.c: the registry service --------------------------------------------- */
+
+/* Registers the service (before any Lua runs) and records a->gen as the first version. */
+void app_registry_init(struct app *a, const char *srcdir);
+/* Once a tick: applies the queued change sets, one at a time. */
+void app_registry_tick(struct app *a);
+/* A file reload built *reg and *code: rebuilds them with the runtime changes replayed over them
+** (ops the files made impossible are dropped, with a warning). 0, or -1 (logged: refuse). */
+int app_registry_overlay(struct app *a, struct registry **reg, struct codeset **code);
+/* The file reload's generation was adopted: forget the dropped ops, record the version. */
+void app_registry_adopted(struct app *a, struct registry *reg);
+/* Refuses new change sets and fails the queued ones (UNAVAILABLE). */
+void app_registry_stop(struct app *a);
+void app_registry_free(struct app *a);
 
 #endif

@@ -230,7 +230,7 @@ void app_set_reloader(struct app *a, app_reloader fn, void *ctx, struct watch *w
 }
 
 /* A "taskhost.registry" event: kind "reload" (path: the new version) or "reload.refused". */
-static void reload_event(struct app *a, const struct registry *reg, const char *why) {
+void app_reload_event(struct app *a, const struct registry *reg, const char *why) {
   if (!evbus_active(a->rt->events)) return;
   struct buf b;
   char path[32] = "";
@@ -253,11 +253,13 @@ void app_reload_project(struct app *a, const char *why) {
   int64_t t0 = clock_mono_ns();
   struct registry *reg = NULL;
   struct codeset *code = NULL;
-  if (a->reloader(a->reloader_ctx, &reg, &code) != 0 || app_reload(a, reg, code) != 0) {
+  if (a->reloader(a->reloader_ctx, &reg, &code) != 0 || app_registry_overlay(a, &reg, &code) != 0 ||
+      app_reload(a, reg, code) != 0) {
     log_error("reload (%s) refused: the running code stays until the problem is fixed", why);
-    reload_event(a, NULL, why);
+    app_reload_event(a, NULL, why);
   } else {
-    reload_event(a, reg, why);
+    app_reload_event(a, reg, why);
+    app_registry_adopted(a, reg);
     log_info("reloaded (%s): generation %llu, %zu entries, in %.1f ms", why,
              (unsigned long long)registry_version(reg), registry_count(reg),
              (double)(clock_mono_ns() - t0) / 1e6);
@@ -276,6 +278,7 @@ void app_tick_reload(struct app *a) {
     app_reload_project(a, why);
     free(first);
   }
+  app_registry_tick(a);
   for (size_t i = 0; i < a->nservers; i++)
     if (a->servers[i]) http_reclaim(a->servers[i]);
   jobs_reclaim(a->jobs);

@@ -40,6 +40,7 @@ static const struct luaenv_lib libs[] = {
   {"uuid", luaopen_uuid, 0},          {"hash", luaopen_hash, 0},
   {"base64", luaopen_base64, 0},      {"crypto", luaopen_crypto, 0},
   {"events", luaopen_events, 0},
+  {"registry", luaopen_registry, 0},
   {NULL, NULL, 0},
 };
 

@@ -17,7 +17,17 @@
 
 /* ---- string pool ---- */
 
+struct reg_pool *reg_pool_new(void) {
+  struct reg_pool *p = xcalloc(1, sizeof *p);
+  atomic_init(&p->refs, 1);
+  return p;
+}
+
+/* An equal string already there is returned instead (`owned` freed): generations built
+** one from another by change sets share one pool, so it grows only by new strings. */
 const char *reg_pool_add(struct reg_pool *p, char *owned) {
+  for (size_t i = 0; i < p->n; i++)
+    if (strcmp(p->s[i], owned) == 0) { free(owned); return p->s[i]; }
   if (p->n == p->cap) {
     p->cap = p->cap ? p->cap * 2 : 16;
     p->s = xrealloc(p->s, p->cap * sizeof *p->s);
@@ -25,9 +35,16 @@ const char *reg_pool_add(struct reg_pool *p, char *owned) {
   return p->s[p->n++] = owned;
 }
 
-void reg_pool_free(struct reg_pool *p) {
+struct reg_pool *reg_pool_ref(struct reg_pool *p) {
+  atomic_fetch_add(&p->refs, 1);
+  return p;
+}
+
+void reg_pool_unref(struct reg_pool *p) {
+  if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
   for (size_t i = 0; i < p->n; i++) free(p->s[i]);
   free(p->s);
+  free(p);
 }
 
 /* ---- references ---- */

@@ -11,19 +11,66 @@
 #ifndef TASKHOST_REG_INTERNAL_H
 #define TASKHOST_REG_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "registry.h"
 #include "value/val.h"
 
-/* Strings a generation owns for its whole life: file paths shown in vals and diagnostics,
-** origins of file:// text. */
+/* Strings generations own for their whole life: file paths shown in vals and diagnostics,
+** origins of file:// text. Refcounted: a generation built from another by a change set
+** (reg_change.c) shares its base's pool, as the entries it copies point into it. Strings are
+** added only by the thread building a generation (they never move; readers read only them). */
 struct reg_pool {
+  atomic_int refs;
   char **s;
   size_t n, cap;
 };
+struct reg_pool *reg_pool_new(void);
 const char *reg_pool_add(struct reg_pool *p, char *owned);   /* takes ownership */
-void reg_pool_free(struct reg_pool *p);
+struct reg_pool *reg_pool_ref(struct reg_pool *p);
+void reg_pool_unref(struct reg_pool *p);
+
+struct reg_src;
+
+/* ---- generations (registry.c; reg_change.c builds them from change sets) ---- */
+
+/* An entry while loading and after: `pub` is what readers see; reg_gen_publish points its
+** fields at the owned ones below. `touched`: loaded, created or updated by this build (so
+** checked and reported by it; entries copied from a base generation are not). */
+struct ent {
+  struct reg_entry pub;
+  char *id, *ns, *name, *kind;
+  struct val *data, *meta;
+  int touched;
+};
+
+struct registry {
+  atomic_int refs;
+  uint64_t version;
+  struct ent *ents;       /* load order */
+  size_t n, cap;
+  uint32_t *slots;        /* id hash table: index + 1, 0 = empty; size a power of two */
+  size_t nslots;
+  struct reg_pool *pool;  /* file paths and origins the vals point at */
+};
+
+long reg_gen_find(const struct registry *r, const char *id);        /* index or -1 */
+/* Adds an entry (taking its contents); a duplicate id replaces the earlier one in place
+** (a warning in d). */
+void reg_gen_put(struct registry *r, struct ent *e, struct diag *d);
+void reg_gen_remove(struct registry *r, size_t i);                   /* keeps load order */
+void reg_ent_free(struct ent *e);
+void reg_gen_free(struct registry *r);
+/* Gives r its version (refcount 1); r is immutable afterwards. */
+void reg_gen_publish(struct registry *r);
+/* The checks after entries are in place, as a load does them: kinds (defaults, qualified
+** references; problems of untouched entries are not reported again), references, then the
+** .env files of touched env.storage.file entries. */
+void reg_gen_check(struct registry *r, const struct reg_opts *opts, struct diag *d);
+/* Where srcdir is and how diagnostics show it (strings kept in r's pool). 0 / -1 (in d). */
+int reg_gen_src(struct registry *r, const char *srcdir, const struct reg_opts *opts,
+                struct reg_src *src, struct diag *d);
 
 /* ---- budgets ----
 ** What loading may cost, whichever reader builds the tree; all counted while values are

@@ -22,24 +22,6 @@
 
 #define SCAN_MAX_DEPTH 32
 
-/* An entry while loading and after: `pub` is what readers see; publish() points its fields
-** at the owned ones below. */
-struct ent {
-  struct reg_entry pub;
-  char *id, *ns, *name, *kind;
-  struct val *data, *meta;
-};
-
-struct registry {
-  atomic_int refs;
-  uint64_t version;
-  struct ent *ents;       /* load order */
-  size_t n, cap;
-  uint32_t *slots;        /* id hash table: index + 1, 0 = empty; size a power of two */
-  size_t nslots;
-  struct reg_pool pool;   /* file paths and origins the vals point at */
-};
-
 static _Atomic uint64_t last_version;
 
 static char *join(const char *a, const char *b) {
@@ -84,7 +66,7 @@ static uint32_t hash(const char *s) {
   return h;
 }
 
-static long find(const struct registry *r, const char *id) {
+long reg_gen_find(const struct registry *r, const char *id) {
   if (!r->nslots) return -1;
   for (size_t i = hash(id) & (r->nslots - 1);; i = (i + 1) & (r->nslots - 1)) {
     uint32_t s = r->slots[i];
@@ -108,7 +90,7 @@ static void rehash(struct registry *r) {
   for (size_t i = 0; i < r->n; i++) slot_put(r, i);
 }
 
-static void ent_free(struct ent *e) {
+void reg_ent_free(struct ent *e) {
   free(e->id);
   free(e->ns);
   free(e->name);
@@ -117,14 +99,13 @@ static void ent_free(struct ent *e) {
   val_free(e->meta);
 }
 
-/* Adds an entry (taking its contents); a duplicate id replaces the earlier one in place. */
-static void gen_put(struct registry *r, struct ent *e, struct diag *d) {
-  long old = find(r, e->id);
+void reg_gen_put(struct registry *r, struct ent *e, struct diag *d) {
+  long old = reg_gen_find(r, e->id);
   if (old >= 0) {
     struct ent *o = &r->ents[old];
     diag_add(d, 0, e->pub.file, e->pub.line, "duplicate entry id %s (also defined at %s:%d); the last definition wins",
              e->id, o->pub.file, o->pub.line);
-    ent_free(o);
+    reg_ent_free(o);
     *o = *e;
     return;
   }
@@ -137,15 +118,23 @@ static void gen_put(struct registry *r, struct ent *e, struct diag *d) {
   slot_put(r, r->n++);
 }
 
-static void gen_free(struct registry *r) {
-  for (size_t i = 0; i < r->n; i++) ent_free(&r->ents[i]);
+void reg_gen_remove(struct registry *r, size_t i) {
+  reg_ent_free(&r->ents[i]);
+  memmove(&r->ents[i], &r->ents[i + 1], (r->n - i - 1) * sizeof *r->ents);
+  r->n--;
+  memset(r->slots, 0, r->nslots * sizeof *r->slots);
+  for (size_t k = 0; k < r->n; k++) slot_put(r, k);
+}
+
+void reg_gen_free(struct registry *r) {
+  for (size_t i = 0; i < r->n; i++) reg_ent_free(&r->ents[i]);
   free(r->ents);
   free(r->slots);
-  reg_pool_free(&r->pool);
+  reg_pool_unref(r->pool);
   free(r);
 }
 
-static void publish(struct registry *r) {
+void reg_gen_publish(struct registry *r) {
   for (size_t i = 0; i < r->n; i++) {
     struct ent *e = &r->ents[i];
     e->pub.id = e->id;
@@ -160,7 +149,7 @@ static void publish(struct registry *r) {
 }
 
 const struct reg_entry *registry_get(const struct registry *r, const char *id) {
-  long i = r && id ? find(r, id) : -1;
+  long i = r && id ? reg_gen_find(r, id) : -1;
   return i < 0 ? NULL : &r->ents[i].pub;
 }
 
@@ -178,7 +167,7 @@ struct registry *registry_ref(struct registry *r) {
 }
 
 void registry_unref(struct registry *r) {
-  if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) gen_free(r);
+  if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) reg_gen_free(r);
 }
 
 /* ---- loading: files ---- */
@@ -315,8 +304,9 @@ static void add_entry(struct loader *L, const struct val *item, const char *ns,
   e.meta = entry_meta(file_meta, val_get(item, "meta"));
   e.pub.file = item->file;
   e.pub.line = item->line;
-  reg_inline_files(e.data, &L->src, rel_dir, &L->r->pool, &L->inline_left, L->d);
-  gen_put(L->r, &e, L->d);
+  e.touched = 1;
+  reg_inline_files(e.data, &L->src, rel_dir, L->r->pool, &L->inline_left, L->d);
+  reg_gen_put(L->r, &e, L->d);
 }
 
 static void add_entries(struct loader *L, const struct val *root, const char *ns, const char *rel_dir) {
@@ -351,7 +341,7 @@ static void load_tree(struct loader *L, const struct val *root, const struct rea
 }
 
 static void load_file(struct loader *L, const char *rel) {
-  const char *shown = reg_pool_add(&L->r->pool, join(L->src.shown, rel));
+  const char *shown = reg_pool_add(L->r->pool, join(L->src.shown, rel));
   char *full = join(L->src.dir, rel);
   const struct reader *rd = reader_for(rel);
   size_t len;
@@ -411,7 +401,7 @@ static int set_path(struct val *map, const char *path, struct val *v) {
 }
 
 static void apply_override(struct loader *L, const struct reg_override *o) {
-  long i = find(L->r, o->id);
+  long i = reg_gen_find(L->r, o->id);
   if (i < 0) {
     diag_add(L->d, 1, NULL, 0, "override %s:%s: no entry %s", o->id, o->path, o->id);
     return;
@@ -451,18 +441,25 @@ static void on_ref(void *ud, const struct val *ref, const char *path, const stru
   rs->v[rs->n++] = (struct ref){rs->cur, ref, xstrdup(path), allowed};
 }
 
-static void check_kinds(struct loader *L, struct refs *rs) {
-  for (size_t i = 0; i < L->r->n; i++) {
-    struct ent *e = &L->r->ents[i];
+/* Untouched entries (copied from a base generation) were checked when they were loaded:
+** checking them again only fills what is there and reports their references. */
+static void check_kinds(struct registry *r, struct diag *d, struct refs *rs) {
+  struct diag quiet;
+  diag_init(&quiet);
+  for (size_t i = 0; i < r->n; i++) {
+    struct ent *e = &r->ents[i];
+    struct diag *to = e->touched ? d : &quiet;
     const struct val *spec = reg_kind_spec(e->kind);
     if (!spec) {
-      diag_add(L->d, 0, e->pub.file, e->pub.line, "%s: unknown kind %s (kept, not checked)", e->id, e->kind);
+      diag_add(to, 0, e->pub.file, e->pub.line, "%s: unknown kind %s (kept, not checked)", e->id, e->kind);
       continue;
     }
-    struct reg_check c = {L->d, e->id, e->ns, e->pub.file, e->pub.line, on_ref, rs};
+    struct reg_check c = {to, e->id, e->ns, e->pub.file, e->pub.line, on_ref, rs};
     rs->cur = i;
     reg_check_entry(spec, e->data, e->meta, &c);
   }
+  if (quiet.errors) diag_add(d, 1, NULL, 0, "%d problems in entries that were not changed", quiet.errors);
+  diag_free(&quiet);
 }
 
 static int kind_allowed(const struct val *allowed, const char *kind) {
@@ -471,43 +468,53 @@ static int kind_allowed(const struct val *allowed, const char *kind) {
   return val_len(allowed) == 0;
 }
 
-static void check_ref(struct loader *L, const struct ref *rf) {
-  const struct ent *from = &L->r->ents[rf->ent];
+static void check_ref(struct registry *r, struct diag *d, const struct ref *rf) {
+  const struct ent *from = &r->ents[rf->ent];
   const char *file = rf->v->line ? rf->v->file : from->pub.file;
   int line = rf->v->line ? rf->v->line : from->pub.line;
-  long t = find(L->r, rf->v->u.str.s);
+  long t = reg_gen_find(r, rf->v->u.str.s);
   if (t < 0) {
-    diag_add(L->d, 1, file, line, "%s: %s '%s' not found", from->id, rf->path, rf->v->u.str.s);
+    diag_add(d, 1, file, line, "%s: %s '%s' not found", from->id, rf->path, rf->v->u.str.s);
     return;
   }
-  if (kind_allowed(rf->allowed, L->r->ents[t].kind)) return;
+  if (kind_allowed(rf->allowed, r->ents[t].kind)) return;
   struct buf want;
   buf_init(&want);
   for (size_t i = 0; i < val_len(rf->allowed); i++)
     buf_printf(&want, "%s%s", i ? " or " : "", val_str(val_at(rf->allowed, i), "?"));
-  diag_add(L->d, 1, file, line, "%s: %s '%s' is a %s, expected %s", from->id, rf->path,
-           rf->v->u.str.s, L->r->ents[t].kind, want.data);
+  diag_add(d, 1, file, line, "%s: %s '%s' is a %s, expected %s", from->id, rf->path,
+           rf->v->u.str.s, r->ents[t].kind, want.data);
   buf_free(&want);
 }
 
-static void check_refs(struct loader *L, struct refs *rs) {
+static void check_refs(struct registry *r, struct diag *d, struct refs *rs) {
   for (size_t i = 0; i < rs->n; i++) {
-    check_ref(L, &rs->v[i]);
+    check_ref(r, d, &rs->v[i]);
     free(rs->v[i].path);
   }
   free(rs->v);
 }
 
+void reg_gen_check(struct registry *r, const struct reg_opts *opts, struct diag *d) {
+  struct refs rs = {0};
+  check_kinds(r, d, &rs);
+  check_refs(r, d, &rs);
+  for (size_t i = 0; i < r->n; i++)
+    if (r->ents[i].touched && strcmp(r->ents[i].kind, "env.storage.file") == 0)
+      reg_load_env_file(r->ents[i].data, opts, r->pool, d);
+}
+
 /* ---- the pipeline ---- */
 
 /* Where srcdir is and how to show it: relative to the project when it lies inside. */
-static int setup_src(struct loader *L, const char *srcdir) {
+int reg_gen_src(struct registry *r, const char *srcdir, const struct reg_opts *opts,
+                struct reg_src *src, struct diag *d) {
   char real[PATH_MAX], proj[PATH_MAX];
   if (!realpath(srcdir, real)) {
-    diag_add(L->d, 1, srcdir, 0, "cannot open the source directory: %s", strerror(errno));
+    diag_add(d, 1, srcdir, 0, "cannot open the source directory: %s", strerror(errno));
     return -1;
   }
-  const char *pd = L->opts ? L->opts->project_dir : NULL;
+  const char *pd = opts ? opts->project_dir : NULL;
   size_t n = pd && realpath(pd, proj) ? strlen(proj) : 0;
   const char *shown = srcdir;
   if (n && strcmp(real, proj) == 0) shown = "";
@@ -515,9 +522,9 @@ static int setup_src(struct loader *L, const char *srcdir) {
   char *copy = xstrdup(shown);
   size_t k = strlen(copy);
   while (k > 1 && copy[k - 1] == '/') copy[--k] = '\0';
-  L->src.dir = srcdir;
-  L->src.real = reg_pool_add(&L->r->pool, xstrdup(real));
-  L->src.shown = reg_pool_add(&L->r->pool, copy);
+  src->dir = srcdir;
+  src->real = reg_pool_add(r->pool, xstrdup(real));
+  src->shown = reg_pool_add(r->pool, copy);
   return 0;
 }
 
@@ -543,12 +550,7 @@ static void load_all(struct loader *L) {
 static void resolve(struct loader *L) {
   for (size_t i = 0; i < L->r->n; i++) reg_subst_env(L->r->ents[i].data, env_lookup, L->r, L->d);
   for (size_t i = 0; L->opts && i < L->opts->n_overrides; i++) apply_override(L, &L->opts->overrides[i]);
-  struct refs rs = {0};
-  check_kinds(L, &rs);
-  check_refs(L, &rs);
-  for (size_t i = 0; i < L->r->n; i++)
-    if (strcmp(L->r->ents[i].kind, "env.storage.file") == 0)
-      reg_load_env_file(L->r->ents[i].data, L->opts, &L->r->pool, L->d);
+  reg_gen_check(L->r, L->opts, L->d);
 }
 
 int registry_load(const char *srcdir, const struct reg_opts *opts, struct registry **out,
@@ -557,15 +559,16 @@ int registry_load(const char *srcdir, const struct reg_opts *opts, struct regist
   struct loader L = {xcalloc(1, sizeof *L.r), d, opts, {0}, REG_MAX_INLINE_BYTES, 0, 0};
   *out = NULL;
   registry_kinds();
-  if (setup_src(&L, srcdir) == 0) {
+  L.r->pool = reg_pool_new();
+  if (reg_gen_src(L.r, srcdir, opts, &L.src, d) == 0) {
     load_all(&L);
     resolve(&L);
   }
   if (d->errors > errors) {
-    gen_free(L.r);
+    reg_gen_free(L.r);
     return -1;
   }
-  publish(L.r);
+  reg_gen_publish(L.r);
   *out = L.r;
   return 0;
 }

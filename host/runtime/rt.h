@@ -64,7 +64,7 @@ struct rt {
   /* Engines of the layers above that Lua modules reach through the runtime without the
   ** runtime naming them (e.g. "http_client" → http/httpc.h's struct httpc), each an opaque
   ** pointer; registered by the app before any Lua runs, read-only afterwards. */
-  struct service_ent { const char *name; void *ptr; } services[4];
+  struct service_ent { const char *name; void *ptr; } services[8];
   size_t nservices;
 
   /* env.storage.memory's values, "storage id\x1fkey" → value (base/strmap.h, its own lock):
