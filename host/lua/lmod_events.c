@@ -198,7 +198,6 @@ static int sub_gc(lua_State *L) {
 }
 
 int luaopen_events(lua_State *L) {
-  chan_open_metatables(L);                    /* subscriptions hand out channels */
   static const luaL_Reg methods[] = {
     {"channel", sub_channel}, {"close", sub_close}, {"dropped", sub_dropped}, {NULL, NULL}};
   if (luaL_newmetatable(L, SUB_MT)) {

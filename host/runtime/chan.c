@@ -176,7 +176,14 @@ struct chan *chan_new(lua_State *L, int cap) {
     lua_createtable(L, cap, 0);
     lua_setiuservalue(L, -2, 1);
   }
-  luaL_setmetatable(L, CHAN_MT);
+  /* Engines make channels for states whose script never touched `channel` (a future's,
+  ** a subscription's): the metatable is made on first use wherever that is. */
+  if (luaL_getmetatable(L, CHAN_MT) == LUA_TNIL) {
+    lua_pop(L, 1);
+    chan_open_metatables(L);
+    luaL_getmetatable(L, CHAN_MT);
+  }
+  lua_setmetatable(L, -2);
   return c;
 }
 
