@@ -150,19 +150,6 @@ static void print_diag(const struct diag *d, FILE *f) {
   for (size_t i = 0; i < d->n; i++) fprintf(f, "%s\n", d->items[i]);
 }
 
-/* Every http.service's routes must build (no conflicting patterns). */
-static int check_routes(struct registry *reg, struct diag *d) {
-  int rc = 0;
-  for (size_t i = 0; i < registry_count(reg); i++) {
-    const struct reg_entry *e = registry_at(reg, i);
-    if (strcmp(e->kind, "http.service") != 0) continue;
-    struct routes *rs = routes_build(reg, e->id, d);
-    if (!rs) rc = -1;
-    routes_free(rs);
-  }
-  return rc;
-}
-
 static volatile sig_atomic_t check_signalled;   /* check: the first SIGINT/SIGTERM */
 
 /* A SIGINT or SIGTERM came (check: caught by on_check_signal; run: blocked in every thread,
@@ -191,7 +178,7 @@ static int load_project(const struct cli *c, const struct project *p, FILE *f,
   int rc = registry_load(p->src, &o, reg, &d);
   if (rc == 0) {
     *code = codeset_build(*reg, p->dir, &d);
-    if (!*code || check_routes(*reg, &d) != 0) {
+    if (!*code || routes_check_all(*reg, &d) != 0) {
       rc = -1;
       if (*code) codeset_unref(*code);
       *code = NULL;

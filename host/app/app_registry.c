@@ -110,18 +110,6 @@ void app_registry_init(struct app *a, const char *srcdir) {
 
 /* ---- applying a change set ---- */
 
-static int check_routes(struct registry *gen, struct diag *d) {
-  int rc = 0;
-  for (size_t i = 0; i < registry_count(gen); i++) {
-    const struct reg_entry *e = registry_at(gen, i);
-    if (strcmp(e->kind, "http.service") != 0) continue;
-    struct routes *rs = routes_build(gen, e->id, d);
-    if (!rs) rc = -1;
-    routes_free(rs);
-  }
-  return rc;
-}
-
 /* Builds base + ops into a generation and its code, checked as `check` does. 0 / -1 (d). */
 static int build(struct app *a, struct registry *base, const struct reg_op *ops, size_t n,
                  int strict, int *dropped, struct registry **gen, struct codeset **code,
@@ -129,7 +117,7 @@ static int build(struct app *a, struct registry *base, const struct reg_op *ops,
   struct reg_opts o = {.project_dir = a->rt->project_dir};
   *code = NULL;
   if (registry_apply(base, a->registry->srcdir, &o, ops, n, strict, dropped, gen, d) != 0) return -1;
-  if ((*code = codeset_build(*gen, a->rt->project_dir, d)) && check_routes(*gen, d) == 0) return 0;
+  if ((*code = codeset_build(*gen, a->rt->project_dir, d)) && routes_check_all(*gen, d) == 0) return 0;
   if (*code) codeset_unref(*code);
   registry_unref(*gen);
   *code = NULL;

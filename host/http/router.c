@@ -238,3 +238,15 @@ enum match_result routes_match(const struct routes *rs, const char *method, cons
   add_allow(m, "OPTIONS");
   return strcmp(method, "OPTIONS") == 0 ? MATCH_OPTIONS : MATCH_BAD_METHOD;
 }
+
+int routes_check_all(struct registry *r, struct diag *d) {
+  int rc = 0;
+  for (size_t i = 0; i < registry_count(r); i++) {
+    const struct reg_entry *e = registry_at(r, i);
+    if (strcmp(e->kind, "http.service") != 0) continue;
+    struct routes *rs = routes_build(r, e->id, d);
+    if (!rs) rc = -1;
+    routes_free(rs);
+  }
+  return rc;
+}

@@ -59,6 +59,9 @@ struct match {
 /* Builds the table for service `service_id`. NULL with problems in d on conflicts. */
 struct routes *routes_build(struct registry *r, const char *service_id, struct diag *d);
 void routes_free(struct routes *rs);
+/* Builds (and frees) every http.service's routes of r, so conflicting patterns are found
+** before a generation runs (check, change sets). 0, or -1 with the problems in d. */
+int routes_check_all(struct registry *r, struct diag *d);
 size_t routes_count(const struct routes *rs);
 struct route *routes_at(struct routes *rs, size_t i);
 /* Matches method + path (no query). Param values point into `path`. */
