@@ -39,6 +39,7 @@ static const struct luaenv_lib libs[] = {
   {"http_client", luaopen_http_client, 0},
   {"uuid", luaopen_uuid, 0},          {"hash", luaopen_hash, 0},
   {"base64", luaopen_base64, 0},      {"crypto", luaopen_crypto, 0},
+  {"metrics", luaopen_metrics, 0},    {"system", luaopen_system, 0},
   {NULL, NULL, 0},
 };
 

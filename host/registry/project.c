@@ -68,6 +68,27 @@ static int read_http_client(const struct val *v, const char *path, struct projec
   return 0;
 }
 
+/* admin: {addr, token}, non-empty strings (main's --admin replaces addr). */
+static int read_admin(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
+  static const char *const keys[] = {"admin.addr", "admin.token"};
+  char **dst[] = {&p->admin_addr, &p->admin_token};
+  const struct val *a = val_path(v, "admin");
+  if (a && a->type != V_MAP) {
+    snprintf(err, errlen, "%s:%d: admin must be a mapping {addr, token}", path, a->line);
+    return -1;
+  }
+  for (size_t i = 0; i < countof(keys); i++) {
+    const struct val *x = val_path(v, keys[i]);
+    if (!x) continue;
+    if (x->type != V_STR || !*val_str(x, "")) {
+      snprintf(err, errlen, "%s:%d: %s must be a non-empty string", path, x->line, keys[i]);
+      return -1;
+    }
+    *dst[i] = xstrdup(val_str(x, ""));
+  }
+  return 0;
+}
+
 static int read_settings(struct project *p, char *err, size_t errlen) {
   char *path = join(p->dir, "taskhost.yaml");
   int missing;
@@ -96,6 +117,7 @@ static int read_settings(struct project *p, char *err, size_t errlen) {
       }
     }
     if (read_http_client(v, path, p, err, errlen) != 0) rc = -1;
+    if (read_admin(v, path, p, err, errlen) != 0) rc = -1;
     val_free(v);
   } else if (!missing) rc = -1;
   free(path);
@@ -128,6 +150,8 @@ int project_open(const char *dir, struct project *p, char *err, size_t errlen) {
 void project_close(struct project *p) {
   free(p->dir);
   free(p->src);
+  free(p->admin_addr);
+  free(p->admin_token);
   memset(p, 0, sizeof *p);
 }
 
