@@ -162,7 +162,7 @@ static int label_key(const struct metrics *m, const struct mlabel *l, size_t n, 
     return M_INVALID;
   }
   struct mlabel s[METRICS_MAX_LABELS];
-  memcpy(s, l, n * sizeof *l);
+  if (n) memcpy(s, l, n * sizeof *l);
   for (size_t i = 0; i < n; i++) {
     if (strlen(s[i].name) > m->lim.max_name_len || !metrics_valid_label(s[i].name)) {
       snprintf(err, errlen, "bad label name '%.64s' (want [a-zA-Z_][a-zA-Z0-9_]*, not __..., at most %zu bytes)",
@@ -397,7 +397,7 @@ void metrics_render(struct metrics *m, struct buf *out) {
   memcpy(refused, m->refused, sizeof refused);
   size_t nseries = m->nseries, ncol = m->ncollectors;
   struct collector *cols = xmalloc((ncol ? ncol : 1) * sizeof *cols);
-  memcpy(cols, m->collectors, ncol * sizeof *cols);
+  if (ncol) memcpy(cols, m->collectors, ncol * sizeof *cols);
   pthread_mutex_unlock(&m->lock);
 
   struct mcollect c = {out};
@@ -413,10 +413,18 @@ void metrics_render(struct metrics *m, struct buf *out) {
   free(cols);
 }
 
+/* Under AddressSanitizer malloc is the sanitizer's and mallinfo2 says 0: ask it instead. */
+size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+size_t __sanitizer_get_heap_size(void) __attribute__((weak));
+
 void metrics_host_memory(struct host_mem *out) {
   struct mallinfo2 mi = mallinfo2();
   out->heap_in_use = (uint64_t)mi.uordblks + mi.hblkhd;
   out->heap_system = (uint64_t)mi.arena + mi.hblkhd;
+  if (!out->heap_in_use && __sanitizer_get_current_allocated_bytes && __sanitizer_get_heap_size) {
+    out->heap_in_use = __sanitizer_get_current_allocated_bytes();
+    out->heap_system = __sanitizer_get_heap_size();
+  }
   out->rss = 0;
   FILE *f = fopen("/proc/self/statm", "r");
   unsigned long long size, res;

@@ -75,7 +75,7 @@ size_t rt_list_scheds(struct rt *rt, struct sched_ent **out) {
   pthread_mutex_lock(&rt->gen_lock);
   size_t n = rt->nscheds;
   *out = xmalloc((n ? n : 1) * sizeof **out);
-  memcpy(*out, rt->scheds, n * sizeof **out);
+  if (n) memcpy(*out, rt->scheds, n * sizeof **out);
   pthread_mutex_unlock(&rt->gen_lock);
   return n;
 }
@@ -84,7 +84,7 @@ size_t rt_list_queues(struct rt *rt, struct queue_ent **out) {
   pthread_mutex_lock(&rt->gen_lock);
   size_t n = rt->nqueues;
   *out = xmalloc((n ? n : 1) * sizeof **out);
-  memcpy(*out, rt->queues, n * sizeof **out);
+  if (n) memcpy(*out, rt->queues, n * sizeof **out);
   pthread_mutex_unlock(&rt->gen_lock);
   return n;
 }
