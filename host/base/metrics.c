@@ -194,7 +194,7 @@ struct metrics *metrics_new(const struct metrics_limits *lim) {
   struct metrics *m = xcalloc(1, sizeof *m);
   static const struct metrics_limits dflt = {1000, 1000, 10000, METRICS_MAX_LABELS, 200, 1024};
   m->lim = dflt;
-  if (lim) {
+  if (lim) {                         /* every field is a size_t: a zero one keeps the default */
     size_t *dst = &m->lim.max_names;
     const size_t *src = &lim->max_names;
     for (size_t i = 0; i < sizeof *lim / sizeof(size_t); i++) if (src[i]) dst[i] = src[i];
