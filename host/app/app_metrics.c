@@ -15,6 +15,7 @@
 #include "runtime/scheduler.h"
 
 #include <civetweb.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* Process hosts (process.host and terminal.host alike) and the host's memory. */
@@ -37,6 +38,9 @@ static void collect_runtime(void *ud, struct mcollect *c) {
     }
   }
   free(ss);
+  mc_family(c, "taskhost_messages_sent_total", "counter", "process.send messages delivered to a mailbox.");
+  mc_sample(c, "taskhost_messages_sent_total", NULL, 0,
+            (double)atomic_load_explicit(&((struct rt *)ud)->messages_sent, memory_order_relaxed));
   struct host_mem hm;
   metrics_host_memory(&hm);
   mc_family(c, "taskhost_memory_heap_bytes", "gauge", "malloc bytes in use (every Lua state included).");

@@ -42,6 +42,7 @@ struct rt {
   /* system.exit (lua/lmod_system.c): 0 = none, else the exit code asked for + 1; the app's
   ** wait loop polls it and shuts the host down with that code. */
   _Atomic int exit_request;
+  _Atomic uint64_t messages_sent;   /* process.send calls delivered (metrics); relaxed */
 
   pthread_mutex_t gen_lock;
   struct registry *gen;       /* current generation */

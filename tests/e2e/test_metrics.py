@@ -302,6 +302,8 @@ class Metrics(th.TestCase):
         self.assertEqual(v1[("taskhost_processes_started_total", host)],
                          v0[("taskhost_processes_started_total", host)] + 5)
         th.http(port, "POST", "/api/spawn", json.dumps({"stop": pids}))
+        sent = self.scrape(admin)[0][("taskhost_messages_sent_total", ())]
+        self.assertEqual(sent, v1[("taskhost_messages_sent_total", ())] + 5)
         for _ in range(500):     # bounded: the workers end once they read "stop"
             v2, _, _ = self.scrape(admin)
             if v2[("taskhost_processes", host)] == v0[("taskhost_processes", host)]:
