@@ -50,6 +50,8 @@ struct app *app_new(const struct project *proj, struct registry *gen, struct cod
                                           proj->http_max_connections, proj->http_max_in_flight};
   a->admin_addr = proj->admin_addr ? xstrdup(proj->admin_addr) : NULL;
   a->admin_token = proj->admin_token ? xstrdup(proj->admin_token) : NULL;
+  long lims[] = {proj->metrics_max_names, proj->metrics_max_series_per_metric, proj->metrics_max_series};
+  memcpy(a->metrics_limits, lims, sizeof lims);
   app_metrics_init(a);
   return a;
 }

@@ -67,6 +67,7 @@ struct app {
   struct metrics *metrics;    /* the series registry (rt service "metrics"), app_metrics.c */
   struct admin *admin;        /* the admin listener, or NULL (no admin.addr) */
   char *admin_addr, *admin_token;   /* copies of the project's admin: settings */
+  long metrics_limits[3];     /* the project's metrics: names, series per metric, series */
 };
 
 /* Entry helpers (no linkage, so unprefixed). */

@@ -52,7 +52,10 @@ static void collect_runtime(void *ud, struct mcollect *c) {
 }
 
 void app_metrics_init(struct app *a) {
-  a->metrics = metrics_new(NULL);
+  struct metrics_limits lim = {.max_names = (size_t)a->metrics_limits[0],
+                               .max_series_per_name = (size_t)a->metrics_limits[1],
+                               .max_series = (size_t)a->metrics_limits[2]};
+  a->metrics = metrics_new(&lim);
   metrics_add_collector(a->metrics, collect_runtime, a->rt);
   metrics_add_collector(a->metrics, jobs_collect_metrics, a->rt);
 }

@@ -1,7 +1,8 @@
 /*
 ** project.h — finds a project's source directory and host settings: `wippy.lock`
 ** (directories.src, default ./src) and an optional `taskhost.yaml`
-** (log.level, log.format, shutdown.timeout, limits.process_memory, http_client.*, admin.*).
+** (log.level, log.format, shutdown.timeout, limits.process_memory, http_client.*, admin.*,
+** metrics.*).
 ** Called once by main.
 */
 #ifndef TASKHOST_PROJECT_H
@@ -22,6 +23,8 @@ struct project {
   long http_max_connections_per_host, http_max_connections, http_max_in_flight;
   /* admin: {addr, token}: the admin listener (http/admin.h); addr NULL = off. malloc'd. */
   char *admin_addr, *admin_token;
+  /* metrics: {max_names, max_series_per_metric, max_series} (0 = base/metrics.h's default) */
+  long metrics_max_names, metrics_max_series_per_metric, metrics_max_series;
 };
 
 /* 0, or -1 with "file:line: message" in err. */

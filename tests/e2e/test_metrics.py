@@ -236,6 +236,20 @@ class Metrics(th.TestCase):
         self.assertNotIn(("app_ids_total", lab(id="1001")), v)
         self.assertEqual(len([k for k in v if k[0] == "app_ids_total"]), 1000)
 
+    def test_budgets_from_taskhost_yaml(self):
+        _, port, admin = self.start("admin: {addr: \"127.0.0.1:0\"}\n"
+                                    "metrics: {max_names: 2, max_series_per_metric: 2, max_series: 3}\n")
+        r = self.calls(port,
+                       ["counter_inc", "a_total", {"i": "1"}], ["counter_inc", "a_total", {"i": "2"}],
+                       ["counter_inc", "a_total", {"i": "3"}],      # 3rd series of a_total
+                       ["gauge_set", "b", 1], ["gauge_set", "b", 2, {"i": "1"}],   # 4th in all
+                       ["gauge_set", "c", 1])                       # 3rd name
+        self.assertEqual([x.get("kind") for x in r], [None, None, "RATE_LIMITED", None, "RATE_LIMITED", "RATE_LIMITED"])
+        v, _, _ = self.scrape(admin)
+        for reason in ("series_per_metric", "series_total", "metric_names"):
+            self.assertEqual(v[("taskhost_metrics_series_refused_total", lab(reason=reason))], 1, reason)
+        self.assertEqual(v[("b", ())], 1)
+
     def test_token_paths_and_methods(self):
         _, port, admin = self.start("admin:\n  addr: 127.0.0.1:0\n  token: \"s3cret-t0ken\"\n")
         st, hdrs, _ = th.http(admin, "GET", "/metrics")
@@ -275,7 +289,8 @@ class Metrics(th.TestCase):
     def test_bad_admin_settings_are_load_errors(self):
         for yaml, want in [("admin:\n  addr: 5\n", "taskhost.yaml:2: admin.addr must be a non-empty string"),
                            ("admin: [1]\n", "taskhost.yaml:1: admin must be a mapping"),
-                           ("admin:\n  addr: 127.0.0.1:0\n  token: \"\"\n", "taskhost.yaml:3: admin.token")]:
+                           ("admin:\n  addr: 127.0.0.1:0\n  token: \"\"\n", "taskhost.yaml:3: admin.token"),
+                           ("metrics:\n  max_series: 0\n", "taskhost.yaml:2: metrics.max_series must be a positive integer")]:
             d = th.make_project({"src/_index.yaml": INDEX, "src/m.lua": M_LUA, "src/spawn.lua": SPAWN_LUA,
                                  "src/worker.lua": WORKER_LUA, "taskhost.yaml": yaml})
             r = th.run(["run", d, "--no-watch"], timeout=30)
