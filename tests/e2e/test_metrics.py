@@ -61,6 +61,30 @@ entries:
     source: file://worker.lua
     method: main
     modules: [time]
+  - name: jobsq
+    kind: queue.queue
+    driver: memory
+  - name: enqueue
+    kind: function.lua
+    source: file://enqueue.lua
+    method: handler
+    modules: [http, queue]
+  - name: enqueue.ep
+    kind: http.endpoint
+    meta: {router: app:api}
+    method: POST
+    path: /enqueue
+    func: app:enqueue
+"""
+
+ENQUEUE_LUA = """
+local http = require("http")
+local queue = require("queue")
+local function handler()
+  for i = 1, 3 do assert(queue.publish("app:jobsq", {n = i})) end
+  http.response():write_json({ok = true})
+end
+return {handler = handler}
 """
 
 # POST /api/m {calls: [[fn, args...], ...]} -> [{ok} | {kind, msg} | {raised}] per call.
@@ -140,7 +164,7 @@ def lab(**kw):
 class Metrics(th.TestCase):
     def start(self, yaml=None, args=()):
         files = {"src/_index.yaml": INDEX, "src/m.lua": M_LUA, "src/spawn.lua": SPAWN_LUA,
-                 "src/worker.lua": WORKER_LUA}
+                 "src/worker.lua": WORKER_LUA, "src/enqueue.lua": ENQUEUE_LUA}
         if yaml is not None:
             files["taskhost.yaml"] = yaml
         s = th.Server(th.make_project(files), ["--no-watch", "-o", "app:gateway:addr=127.0.0.1:0"] + list(args))
@@ -279,7 +303,7 @@ class Metrics(th.TestCase):
         self.assertEqual(th.http(admin, "GET", "/metrics")[0], 200)
         # neither: no listener
         files = {"src/_index.yaml": INDEX, "src/m.lua": M_LUA, "src/spawn.lua": SPAWN_LUA,
-                 "src/worker.lua": WORKER_LUA}
+                 "src/worker.lua": WORKER_LUA, "src/enqueue.lua": ENQUEUE_LUA}
         s = th.Server(th.make_project(files), ["--no-watch", "-o", "app:gateway:addr=127.0.0.1:0"])
         self.addCleanup(s.stop)
         port = s.ports()[0]
@@ -292,7 +316,7 @@ class Metrics(th.TestCase):
                            ("admin:\n  addr: 127.0.0.1:0\n  token: \"\"\n", "taskhost.yaml:3: admin.token"),
                            ("metrics:\n  max_series: 0\n", "taskhost.yaml:2: metrics.max_series must be a positive integer")]:
             d = th.make_project({"src/_index.yaml": INDEX, "src/m.lua": M_LUA, "src/spawn.lua": SPAWN_LUA,
-                                 "src/worker.lua": WORKER_LUA, "taskhost.yaml": yaml})
+                                 "src/worker.lua": WORKER_LUA, "src/enqueue.lua": ENQUEUE_LUA, "taskhost.yaml": yaml})
             r = th.run(["run", d, "--no-watch"], timeout=30)
             self.assertEqual(r.returncode, 3, r.stderr)
             self.assertIn(want, r.stderr)
@@ -326,6 +350,21 @@ class Metrics(th.TestCase):
         self.assertEqual(v2[("taskhost_processes", host)], v0[("taskhost_processes", host)])
         self.assertEqual(v2[("taskhost_processes_started_total", host)],
                          v0[("taskhost_processes_started_total", host)] + 5)
+
+    def test_queue_series(self):
+        _, port, admin = self.start("admin:\n  addr: 127.0.0.1:0\n")
+        q = lab(queue="app:jobsq")
+        v0, fam, _ = self.scrape(admin)
+        self.assertEqual(v0[("taskhost_jobs_published_total", q)], 0)
+        self.assertEqual(v0[("taskhost_jobs", lab(queue="app:jobsq", state="queued"))], 0)
+        self.assertEqual(fam["taskhost_job_wait_seconds"].type, "histogram")
+        self.assertEqual(th.http(port, "POST", "/api/enqueue", "{}")[0], 200)
+        v1, _, _ = self.scrape(admin)
+        self.assertEqual(v1[("taskhost_jobs_published_total", q)], 3)
+        self.assertEqual(v1[("taskhost_jobs", lab(queue="app:jobsq", state="queued"))], 3)
+        self.assertEqual(v1[("taskhost_jobs_rejected_total", lab(queue="app:jobsq", reason="full"))], 0)
+        self.assertEqual(v1[("taskhost_job_wait_seconds_count", q)], 0)
+        self.assertIn(("taskhost_job_wait_seconds_bucket", lab(queue="app:jobsq", le="+Inf")), v1)
 
 
 if __name__ == "__main__":
