@@ -41,6 +41,7 @@ struct cli {
   const char *log_format;
   int help;
   int no_watch;
+  const char *admin;       /* --admin ADDR: replaces taskhost.yaml's admin.addr */
 };
 
 static const char usage_text[] =
@@ -69,6 +70,8 @@ static const char usage_text[] =
   "  -l, --log-level LEVEL      debug, info, warn or error (default: info or taskhost.yaml)\n"
   "      --log-format FORMAT    console or json\n"
   "      --no-watch             do not reload when source files change (SIGHUP still does)\n"
+  "      --admin ADDR           serve the admin listener (GET /metrics) on ADDR, e.g.\n"
+  "                             127.0.0.1:9090 (replaces taskhost.yaml's admin.addr)\n"
   "  -h, --help                 this text\n"
   "\n"
   "The source directory is directories.src of DIR/wippy.lock, else DIR/src. Logs go to\n"
@@ -124,6 +127,10 @@ static int parse_args(int argc, char **argv, struct cli *c) {
       continue;
     }
     if (strcmp(a, "--no-watch") == 0) { c->no_watch = 1; continue; }
+    if (is_opt(a, "--admin", "--admin")) {
+      if (!(c->admin = opt_value(argc, argv, &i, a)) || !*c->admin) return usage_error("%s needs HOST:PORT", a);
+      continue;
+    }
     if (is_opt(a, "--log-format", "--log-format")) {
       if (!(c->log_format = opt_value(argc, argv, &i, a))) return usage_error("%s needs a format", a);
       continue;
@@ -240,6 +247,7 @@ static int reload_project(void *ctx, struct registry **reg, struct codeset **cod
 }
 
 static int run_app(struct cli *c, struct project *p, struct registry *reg, struct codeset *code) {
+  if (c->admin) { free(p->admin_addr); p->admin_addr = xstrdup(c->admin); }
   struct app *a = app_new(p, reg, code);
   struct reload_ctx rctx = {c, p};
   struct watch *w = NULL;

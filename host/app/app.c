@@ -74,6 +74,11 @@ struct app *app_new(const struct project *proj, struct registry *gen, struct cod
   a->restore_level = -1;
   a->httpc_limits = (struct httpc_limits){proj->http_max_connections_per_host,
                                           proj->http_max_connections, proj->http_max_in_flight};
+  a->admin_addr = proj->admin_addr ? xstrdup(proj->admin_addr) : NULL;
+  a->admin_token = proj->admin_token ? xstrdup(proj->admin_token) : NULL;
+  long lims[] = {proj->metrics_max_names, proj->metrics_max_series_per_metric, proj->metrics_max_series};
+  memcpy(a->metrics_limits, lims, sizeof lims);
+  app_metrics_init(a);
   return a;
 }
 
@@ -82,6 +87,7 @@ int app_start(struct app *a, const char *exec_host) {
   char err[512];
   if (!(a->httpc = httpc_new(&a->httpc_limits, err, sizeof err))) { log_error("%s", err); return -1; }
   rt_add_service(a->rt, "http_client", a->httpc);
+  if (app_metrics_start(a) != 0) return -1;
   if (!(a->jobs = jobs_open(a->rt, a->gen, err, sizeof err))) { log_error("%s", err); return -1; }
   for (size_t i = 0; i < registry_count(a->gen); i++) {
     const struct reg_entry *e = registry_at(a->gen, i);
@@ -217,6 +223,12 @@ int app_wait(struct app *a) {
       log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
       return a->exec_term ? 130 : 0;
     }
+    int exit_req = atomic_load(&a->rt->exit_request);
+    if (exit_req) {                      /* system.exit: checked first, the caller may end next */
+      if (a->restore_level >= 0) log_set_level((enum log_level)a->restore_level);
+      log_info("system.exit(%d): shutting down", exit_req - 1);
+      return exit_req - 1;
+    }
     if (atomic_load(&a->exec_done)) {
       if (a->restore_level >= 0) log_set_level((enum log_level)a->restore_level);
       if (a->exec_out) { fputs(a->exec_out, stdout); fputc('\n', stdout); fflush(stdout); }
@@ -271,6 +283,7 @@ void app_stop(struct app *a) {
   pthread_t th;
   if (pthread_create(&th, NULL, second_signal, NULL) == 0) pthread_detach(th);
   app_registry_stop(a);                          /* no change set applies while stopping */
+  app_metrics_stop(a);                           /* its collectors read the hosts freed below */
   jobs_drain(a->jobs, a->shutdown_timeout);      /* HTTP still answers: publishing gets 503 */
   for (size_t i = 0; i < a->nservers; i++) {      /* stop accepting; in-flight requests end */
     http_stop(a->servers[i]);
@@ -315,6 +328,7 @@ void app_free(struct app *a) {
   free(a->terms);
   free(a->term_ids);
   free(a->exec_out);
+  app_metrics_free(a);
   if (a->rt->timers) timers_free(a->rt->timers);    /* never started (app_stop frees them) */
   httpc_free(a->httpc);                               /* likewise */
   evbus_free(a->rt->events);                          /* every process has ended */

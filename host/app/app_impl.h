@@ -68,6 +68,10 @@ struct app {
   int exit_code;              /* written by the -x exit watcher before exec_done */
   char *exec_out;             /* the -x process's output text, or NULL; same */
   struct app_registry *registry;   /* the registry service (rt service "registry") */
+  struct metrics *metrics;    /* the series registry (rt service "metrics"), app_metrics.c */
+  struct admin *admin;        /* the admin listener, or NULL (no admin.addr) */
+  char *admin_addr, *admin_token;   /* copies of the project's admin: settings */
+  long metrics_limits[3];     /* the project's metrics: names, series per metric, series */
 };
 
 /* Entry helpers (no linkage, so unprefixed). */
@@ -98,6 +102,13 @@ struct routes *app_build_routes(struct app *a, struct registry *gen, const char 
 void app_add_server(struct app *a, const char *id, struct http_server *s, struct routes *first);
 /* Starts an http.service of a->gen with its routes. 0 / -1 (logged). */
 int app_start_http(struct app *a, const struct reg_entry *e);
+
+/* ---- app_metrics.c: the series registry and the admin listener ---------------------- */
+
+void app_metrics_init(struct app *a);    /* app_new: the registry and its collectors */
+int app_metrics_start(struct app *a);    /* app_start: the rt service, the listener. 0 / -1 */
+void app_metrics_stop(struct app *a);    /* app_stop, first: the listener */
+void app_metrics_free(struct app *a);    /* app_free */
 
 /* ---- app_reload.c: applying a new generation --------------------------------------- */
 

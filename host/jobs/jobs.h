@@ -37,5 +37,9 @@ void jobs_free(struct jobs *js);
 size_t jobs_consumer_count(const struct jobs *js);
 struct consumer *jobs_consumer_at(struct jobs *js, size_t i);
 void jobs_reclaim(struct jobs *js);
+/* A metrics collector (base/metrics.h; ud: the struct rt): every queue's jobs by state,
+** published, rejected, retries, finished and the enqueue→start histogram (jobmetrics.c). */
+struct mcollect;
+void jobs_collect_metrics(void *rt, struct mcollect *c);
 
 #endif

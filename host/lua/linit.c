@@ -41,6 +41,7 @@ static const struct luaenv_lib libs[] = {
   {"base64", luaopen_base64, 0},      {"crypto", luaopen_crypto, 0},
   {"events", luaopen_events, 0},
   {"registry", luaopen_registry, 0},
+  {"metrics", luaopen_metrics, 0},    {"system", luaopen_system, 0},
   {NULL, NULL, 0},
 };
 

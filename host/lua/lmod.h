@@ -26,6 +26,8 @@ int luaopen_base64(lua_State *L);       /* lmod_base64.c */
 int luaopen_crypto(lua_State *L);       /* lmod_crypto.c */
 int luaopen_events(lua_State *L);       /* lmod_events.c */
 int luaopen_registry(lua_State *L);     /* lmod_registry.c */
+int luaopen_metrics(lua_State *L);      /* lmod_metrics.c */
+int luaopen_system(lua_State *L);       /* lmod_system.c */
 /* lmod_errors.c: errors_open sets the global `errors` table (new, wrap, is, call_stack and
 ** the kinds) in L; luaopen_errors does so and returns it. */
 void errors_open(lua_State *L);

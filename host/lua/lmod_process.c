@@ -220,6 +220,7 @@ static int l_send(lua_State *L) {
   m->from_host = self->host_name;
   if (proc_post(self->rt, pid, m, self) != 0)
     return errors_fail(L, EK_NOT_FOUND, "process %s is not running", lua_tostring(L, 1));
+  atomic_fetch_add_explicit(&self->rt->messages_sent, 1, memory_order_relaxed);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -50,13 +50,12 @@ static struct val *read_yaml(const char *path, int *missing, char *err, size_t e
   return v;
 }
 
-/* http_client: {max_connections_per_host, max_connections, max_in_flight}, positive integers. */
-static int read_http_client(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
-  static const char *const keys[] = {"max_connections_per_host", "max_connections", "max_in_flight"};
-  long *dst[] = {&p->http_max_connections_per_host, &p->http_max_connections, &p->http_max_in_flight};
-  for (size_t i = 0; i < countof(keys); i++) {
+/* section.keys[i] → *dst[i], positive integers (http_client:, metrics:). */
+static int read_positive(const struct val *v, const char *path, const char *section, const char *const *keys,
+                         long *const *dst, size_t n, char *err, size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
     char key[64];
-    snprintf(key, sizeof key, "http_client.%s", keys[i]);
+    snprintf(key, sizeof key, "%s.%s", section, keys[i]);
     const struct val *x = val_path(v, key);
     if (!x) continue;
     if (x->type != V_INT || x->u.i <= 0) {
@@ -64,6 +63,41 @@ static int read_http_client(const struct val *v, const char *path, struct projec
       return -1;
     }
     *dst[i] = (long)x->u.i;
+  }
+  return 0;
+}
+
+/* http_client: {max_connections_per_host, max_connections, max_in_flight}. */
+static int read_http_client(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
+  static const char *const keys[] = {"max_connections_per_host", "max_connections", "max_in_flight"};
+  long *const dst[] = {&p->http_max_connections_per_host, &p->http_max_connections, &p->http_max_in_flight};
+  return read_positive(v, path, "http_client", keys, dst, countof(keys), err, errlen);
+}
+
+/* metrics: {max_names, max_series_per_metric, max_series}: the cardinality budgets. */
+static int read_metrics(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
+  static const char *const keys[] = {"max_names", "max_series_per_metric", "max_series"};
+  long *const dst[] = {&p->metrics_max_names, &p->metrics_max_series_per_metric, &p->metrics_max_series};
+  return read_positive(v, path, "metrics", keys, dst, countof(keys), err, errlen);
+}
+
+/* admin: {addr, token}, non-empty strings (main's --admin replaces addr). */
+static int read_admin(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
+  static const char *const keys[] = {"admin.addr", "admin.token"};
+  char **dst[] = {&p->admin_addr, &p->admin_token};
+  const struct val *a = val_path(v, "admin");
+  if (a && a->type != V_MAP) {
+    snprintf(err, errlen, "%s:%d: admin must be a mapping {addr, token}", path, a->line);
+    return -1;
+  }
+  for (size_t i = 0; i < countof(keys); i++) {
+    const struct val *x = val_path(v, keys[i]);
+    if (!x) continue;
+    if (x->type != V_STR || !*val_str(x, "")) {
+      snprintf(err, errlen, "%s:%d: %s must be a non-empty string", path, x->line, keys[i]);
+      return -1;
+    }
+    *dst[i] = xstrdup(val_str(x, ""));
   }
   return 0;
 }
@@ -96,6 +130,8 @@ static int read_settings(struct project *p, char *err, size_t errlen) {
       }
     }
     if (read_http_client(v, path, p, err, errlen) != 0) rc = -1;
+    if (read_admin(v, path, p, err, errlen) != 0) rc = -1;
+    if (read_metrics(v, path, p, err, errlen) != 0) rc = -1;
     val_free(v);
   } else if (!missing) rc = -1;
   free(path);
@@ -128,6 +164,8 @@ int project_open(const char *dir, struct project *p, char *err, size_t errlen) {
 void project_close(struct project *p) {
   free(p->dir);
   free(p->src);
+  free(p->admin_addr);
+  free(p->admin_token);
   memset(p, 0, sizeof *p);
 }
 

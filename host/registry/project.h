@@ -1,7 +1,9 @@
 /*
 ** project.h — finds a project's source directory and host settings: `wippy.lock`
 ** (directories.src, default ./src) and an optional `taskhost.yaml`
-** (log.level, log.format, shutdown.timeout, limits.process_memory, http_client.*). Called once by main.
+** (log.level, log.format, shutdown.timeout, limits.process_memory, http_client.*, admin.*,
+** metrics.*).
+** Called once by main.
 */
 #ifndef TASKHOST_PROJECT_H
 #define TASKHOST_PROJECT_H
@@ -19,6 +21,10 @@ struct project {
   uint64_t process_memory;  /* bytes one Lua state's heap may use (default 256 MiB); 0 = unlimited */
   /* http_client: (0 = the engine's default, http/httpc.h) */
   long http_max_connections_per_host, http_max_connections, http_max_in_flight;
+  /* admin: {addr, token}: the admin listener (http/admin.h); addr NULL = off. malloc'd. */
+  char *admin_addr, *admin_token;
+  /* metrics: {max_names, max_series_per_metric, max_series} (0 = base/metrics.h's default) */
+  long metrics_max_names, metrics_max_series_per_metric, metrics_max_series;
 };
 
 /* 0, or -1 with "file:line: message" in err. */

@@ -68,8 +68,28 @@ struct codeset *rt_code(struct rt *rt) {
 }
 
 void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal) {
+  pthread_mutex_lock(&rt->gen_lock);     /* rt_list_scheds may copy from another thread */
   rt->scheds = xrealloc(rt->scheds, (rt->nscheds + 1) * sizeof *rt->scheds);
   rt->scheds[rt->nscheds++] = (struct sched_ent){xstrdup(id), s, terminal};
+  pthread_mutex_unlock(&rt->gen_lock);
+}
+
+size_t rt_list_scheds(struct rt *rt, struct sched_ent **out) {
+  pthread_mutex_lock(&rt->gen_lock);
+  size_t n = rt->nscheds;
+  *out = xmalloc((n ? n : 1) * sizeof **out);
+  if (n) memcpy(*out, rt->scheds, n * sizeof **out);
+  pthread_mutex_unlock(&rt->gen_lock);
+  return n;
+}
+
+size_t rt_list_queues(struct rt *rt, struct queue_ent **out) {
+  pthread_mutex_lock(&rt->gen_lock);
+  size_t n = rt->nqueues;
+  *out = xmalloc((n ? n : 1) * sizeof **out);
+  if (n) memcpy(*out, rt->queues, n * sizeof **out);
+  pthread_mutex_unlock(&rt->gen_lock);
+  return n;
 }
 
 struct sched *rt_find_sched(struct rt *rt, const char *id) {
@@ -79,8 +99,10 @@ struct sched *rt_find_sched(struct rt *rt, const char *id) {
 }
 
 void rt_add_queue(struct rt *rt, const char *id, struct jobq *q) {
+  pthread_mutex_lock(&rt->gen_lock);
   rt->queues = xrealloc(rt->queues, (rt->nqueues + 1) * sizeof *rt->queues);
   rt->queues[rt->nqueues++] = (struct queue_ent){xstrdup(id), q};
+  pthread_mutex_unlock(&rt->gen_lock);
 }
 
 struct jobq *rt_find_queue(struct rt *rt, const char *id) {

@@ -42,6 +42,10 @@ struct rt {
   ** keeps the freed pages of many closed states (in the middle of its arenas) otherwise. */
   _Atomic uint64_t heap_closed;
   _Atomic int64_t last_trim;   /* monotonic ns of the last malloc_trim */
+  /* system.exit (lua/lmod_system.c): 0 = none, else the exit code asked for + 1; the app's
+  ** wait loop polls it and shuts the host down with that code. */
+  _Atomic int exit_request;
+  _Atomic uint64_t messages_sent;   /* process.send calls delivered (metrics); relaxed */
 
   pthread_mutex_t gen_lock;
   struct registry *gen;       /* current generation */
@@ -89,6 +93,11 @@ void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal);
 struct sched *rt_find_sched(struct rt *rt, const char *id);
 void rt_add_queue(struct rt *rt, const char *id, struct jobq *q);
 struct jobq *rt_find_queue(struct rt *rt, const char *id);
+/* Copies of the host and queue tables (a malloc'd array the caller frees; its id strings and
+** objects live as long as the rt), taken under gen_lock, for readers on other threads (the
+** admin listener, the system module) while a reload may add entries. */
+size_t rt_list_scheds(struct rt *rt, struct sched_ent **out);
+size_t rt_list_queues(struct rt *rt, struct queue_ent **out);
 /* name must be a constant string; at most countof(services). find: NULL when absent. */
 void rt_add_service(struct rt *rt, const char *name, void *ptr);
 void *rt_find_service(struct rt *rt, const char *name);

@@ -44,6 +44,7 @@ struct sched {
   pthread_t *threads;
   struct watchdog *watchdog;
   _Atomic long nprocs;
+  _Atomic uint64_t nstarted;   /* processes ever added (metrics); relaxed */
   pthread_mutex_t empty_lock;
   pthread_cond_t empty_cv;
 };
@@ -206,7 +207,11 @@ void sched_close(struct sched *s) { atomic_store(&s->closed, 1); }
 int sched_closed(struct sched *s) { return atomic_load(&s->closed); }
 long sched_procs(struct sched *s) { return atomic_load(&s->nprocs); }
 
-void sched_proc_added(struct sched *s) { atomic_fetch_add(&s->nprocs, 1); }
+void sched_proc_added(struct sched *s) {
+  atomic_fetch_add(&s->nprocs, 1);
+  atomic_fetch_add_explicit(&s->nstarted, 1, memory_order_relaxed);
+}
+uint64_t sched_started(struct sched *s) { return atomic_load_explicit(&s->nstarted, memory_order_relaxed); }
 
 void sched_proc_removed(struct sched *s) {
   if (atomic_fetch_sub(&s->nprocs, 1) == 1) {

@@ -27,6 +27,7 @@ int sched_workers(const struct sched *s);
 void sched_proc_added(struct sched *s);
 void sched_proc_removed(struct sched *s);
 long sched_procs(struct sched *s);
+uint64_t sched_started(struct sched *s);   /* processes ever added to s */
 /* Waits until the scheduler runs no process or the monotonic deadline passes: 0 / -1. */
 int sched_wait_empty(struct sched *s, int64_t deadline_ns);
 void sched_close(struct sched *s);           /* refuse new spawns */
