@@ -11,6 +11,7 @@
 #include "base/metrics.h"
 #include "http/admin.h"
 #include "jobs/jobs.h"
+#include "runtime/events.h"
 #include "runtime/rt.h"
 #include "runtime/scheduler.h"
 
@@ -51,6 +52,25 @@ static void collect_runtime(void *ud, struct mcollect *c) {
   mc_sample(c, "taskhost_memory_resident_bytes", NULL, 0, (double)hm.rss);
 }
 
+/* The event bus (events.h): sends, deliveries, drops (full subscriber buffers), subscriptions. */
+static void collect_events(void *ud, struct mcollect *c) {
+  struct evbus *b = ((struct rt *)ud)->events;
+  if (!b) return;
+  struct evbus_stats st;
+  evbus_stats(b, &st);
+  static const struct { const char *name, *type, *help; } fam[] = {
+    {"taskhost_events_sent_total", "counter", "events.send calls and host events that passed their checks."},
+    {"taskhost_events_delivered_total", "counter", "Events put in a subscriber's mailbox."},
+    {"taskhost_events_dropped_total", "counter", "Events dropped because a subscriber's buffer was full."},
+    {"taskhost_events_subscriptions", "gauge", "Open event subscriptions."},
+  };
+  double v[] = {(double)st.sent, (double)st.delivered, (double)st.dropped, (double)st.subscriptions};
+  for (size_t f = 0; f < countof(fam); f++) {
+    mc_family(c, fam[f].name, fam[f].type, fam[f].help);
+    mc_sample(c, fam[f].name, NULL, 0, v[f]);
+  }
+}
+
 void app_metrics_init(struct app *a) {
   struct metrics_limits lim = {.max_names = (size_t)a->metrics_limits[0],
                                .max_series_per_name = (size_t)a->metrics_limits[1],
@@ -58,6 +78,7 @@ void app_metrics_init(struct app *a) {
   a->metrics = metrics_new(&lim);
   metrics_add_collector(a->metrics, collect_runtime, a->rt);
   metrics_add_collector(a->metrics, jobs_collect_metrics, a->rt);
+  metrics_add_collector(a->metrics, collect_events, a->rt);
 }
 
 int app_metrics_start(struct app *a) {

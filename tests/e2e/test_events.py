@@ -260,8 +260,9 @@ class Events(th.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.project = th.make_project(FILES)
-        cls.server = th.Server(cls.project, OVERRIDE)
+        cls.server = th.Server(cls.project, OVERRIDE + ["--admin", "127.0.0.1:0"])
         cls.port = cls.server.ports()[0]
+        cls.admin = int(cls.server.wait_for(r"admin: serving GET /metrics on 127\.0\.0\.1:(\d+)").group(1))
         for who in ("orders.eu", "orders.us", "collector", "slow", "watcher"):
             cls.server.wait_for(r"ready " + re.escape(who))
 
@@ -292,6 +293,12 @@ class Events(th.TestCase):
         f = fields(self.server.wait_for(r"INFO  slow \{[^\n]*\}").group(0))
         self.assertEqual((f["received"], f["dropped"]), (4, 96), f)
         self.assertRegex(f["first"], r"^orders\.(eu|us)/orders/1$")
+        status, _, text = th.http(self.admin, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        series = dict(l.rsplit(" ", 1) for l in text.splitlines() if l.startswith("taskhost_events_"))
+        self.assertGreaterEqual(float(series["taskhost_events_dropped_total"]), 96, series)
+        self.assertGreaterEqual(float(series["taskhost_events_delivered_total"]), 100 + 10 + 4, series)
+        self.assertGreaterEqual(float(series["taskhost_events_subscriptions"]), 2, series)   # watcher, crasher
         f = fields(self.server.wait_for(r"slow closed \{[^\n]*\}").group(0))
         self.assertEqual((f["value"], f["ok"]), ("nil", False), f)
         # the producers returned normally: exit events, not failed
