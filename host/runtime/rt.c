@@ -41,6 +41,8 @@ void rt_free(struct rt *rt) {
   free(rt->scheds);
   for (size_t i = 0; i < rt->nqueues; i++) free(rt->queues[i].id);
   free(rt->queues);
+  for (size_t i = 0; i < rt->nold_tables; i++) free(rt->old_tables[i]);
+  free(rt->old_tables);
   if (rt->code) codeset_unref(rt->code);
   if (rt->gen) registry_unref(rt->gen);
   pthread_mutex_destroy(&rt->gen_lock);
@@ -67,10 +69,22 @@ struct codeset *rt_code(struct rt *rt) {
   return c;
 }
 
+/* Keeps a replaced table for rt_free: a reader on another thread may still walk it. */
+static void keep_old(struct rt *rt, void *old) {
+  if (!old) return;
+  rt->old_tables = xrealloc(rt->old_tables, (rt->nold_tables + 1) * sizeof *rt->old_tables);
+  rt->old_tables[rt->nold_tables++] = old;
+}
+
 void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal) {
   pthread_mutex_lock(&rt->gen_lock);     /* rt_list_scheds may copy from another thread */
-  rt->scheds = xrealloc(rt->scheds, (rt->nscheds + 1) * sizeof *rt->scheds);
-  rt->scheds[rt->nscheds++] = (struct sched_ent){xstrdup(id), s, terminal};
+  size_t n = atomic_load(&rt->nscheds);
+  struct sched_ent *old = atomic_load(&rt->scheds), *t = xmalloc((n + 1) * sizeof *t);
+  if (n) memcpy(t, old, n * sizeof *t);
+  t[n] = (struct sched_ent){xstrdup(id), s, terminal};
+  atomic_store_explicit(&rt->scheds, t, memory_order_release);
+  atomic_store_explicit(&rt->nscheds, n + 1, memory_order_release);
+  keep_old(rt, old);
   pthread_mutex_unlock(&rt->gen_lock);
 }
 
@@ -93,21 +107,30 @@ size_t rt_list_queues(struct rt *rt, struct queue_ent **out) {
 }
 
 struct sched *rt_find_sched(struct rt *rt, const char *id) {
-  for (size_t i = 0; i < rt->nscheds; i++)
-    if (strcmp(rt->scheds[i].id, id) == 0) return rt->scheds[i].s;
+  size_t n = atomic_load_explicit(&rt->nscheds, memory_order_acquire);
+  struct sched_ent *t = atomic_load_explicit(&rt->scheds, memory_order_acquire);
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(t[i].id, id) == 0) return t[i].s;
   return NULL;
 }
 
 void rt_add_queue(struct rt *rt, const char *id, struct jobq *q) {
   pthread_mutex_lock(&rt->gen_lock);
-  rt->queues = xrealloc(rt->queues, (rt->nqueues + 1) * sizeof *rt->queues);
-  rt->queues[rt->nqueues++] = (struct queue_ent){xstrdup(id), q};
+  size_t n = atomic_load(&rt->nqueues);
+  struct queue_ent *old = atomic_load(&rt->queues), *t = xmalloc((n + 1) * sizeof *t);
+  if (n) memcpy(t, old, n * sizeof *t);
+  t[n] = (struct queue_ent){xstrdup(id), q};
+  atomic_store_explicit(&rt->queues, t, memory_order_release);
+  atomic_store_explicit(&rt->nqueues, n + 1, memory_order_release);
+  keep_old(rt, old);
   pthread_mutex_unlock(&rt->gen_lock);
 }
 
 struct jobq *rt_find_queue(struct rt *rt, const char *id) {
-  for (size_t i = 0; i < rt->nqueues; i++)
-    if (strcmp(rt->queues[i].id, id) == 0) return rt->queues[i].q;
+  size_t n = atomic_load_explicit(&rt->nqueues, memory_order_acquire);
+  struct queue_ent *t = atomic_load_explicit(&rt->queues, memory_order_acquire);
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(t[i].id, id) == 0) return t[i].q;
   return NULL;
 }
 

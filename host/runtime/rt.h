@@ -58,12 +58,16 @@ struct rt {
   pthread_mutex_t name_lock;
   struct hmap names;          /* fnv(name) → struct name_ent * chain */
 
-  struct sched_ent { char *id; struct sched *s; int terminal; } *scheds;
-  size_t nscheds;
-
-  /* queue.queue entries, registered by app.c before any Lua runs; read-only afterwards. */
-  struct queue_ent { char *id; struct jobq *q; } *queues;
-  size_t nqueues;
+  /* Process hosts and queue.queue entries by id. Added on the main thread (at start and by
+  ** hot reloads); read by any thread without a lock: an add publishes a new array (release)
+  ** before the count and keeps the old one until rt_free, so a reader that loads the count
+  ** (acquire) and then the array never walks freed memory or an entry not yet written. */
+  struct sched_ent { char *id; struct sched *s; int terminal; } *_Atomic scheds;
+  _Atomic size_t nscheds;
+  struct queue_ent { char *id; struct jobq *q; } *_Atomic queues;
+  _Atomic size_t nqueues;
+  void **old_tables;          /* replaced arrays, freed by rt_free (main thread only) */
+  size_t nold_tables;
 
   /* Engines of the layers above that Lua modules reach through the runtime without the
   ** runtime naming them (e.g. "http_client" → http/httpc.h's struct httpc), each an opaque
