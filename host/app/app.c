@@ -8,6 +8,7 @@
 #include "runtime/funcpool.h"
 #include "http/http.h"
 #include "http/httpc.h"
+#include "runtime/fcall.h"
 #include "jobs/jobs.h"
 #include "lua/linit.h"
 #include "base/log.h"
@@ -56,6 +57,8 @@ int app_start(struct app *a, const char *exec_host) {
   char err[512];
   if (!(a->httpc = httpc_new(&a->httpc_limits, err, sizeof err))) { log_error("%s", err); return -1; }
   rt_add_service(a->rt, "http_client", a->httpc);
+  if (!(a->fcall = fcall_new(a->rt, 0, 0))) { log_error("funcs: cannot start its watchdog"); return -1; }
+  rt_add_service(a->rt, "funcs", a->fcall);
   if (!(a->jobs = jobs_open(a->rt, a->gen, err, sizeof err))) { log_error("%s", err); return -1; }
   for (size_t i = 0; i < registry_count(a->gen); i++) {
     const struct reg_entry *e = registry_at(a->gen, i);
@@ -257,6 +260,8 @@ void app_stop(struct app *a) {
   for (size_t i = 0; i < a->rt->nscheds; i++)
     if (drain_sched(a, a->rt->scheds[i].s) != 0) stuck = 1;
   if (stuck) { fflush(stdout); _exit(a->exit_code ? a->exit_code : 1); }
+  fcall_free(a->fcall);                          /* no caller is left: cancels what still runs */
+  a->fcall = NULL;
   for (size_t i = 0; i < a->rt->nscheds; i++)
     if (!a->rt->scheds[i].terminal) sched_free(a->rt->scheds[i].s);
   for (size_t i = 0; i < a->nterms; i++) { term_free(a->terms[i]); a->terms[i] = NULL; }
@@ -289,6 +294,7 @@ void app_free(struct app *a) {
   free(a->exec_out);
   if (a->rt->timers) timers_free(a->rt->timers);    /* never started (app_stop frees them) */
   httpc_free(a->httpc);                               /* likewise */
+  fcall_free(a->fcall);
   rt_free(a->rt);
   free(a);
 }

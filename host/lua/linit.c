@@ -39,6 +39,7 @@ static const struct luaenv_lib libs[] = {
   {"http_client", luaopen_http_client, 0},
   {"uuid", luaopen_uuid, 0},          {"hash", luaopen_hash, 0},
   {"base64", luaopen_base64, 0},      {"crypto", luaopen_crypto, 0},
+  {"funcs", luaopen_funcs, 0},        {"ctx", luaopen_ctx, 0},
   {NULL, NULL, 0},
 };
 

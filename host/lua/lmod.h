@@ -24,6 +24,10 @@ int luaopen_uuid(lua_State *L);         /* lmod_uuid.c */
 int luaopen_hash(lua_State *L);         /* lmod_hash.c */
 int luaopen_base64(lua_State *L);       /* lmod_base64.c */
 int luaopen_crypto(lua_State *L);       /* lmod_crypto.c */
+int luaopen_funcs(lua_State *L);        /* lmod_funcs.c */
+int luaopen_ctx(lua_State *L);          /* lmod_funcs.c */
+/* Pushes a Payload (`:data()`) holding the value at vidx (lmod_process.c). */
+void lmod_push_payload(lua_State *L, int vidx);
 /* lmod_errors.c: errors_open sets the global `errors` table (new, wrap, is, call_stack and
 ** the kinds) in L; luaopen_errors does so and returns it. */
 void errors_open(lua_State *L);

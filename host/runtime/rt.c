@@ -64,9 +64,12 @@ struct codeset *rt_code(struct rt *rt) {
   return c;
 }
 
+/* Under gen_lock: the funcs engine (fcall.c) reads the table from its call threads. */
 void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal) {
+  pthread_mutex_lock(&rt->gen_lock);
   rt->scheds = xrealloc(rt->scheds, (rt->nscheds + 1) * sizeof *rt->scheds);
   rt->scheds[rt->nscheds++] = (struct sched_ent){xstrdup(id), s, terminal};
+  pthread_mutex_unlock(&rt->gen_lock);
 }
 
 struct sched *rt_find_sched(struct rt *rt, const char *id) {

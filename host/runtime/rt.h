@@ -51,6 +51,7 @@ struct rt {
   pthread_mutex_t name_lock;
   struct hmap names;          /* fnv(name) → struct name_ent * chain */
 
+  /* Grown by the main thread under gen_lock; other threads read it under gen_lock. */
   struct sched_ent { char *id; struct sched *s; int terminal; } *scheds;
   size_t nscheds;
 
@@ -61,7 +62,7 @@ struct rt {
   /* Engines of the layers above that Lua modules reach through the runtime without the
   ** runtime naming them (e.g. "http_client" → http/httpc.h's struct httpc), each an opaque
   ** pointer; registered by the app before any Lua runs, read-only afterwards. */
-  struct service_ent { const char *name; void *ptr; } services[4];
+  struct service_ent { const char *name; void *ptr; } services[8];
   size_t nservices;
 };
 
