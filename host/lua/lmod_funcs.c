@@ -129,6 +129,7 @@ static struct fcall_req *build(lua_State *L, int xidx, int first) {
   if (x && x->timeout) r->deadline = now + x->timeout;
   if (p->call && p->call->deadline && (!r->deadline || p->call->deadline < r->deadline))
     r->deadline = p->call->deadline;        /* never past the caller's own deadline */
+  r->depth = (p->call ? p->call->depth : 0) + 1;
   r->rt = p->rt;
   r->pid = p->pid;
   r->ops = &fc_ops;
@@ -137,7 +138,11 @@ static struct fcall_req *build(lua_State *L, int xidx, int first) {
 
 static struct fcall *engine(lua_State *L) { return rt_find_service(proc_of(L)->rt, "funcs"); }
 
+enum { REFUSE_DEPTH = 1 };
+
 static int refusal(lua_State *L, int rc) {
+  if (rc == REFUSE_DEPTH)
+    return errors_fail(L, EK_INVALID, "funcs: calls nested more than %d deep", FCALL_MAX_DEPTH);
   return rc == FCALL_BUSY
     ? errors_fail(L, EK_RATE_LIMITED, "funcs: too many calls waiting for a call thread")
     : errors_fail(L, EK_UNAVAILABLE, "funcs: the host is shutting down");
@@ -146,7 +151,7 @@ static int refusal(lua_State *L, int rc) {
 /* Hands r to the engine under session pe. On a refusal pe is freed without cancel. */
 static int submit(struct fcall *e, struct proc *p, struct pending *pe, struct fcall_req *r) {
   r->session = pe->session;
-  int rc = fcall_submit(e, r);
+  int rc = r->depth > FCALL_MAX_DEPTH ? REFUSE_DEPTH : fcall_submit(e, r);
   if (rc != FCALL_OK) {
     pe->io = NULL;                            /* never handed over: not the engine's to cancel */
     pending_free(p, pe);

@@ -38,6 +38,7 @@ struct call {
                               ** raised value (error objects keep their kind); see `raised` */
   const char *ctx_vals;       /* seri-packed table of context values (the ctx module), or NULL */
   size_t ctx_len;
+  int depth;                  /* funcs calls this one runs inside (0: an HTTP request or a job) */
   _Atomic int *cancel;        /* when set and non-zero, the call is interrupted ("cancelled") */
   struct proc *_Atomic proc;  /* the state running the call (for proc_call_wake) */
   _Atomic int waking;         /* proc_call_wake calls under way: the state outlives them */

@@ -39,6 +39,8 @@ struct cthread {
   pthread_t th;
   struct worker w;            /* its watchdog slot */
   struct fcall_req *cur;      /* the request it runs (guarded by e->lock) */
+  int used;                   /* a live thread owns the slot (e->lock) */
+  int watched;                /* the slot was added to the watchdog (once: slots are reused) */
 };
 
 struct fcall {
@@ -47,8 +49,9 @@ struct fcall {
   pthread_cond_t cv;          /* a request was queued, or stopping */
   struct fcall_req *head, *tail;
   size_t nqueued, max_queue;
-  struct cthread *th;         /* max_threads slots, the first nthreads started */
-  int nthreads, max_threads, idle;
+  struct cthread *th;         /* nslots slots: max_threads, and room for nested overflow */
+  int nslots, nthreads, max_threads, idle;
+  pthread_cond_t gone;        /* a thread ended (fcall_free waits for all of them) */
   int stopping;
   uint64_t calls;
   struct watchdog *wd;
@@ -176,21 +179,24 @@ static void run(struct fcall *e, struct cthread *t, struct fcall_req *r) {
   c->ctx_vals = r->ctx.len ? r->ctx.data : NULL;
   c->ctx_len = r->ctx.len;
   c->cancel = &r->cancel;
+  c->depth = r->depth;
   r->status = funcpool_call(fp, &t->w, c) == 0 ? FC_RAN : FC_NO_STATE;
   release(e, ps);
 }
 
+/* A thread ends when it finds nothing queued and more threads than max_threads live (it
+** was started for nested calls), or when stopping. */
 static void *thread_main(void *arg) {
   struct cthread *t = arg;
   struct fcall *e = t->e;
   pthread_mutex_lock(&e->lock);
   for (;;) {
-    while (!e->head && !e->stopping) {
+    while (!e->head && !e->stopping && e->nthreads <= e->max_threads) {
       e->idle++;
       pthread_cond_wait(&e->cv, &e->lock);
       e->idle--;
     }
-    if (!e->head) break;                       /* stopping, nothing left */
+    if (!e->head) break;
     struct fcall_req *r = e->head;
     e->head = r->next;
     if (!e->head) e->tail = NULL;
@@ -206,18 +212,29 @@ static void *thread_main(void *arg) {
     complete(r);
     pthread_mutex_lock(&e->lock);
   }
-  pthread_mutex_unlock(&e->lock);
+  t->used = 0;
+  e->nthreads--;
+  pthread_cond_broadcast(&e->gone);
+  pthread_mutex_unlock(&e->lock);              /* touches nothing of e after this */
   return NULL;
 }
 
-/* A thread more, when none is idle for the requests queued (lock held). 0 / -1. */
-static int grow(struct fcall *e) {
-  if ((size_t)e->idle >= e->nqueued || e->nthreads >= e->max_threads) return 0;
-  struct cthread *t = &e->th[e->nthreads];
+/* A thread more when none is idle for the requests queued (lock held): up to max_threads,
+** or beyond for a nested request. 0 / -1. */
+static int grow(struct fcall *e, int nested) {
+  if ((size_t)e->idle >= e->nqueued) return 0;
+  if (e->nthreads >= (nested ? e->nslots : e->max_threads)) return 0;
+  struct cthread *t = NULL;
+  for (int i = 0; i < e->nslots && !t; i++)
+    if (!e->th[i].used) t = &e->th[i];
+  if (!t) return 0;
   t->e = e;
-  t->w.id = e->nthreads;
-  watchdog_add(e->wd, &t->w);                 /* a slot never started stays idle: harmless */
+  t->w.id = (int)(t - e->th);
+  if (!t->watched) watchdog_add(e->wd, &t->w);
+  t->watched = 1;
   if (thstack_create(&t->th, thread_main, t) != 0) return -1;
+  pthread_detach(t->th);
+  t->used = 1;
   e->nthreads++;
   return 0;
 }
@@ -233,7 +250,7 @@ int fcall_submit(struct fcall *e, struct fcall_req *r) {
   else e->head = r;
   e->tail = r;
   e->nqueued++;
-  if (grow(e) != 0 && e->nthreads == 0) {     /* nobody would ever run it */
+  if (grow(e, r->depth > 1) != 0 && e->nthreads == 0) {   /* nobody would ever run it */
     e->head = e->tail = NULL;
     e->nqueued = 0;
     pthread_mutex_unlock(&e->lock);
@@ -252,8 +269,10 @@ struct fcall *fcall_new(struct rt *rt, int max_threads, int max_queue) {
   e->rt = rt;
   e->max_threads = max_threads > 0 ? max_threads : DEFAULT_THREADS;
   e->max_queue = max_queue > 0 ? (size_t)max_queue : DEFAULT_QUEUE;
-  e->th = xcalloc((size_t)e->max_threads, sizeof *e->th);
+  e->nslots = e->max_threads * (FCALL_MAX_DEPTH + 1);
+  e->th = xcalloc((size_t)e->nslots, sizeof *e->th);
   pthread_mutex_init(&e->lock, NULL);
+  pthread_cond_init(&e->gone, NULL);
   pthread_mutex_init(&e->plock, NULL);
   pthread_cond_init(&e->cv, NULL);
   e->wd = watchdog_new(task_interrupt_worker);
@@ -285,8 +304,8 @@ void fcall_free(struct fcall *e) {
   struct fcall_req *q = e->head;
   e->head = e->tail = NULL;
   e->nqueued = 0;
-  for (int i = 0; i < e->nthreads; i++)
-    if (e->th[i].cur) {
+  for (int i = 0; i < e->nslots; i++)
+    if (e->th[i].used && e->th[i].cur) {
       atomic_store(&e->th[i].cur->cancel, 1);
       proc_call_wake(&e->th[i].cur->call);
     }
@@ -298,12 +317,15 @@ void fcall_free(struct fcall *e) {
     complete(q);
     q = next;
   }
-  for (int i = 0; i < e->nthreads; i++) pthread_join(e->th[i].th, NULL);
+  pthread_mutex_lock(&e->lock);
+  while (e->nthreads) pthread_cond_wait(&e->gone, &e->lock);
+  pthread_mutex_unlock(&e->lock);
   watchdog_free(e->wd);
   if (e->cur) pset_unref(e, e->cur);
   pthread_mutex_destroy(&e->lock);
   pthread_mutex_destroy(&e->plock);
   pthread_cond_destroy(&e->cv);
+  pthread_cond_destroy(&e->gone);
   free(e->th);
   free(e);
 }

@@ -11,8 +11,13 @@
 ** (The HTTP routes' and consumers' pools are separate: pool.max_size bounds each.)
 **
 ** Threads: call threads are started on demand (none idle when a request comes) up to
-** `max_threads`; at most `max_queue` requests wait for one (more: FCALL_BUSY). Each runs
-** funcpool_call on its own watchdog slot, so busy code past the call's deadline is stopped.
+** `max_threads`; at most `max_queue` requests wait for one (more: FCALL_BUSY). A nested
+** request (depth > 1: its caller holds a call thread while it waits) may start a thread
+** beyond max_threads, so callers waiting on nested calls can never take every thread and
+** wait for each other; such extra threads end when they find nothing queued. Depth is at
+** most FCALL_MAX_DEPTH (the Lua side refuses deeper calls), which bounds the extra threads.
+** Each thread runs funcpool_call on its own watchdog slot, so busy code past the call's
+** deadline is stopped.
 ** Requests are handed over exactly once (`claim`):
 **   WAITING → POSTED  by the call thread when the call ended: the message owns the request
 **                     and hands it to r->ops->push (waiter found) or ->drop.
@@ -45,6 +50,7 @@ enum fcall_status {
 };
 
 enum { FCALL_OK = 0, FCALL_BUSY = -1, FCALL_STOPPED = -2 };
+#define FCALL_MAX_DEPTH 16
 
 struct fcall_req {
   /* set by the caller before fcall_submit (the engine owns them from then on) */
@@ -52,6 +58,7 @@ struct fcall_req {
   struct buf args;            /* seri-packed arguments */
   struct buf ctx;             /* seri-packed context table (ctx module); empty: none */
   int64_t deadline;           /* monotonic ns; 0 = none */
+  int depth;                  /* 1 + the calls the caller runs inside (call.depth) */
   struct rt *rt;              /* where the completion goes: process pid, session */
   uint64_t pid, session;
   const struct io_ops *ops;   /* hooks of the MK_IO message */

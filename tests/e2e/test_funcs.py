@@ -75,6 +75,7 @@ function M.run(mode, a, b)
     return {outer = ctx.all(), inner = inner}
   end
   if mode == "pid" then return process.pid() end
+  if mode == "recurse" then return funcs.call("app:calc", "recurse") end
   return nil, errors.new({message = "unknown mode " .. tostring(mode), kind = errors.INVALID})
 end
 -- sleeps, then writes the marker: a stopped callee never writes it
@@ -140,6 +141,8 @@ local function main()
   out.not_function = {r = r, e = E(e)}
   out.misuse = select(2, pcall(funcs.call, "app:calc", "add", function() end)) and "raised"
   out.pid = funcs.call("app:calc", "pid")
+  r, e = funcs.call("app:calc", "recurse")
+  out.recurse = {r = r, e = E(e)}
 
   -- executors: immutable, context merged and propagated to nested calls
   local base = funcs.new()
@@ -250,6 +253,8 @@ class FromAProcess(th.TestCase):
         self.assertEqual(o["unknown"]["e"]["kind"], "NOT_FOUND")
         self.assertEqual(o["not_function"]["e"]["kind"], "NOT_FOUND")
         self.assertEqual(o["misuse"], "raised")
+        self.assertEqual(o["recurse"]["e"]["kind"], "INVALID", o["recurse"])
+        self.assertIn("nested more than 16 deep", o["recurse"]["e"]["message"])
         self.assertRegex(o["pid"], r"^\{app:calc\|0x[0-9a-f]+\}$")
 
     def test_context_values_and_nested_calls(self):

@@ -234,10 +234,37 @@ TEST(a_reload_keeps_the_old_pools_until_their_calls_end) {
   rig_close();
 }
 
+/* Callers waiting on nested calls cannot take every thread: a nested request gets a thread
+** beyond max_threads, which ends once nothing is queued. */
+TEST(nested_calls_get_a_thread_beyond_the_limit) {
+  if (rig_open() != 0) { CHECK(!"rig"); return; }
+  struct fcall *e = fcall_new(rt, 1, 16);
+  CHECK_INT(fcall_submit(e, req("app:sleepy", 1, 0, 0, 0, "30s")), FCALL_OK);
+  CHECK_INT(wait_running(e, 1), 0);
+  struct fcall_req *plain = req("app:add", 2, 2, 1, 1, NULL);
+  CHECK_INT(fcall_submit(e, plain), FCALL_OK);     /* depth 1: waits for the one thread */
+  struct fcall_req *nested = req("app:add", 3, 2, 3, 4, NULL);
+  nested->depth = 2;
+  CHECK_INT(fcall_submit(e, nested), FCALL_OK);    /* runs at once on an extra thread */
+  struct seen s = wait_seen(3);
+  CHECK_INT(s.v[0], 7);
+  CHECK_INT(get_seen(1).done, 0);                  /* the sleeper still holds its thread */
+  /* the extra thread took the plain request queued before it too, then ended */
+  CHECK_INT(wait_seen(2).v[0], 2);
+  CHECK_INT(wait_running(e, 1), 0);
+  struct fcall_stats st;
+  int64_t end = clock_mono_ns() + 20 * NS_PER_S;
+  do { fcall_stats(e, &st); nap(); } while (st.threads != 1 && clock_mono_ns() < end);
+  CHECK_INT(st.threads, 1);
+  fcall_free(e);
+  rig_close();
+}
+
 int main(void) {
   RUN(results_cross_and_errors_keep_their_kind);
   RUN(deadline_and_cancel_stop_the_callee);
   RUN(queue_is_bounded_and_stop_answers_the_rest);
   RUN(a_reload_keeps_the_old_pools_until_their_calls_end);
+  RUN(nested_calls_get_a_thread_beyond_the_limit);
   return T_DONE();
 }
