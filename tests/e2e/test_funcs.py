@@ -100,8 +100,9 @@ return {run = run}
 PROCS = """
 local funcs = require("funcs")
 local M = {}
-function M.slowcaller(parent)
-  local r = funcs.call("app:slow", "1s")
+function M.slowcaller(parent, marker)
+  if marker then process.send(parent, "calling", marker) end
+  local r = funcs.call("app:slow", "1s", marker)
   process.send(parent, "slow", r)
 end
 function M.pinger()
@@ -198,6 +199,12 @@ local function main()
   end
   out.order = order
 
+  -- a terminated caller stops its callee (which would write the marker after 1 s)
+  local victim = process.spawn("app:slowcaller", "app:processes", process.pid(), "killed")
+  local sel5 = channel.select{inbox:case_receive(), time.after("20s"):case_receive()}
+  out.victim_calling = sel5.channel == inbox and sel5.value:topic()
+  process.terminate(victim)
+
   -- a consumer calling functions
   local id = queue.publish("app:jobs", {a = 3, b = 4})
   for i = 1, 400 do
@@ -289,6 +296,8 @@ class FromAProcess(th.TestCase):
     def test_worker_stays_free_and_consumer_calls(self):
         o = self.out
         self.assertEqual(o["order"], ["pong=pong", "slow=slept"])
+        self.assertEqual(o["victim_calling"], "calling")
+        self.assertEqual(o["mark"], "none")     # the terminated caller's callee was stopped
         self.assertEqual(o["job"]["state"], "done", o["job"])
         self.assertEqual(o["job"]["result"], {"sum": 7, "product": 12, "err": "INVALID"})
 
