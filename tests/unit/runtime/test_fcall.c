@@ -260,11 +260,36 @@ TEST(nested_calls_get_a_thread_beyond_the_limit) {
   rig_close();
 }
 
+/* A call waiting for a state of a pool at its max_size gives up at its deadline or cancel. */
+TEST(a_full_pool_does_not_outlast_the_deadline_or_a_cancel) {
+  if (rig_open() != 0) { CHECK(!"rig"); return; }
+  struct fcall *e = fcall_new(rt, 4, 16);
+  CHECK_INT(fcall_submit(e, req("app:lonely", 1, 0, 0, 0, "30s")), FCALL_OK);
+  CHECK_INT(wait_running(e, 1), 0);
+  int64_t t0 = clock_mono_ns();
+  struct fcall_req *r = req("app:lonely", 2, 0, 0, 0, "1ms");
+  r->deadline = t0 + 200 * NS_PER_MS;
+  CHECK_INT(fcall_submit(e, r), FCALL_OK);
+  struct seen s = wait_seen(2);
+  CHECK_INT(s.status, FC_RAN);
+  CHECK_INT(s.interrupted, 1);
+  CHECK(clock_mono_ns() - t0 < 10 * NS_PER_S);
+  struct fcall_req *c = req("app:lonely", 3, 0, 0, 0, "1ms");
+  CHECK_INT(fcall_submit(e, c), FCALL_OK);
+  CHECK_INT(wait_running(e, 2), 0);                 /* it waits in the pool */
+  fcall_cancel(c);
+  CHECK_INT(wait_running(e, 1), 0);                 /* gave up; the sleeper still runs */
+  CHECK_INT(get_seen(1).done, 0);
+  fcall_free(e);
+  rig_close();
+}
+
 int main(void) {
   RUN(results_cross_and_errors_keep_their_kind);
   RUN(deadline_and_cancel_stop_the_callee);
   RUN(queue_is_bounded_and_stop_answers_the_rest);
   RUN(a_reload_keeps_the_old_pools_until_their_calls_end);
   RUN(nested_calls_get_a_thread_beyond_the_limit);
+  RUN(a_full_pool_does_not_outlast_the_deadline_or_a_cancel);
   return T_DONE();
 }
