@@ -49,6 +49,8 @@ struct app *app_new(const struct project *proj, struct registry *gen, struct cod
   a->restore_level = -1;
   a->httpc_limits = (struct httpc_limits){proj->http_max_connections_per_host,
                                           proj->http_max_connections, proj->http_max_in_flight};
+  a->funcs_max_threads = (int)proj->funcs_max_threads;
+  a->funcs_max_queue = (int)proj->funcs_max_queue;
   return a;
 }
 
@@ -57,7 +59,7 @@ int app_start(struct app *a, const char *exec_host) {
   char err[512];
   if (!(a->httpc = httpc_new(&a->httpc_limits, err, sizeof err))) { log_error("%s", err); return -1; }
   rt_add_service(a->rt, "http_client", a->httpc);
-  if (!(a->fcall = fcall_new(a->rt, 0, 0))) { log_error("funcs: cannot start its watchdog"); return -1; }
+  if (!(a->fcall = fcall_new(a->rt, a->funcs_max_threads, a->funcs_max_queue))) { log_error("funcs: cannot start its watchdog"); return -1; }
   rt_add_service(a->rt, "funcs", a->fcall);
   if (!(a->jobs = jobs_open(a->rt, a->gen, err, sizeof err))) { log_error("%s", err); return -1; }
   for (size_t i = 0; i < registry_count(a->gen); i++) {

@@ -84,7 +84,16 @@ static int fc_push(lua_State *co, void *req) {
 static void fc_drop(void *req) { fcall_req_free(req); }
 static void fc_cancel(void *req) { fcall_cancel(req); }
 
-static const struct io_ops fc_ops = {fc_push, fc_drop, fc_cancel, lfuture_settle, NULL};
+/* The waiter's own timer fired first (a call still waiting for a call thread at its deadline). */
+static int fc_expire(lua_State *co) {
+  return errors_fail(co, EK_TIMEOUT, "funcs: the call did not finish in time");
+}
+
+static const struct io_ops fc_ops = {fc_push, fc_drop, fc_cancel, lfuture_settle, fc_expire};
+
+/* Slack after the deadline before the waiter gives up by itself: the callee, stopped at the
+** deadline, normally answers first (with its own error). */
+#define EXPIRE_SLACK (50 * NS_PER_MS)
 
 /* ---- requests -------------------------------------------------------------------- */
 
@@ -166,8 +175,10 @@ static int do_call(lua_State *L, int xidx, int first) {
   if (!e) { fcall_req_free(r); return errors_fail(L, EK_UNAVAILABLE, "funcs: not running"); }
   struct proc *p = t->p;
   struct pending *pe = pending_new_io(p, t, &fc_ops, r);
+  int64_t deadline = r->deadline;
   int rc = submit(e, p, pe, r);
   if (rc != FCALL_OK) { fcall_req_free(r); return refusal(L, rc); }
+  if (deadline) pending_arm_at(p, pe, deadline + EXPIRE_SLACK);
   t->pend = pe;
   task_park(t);
   return lua_yield(L, 0);

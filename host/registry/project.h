@@ -19,6 +19,7 @@ struct project {
   uint64_t process_memory;  /* bytes one Lua state's heap may use (default 256 MiB); 0 = unlimited */
   /* http_client: (0 = the engine's default, http/httpc.h) */
   long http_max_connections_per_host, http_max_connections, http_max_in_flight;
+  long funcs_max_threads, funcs_max_queue;   /* taskhost.yaml funcs:, 0 = defaults */
 };
 
 /* 0, or -1 with "file:line: message" in err. */

@@ -302,6 +302,61 @@ class FromAProcess(th.TestCase):
         self.assertEqual(o["job"]["result"], {"sum": 7, "product": 12, "err": "INVALID"})
 
 
+LIMITS_MAIN = r"""
+local funcs = require("funcs")
+local json = require("json")
+local time = require("time")
+local io = require("io")
+local function main()
+  local out = {}
+  local busy = funcs.async("app:slow", "5s")            -- takes the one call thread
+  -- waits in the queue (1 of 2 places); its waiter gives up at the deadline by itself
+  local t0 = time.now()
+  local r, e = funcs.new():with_options({timeout = "100ms"}):call("app:calc", "add", 1, 1)
+  out.queued = {kind = e and e:kind(), message = e and e:message(),
+                ms = time.now():sub(t0):milliseconds(), busy_done = busy:is_complete()}
+  local second = funcs.async("app:calc", "add", 1, 2)   -- the 2nd place (the 1st is still held)
+  local over = funcs.async("app:calc", "add", 1, 3)
+  local oe = over:error()
+  out.over = {complete = over:is_complete(), kind = oe and oe:kind(), retry_later = second:is_complete()}
+  busy:cancel()
+  local pl = second:result()
+  out.second = pl and pl:data()
+  io.print(json.encode(out))
+  return 0
+end
+return {main = main}
+"""
+
+
+class Limits(th.TestCase):
+    """taskhost.yaml funcs: {max_threads, max_queue}: a full queue is RATE_LIMITED, and a call
+    waiting for a thread gives up at its deadline."""
+
+    def test_queue_bound_and_deadline_while_queued(self):
+        d = th.script_project(LIMITS_MAIN, extra_entries=ENTRIES,
+                              modules="[io, time, json, funcs]",
+                              extra_files={"src/calc.lua": CALC, "src/job.lua": JOB,
+                                           "src/procs.lua": PROCS,
+                                           "taskhost.yaml": "funcs:\n  max_threads: 1\n  max_queue: 2\n"})
+        res = th.run(["run", d, "-x", "app:main"], timeout=60)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        out = json.loads(re.search(r"^\{.*\}$", res.stdout, re.M).group(0))
+        self.assertEqual(out["queued"]["kind"], "TIMEOUT", out)
+        self.assertEqual(out["queued"]["message"], "funcs: the call did not finish in time")
+        self.assertLess(out["queued"]["ms"], 4000)       # long before the 5 s call freed the thread
+        self.assertIs(out["queued"]["busy_done"], False)
+        self.assertEqual(out["over"], {"complete": True, "kind": "RATE_LIMITED", "retry_later": False})
+        self.assertEqual(out["second"], 3)
+
+    def test_bad_setting_is_refused(self):
+        d = th.script_project("return {main = function() return 0 end}",
+                              extra_files={"taskhost.yaml": "funcs:\n  max_threads: 0\n"})
+        res = th.run(["check", d], timeout=60)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("funcs.max_threads must be an integer from 1 to 1024", res.stderr + res.stdout)
+
+
 HTTP_ENTRIES = """
 - name: gateway
   kind: http.service
