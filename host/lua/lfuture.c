@@ -158,7 +158,12 @@ static int fut_cancel(lua_State *L) {
   lua_pushvalue(L, 1);                          /* anchored on the stack: pe's ref goes below */
   if (pe) pending_free(p, pe);                  /* stops the work, unanchors the future */
   lua_pushnil(L);
-  errors_push(L, EK_CANCELED, "%s", f->mode == LF_VALUE ? "request canceled" : "call canceled");
+  lua_pushstring(L, f->mode == LF_VALUE ? "request canceled" : "call canceled");
+  lua_pushstring(L, EK_CANCELED);
+  lua_pushboolean(L, 0);                        /* not retryable */
+  lua_pushnil(L);
+  lua_pushnil(L);
+  errors_build(L);
   lfuture_settle(L, 2);
   lua_pushboolean(L, 1);
   return 1;
