@@ -1,5 +1,5 @@
 """funcs / ctx / futures through the real binary (issue 13, wippy-compat §3.11, §4.12):
-funcs.call from a process, an HTTP handler and a queue consumer; results, several return
+funcs.call from a process, an HTTP handler and a queue consumer (whose deadlines bound it); results, several return
 values, tables, errors as nil, err with their kind, a raising callee, unknown ids; a timeout
 that really stops the callee (it would have written a marker into a memory env storage);
 executors with context values seen by the callee and by a nested call; futures in
@@ -39,6 +39,21 @@ ENTRIES = """
   kind: queue.consumer
   queue: app:jobs
   func: app:job
+  lifecycle: {auto_start: true}
+- name: short
+  kind: queue.queue
+  driver: memory
+  timeout: 300ms
+  max_retries: 0
+- name: jobslow
+  kind: function.lua
+  source: file://job.lua
+  method: slow
+  modules: [funcs, queue]
+- name: short.consumer
+  kind: queue.consumer
+  queue: app:short
+  func: app:jobslow
   lifecycle: {auto_start: true}
 - name: slowcaller
   kind: process.lua
@@ -94,7 +109,11 @@ local function run(data)
   local _, err = funcs.call("app:calc", "errobj")
   return {sum = s, product = p, err = err:kind()}
 end
-return {run = run}
+-- the job's timeout (300ms) bounds the call: the callee stops before writing its marker
+local function slow()
+  return funcs.call("app:slow", "1s", "from-job")
+end
+return {run = run, slow = slow}
 """
 
 PROCS = """
@@ -213,6 +232,13 @@ local function main()
     time.sleep("25ms")
   end
 
+  local sid = queue.publish("app:short", {})
+  for i = 1, 400 do
+    local job = queue.get("app:short", sid)
+    if job and (job.state == "done" or job.state == "failed") then out.short_job = job break end
+    time.sleep("25ms")
+  end
+
   -- long after the timeouts and the cancel: no callee wrote its marker
   time.sleep("1500ms")
   out.mark = env.get("MARK") or "none"
@@ -300,6 +326,9 @@ class FromAProcess(th.TestCase):
         self.assertEqual(o["mark"], "none")     # the terminated caller's callee was stopped
         self.assertEqual(o["job"]["state"], "done", o["job"])
         self.assertEqual(o["job"]["result"], {"sum": 7, "product": 12, "err": "INVALID"})
+        self.assertEqual(o["short_job"]["state"], "failed", o["short_job"])
+        self.assertIn("timed out", o["short_job"]["errors"][0]["error"])
+        self.assertEqual(o["mark"], "none")     # and the function it called was stopped
 
 
 LIMITS_MAIN = r"""
