@@ -59,7 +59,10 @@ int app_start(struct app *a, const char *exec_host) {
   char err[512];
   if (!(a->httpc = httpc_new(&a->httpc_limits, err, sizeof err))) { log_error("%s", err); return -1; }
   rt_add_service(a->rt, "http_client", a->httpc);
-  if (!(a->fcall = fcall_new(a->rt, a->funcs_max_threads, a->funcs_max_queue))) { log_error("funcs: cannot start its watchdog"); return -1; }
+  if (!(a->fcall = fcall_new(a->rt, a->funcs_max_threads, a->funcs_max_queue))) {
+    log_error("funcs: cannot start its watchdog");
+    return -1;
+  }
   rt_add_service(a->rt, "funcs", a->fcall);
   if (!(a->jobs = jobs_open(a->rt, a->gen, err, sizeof err))) { log_error("%s", err); return -1; }
   for (size_t i = 0; i < registry_count(a->gen); i++) {
