@@ -1,12 +1,14 @@
 /*
 ** fcall.c — see fcall.h. Owner of everything here: the engine's lock (`lock`) guards the
-** queue, the thread table and `stopping`; `plock` guards the pool sets. A request is the
+** queue, the thread table and `stopping`; `plock` guards `cur` and `nsets` (the sets
+** themselves are poolset.h's, with their own lock). A request is the
 ** caller's until fcall_submit, then the engine's (one call thread at a time) until its
 ** completion is posted, then the message's.
 */
 #include "fcall.h"
 #include "funcpool.h"
 #include "msg.h"
+#include "poolset.h"
 #include "proc.h"
 #include "rt.h"
 #include "task.h"
@@ -25,14 +27,6 @@
 enum { CLAIM_WAITING, CLAIM_POSTED, CLAIM_GONE };
 #define DEFAULT_THREADS 64
 #define DEFAULT_QUEUE 1024
-
-/* The engine's pools for one generation's code. refs: one for being current, one per call. */
-struct pset {
-  struct codeset *code;
-  struct { const char *id; struct funcpool *fp; } *v;
-  size_t n;
-  int refs;
-};
 
 struct cthread {
   struct fcall *e;
@@ -56,7 +50,8 @@ struct fcall {
   uint64_t calls;
   struct watchdog *wd;
   pthread_mutex_t plock;
-  struct pset *cur;           /* the current generation's pools, or NULL before the first call */
+  struct poolset *cur;        /* the current generation's pools (one reference for being
+                                 current, one per call), or NULL before the first call */
   size_t nsets;               /* sets alive (the current one and replaced ones still in use) */
 };
 
@@ -99,58 +94,31 @@ static void complete(struct fcall_req *r) {
 
 /* ---- pools per generation ---------------------------------------------------------- */
 
-/* The process host for coroutines a call leaves running: pool.host, else the first process
-** host (the app's rule, rt_background_sched). */
-static struct sched *bg_for(struct rt *rt, const struct reg_entry *e) {
-  return rt_background_sched(rt, val_str(val_path(e->data, "pool.host"), NULL));
-}
-
-static void pset_unref(struct fcall *e, struct pset *ps) {   /* plock held */
-  if (--ps->refs > 0) return;
-  for (size_t i = 0; i < ps->n; i++) {
-    funcpool_quiet(ps->v[i].fp);
-    funcpool_free(ps->v[i].fp);
-  }
-  free(ps->v);
-  codeset_unref(ps->code);
-  free(ps);
-  e->nsets--;
+static void pset_unref(struct fcall *e, struct poolset *ps) {   /* plock held */
+  if (poolset_unref(ps)) e->nsets--;
 }
 
 /* The pool for id in the current generation, with a reference on its set (*out), or NULL
 ** when no function.lua entry has that id. */
-static struct funcpool *acquire(struct fcall *e, const char *id, struct pset **out) {
+static struct funcpool *acquire(struct fcall *e, const char *id, struct poolset **out) {
   struct codeset *cs = rt_code(e->rt);
   pthread_mutex_lock(&e->plock);
-  if (!e->cur || e->cur->code != cs) {       /* a reload happened: new calls use new pools */
-    struct pset *ps = xcalloc(1, sizeof *ps);
-    ps->code = cs;
-    ps->refs = 1;
+  if (!e->cur || poolset_code(e->cur) != cs) {   /* a reload happened: new calls use new pools */
+    struct poolset *ps = poolset_new(e->rt, cs);
     e->nsets++;
     if (e->cur) pset_unref(e, e->cur);
     e->cur = ps;
-  } else {
-    codeset_unref(cs);
   }
-  struct pset *ps = e->cur;
-  struct funcpool *fp = NULL;
-  for (size_t i = 0; i < ps->n && !fp; i++)
-    if (strcmp(ps->v[i].id, id) == 0) fp = ps->v[i].fp;
-  const struct code *c = fp ? NULL : codeset_get(ps->code, id);
-  if (c && strcmp(c->e->kind, "function.lua") == 0) {
-    size_t max = (size_t)val_int(val_path(c->e->data, "pool.max_size"), 100);
-    fp = funcpool_new(e->rt, c, bg_for(e->rt, c->e), max);
-    ps->v = xrealloc(ps->v, (ps->n + 1) * sizeof *ps->v);
-    ps->v[ps->n].id = c->e->id;
-    ps->v[ps->n++].fp = fp;
-  }
-  if (fp) ps->refs++;
+  codeset_unref(cs);                          /* the set holds its own reference */
+  struct poolset *ps = e->cur;
+  struct funcpool *fp = poolset_get(ps, id);
+  if (fp) poolset_ref(ps);
   pthread_mutex_unlock(&e->plock);
   *out = ps;
   return fp;
 }
 
-static void release(struct fcall *e, struct pset *ps) {
+static void release(struct fcall *e, struct poolset *ps) {
   pthread_mutex_lock(&e->plock);
   pset_unref(e, ps);
   pthread_mutex_unlock(&e->plock);
@@ -161,7 +129,7 @@ static void release(struct fcall *e, struct pset *ps) {
 static void run(struct fcall *e, struct cthread *t, struct fcall_req *r) {
   if (atomic_load(&r->cancel)) { r->status = FC_CANCELED; return; }
   if (r->deadline && clock_mono_ns() >= r->deadline) { r->status = FC_TIMEOUT; return; }
-  struct pset *ps;
+  struct poolset *ps;
   struct funcpool *fp = acquire(e, r->id, &ps);
   if (!fp) { r->status = FC_NOT_FOUND; return; }
   struct call *c = &r->call;                   /* fields one by one: a cancel may be waking it */
@@ -286,7 +254,7 @@ void fcall_stats(struct fcall *e, struct fcall_stats *st) {
   st->calls = e->calls;
   pthread_mutex_unlock(&e->lock);
   pthread_mutex_lock(&e->plock);
-  st->pools = e->cur ? e->cur->n : 0;
+  st->pools = e->cur ? poolset_pools(e->cur) : 0;
   st->sets = e->nsets;
   pthread_mutex_unlock(&e->plock);
 }
