@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 enum { CLAIM_WAITING, CLAIM_POSTED, CLAIM_GONE };
@@ -45,6 +46,10 @@ struct fcall {
   size_t nqueued, max_queue;
   struct cthread *th;         /* nslots slots: max_threads, and room for nested overflow */
   int nslots, nthreads, max_threads, idle;
+  int core;                   /* threads started at once; more only for starving requests */
+  pthread_cond_t mon_cv;      /* the monitor: a request waits and no thread is idle */
+  pthread_t monitor;
+  int monitor_started;
   pthread_cond_t gone;        /* a thread ended (fcall_free waits for all of them) */
   int stopping;
   uint64_t calls;
@@ -181,11 +186,15 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
-/* A thread more when none is idle for the requests queued (lock held): up to max_threads,
-** or beyond for a nested request. 0 / -1. */
-static int grow(struct fcall *e, int nested) {
+/* A thread more when none is idle for the requests queued (lock held): up to core at once;
+** up to max_threads when `starving` (the monitor saw the oldest request wait), or beyond for
+** a nested request. 0 / -1. */
+static int grow(struct fcall *e, int nested, int starving) {
   if ((size_t)e->idle >= e->nqueued) return 0;
-  if (e->nthreads >= (nested ? e->nslots : e->max_threads)) return 0;
+  if (e->nthreads >= (nested ? e->nslots : starving ? e->max_threads : e->core)) {
+    if (!nested && e->nthreads < e->max_threads) pthread_cond_signal(&e->mon_cv);
+    return 0;
+  }
   struct cthread *t = NULL;
   for (int i = 0; i < e->nslots && !t; i++)
     if (!e->th[i].used) t = &e->th[i];
@@ -212,7 +221,8 @@ int fcall_submit(struct fcall *e, struct fcall_req *r) {
   else e->head = r;
   e->tail = r;
   e->nqueued++;
-  if (grow(e, r->depth > 1) != 0 && e->nthreads == 0) {   /* nobody would ever run it */
+  r->queued_at = clock_mono_ns();
+  if (grow(e, r->depth > 1, 0) != 0 && e->nthreads == 0) {   /* nobody would ever run it */
     e->head = e->tail = NULL;
     e->nqueued = 0;
     pthread_mutex_unlock(&e->lock);
@@ -224,12 +234,37 @@ int fcall_submit(struct fcall *e, struct fcall_req *r) {
   return FCALL_OK;
 }
 
+/* The monitor: while requests wait with no thread idle, it adds a thread each time the
+** oldest one has waited FCALL_GROW_AFTER_NS (the busy threads are in long calls). */
+static void wait_until(struct fcall *e, int64_t due) {   /* lock held */
+  struct timespec ts = ns_timespec(due);
+  pthread_cond_timedwait(&e->mon_cv, &e->lock, &ts);
+}
+
+static void *monitor_main(void *arg) {
+  struct fcall *e = arg;
+  pthread_mutex_lock(&e->lock);
+  while (!e->stopping) {
+    int starved = e->head && (size_t)e->idle < e->nqueued && e->nthreads < e->max_threads;
+    if (!starved) { pthread_cond_wait(&e->mon_cv, &e->lock); continue; }
+    int64_t due = e->head->queued_at + FCALL_GROW_AFTER_NS;
+    if (clock_mono_ns() < due) { wait_until(e, due); continue; }
+    if (grow(e, 0, 1) != 0) wait_until(e, clock_mono_ns() + FCALL_GROW_AFTER_NS);
+    else e->head->queued_at = clock_mono_ns();   /* the next thread after one more wait */
+  }
+  pthread_mutex_unlock(&e->lock);
+  return NULL;
+}
+
 /* ---- engine ------------------------------------------------------------------------ */
 
 struct fcall *fcall_new(struct rt *rt, int max_threads, int max_queue) {
   struct fcall *e = xcalloc(1, sizeof *e);
   e->rt = rt;
   e->max_threads = max_threads > 0 ? max_threads : DEFAULT_THREADS;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  e->core = cpus < 2 ? 2 : (int)cpus;
+  if (e->core > e->max_threads) e->core = e->max_threads;
   e->max_queue = max_queue > 0 ? (size_t)max_queue : DEFAULT_QUEUE;
   e->nslots = e->max_threads * (FCALL_MAX_DEPTH + 1);
   e->th = xcalloc((size_t)e->nslots, sizeof *e->th);
@@ -237,8 +272,11 @@ struct fcall *fcall_new(struct rt *rt, int max_threads, int max_queue) {
   pthread_cond_init(&e->gone, NULL);
   pthread_mutex_init(&e->plock, NULL);
   pthread_cond_init(&e->cv, NULL);
+  cond_init_monotonic(&e->mon_cv);
   e->wd = watchdog_new(task_interrupt_worker);
-  if (!e->wd) {
+  e->monitor_started = e->wd && pthread_create(&e->monitor, NULL, monitor_main, e) == 0;
+  if (!e->monitor_started) {
+    if (e->wd) watchdog_free(e->wd);
     free(e->th);
     free(e);
     return NULL;
@@ -272,7 +310,9 @@ void fcall_free(struct fcall *e) {
       proc_call_wake(&e->th[i].cur->call);
     }
   pthread_cond_broadcast(&e->cv);
+  pthread_cond_signal(&e->mon_cv);
   pthread_mutex_unlock(&e->lock);
+  pthread_join(e->monitor, NULL);
   while (q) {
     struct fcall_req *next = q->next;
     q->status = FC_STOPPED;
@@ -288,6 +328,7 @@ void fcall_free(struct fcall *e) {
   pthread_mutex_destroy(&e->plock);
   pthread_cond_destroy(&e->cv);
   pthread_cond_destroy(&e->gone);
+  pthread_cond_destroy(&e->mon_cv);
   free(e->th);
   free(e);
 }

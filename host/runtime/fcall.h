@@ -11,7 +11,12 @@
 ** (The HTTP routes' and consumers' pools are separate: pool.max_size bounds each.)
 **
 ** Threads: call threads are started on demand (none idle when a request comes) up to
-** `max_threads`; at most `max_queue` requests wait for one (more: FCALL_BUSY). A nested
+** `core` (the machine's cores, at least 2) at once; beyond that only when the oldest queued
+** request has waited FCALL_GROW_AFTER_NS (the threads are busy in long calls: sleeping,
+** waiting on the network), up to `max_threads`, decided by the engine's monitor thread. So
+** short calls from many callers share a few hot threads instead of waking one thread each
+** (a context switch storm on a small machine), and long calls cannot starve the others for
+** more than about a millisecond. At most `max_queue` requests wait (more: FCALL_BUSY). A nested
 ** request (depth > 1: its caller holds a call thread while it waits) may start a thread
 ** beyond max_threads, so callers waiting on nested calls can never take every thread and
 ** wait for each other; such extra threads end when they find nothing queued. Depth is at
@@ -51,6 +56,7 @@ enum fcall_status {
 
 enum { FCALL_OK = 0, FCALL_BUSY = -1, FCALL_STOPPED = -2 };
 #define FCALL_MAX_DEPTH 16
+#define FCALL_GROW_AFTER_NS 1000000    /* 1 ms */
 
 struct fcall_req {
   /* set by the caller before fcall_submit (the engine owns them from then on) */
@@ -69,6 +75,7 @@ struct fcall_req {
   _Atomic int cancel;
   _Atomic int claim;
   struct fcall_req *next;     /* engine queue link */
+  int64_t queued_at;          /* monotonic ns, set by fcall_submit */
 };
 
 struct fcall_req *fcall_req_new(const char *id);

@@ -234,6 +234,21 @@ TEST(a_reload_keeps_the_old_pools_until_their_calls_end) {
   rig_close();
 }
 
+/* Beyond the core threads (the machine's cores) a thread starts only for a request that
+** waited: six long calls still all run at once (the monitor adds threads up to max). */
+TEST(long_calls_beyond_the_core_threads_all_run) {
+  if (rig_open() != 0) { CHECK(!"rig"); return; }
+  struct fcall *e = fcall_new(rt, 8, 16);
+  for (int i = 1; i <= 6; i++) CHECK_INT(fcall_submit(e, req("app:sleepy", i, 0, 0, 0, "30s")), FCALL_OK);
+  CHECK_INT(wait_running(e, 6), 0);
+  struct fcall_stats st;
+  fcall_stats(e, &st);
+  CHECK(st.threads >= 6 && st.threads <= 8);
+  fcall_free(e);                            /* cancels the six sleepers */
+  for (int i = 1; i <= 6; i++) CHECK_INT(get_seen(i).interrupted, 1);
+  rig_close();
+}
+
 /* Callers waiting on nested calls cannot take every thread: a nested request gets a thread
 ** beyond max_threads, which ends once nothing is queued. */
 TEST(nested_calls_get_a_thread_beyond_the_limit) {
@@ -289,6 +304,7 @@ int main(void) {
   RUN(deadline_and_cancel_stop_the_callee);
   RUN(queue_is_bounded_and_stop_answers_the_rest);
   RUN(a_reload_keeps_the_old_pools_until_their_calls_end);
+  RUN(long_calls_beyond_the_core_threads_all_run);
   RUN(nested_calls_get_a_thread_beyond_the_limit);
   RUN(a_full_pool_does_not_outlast_the_deadline_or_a_cancel);
   return T_DONE();
