@@ -82,12 +82,23 @@ struct app *app_new(const struct project *proj, struct registry *gen, struct cod
   app_metrics_init(a);
   a->funcs_max_threads = (int)proj->funcs_max_threads;
   a->funcs_max_queue = (int)proj->funcs_max_queue;
+  const struct log_clickhouse *ch = &proj->clickhouse;
+  a->logship_opts = (struct logship_opts){
+    .url = ch->url, .database = ch->database, .table = ch->table, .user = ch->user,
+    .password = ch->password, .batch_size = ch->batch_size, .batch_interval = ch->batch_interval,
+    .connection_attempts = ch->connection_attempts, .try_connection_period = ch->try_connection_period,
+    .buffer = ch->buffer, .level = ch->level_set ? ch->level : LOG_DEBUG,
+    .flush_timeout = proj->shutdown_timeout < 5 * NS_PER_S ? proj->shutdown_timeout : 5 * NS_PER_S};
   return a;
 }
 
 int app_start(struct app *a, const char *exec_host) {
-  if (timers_start(a->rt->timers) != 0) return -1;
   char err[512];
+  if (a->logship_opts.url && !(a->logship = logship_start(&a->logship_opts, err, sizeof err))) {
+    log_error("%s", err);
+    return -1;
+  }
+  if (timers_start(a->rt->timers) != 0) return -1;
   if (!(a->httpc = httpc_new(&a->httpc_limits, err, sizeof err))) { log_error("%s", err); return -1; }
   rt_add_service(a->rt, "http_client", a->httpc);
   if (app_metrics_start(a) != 0) return -1;
@@ -344,5 +355,6 @@ void app_free(struct app *a) {
   evbus_free(a->rt->events);                          /* every process has ended */
   fcall_free(a->fcall);
   rt_free(a->rt);
+  logship_stop(a->logship);                           /* last: every shutdown line is in */
   free(a);
 }

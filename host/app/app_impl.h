@@ -20,6 +20,7 @@
 
 #include "app.h"
 #include "http/httpc.h"
+#include "http/logship.h"
 #include "registry/registry.h"
 #include "value/val.h"
 
@@ -75,6 +76,8 @@ struct app {
   struct admin *admin;        /* the admin listener, or NULL (no admin.addr) */
   char *admin_addr, *admin_token;   /* copies of the project's admin: settings */
   long metrics_limits[3];     /* the project's metrics: names, series per metric, series */
+  struct logship_opts logship_opts;   /* log.clickhouse: (url NULL = off); strings are the project's */
+  struct logship *logship;    /* the ClickHouse shipper: started first, stopped last (app_free) */
 };
 
 /* Entry helpers (no linkage, so unprefixed). */

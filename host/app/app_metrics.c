@@ -71,6 +71,25 @@ static void collect_events(void *ud, struct mcollect *c) {
   }
 }
 
+/* log.clickhouse: rows shipped, dropped (ring full or unsent at stop), failed requests. */
+static void collect_logship(void *ud, struct mcollect *c) {
+  struct app *a = ud;
+  if (!a->logship) return;
+  struct logship_stats st;
+  logship_stats(a->logship, &st);
+  static const struct { const char *name, *type, *help; } fam[] = {
+    {"taskhost_log_shipped_total", "counter", "Log records stored in ClickHouse."},
+    {"taskhost_log_dropped_total", "counter", "Log records dropped: the shipping buffer was full, or unsent at exit."},
+    {"taskhost_log_ship_failures_total", "counter", "ClickHouse requests that failed (the batch is kept and retried)."},
+    {"taskhost_log_buffered", "gauge", "Log records waiting to be shipped."},
+  };
+  double v[] = {(double)st.shipped, (double)st.dropped, (double)st.failures, (double)st.buffered};
+  for (size_t f = 0; f < countof(fam); f++) {
+    mc_family(c, fam[f].name, fam[f].type, fam[f].help);
+    mc_sample(c, fam[f].name, NULL, 0, v[f]);
+  }
+}
+
 void app_metrics_init(struct app *a) {
   struct metrics_limits lim = {.max_names = (size_t)a->metrics_limits[0],
                                .max_series_per_name = (size_t)a->metrics_limits[1],
@@ -79,6 +98,7 @@ void app_metrics_init(struct app *a) {
   metrics_add_collector(a->metrics, collect_runtime, a->rt);
   metrics_add_collector(a->metrics, jobs_collect_metrics, a->rt);
   metrics_add_collector(a->metrics, collect_events, a->rt);
+  metrics_add_collector(a->metrics, collect_logship, a);
 }
 
 int app_metrics_start(struct app *a) {

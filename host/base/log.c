@@ -1,9 +1,12 @@
 /*
-** log.c — see log.h. The level is an atomic so it can change while workers log.
+** log.c — see log.h. The level is an atomic so it can change while workers log. The sink
+** list is written by the main thread (add/remove, under the write lock) and read by every
+** logging thread (under the read lock).
 */
 #include "log.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,45 @@ static _Atomic int min_level = LOG_INFO;
 static int json_format;
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+
+static struct { log_sink_fn fn; void *ud; int min; } sinks[LOG_MAX_SINKS];
+static _Atomic int nsinks;          /* a hint read without the lock: 0 = no sink, skip */
+static pthread_rwlock_t sinks_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+int log_add_sink(log_sink_fn fn, void *ud, enum log_level min) {
+  pthread_rwlock_wrlock(&sinks_lock);
+  int n = atomic_load(&nsinks), rc = -1;
+  if (n < LOG_MAX_SINKS) {
+    sinks[n].fn = fn;
+    sinks[n].ud = ud;
+    sinks[n].min = (int)min;
+    atomic_store(&nsinks, n + 1);
+    rc = 0;
+  }
+  pthread_rwlock_unlock(&sinks_lock);
+  return rc;
+}
+
+void log_remove_sink(log_sink_fn fn, void *ud) {
+  pthread_rwlock_wrlock(&sinks_lock);
+  int n = atomic_load(&nsinks);
+  for (int i = 0; i < n; i++) {
+    if (sinks[i].fn != fn || sinks[i].ud != ud) continue;
+    memmove(&sinks[i], &sinks[i + 1], (size_t)(n - i - 1) * sizeof sinks[0]);
+    atomic_store(&nsinks, --n);
+    break;
+  }
+  pthread_rwlock_unlock(&sinks_lock);
+}
+
+static void offer_sinks(const struct log_record *r) {
+  if (atomic_load_explicit(&nsinks, memory_order_relaxed) == 0) return;
+  pthread_rwlock_rdlock(&sinks_lock);
+  int n = atomic_load(&nsinks);
+  for (int i = 0; i < n; i++)
+    if ((int)r->level >= sinks[i].min) sinks[i].fn(sinks[i].ud, r);
+  pthread_rwlock_unlock(&sinks_lock);
+}
 
 void log_init(enum log_level min, int json) {
   atomic_store(&min_level, (int)min);
@@ -38,8 +80,7 @@ int log_level_parse(const char *s, enum log_level *out) {
   return -1;
 }
 
-static void add_timestamp(struct buf *b) {
-  int64_t now = clock_wall_ns();
+static void add_timestamp(struct buf *b, int64_t now) {
   time_t sec = (time_t)(now / NS_PER_S);
   struct tm tm;
   gmtime_r(&sec, &tm);
@@ -80,11 +121,27 @@ static void add_console_text(struct buf *b, const char *s) {
   }
 }
 
-static void write_record(enum log_level lv, const char *msg, const char *fields_json);
+static int64_t write_record(enum log_level lv, const char *msg, const char *fields_json);
+
+void log_write_from(enum log_level lv, const char *msg, const char *fields_json, const char *pid,
+                    const char *entry) {
+  if (!log_enabled(lv) || lv >= LOG_OFF) return;
+  struct log_record r = {lv, write_record(lv, msg, fields_json), msg, fields_json, pid, entry};
+  offer_sinks(&r);
+}
 
 void log_write(enum log_level lv, const char *msg, const char *fields_json) {
+  log_write_from(lv, msg, fields_json, NULL, NULL);
+}
+
+void log_local(enum log_level lv, const char *fmt, ...) {
   if (!log_enabled(lv) || lv >= LOG_OFF) return;
-  write_record(lv, msg, fields_json);
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = xvasprintf(fmt, ap);
+  va_end(ap);
+  write_record(lv, msg, NULL);
+  free(msg);
 }
 
 void log_summary(const char *fmt, ...) {
@@ -92,17 +149,20 @@ void log_summary(const char *fmt, ...) {
   va_start(ap, fmt);
   char *msg = xvasprintf(fmt, ap);
   va_end(ap);
-  write_record(LOG_INFO, msg, NULL);
+  struct log_record r = {LOG_INFO, write_record(LOG_INFO, msg, NULL), msg, NULL, NULL, NULL};
+  offer_sinks(&r);
   free(msg);
 }
 
-static void write_record(enum log_level lv, const char *msg, const char *fields_json) {
+/* Writes the stderr line; returns the record's time. */
+static int64_t write_record(enum log_level lv, const char *msg, const char *fields_json) {
+  int64_t now = clock_wall_ns();
   struct buf b;
   buf_init(&b);
   buf_reserve(&b, 128);
   if (json_format) {
     buf_adds(&b, "{\"ts\":\"");
-    add_timestamp(&b);
+    add_timestamp(&b, now);
     buf_printf(&b, "\",\"level\":\"%s\",\"msg\":", level_names[lv]);
     add_json_string(&b, msg);
     if (fields_json && fields_json[0] == '{' && fields_json[1] != '}') {
@@ -112,7 +172,7 @@ static void write_record(enum log_level lv, const char *msg, const char *fields_
       buf_addc(&b, '}');
     }
   } else {
-    add_timestamp(&b);
+    add_timestamp(&b, now);
     buf_printf(&b, " %-5s ", level_names[lv]);
     add_console_text(&b, msg);
     if (fields_json && strcmp(fields_json, "{}") != 0 && strcmp(fields_json, "[]") != 0) {
@@ -128,6 +188,7 @@ static void write_record(enum log_level lv, const char *msg, const char *fields_
     off += n;
   }
   buf_free(&b);
+  return now;
 }
 
 void log_printf(enum log_level lv, const char *fmt, ...) {

@@ -9,6 +9,8 @@
 #include "base/log.h"
 #include "lmod.h"
 #include "runtime/luaenv.h"
+#include "registry/code.h"
+#include "registry/registry.h"
 #include "runtime/proc.h"
 #include "runtime/task.h"
 
@@ -60,7 +62,8 @@ static int emit(lua_State *L, enum log_level lv) {
     buf_reset(&b);
     buf_printf(&b, "{\"log_error\":\"fields not encodable\"}");
   }
-  log_write(lv, msg, b.data);
+  struct proc *p = proc_of(L);
+  log_write_from(lv, msg, b.data, p->pidstr, p->code ? p->code->e->id : NULL);
   buf_free(&b);
   return 0;
 }

@@ -119,6 +119,77 @@ static int read_funcs(const struct val *v, const char *path, struct project *p, 
   return 0;
 }
 
+/* A ClickHouse identifier we put into SQL unquoted: [A-Za-z_][A-Za-z0-9_]*, at most 64. */
+static int is_ident(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 64 || (s[0] >= '0' && s[0] <= '9')) return 0;
+  return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+}
+
+/* log.clickhouse: {url, database, table, user, password, batch_size, batch_interval,
+** connection_attempts, try_connection_period, buffer, level}. */
+static int read_clickhouse(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
+  const struct val *ch = val_path(v, "log.clickhouse");
+  if (!ch) return 0;
+  struct log_clickhouse *c = &p->clickhouse;
+  if (ch->type != V_MAP) {
+    snprintf(err, errlen, "%s:%d: log.clickhouse must be a mapping {url, table, ...}", path, ch->line);
+    return -1;
+  }
+  static const struct { const char *key; int ident; } strs[] = {
+    {"url", 0}, {"database", 1}, {"table", 1}, {"user", 0}, {"password", 0}};
+  char **sdst[] = {&c->url, &c->database, &c->table, &c->user, &c->password};
+  for (size_t i = 0; i < countof(strs); i++) {
+    const struct val *x = val_get(ch, strs[i].key);
+    if (!x) continue;
+    if (x->type != V_STR || (i < 3 && !*val_str(x, ""))) {
+      snprintf(err, errlen, "%s:%d: log.clickhouse.%s must be a%s string", path, x->line, strs[i].key, i < 3 ? " non-empty" : "");
+      return -1;
+    }
+    if (strs[i].ident && !is_ident(val_str(x, ""))) {
+      snprintf(err, errlen, "%s:%d: log.clickhouse.%s must be a name of letters, digits and _", path, x->line, strs[i].key);
+      return -1;
+    }
+    *sdst[i] = xstrdup(val_str(x, ""));
+  }
+  if (!c->url) {
+    snprintf(err, errlen, "%s:%d: log.clickhouse.url is required (e.g. http://127.0.0.1:8123)", path, ch->line);
+    return -1;
+  }
+  static const struct { const char *key; long max; } ints[] = {
+    {"batch_size", 100000}, {"connection_attempts", 1000}, {"buffer", 10000000}};
+  long *idst[] = {&c->batch_size, &c->connection_attempts, &c->buffer};
+  for (size_t i = 0; i < countof(ints); i++) {
+    const struct val *x = val_get(ch, ints[i].key);
+    if (!x) continue;
+    if (x->type != V_INT || x->u.i <= 0 || x->u.i > ints[i].max) {
+      snprintf(err, errlen, "%s:%d: log.clickhouse.%s must be an integer from 1 to %ld", path, x->line, ints[i].key, ints[i].max);
+      return -1;
+    }
+    *idst[i] = (long)x->u.i;
+  }
+  static const char *const durs[] = {"batch_interval", "try_connection_period"};
+  int64_t *ddst[] = {&c->batch_interval, &c->try_connection_period};
+  for (size_t i = 0; i < countof(durs); i++) {
+    const struct val *x = val_get(ch, durs[i]);
+    if (!x) continue;
+    const char *t = x->type == V_STR ? val_str(x, "") : NULL;
+    if (!t || duration_parse(t, ddst[i]) != 0 || *ddst[i] <= 0 || *ddst[i] > 3600 * NS_PER_S) {
+      snprintf(err, errlen, "%s:%d: log.clickhouse.%s must be a duration from 1ms to 1h (\"500ms\", \"2s\")", path, x->line, durs[i]);
+      return -1;
+    }
+  }
+  const struct val *lv = val_get(ch, "level");
+  if (lv) {
+    if (lv->type != V_STR || log_level_parse(val_str(lv, ""), &c->level) != 0) {
+      snprintf(err, errlen, "%s:%d: log.clickhouse.level: unknown log level", path, lv->line);
+      return -1;
+    }
+    c->level_set = 1;
+  }
+  return 0;
+}
+
 static int read_settings(struct project *p, char *err, size_t errlen) {
   char *path = join(p->dir, "taskhost.yaml");
   int missing;
@@ -150,6 +221,7 @@ static int read_settings(struct project *p, char *err, size_t errlen) {
     if (read_admin(v, path, p, err, errlen) != 0) rc = -1;
     if (read_metrics(v, path, p, err, errlen) != 0) rc = -1;
     if (read_funcs(v, path, p, err, errlen) != 0) rc = -1;
+    if (rc == 0 && read_clickhouse(v, path, p, err, errlen) != 0) rc = -1;
     val_free(v);
   } else if (!missing) rc = -1;
   free(path);
@@ -184,6 +256,8 @@ void project_close(struct project *p) {
   free(p->src);
   free(p->admin_addr);
   free(p->admin_token);
+  struct log_clickhouse *c = &p->clickhouse;
+  free(c->url); free(c->database); free(c->table); free(c->user); free(c->password);
   memset(p, 0, sizeof *p);
 }
 

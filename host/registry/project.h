@@ -2,7 +2,7 @@
 ** project.h — finds a project's source directory and host settings: `wippy.lock`
 ** (directories.src, default ./src) and an optional `taskhost.yaml`
 ** (log.level, log.format, shutdown.timeout, limits.process_memory, http_client.*, admin.*,
-** metrics.*).
+** metrics.*, log.clickhouse.*).
 ** Called once by main.
 */
 #ifndef TASKHOST_PROJECT_H
@@ -11,6 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/log.h"
+
+/* taskhost.yaml log.clickhouse: (http/logship.h; 0 / NULL = its default). url NULL = off. */
+struct log_clickhouse {
+  char *url, *database, *table, *user, *password;   /* malloc'd */
+  long batch_size, connection_attempts, buffer;
+  int64_t batch_interval, try_connection_period;    /* ns */
+  enum log_level level;
+  int level_set;                                    /* level given; else the host's level */
+};
 
 struct project {
   char *dir;               /* the project directory as given */
@@ -26,6 +35,7 @@ struct project {
   /* metrics: {max_names, max_series_per_metric, max_series} (0 = base/metrics.h's default) */
   long metrics_max_names, metrics_max_series_per_metric, metrics_max_series;
   long funcs_max_threads, funcs_max_queue;   /* taskhost.yaml funcs:, 0 = defaults */
+  struct log_clickhouse clickhouse;          /* log.clickhouse: */
 };
 
 /* 0, or -1 with "file:line: message" in err. */
