@@ -141,7 +141,7 @@ INDEX = th.HELLO_INDEX.replace("modules: [http]", "modules: [http, logger]") + "
     kind: process.lua
     source: file://ticker.lua
     method: main
-    modules: [logger, time]
+    modules: [logger, process]
   - name: ticker.svc
     kind: process.service
     process: app:ticker
@@ -163,10 +163,11 @@ return { handler = handler }
 
 TICKER = """
 local logger = require("logger")
-local time = require("time")
+local process = require("process")
 local function main()
   logger:with({svc = "ticker"}):warn("ticker up", {k = 1})
-  while true do time.sleep("1h") end
+  process.events():receive()            -- the host's CANCEL at shutdown
+  logger:info("ticker stopping")
 end
 return { main = main }
 """
@@ -314,7 +315,8 @@ admin:
         self.assertEqual(s.stop(), 0)
         self.assertEqual(self.count("message = 'hello request'"), 3)
         # the shutdown lines logged before the shipper stops are in too
-        self.assertGreaterEqual(self.count("message LIKE 'received SIGTERM%'"), 1)
+        self.assertEqual(self.count("message LIKE 'received SIGTERM%'"), 1)
+        self.assertEqual(self.count("message = 'ticker stopping' AND entry = 'app:ticker'"), 1)
 
     def test_database_setting(self):
         self.ch.query("CREATE DATABASE IF NOT EXISTS logs")
