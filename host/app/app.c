@@ -87,6 +87,7 @@ int app_start(struct app *a, const char *exec_host) {
   char err[512];
   if (!(a->httpc = httpc_new(&a->httpc_limits, err, sizeof err))) { log_error("%s", err); return -1; }
   rt_add_service(a->rt, "http_client", a->httpc);
+  if (app_db_start(a) != 0) return -1;
   if (app_metrics_start(a) != 0) return -1;
   if (!(a->jobs = jobs_open(a->rt, a->gen, err, sizeof err))) { log_error("%s", err); return -1; }
   for (size_t i = 0; i < registry_count(a->gen); i++) {
@@ -331,6 +332,7 @@ void app_free(struct app *a) {
   app_metrics_free(a);
   if (a->rt->timers) timers_free(a->rt->timers);    /* never started (app_stop frees them) */
   httpc_free(a->httpc);                               /* likewise */
+  app_db_free(a);                                     /* every Lua state is closed */
   evbus_free(a->rt->events);                          /* every process has ended */
   rt_free(a->rt);
   free(a);

@@ -176,6 +176,7 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
     return -1;
   }
   start_new_hosts(a, a->gen, reg);                /* pools made below may hand work to them */
+  app_db_reload(a, reg);
   struct pool_set *ps = xcalloc(1, sizeof *ps);
   *ps = (struct pool_set){a, registry_ref(reg), codeset_ref(code), NULL, 0, 1};
   struct routes **tables = xcalloc(a->nservers + 1, sizeof *tables);
