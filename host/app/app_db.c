@@ -11,9 +11,23 @@
 #include "db/db.h"
 #include "runtime/rt.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Creates the directories above the file at path (as a queue's data/ is made). */
+static void make_parents(const char *path) {
+  char *dir = xstrdup(path);
+  for (char *p = dir + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) break;
+    *p = '/';
+  }
+  free(dir);
+}
 
 /* Reads e into cfg (path and pragmas point into pbuf/pr, which the caller frees) and writes
 ** its fingerprint. 0 / -1 (err). */
@@ -27,6 +41,7 @@ static int read_cfg(const struct reg_entry *e, const char *project_dir, struct d
   else buf_printf(&b, "%s/%s", project_dir, file);
   *path = xstrdup(b.data);
   buf_free(&b);
+  if (strcmp(file, ":memory:") != 0) make_parents(*path);
   memset(cfg, 0, sizeof *cfg);
   cfg->path = *path;
   cfg->max_open = (int)val_int(val_path(e->data, "pool.max_open"), 4);

@@ -95,6 +95,7 @@ static int fail_of(int rc) {
 
 static void fail_rc(struct conn *c, struct db_req *r, int rc) {
   int kind = fail_of(rc);
+  if ((rc & 0xff) == SQLITE_READONLY && c->tx && c->tx->read_only) kind = DBF_INVALID;   /* a read_only tx wrote */
   if (kind == DBF_CANCELED)
     db_req_fail(r, kind, "sql: the statement was interrupted (its caller went away)");
   else if ((rc & 0xff) == SQLITE_BUSY)
