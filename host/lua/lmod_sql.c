@@ -108,6 +108,24 @@ static void push_rows(lua_State *L, struct db_req *r) {
 
 static void track_tx(lua_State *L, int idx);
 
+static int build_rows(lua_State *L) {
+  push_rows(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+/* The rows of r on co. They are built under a pcall on the process's main state (idle while
+** a completion is delivered), so a result the state's memory limit cannot hold is an error
+** value, not an error raised where nothing catches it; then moved onto co. */
+static int push_rows_safe(lua_State *co, struct db_req *r) {
+  lua_State *M = proc_of(co)->L;
+  lua_pushcfunction(M, build_rows);
+  lua_pushlightuserdata(M, r);
+  if (lua_pcall(M, 1, 1, 0) == LUA_OK) { lua_xmove(M, co, 1); return 1; }
+  lua_pop(M, 1);
+  push_error(co, DBF_TOO_LARGE, "sql: result too large for the state's memory (limits.process_memory)");
+  return 2;
+}
+
 static int req_push(lua_State *co, void *req) {
   struct db_req *r = req;
   luaL_checkstack(co, 10, "sql");
@@ -116,7 +134,7 @@ static int req_push(lua_State *co, void *req) {
     push_error(co, r->fail, r->errmsg);
     n = 2;
   } else if (r->op == DBO_QUERY) {
-    push_rows(co, r);
+    n = push_rows_safe(co, r);
   } else if (r->op == DBO_EXEC) {
     lua_createtable(co, 0, 2);
     lua_pushinteger(co, (lua_Integer)r->last_insert_id);

@@ -338,5 +338,48 @@ class Sql(th.TestCase):
         self.assertEqual(code, 0, s.log())
 
 
+    def test_result_over_the_state_memory_limit(self):
+        main = r"""
+local io = require("io")
+local sql = require("sql")
+return { main = function()
+  local db = assert(sql.get("app:db"))
+  local rows, err = db:query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 40000) SELECT x, printf('%0500d', x) AS pad FROM c")
+  io.print("big", tostring(rows), err and err:kind(), tostring(err))
+  io.print("small", #assert(db:query("SELECT 1 AS x")))
+  return 0
+end }
+"""
+        entry = """
+- name: db
+  kind: db.sql.sqlite
+  file: ":memory:"
+"""
+        project = th.script_project(main, extra_entries=entry, modules="[io, sql]",
+                                    extra_files={"taskhost.yaml": "limits:\n  process_memory: 8MB\n"})
+        r = th.run(["run", project, "-x", "app:main"], timeout=60)
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        self.assertIn("big\tnil\tINVALID\tsql: result too large for the state's memory", r.stdout)
+        self.assertIn("small\t1", r.stdout)
+
+    def test_reload_gives_a_changed_entry_a_new_pool(self):
+        project = http_project()
+        s = th.Server(project, ["-o", "app:gateway:addr=127.0.0.1:0"])
+        try:
+            port = s.ports()[0]
+            self.assertEqual(th.http(port, "GET", "/api/stats")[2].count('"max_open_connections":4'), 1)
+            idx = os.path.join(project, "src", "_index.yaml")
+            with open(idx) as f:
+                text = f.read()
+            with open(idx, "w") as f:
+                f.write(text.replace("busy_timeout: 3s", "busy_timeout: 3s\n    pool: {max_open: 3}"))
+            s.wait_for(r"reloaded")
+            st, _, body = th.http(port, "GET", "/api/stats")
+            self.assertEqual(json.loads(body)["max_open_connections"], 3, body)
+        finally:
+            code = s.stop()
+        self.assertEqual(code, 0, s.log())
+
+
 if __name__ == "__main__":
     th.main()
