@@ -9,6 +9,7 @@
 #include "runtime/funcpool.h"
 #include "http/http.h"
 #include "http/httpc.h"
+#include "runtime/fcall.h"
 #include "jobs/jobs.h"
 #include "lua/linit.h"
 #include "base/log.h"
@@ -79,6 +80,8 @@ struct app *app_new(const struct project *proj, struct registry *gen, struct cod
   long lims[] = {proj->metrics_max_names, proj->metrics_max_series_per_metric, proj->metrics_max_series};
   memcpy(a->metrics_limits, lims, sizeof lims);
   app_metrics_init(a);
+  a->funcs_max_threads = (int)proj->funcs_max_threads;
+  a->funcs_max_queue = (int)proj->funcs_max_queue;
   return a;
 }
 
@@ -89,6 +92,11 @@ int app_start(struct app *a, const char *exec_host) {
   rt_add_service(a->rt, "http_client", a->httpc);
   if (app_db_start(a) != 0) return -1;
   if (app_metrics_start(a) != 0) return -1;
+  if (!(a->fcall = fcall_new(a->rt, a->funcs_max_threads, a->funcs_max_queue))) {
+    log_error("funcs: cannot start its watchdog");
+    return -1;
+  }
+  rt_add_service(a->rt, "funcs", a->fcall);
   if (!(a->jobs = jobs_open(a->rt, a->gen, err, sizeof err))) { log_error("%s", err); return -1; }
   for (size_t i = 0; i < registry_count(a->gen); i++) {
     const struct reg_entry *e = registry_at(a->gen, i);
@@ -298,6 +306,8 @@ void app_stop(struct app *a) {
   for (size_t i = 0; i < a->rt->nscheds; i++)
     if (drain_sched(a, a->rt->scheds[i].s) != 0) stuck = 1;
   if (stuck) { fflush(stdout); _exit(a->exit_code ? a->exit_code : 1); }
+  fcall_free(a->fcall);                          /* no caller is left: cancels what still runs */
+  a->fcall = NULL;
   for (size_t i = 0; i < a->rt->nscheds; i++)
     if (!a->rt->scheds[i].terminal) sched_free(a->rt->scheds[i].s);
   for (size_t i = 0; i < a->nterms; i++) { term_free(a->terms[i]); a->terms[i] = NULL; }
@@ -334,6 +344,7 @@ void app_free(struct app *a) {
   httpc_free(a->httpc);                               /* likewise */
   app_db_free(a);                                     /* every Lua state is closed */
   evbus_free(a->rt->events);                          /* every process has ended */
+  fcall_free(a->fcall);
   rt_free(a->rt);
   free(a);
 }

@@ -93,11 +93,7 @@ int app_add_services(struct app *a) {
 /* The process host for coroutines a function's calls leave running: pool.host, else the
 ** first process host started. */
 struct sched *app_background_host(struct app *a, const struct reg_entry *fn) {
-  const char *id = val_str(val_path(fn->data, "pool.host"), NULL);
-  if (id) return rt_find_sched(a->rt, id);
-  for (size_t i = 0; i < a->rt->nscheds; i++)
-    if (!a->rt->scheds[i].terminal) return a->rt->scheds[i].s;
-  return NULL;
+  return rt_background_sched(a->rt, val_str(val_path(fn->data, "pool.host"), NULL));
 }
 
 static struct funcpool *pool_for(struct app *a, const char *func) {

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <string.h>
 
+struct fcall;
 struct funcpool;
 struct http_server;
 struct jobs;
@@ -64,6 +65,8 @@ struct app {
   struct jobs *jobs;          /* queues and consumers */
   struct httpc *httpc;        /* the http_client engine (rt service "http_client"); stopped last */
   struct httpc_limits httpc_limits;   /* from taskhost.yaml's http_client: */
+  struct fcall *fcall;        /* the funcs engine (rt service "funcs"); stopped after the hosts drain */
+  int funcs_max_threads, funcs_max_queue;   /* from taskhost.yaml's funcs: (0 = defaults) */
   int mg_ready;               /* mg_init_library done (mg_exit_library in app_free) */
   int exit_code;              /* written by the -x exit watcher before exec_done */
   char *exec_out;             /* the -x process's output text, or NULL; same */

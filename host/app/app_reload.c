@@ -8,6 +8,7 @@
 #include "registry/code.h"
 #include "runtime/events.h"
 #include "runtime/funcpool.h"
+#include "runtime/poolset.h"
 #include "value/json.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
@@ -24,49 +25,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The function pools of one reloaded generation, shared by the route tables built from it;
-** it holds that generation's registry and code until the last table is released. Used on
-** the main thread only (tables are released by http_swap_routes/http_reclaim/http_stop). */
-struct pool_set {
-  struct app *a;
-  struct registry *reg;
-  struct codeset *code;
-  struct pool_ent *v;
-  size_t n;
-  int refs;
-};
+/* A reloaded generation's route tables and consumers share one pool set (runtime/poolset.h):
+** each table and consumer pool holds a reference, released on the main thread (by
+** http_swap_routes/http_reclaim/http_stop and consumer_reclaim/consumer_join). */
+struct table { struct routes *rs; struct poolset *ps; };
 
-struct table { struct routes *rs; struct pool_set *ps; };
-
-static struct funcpool *set_pool(void *ctx, const char *func) {
-  struct pool_set *ps = ctx;
-  for (size_t i = 0; i < ps->n; i++)
-    if (strcmp(ps->v[i].func, func) == 0) return ps->v[i].fp;
-  const struct code *c = codeset_get(ps->code, func);
-  if (!c) return NULL;
-  size_t max = (size_t)val_int(val_path(c->e->data, "pool.max_size"), 100);
-  struct funcpool *fp = funcpool_new(ps->a->rt, c, app_background_host(ps->a, c->e), max);
-  ps->v = xrealloc(ps->v, (ps->n + 1) * sizeof *ps->v);
-  ps->v[ps->n++] = (struct pool_ent){c->e->id, fp};
-  return fp;
-}
-
-static void set_unref(struct pool_set *ps) {
-  if (--ps->refs > 0) return;
-  for (size_t i = 0; i < ps->n; i++) {
-    funcpool_quiet(ps->v[i].fp);
-    funcpool_free(ps->v[i].fp);
-  }
-  free(ps->v);
-  codeset_unref(ps->code);
-  registry_unref(ps->reg);
-  free(ps);
-}
+static struct funcpool *set_pool(void *ctx, const char *func) { return poolset_get(ctx, func); }
 
 static void release_table(void *ud) {
   struct table *t = ud;
   routes_free(t->rs);
-  set_unref(t->ps);
+  poolset_unref(t->ps);
   free(t);
 }
 
@@ -97,7 +66,7 @@ static void replace_server(struct app *a, size_t i, const struct reg_entry *e, s
 }
 
 /* http.service entries that are new in gen start with its routes. */
-static void start_new_servers(struct app *a, struct registry *gen, struct pool_set *ps) {
+static void start_new_servers(struct app *a, struct registry *gen, struct poolset *ps) {
   for (size_t i = 0; i < registry_count(gen); i++) {
     const struct reg_entry *e = registry_at(gen, i);
     if (strcmp(e->kind, "http.service") != 0 || !auto_start(e)) continue;
@@ -114,18 +83,18 @@ static void start_new_servers(struct app *a, struct registry *gen, struct pool_s
     }
     struct table *t = xmalloc(sizeof *t);
     *t = (struct table){rs, ps};
-    ps->refs++;
+    poolset_ref(ps);
     http_own_routes(s, release_table, t);
     app_add_server(a, e->id, s, NULL);
   }
 }
 
-static void release_pool_ref(void *ud) { set_unref(ud); }
+static void release_pool_ref(void *ud) { poolset_unref(ud); }
 
 /* Consumers whose entry or function (code, imports) changed run their next jobs on the new
 ** code; jobs running finish on the old. Other queue and consumer changes need a restart. */
 static void swap_consumer_pools(struct app *a, struct registry *old, struct registry *reg,
-                                struct pool_set *ps) {
+                                struct poolset *ps) {
   for (size_t i = 0; i < jobs_consumer_count(a->jobs); i++) {
     struct consumer *c = jobs_consumer_at(a->jobs, i);
     const struct reg_entry *e = registry_get(reg, consumer_id(c));
@@ -136,7 +105,7 @@ static void swap_consumer_pools(struct app *a, struct registry *old, struct regi
     if (!registry_entry_changed(old, reg, e->id)) continue;
     struct funcpool *fp = set_pool(ps, val_str(val_get(e->data, "func"), ""));
     if (!fp) continue;                             /* validated by the load: not reached */
-    ps->refs++;
+    poolset_ref(ps);
     consumer_swap_pool(c, fp, release_pool_ref, ps);
     log_info("reload: %s runs its next jobs on the new code", e->id);
   }
@@ -144,12 +113,10 @@ static void swap_consumer_pools(struct app *a, struct registry *old, struct regi
 
 /* A consumer a reload started holds a reference to the pool set its pool came from. */
 static void adopt_consumer(void *ud, struct consumer *c) {
-  struct pool_set *ps = ud;
-  ps->refs++;
+  struct poolset *ps = ud;
+  poolset_ref(ps);
   consumer_own_pool(c, release_pool_ref, ps);
 }
-
-static struct funcpool *set_pool_cb(void *ud, const char *func) { return set_pool(ud, func); }
 
 /* Process hosts that are new in gen start (their services may need them). Hosts, queues and
 ** consumers gone from gen keep running until the next restart (logged). */
@@ -177,8 +144,7 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
   }
   start_new_hosts(a, a->gen, reg);                /* pools made below may hand work to them */
   app_db_reload(a, reg);
-  struct pool_set *ps = xcalloc(1, sizeof *ps);
-  *ps = (struct pool_set){a, registry_ref(reg), codeset_ref(code), NULL, 0, 1};
+  struct poolset *ps = poolset_new(a->rt, code);   /* code holds reg */
   struct routes **tables = xcalloc(a->nservers + 1, sizeof *tables);
   int ok = 1;
   for (size_t i = 0; i < a->nservers && ok; i++) {
@@ -189,7 +155,7 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
   if (!ok) {
     for (size_t i = 0; i < a->nservers; i++) routes_free(tables[i]);
     free(tables);
-    set_unref(ps);
+    poolset_unref(ps);
     return -1;
   }
   struct registry *old = registry_ref(a->gen);
@@ -205,7 +171,7 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
     }
     struct table *t = xmalloc(sizeof *t);
     *t = (struct table){tables[i], ps};
-    ps->refs++;
+    poolset_ref(ps);
     if (registry_entry_changed(old, reg, a->server_ids[i]))
       replace_server(a, i, registry_get(reg, a->server_ids[i]), tables[i], t);
     else
@@ -214,13 +180,13 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
   free(tables);
   start_new_servers(a, reg, ps);
   swap_consumer_pools(a, old, reg, ps);
-  jobs_start_consumers(a->jobs, reg, set_pool_cb, ps, adopt_consumer);
+  jobs_start_consumers(a->jobs, reg, set_pool, ps, adopt_consumer);
   sup_reload(a->sup, old, reg);
   if (a->adopted) registry_unref(a->adopted);
   a->adopted = registry_ref(reg);
   a->gen = reg;
   registry_unref(old);
-  set_unref(ps);                                  /* the tables hold it now */
+  poolset_unref(ps);                              /* the tables hold it now */
   return 0;
 }
 

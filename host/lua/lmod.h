@@ -28,6 +28,10 @@ int luaopen_events(lua_State *L);       /* lmod_events.c */
 int luaopen_registry(lua_State *L);     /* lmod_registry.c */
 int luaopen_metrics(lua_State *L);      /* lmod_metrics.c */
 int luaopen_system(lua_State *L);       /* lmod_system.c */
+int luaopen_funcs(lua_State *L);        /* lmod_funcs.c */
+int luaopen_ctx(lua_State *L);          /* lmod_funcs.c */
+/* Pushes a Payload (`:data()`) holding the value at vidx (lmod_process.c). */
+void lmod_push_payload(lua_State *L, int vidx);
 int luaopen_sql(lua_State *L);          /* lmod_sql.c */
 /* lmod_errors.c: errors_open sets the global `errors` table (new, wrap, is, call_stack and
 ** the kinds) in L; luaopen_errors does so and returns it. */

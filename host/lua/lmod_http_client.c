@@ -12,6 +12,7 @@
 **                     transfer by id before the swap; the later done sees GONE and frees.
 */
 #include "http/httpc.h"
+#include "lfuture.h"
 #include "lmod.h"
 #include "lmod_http_stream.h"
 #include "runtime/call.h"
@@ -115,8 +116,7 @@ static void req_cancel(void *req) {
   atomic_compare_exchange_strong(&r->claim, &want, CLAIM_GONE);   /* lost: the message owns r */
 }
 
-static void fut_settle(lua_State *L, int n);
-static const struct io_ops req_ops = {req_push, req_drop, req_cancel, fut_settle};
+static const struct io_ops req_ops = {req_push, req_drop, req_cancel, lfuture_settle};
 
 static void req_done(struct httpc_req *r) {
   int want = CLAIM_WAITING;
@@ -569,57 +569,16 @@ static int l_request_batch(lua_State *L) {
 }
 
 /* ---- futures ----------------------------------------------------------------------
-** http_client.async(method, url, opts) → a Future. Its session has no parked task: the
-** completion is recorded by fut_settle (user value 2: {n = count, results...}), offered once
-** on the future's channel (user value 1, capacity 1: the response, or the error object), and
-** the internal channel (user value 3) is closed, which wakes every :result() waiter. */
-
-#define FUTURE_MT "taskhost.http_client.future"
-enum { F_PENDING, F_DONE };
-struct future { uint64_t session; int state; };
-
-static void close_chan(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  lua_pushcfunction(L, chan_l_close);
-  lua_pushvalue(L, idx);
-  lua_call(L, 1, 0);
-}
-
-/* The future at -(n+1), its n results above (pops nothing; deliver resets the stack). */
-static void fut_settle(lua_State *L, int n) {
-  int fidx = lua_gettop(L) - n;
-  struct future *f = lua_touserdata(L, fidx);
-  lua_createtable(L, n, 1);
-  for (int i = 1; i <= n; i++) {
-    lua_pushvalue(L, fidx + i);
-    lua_rawseti(L, -2, i);
-  }
-  lua_pushinteger(L, n);
-  lua_setfield(L, -2, "n");
-  lua_setiuservalue(L, fidx, 2);
-  f->state = F_DONE;
-  lua_getiuservalue(L, fidx, 1);
-  lua_pushvalue(L, fidx + (n == 1 ? 1 : 2));   /* the response, or the error */
-  chan_offer(L, -2);                            /* capacity 1, offered once: never full */
-  lua_pop(L, 1);
-  lua_getiuservalue(L, fidx, 3);
-  close_chan(L, -1);
-  lua_pop(L, 1);
-}
+** http_client.async(method, url, opts) → a Future (lua/lfuture.h, LF_VALUE: its channel
+** receives the response, or the error object on failure). */
 
 static int l_async(lua_State *L) {
   const char *method = luaL_checkstring(L, 1);
   char err[128];
   struct httpc_req *r = build(L, method, 2, 3, NULL, err, sizeof err);
   struct proc *p = proc_of(L);
-  struct future *f = lua_newuserdatauv(L, sizeof *f, 3);
-  f->state = F_PENDING;
-  luaL_setmetatable(L, FUTURE_MT);
+  lfuture_new(L, LF_VALUE);
   int fidx = lua_gettop(L);
-  chan_new(L, 1);
-  lua_setiuservalue(L, fidx, 1);
-  chan_new(L, 0);
-  lua_setiuservalue(L, fidx, 3);
   struct httpc *h = engine(L);
   if (!r || !h) {
     if (r) httpc_req_free(r);
@@ -627,85 +586,19 @@ static int l_async(lua_State *L) {
     lua_pushnil(L);
     if (!h) push_error(L, EK_UNAVAILABLE, 0, "http_client is not running");
     else push_error(L, EK_INVALID, 0, err);
-    fut_settle(L, 2);
+    lfuture_settle(L, 2);
     lua_settop(L, fidx);
     return 1;
   }
   clamp_to_call(p, r);
   struct pending *pe = pending_new_io(p, NULL, &req_ops, r);
-  lua_pushvalue(L, fidx);
-  pe->ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* the future lives until it completes */
-  f->session = pe->session;
+  lfuture_bind(L, fidx, pe);
   if (submit(h, p, pe, r) != HTTPC_OK) {
     lua_pushvalue(L, fidx);
-    fut_settle(L, req_push(L, r));
+    lfuture_settle(L, req_push(L, r));
     lua_settop(L, fidx);
   }
   return 1;
-}
-
-static struct future *check_future(lua_State *L) { return luaL_checkudata(L, 1, FUTURE_MT); }
-
-static int fut_results(lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  lua_getiuservalue(L, 1, 2);
-  int t = lua_gettop(L);
-  lua_getfield(L, t, "n");
-  int n = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  luaL_checkstack(L, n, "future:result");
-  for (int i = 1; i <= n; i++) lua_rawgeti(L, t, i);
-  return n;
-}
-
-/* Waits (parks the task) until the request completed: response, or nil, err. */
-static int fut_result(lua_State *L) {
-  struct future *f = check_future(L);
-  if (f->state == F_DONE) return fut_results(L, LUA_OK, 0);
-  task_check_blocking(L, "future:result");
-  lua_settop(L, 1);
-  lua_pushcfunction(L, chan_l_receive);
-  lua_getiuservalue(L, 1, 3);
-  lua_callk(L, 1, 0, 0, fut_results);          /* returns (or resumes) when it is closed */
-  return fut_results(L, LUA_OK, 0);
-}
-
-static int fut_channel(lua_State *L) {
-  check_future(L);
-  lua_getiuservalue(L, 1, 1);
-  return 1;
-}
-
-static int fut_is_complete(lua_State *L) {
-  lua_pushboolean(L, check_future(L)->state == F_DONE);
-  return 1;
-}
-
-/* Aborts a pending request: it completes at once with nil, CANCELED. true if it was pending. */
-static int fut_cancel(lua_State *L) {
-  struct future *f = check_future(L);
-  if (f->state == F_DONE) { lua_pushboolean(L, 0); return 1; }
-  struct proc *p = proc_of(L);
-  struct pending *pe = hmap_get(&p->sessions, f->session);
-  if (pe) pending_free(p, pe);                  /* cancels the transfer, unanchors the future */
-  lua_settop(L, 1);
-  lua_pushvalue(L, 1);
-  lua_pushnil(L);
-  push_error(L, EK_CANCELED, 0, "request canceled");
-  fut_settle(L, 2);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static void open_future(lua_State *L) {
-  static const luaL_Reg methods[] = {
-    {"result", fut_result}, {"channel", fut_channel}, {"is_complete", fut_is_complete},
-    {"cancel", fut_cancel}, {NULL, NULL}};
-  if (luaL_newmetatable(L, FUTURE_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
 }
 
 /* ---- encode_uri / decode_uri ------------------------------------------------------ */
@@ -745,7 +638,7 @@ int luaopen_http_client(lua_State *L) {
     {"delete", l_delete}, {"head", l_head}, {"request", l_request},
     {"request_batch", l_request_batch}, {"encode_uri", l_encode_uri},
     {"decode_uri", l_decode_uri}, {"async", l_async}, {NULL, NULL}};
-  open_future(L);
+  lfuture_open(L);
   hstream_open(L);
   luaL_newlib(L, funcs);
   return 1;

@@ -465,6 +465,15 @@ static void open_types(lua_State *L) {
 }
 
 
+void lmod_push_payload(lua_State *L, int vidx) {
+  vidx = lua_absindex(L, vidx);
+  luaL_getmetatable(L, PAYLOAD_MT);
+  int missing = lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (missing) open_types(L);
+  push_payload(L, vidx);
+}
+
 int luaopen_process(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"pid", l_pid}, {"id", l_pid}, {"send", l_send}, {"spawn", l_spawn},

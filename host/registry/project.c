@@ -102,6 +102,23 @@ static int read_admin(const struct val *v, const char *path, struct project *p, 
   return 0;
 }
 
+/* funcs: {max_threads (1..1024), max_queue (1..1000000)}; 0 left = the engine's defaults. */
+static int read_funcs(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
+  static const struct { const char *key; long max; } keys[] = {
+    {"funcs.max_threads", 1024}, {"funcs.max_queue", 1000000}};
+  long *dst[] = {&p->funcs_max_threads, &p->funcs_max_queue};
+  for (size_t i = 0; i < countof(keys); i++) {
+    const struct val *x = val_path(v, keys[i].key);
+    if (!x) continue;
+    if (x->type != V_INT || x->u.i <= 0 || x->u.i > keys[i].max) {
+      snprintf(err, errlen, "%s:%d: %s must be an integer from 1 to %ld", path, x->line, keys[i].key, keys[i].max);
+      return -1;
+    }
+    *dst[i] = (long)x->u.i;
+  }
+  return 0;
+}
+
 static int read_settings(struct project *p, char *err, size_t errlen) {
   char *path = join(p->dir, "taskhost.yaml");
   int missing;
@@ -132,6 +149,7 @@ static int read_settings(struct project *p, char *err, size_t errlen) {
     if (read_http_client(v, path, p, err, errlen) != 0) rc = -1;
     if (read_admin(v, path, p, err, errlen) != 0) rc = -1;
     if (read_metrics(v, path, p, err, errlen) != 0) rc = -1;
+    if (read_funcs(v, path, p, err, errlen) != 0) rc = -1;
     val_free(v);
   } else if (!missing) rc = -1;
   free(path);

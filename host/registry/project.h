@@ -25,6 +25,7 @@ struct project {
   char *admin_addr, *admin_token;
   /* metrics: {max_names, max_series_per_metric, max_series} (0 = base/metrics.h's default) */
   long metrics_max_names, metrics_max_series_per_metric, metrics_max_series;
+  long funcs_max_threads, funcs_max_queue;   /* taskhost.yaml funcs:, 0 = defaults */
 };
 
 /* 0, or -1 with "file:line: message" in err. */

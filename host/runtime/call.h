@@ -32,13 +32,22 @@ struct call {
   const char *arg_json;       /* when set, decoded and passed as the function's one argument */
   size_t arg_len;
   struct buf *result_json;    /* when set, gets the first return value encoded as JSON */
+  const char *args;           /* when set (and not arg_json): seri-packed arguments (value/seri.h) */
+  size_t args_len;
+  struct buf *results;        /* when set: every return value seri-packed, or after a raise the
+                              ** raised value (error objects keep their kind); see `raised` */
+  const char *ctx_vals;       /* seri-packed table of context values (the ctx module), or NULL */
+  size_t ctx_len;
+  int depth;                  /* funcs calls this one runs inside (0: an HTTP request or a job) */
   _Atomic int *cancel;        /* when set and non-zero, the call is interrupted ("cancelled") */
   struct proc *_Atomic proc;  /* the state running the call (for proc_call_wake) */
+  _Atomic int waking;         /* proc_call_wake calls under way: the state outlives them */
   int done;
   int failed;                 /* raised, returned nil/false + error, or timed out */
   int fatal;                  /* failed with an error object whose retryable is false */
   int interrupted;            /* ended by the deadline or the cancel flag */
   int returned;               /* returned a non-nil first value */
+  int raised;                 /* the function raised (results holds the value, if it packs) */
   char *error;                /* failure message (malloc'd) */
 };
 

@@ -10,6 +10,7 @@
 #include "base/util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,19 +38,34 @@ struct funcpool *funcpool_new(struct rt *rt, const struct code *code, struct sch
   fp->cap = 16;
   fp->idle = xcalloc(fp->cap, sizeof *fp->idle);
   pthread_mutex_init(&fp->lock, NULL);
-  pthread_cond_init(&fp->cv, NULL);
+  cond_init_monotonic(&fp->cv);          /* timed waits use the monotonic clock */
   return fp;
 }
 
-/* Takes an idle state or a slot to make one. Returns the state, or NULL with a slot held. */
-static struct proc *take(struct funcpool *fp) {
+static int cancelled(const struct call *c) { return c->cancel && atomic_load(c->cancel); }
+
+/* Takes an idle state or a slot to make one: 0 with the state in *out (NULL: a slot is held
+** to make one), or -1 when the call's deadline passed or it was cancelled while it waited at
+** the limit. Nobody signals the pool when a call is cancelled, so a call with a cancel flag
+** looks at it every 50 ms while it waits. */
+static int take(struct funcpool *fp, const struct call *c, struct proc **out) {
+  int rc = 0;
   pthread_mutex_lock(&fp->lock);
   if (!fp->nidle && fp->live >= fp->max) fp->waits++;
-  while (!fp->nidle && fp->live >= fp->max) pthread_cond_wait(&fp->cv, &fp->lock);
-  struct proc *p = fp->nidle ? fp->idle[--fp->nidle] : NULL;
-  if (!p && ++fp->live > fp->peak) fp->peak = fp->live;
+  while (!fp->nidle && fp->live >= fp->max) {
+    int64_t now = clock_mono_ns();
+    if (cancelled(c) || (c->deadline && now >= c->deadline)) { rc = -1; break; }
+    if (!c->deadline && !c->cancel) { pthread_cond_wait(&fp->cv, &fp->lock); continue; }
+    int64_t until = c->cancel ? now + 50 * NS_PER_MS : c->deadline;
+    if (c->deadline && c->deadline < until) until = c->deadline;
+    struct timespec ts = ns_timespec(until);
+    pthread_cond_timedwait(&fp->cv, &fp->lock, &ts);
+  }
+  struct proc *p = rc || !fp->nidle ? NULL : fp->idle[--fp->nidle];
+  if (!rc && !p && ++fp->live > fp->peak) fp->peak = fp->live;
   pthread_mutex_unlock(&fp->lock);
-  return p;
+  *out = p;
+  return rc;
 }
 
 static void give_back(struct funcpool *fp, struct proc *p) {
@@ -82,7 +98,12 @@ static void settle(struct funcpool *fp, struct proc *p) {
 }
 
 int funcpool_call(struct funcpool *fp, struct worker *w, struct call *c) {
-  struct proc *p = take(fp);
+  struct proc *p;
+  if (take(fp, c, &p) != 0) {                /* ended like a call stopped by its limits */
+    c->failed = c->done = c->interrupted = 1;
+    c->error = xstrdup(cancelled(c) ? "cancelled" : "no state of the function's pool came free in time");
+    return 0;
+  }
   if (!p) {
     char err[512];
     p = proc_new_function(fp->rt, fp->code, w, c, err, sizeof err);

@@ -24,7 +24,9 @@ struct funcpool;
 /* bg: the process host for detached coroutines, or NULL (they are then cancelled). */
 struct funcpool *funcpool_new(struct rt *rt, const struct code *code, struct sched *bg, size_t max);
 /* Runs one call (c->ctx, c->deadline set by the caller). Returns 0, or -1 with c->error set
-** when no state could be made. w: the calling thread's watchdog slot (may be NULL). */
+** when no state could be made. w: the calling thread's watchdog slot (may be NULL). A call
+** that finds the pool at its limit waits for a state, but not past c->deadline nor after
+** *c->cancel is set: it then ends interrupted (0, c->interrupted set), as a stopped call. */
 int funcpool_call(struct funcpool *fp, struct worker *w, struct call *c);
 void funcpool_free(struct funcpool *fp);   /* no call may be running */
 void funcpool_quiet(struct funcpool *fp);  /* funcpool_free logs no summary */

@@ -586,12 +586,17 @@ static int wait_post(struct proc *p, struct call *c) {
   return rc;
 }
 
+/* `waking` is raised before c->proc is read, and proc_call_inline waits for it to drop after
+** clearing c->proc: so the state (which may be freed right after the call) outlives the wake. */
 void proc_call_wake(struct call *c) {
+  atomic_fetch_add(&c->waking, 1);
   struct proc *p = atomic_load(&c->proc);
-  if (!p) return;                     /* not started yet: it checks the flag before waiting */
-  pthread_mutex_lock(&p->lock);
-  pthread_cond_signal(&p->cv);
-  pthread_mutex_unlock(&p->lock);
+  if (p) {                            /* else not started yet: it checks the flag before waiting */
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->lock);
+  }
+  atomic_fetch_sub(&c->waking, 1);
 }
 
 /* Pushes the call's argument (decoded JSON) on the task's coroutine. 0, or -1 with c failed. */
@@ -606,6 +611,18 @@ static int push_arg(struct proc *p, struct task *t, struct call *c) {
   return 0;
 }
 
+/* Pushes the call's packed arguments on the task's coroutine. 0, or -1 with c failed. */
+static int push_args(struct task *t, struct call *c) {
+  int n = lua_checkstack(t->co, 64) ? seri_unpack(t->co, c->args, c->args_len) : -1;
+  if (n < 0) {
+    c->failed = c->done = 1;
+    c->error = xstrdup("corrupt call arguments");
+    return -1;
+  }
+  t->nargs = n;
+  return 0;
+}
+
 void proc_call_inline(struct proc *p, struct worker *w, struct call *c) {
   p->worker = w;
   p->call = c;
@@ -615,7 +632,7 @@ void proc_call_inline(struct proc *p, struct worker *w, struct call *c) {
   lua_pop(p->L, 1);
   t->is_main = 1;
   p->main_task = t;
-  if (c->arg_json && push_arg(p, t, c) != 0) {
+  if ((c->arg_json ? push_arg(p, t, c) : c->args ? push_args(t, c) : 0) != 0) {
     p->main_task = NULL;
     task_drop(p, t);
   } else {
@@ -642,6 +659,7 @@ void proc_call_inline(struct proc *p, struct worker *w, struct call *c) {
     h->fn(p, h);
   }
   atomic_store(&c->proc, NULL);
+  while (atomic_load(&c->waking)) {}           /* a wake that saw p is done with it */
   p->call = NULL;
   p->main_task = NULL;
   p->worker = NULL;

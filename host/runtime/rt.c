@@ -114,6 +114,15 @@ struct sched *rt_find_sched(struct rt *rt, const char *id) {
   return NULL;
 }
 
+struct sched *rt_background_sched(struct rt *rt, const char *id) {
+  if (id) return rt_find_sched(rt, id);
+  size_t n = atomic_load_explicit(&rt->nscheds, memory_order_acquire);
+  struct sched_ent *t = atomic_load_explicit(&rt->scheds, memory_order_acquire);
+  for (size_t i = 0; i < n; i++)
+    if (!t[i].terminal) return t[i].s;
+  return NULL;
+}
+
 void rt_add_queue(struct rt *rt, const char *id, struct jobq *q) {
   pthread_mutex_lock(&rt->gen_lock);
   size_t n = atomic_load(&rt->nqueues);

@@ -95,6 +95,9 @@ struct codeset *rt_code(struct rt *rt);
 
 void rt_add_sched(struct rt *rt, const char *id, struct sched *s, int terminal);
 struct sched *rt_find_sched(struct rt *rt, const char *id);
+/* Where a function call's leftover coroutines run: host `id`, or (id NULL) the first
+** process host (not a terminal one) added; NULL when there is none. Any thread. */
+struct sched *rt_background_sched(struct rt *rt, const char *id);
 void rt_add_queue(struct rt *rt, const char *id, struct jobq *q);
 struct jobq *rt_find_queue(struct rt *rt, const char *id);
 /* Copies of the host and queue tables (a malloc'd array the caller frees; its id strings and

@@ -318,7 +318,16 @@ static void call_returned(struct proc *p, struct task *t, int nres) {
     c->failed = 1;
     c->fatal = not_retryable(co, base + 1);
     c->error = xstrdup(errors_is(co, base + 1) ? errors_message(co, base + 1) : lua_tostring(co, base + 1));
-  } else if (c->result_json) {
+  }
+  if (c->results) {                  /* every value, nil, err included: the caller decides */
+    char err[256];
+    if (seri_pack(co, base, nres, c->results, err, sizeof err) != 0) {
+      c->results->len = 0;
+      free(c->error);
+      c->failed = c->fatal = 1;
+      c->error = xstrdup(err);
+    }
+  } else if (!c->failed && c->result_json) {
     char err[256];
     if (nres < 1) lua_pushnil(co);
     if (json_encode(co, base, c->result_json, err, sizeof err) != 0) {
@@ -335,8 +344,12 @@ static void call_returned(struct proc *p, struct task *t, int nres) {
 static void call_raised(struct proc *p, struct task *t) {
   lua_State *co = t->co;
   struct call *c = p->call;
-  c->failed = c->done = 1;
+  c->failed = c->done = c->raised = 1;
   c->fatal = not_retryable(co, -1);
+  if (c->results) {                  /* the raised value as it is (an error object keeps its kind) */
+    char err[8];
+    if (seri_pack(co, lua_gettop(co), 1, c->results, err, sizeof err) != 0) c->results->len = 0;
+  }
   error_to_text(p, co);
   if (errors_is(co, -1)) c->error = xstrdup(errors_message(co, -1));
   else c->error = xstrdup(luaL_tolstring(co, -1, NULL));
