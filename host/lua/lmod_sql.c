@@ -247,7 +247,7 @@ static int take_params(lua_State *L, int idx, struct db_req *r, char *err, size_
   r->params = xcalloc(n ? n : 1, sizeof *r->params);
   if (named) r->names = xcalloc(n ? n : 1, sizeof *r->names);
   size_t i = 0;
-  for (lua_pushnil(L); named && lua_next(L, idx); lua_pop(L, 1), i++) {
+  for (lua_pushnil(L); named ? lua_next(L, idx) : (lua_pop(L, 1), 0); lua_pop(L, 1), i++) {
     if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 2); snprintf(err, errlen, "sql: params mix array items and names"); return -1; }
     r->names[i] = xstrdup(lua_tostring(L, -2));
     r->nparams = i + 1;
