@@ -101,6 +101,7 @@ int app_start(struct app *a, const char *exec_host) {
   if (timers_start(a->rt->timers) != 0) return -1;
   if (!(a->httpc = httpc_new(&a->httpc_limits, err, sizeof err))) { log_error("%s", err); return -1; }
   rt_add_service(a->rt, "http_client", a->httpc);
+  if (app_db_start(a) != 0) return -1;
   if (app_metrics_start(a) != 0) return -1;
   if (!(a->fcall = fcall_new(a->rt, a->funcs_max_threads, a->funcs_max_queue))) {
     log_error("funcs: cannot start its watchdog");
@@ -352,6 +353,7 @@ void app_free(struct app *a) {
   app_metrics_free(a);
   if (a->rt->timers) timers_free(a->rt->timers);    /* never started (app_stop frees them) */
   httpc_free(a->httpc);                               /* likewise */
+  app_db_free(a);                                     /* every Lua state is closed */
   evbus_free(a->rt->events);                          /* every process has ended */
   fcall_free(a->fcall);
   rt_free(a->rt);

@@ -76,6 +76,7 @@ struct app {
   struct admin *admin;        /* the admin listener, or NULL (no admin.addr) */
   char *admin_addr, *admin_token;   /* copies of the project's admin: settings */
   long metrics_limits[3];     /* the project's metrics: names, series per metric, series */
+  struct dbset *dbs;          /* the sql module's databases (rt service "sql"), app_db.c */
   struct logship_opts logship_opts;   /* log.clickhouse: (url NULL = off); strings are the project's */
   struct logship *logship;    /* the ClickHouse shipper: started first, stopped last (app_free) */
 };
@@ -115,6 +116,12 @@ void app_metrics_init(struct app *a);    /* app_new: the registry and its collec
 int app_metrics_start(struct app *a);    /* app_start: the rt service, the listener. 0 / -1 */
 void app_metrics_stop(struct app *a);    /* app_stop, first: the listener */
 void app_metrics_free(struct app *a);    /* app_free */
+
+/* ---- app_db.c: the sql module's databases ---------------------------------------- */
+
+int app_db_start(struct app *a);                        /* app_start. 0 / -1 (logged) */
+void app_db_reload(struct app *a, struct registry *gen); /* changed entries get new pools */
+void app_db_free(struct app *a);                        /* app_free, after every Lua state */
 
 /* ---- app_reload.c: applying a new generation --------------------------------------- */
 

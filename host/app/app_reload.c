@@ -143,6 +143,7 @@ int app_reload(struct app *a, struct registry *reg, struct codeset *code) {
     return -1;
   }
   start_new_hosts(a, a->gen, reg);                /* pools made below may hand work to them */
+  app_db_reload(a, reg);
   struct poolset *ps = poolset_new(a->rt, code);   /* code holds reg */
   struct routes **tables = xcalloc(a->nservers + 1, sizeof *tables);
   int ok = 1;

@@ -43,6 +43,7 @@ static const struct luaenv_lib libs[] = {
   {"registry", luaopen_registry, 0},
   {"metrics", luaopen_metrics, 0},    {"system", luaopen_system, 0},
   {"funcs", luaopen_funcs, 0},        {"ctx", luaopen_ctx, 0},
+  {"sql", luaopen_sql, 0},
   {NULL, NULL, 0},
 };
 

@@ -32,6 +32,7 @@ int luaopen_funcs(lua_State *L);        /* lmod_funcs.c */
 int luaopen_ctx(lua_State *L);          /* lmod_funcs.c */
 /* Pushes a Payload (`:data()`) holding the value at vidx (lmod_process.c). */
 void lmod_push_payload(lua_State *L, int vidx);
+int luaopen_sql(lua_State *L);          /* lmod_sql.c */
 /* lmod_errors.c: errors_open sets the global `errors` table (new, wrap, is, call_stack and
 ** the kinds) in L; luaopen_errors does so and returns it. */
 void errors_open(lua_State *L);

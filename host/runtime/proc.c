@@ -653,11 +653,23 @@ void proc_call_inline(struct proc *p, struct worker *w, struct call *c) {
     c->failed = c->done = 1;
     c->error = xstrdup(p->exit_error ? p->exit_error : "failed");
   }
+  for (struct call_hook *h; (h = p->call_hooks); ) {
+    p->call_hooks = h->next;
+    h->armed = 0;
+    h->fn(p, h);
+  }
   atomic_store(&c->proc, NULL);
   while (atomic_load(&c->waking)) {}           /* a wake that saw p is done with it */
   p->call = NULL;
   p->main_task = NULL;
   p->worker = NULL;
+}
+
+void proc_on_call_end(struct proc *p, struct call_hook *h) {
+  if (h->armed || !p->call) return;
+  h->armed = 1;
+  h->next = p->call_hooks;
+  p->call_hooks = h;
 }
 
 int proc_live_tasks(const struct proc *p) { return p->tasks != NULL; }

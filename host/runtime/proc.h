@@ -127,6 +127,7 @@ struct proc {
   int is_function;
   int fn_ref;                 /* the entry's function, anchored */
   struct call *call;          /* the inline call in progress, or NULL */
+  struct call_hook *call_hooks; /* run when that call ends (proc_on_call_end) */
   int detached;               /* a function state handed to a process host */
   struct task *free_tasks;    /* finished tasks whose coroutines are reused (linked by next) */
   int nfree_tasks;
@@ -156,6 +157,12 @@ uint64_t proc_spawn(struct rt *rt, struct sched *s, const struct code *code,
 struct proc *proc_new_function(struct rt *rt, const struct code *code, struct worker *w,
                                struct call *c, char *err, size_t errlen);
 void proc_call_inline(struct proc *p, struct worker *w, struct call *c);
+/* A C hook a module arms for the end of the inline call in progress (p->call set): run once,
+** on the calling thread, after the call's function returned, failed or was stopped, before
+** the state goes back to its pool (lmod_sql.c rolls back transactions a handler left open).
+** The hook's memory is the module's and must outlive the call; armed is set while queued. */
+struct call_hook { void (*fn)(struct proc *p, struct call_hook *h); struct call_hook *next; int armed; };
+void proc_on_call_end(struct proc *p, struct call_hook *h);
 int proc_live_tasks(const struct proc *p);
 void proc_detach(struct proc *p, struct sched *s);
 void proc_free_function(struct proc *p);

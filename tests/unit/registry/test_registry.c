@@ -631,7 +631,8 @@ TEST(kinds_description) {
                                      "http.router", "http.endpoint", "env.variable",
                                      "env.storage.os", "registry.entry"};
   for (size_t i = 0; i < countof(must); i++) CHECK(registry_kind_known(must[i]));
-  CHECK(!registry_kind_known("db.sql.sqlite"));
+  CHECK(registry_kind_known("db.sql.sqlite"));
+  CHECK(!registry_kind_known("template.jet"));
   for (size_t i = 0; i < val_len(kinds); i++) {
     const struct val *spec = val_at(kinds, i);
     CHECK(fields_ok(val_get(spec, "fields"), val_key_at(kinds, i)));
