@@ -277,6 +277,7 @@ static void free_ship(struct logship *ls) {
   pthread_mutex_destroy(&ls->lock);
   pthread_cond_destroy(&ls->cv);
   free(ls);
+  curl_global_cleanup();                       /* pairs logship_start's curl_global_init */
 }
 
 static void set_defaults(struct logship_opts *o) {

@@ -156,6 +156,10 @@ static int read_clickhouse(const struct val *v, const char *path, struct project
     snprintf(err, errlen, "%s:%d: log.clickhouse.url is required (e.g. http://127.0.0.1:8123)", path, ch->line);
     return -1;
   }
+  if (strncmp(c->url, "http://", 7) != 0 && strncmp(c->url, "https://", 8) != 0) {
+    snprintf(err, errlen, "%s:%d: log.clickhouse.url must be an http:// or https:// URL", path, val_get(ch, "url")->line);
+    return -1;
+  }
   static const struct { const char *key; long max; } ints[] = {
     {"batch_size", 100000}, {"connection_attempts", 1000}, {"buffer", 10000000}};
   long *idst[] = {&c->batch_size, &c->connection_attempts, &c->buffer};
