@@ -42,6 +42,8 @@ struct logship {
   CURL *curl;                   /* shipper thread (and logship_start before it runs) */
   int table_ok;
   char curl_err[CURL_ERROR_SIZE];
+  char answer[256];             /* the start of ClickHouse's last answer (its error text) */
+  size_t answer_len;
   _Atomic uint64_t shipped, dropped, failures, buffered;
 };
 
@@ -104,7 +106,15 @@ static void sink(void *ud, const struct log_record *r) {
 
 /* ---- HTTP (shipper thread) ------------------------------------------------------------ */
 
-static size_t discard(char *p, size_t size, size_t n, void *ud) { return size * n; }
+/* Keeps the first bytes of the answer: ClickHouse's error text for the failure line. */
+static size_t keep_answer(char *p, size_t size, size_t n, void *ud) {
+  struct logship *ls = ud;
+  size_t room = sizeof ls->answer - 1 - ls->answer_len, take = size * n < room ? size * n : room;
+  memcpy(ls->answer + ls->answer_len, p, take);
+  ls->answer_len += take;
+  ls->answer[ls->answer_len] = '\0';
+  return size * n;
+}
 
 /* POSTs body to url; 0 when ClickHouse answered 200. timeout_ns bounds the whole call. */
 static int post(struct logship *ls, const char *url, const char *body, size_t len, int64_t timeout_ns,
@@ -116,7 +126,10 @@ static int post(struct logship *ls, const char *url, const char *body, size_t le
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, ls->headers);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_answer);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, ls);
+  ls->answer_len = 0;
+  ls->answer[0] = '\0';
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ls->curl_err);
   long ms = (long)(timeout_ns / NS_PER_MS);
@@ -139,8 +152,23 @@ static int ensure_table(struct logship *ls, int64_t timeout_ns) {
   return rc;
 }
 
+/* ClickHouse answered that it cannot store these rows (HTTP 400, or one of its parse and
+** type error codes, which 18.16 sends as 500): a retry cannot help. */
+static int rows_refused(const struct logship *ls, long status) {
+  static const int codes[] = {6, 25, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131};
+  if (status == 400) return 1;
+  int code;
+  if (status < 400 || sscanf(ls->answer, "Code: %d", &code) != 1) return 0;
+  for (size_t i = 0; i < countof(codes); i++)
+    if (codes[i] == code) return 1;
+  return 0;
+}
+
 static void describe_failure(struct logship *ls, long status, char *out, size_t n) {
-  if (status) snprintf(out, n, "HTTP status %ld", status);
+  if (status) {
+    size_t line = strcspn(ls->answer, "\r\n");
+    snprintf(out, n, "HTTP status %ld: %.*s", status, (int)line, ls->answer);
+  }
   else snprintf(out, n, "%s", ls->curl_err[0] ? ls->curl_err : "no answer");
 }
 
@@ -214,7 +242,20 @@ static void *ship_main(void *arg) {
       rc = post(ls, ls->insert_url, batch.data, batch.len, limit, &status);
       if (rc != 0) ls->table_ok = 0;                     /* re-check the table next time */
     }
-    if (rc == 0) {
+    if (rc != 0 && rows_refused(ls, status)) {
+      /* e.g. a table made with other columns: the batch is dropped, counted and reported
+      ** instead of blocking every later one. */
+      char why[CURL_ERROR_SIZE + 300];
+      describe_failure(ls, status, why, sizeof why);
+      log_local(LOG_ERROR, "log.clickhouse: %s.%s refused %zu rows (%s); dropped",
+                ls->database ? ls->database : "default", ls->table, nbatch, why);
+      atomic_fetch_add(&ls->failures, 1);
+      atomic_fetch_add(&ls->dropped, nbatch);
+      atomic_fetch_sub(&ls->buffered, nbatch);
+      reported += nbatch;                                 /* reported here, not as "buffer full" */
+      nbatch = 0;
+      buf_reset(&batch);
+    } else if (rc == 0) {
       atomic_fetch_add(&ls->shipped, nbatch);
       atomic_fetch_sub(&ls->buffered, nbatch);
       nbatch = 0;
@@ -225,7 +266,7 @@ static void *ship_main(void *arg) {
     } else {
       atomic_fetch_add(&ls->failures, 1);
       if (!failing) {
-        char why[CURL_ERROR_SIZE + 32];
+        char why[CURL_ERROR_SIZE + 300];
         describe_failure(ls, status, why, sizeof why);
         log_local(LOG_WARN, "log.clickhouse: cannot ship to %s (%s); buffering, retrying every %lld ms or less",
                   ls->url, why, (long long)(8 * period / NS_PER_MS));
@@ -312,9 +353,9 @@ static void first_contact(struct logship *ls) {
     free(sql);
     if (rc == 0) { ls->table_ok = 1; return; }
   }
-  char why[CURL_ERROR_SIZE + 32];
+  char why[CURL_ERROR_SIZE + 300];
   describe_failure(ls, status, why, sizeof why);
-  log_local(LOG_WARN, "log.clickhouse: %s did not answer after %ld attempts (%s); starting anyway, "
+  log_local(LOG_WARN, "log.clickhouse: %s not usable after %ld attempts (%s); starting anyway, "
             "records are buffered (up to %ld) until it does", ls->url, ls->o.connection_attempts, why, ls->o.buffer);
 }
 

@@ -347,5 +347,31 @@ admin:
             self.assertRegex(r.stderr, r"taskhost.yaml:\d+: log.clickhouse." + want)
 
 
+    def test_refusals_are_reported(self):
+        # a wrong password: the start-up warning gives ClickHouse's answer, never the password
+        proj = self.project()
+        path = os.path.join(proj, "taskhost.yaml")
+        with open(path) as f:
+            y = f.read()
+        with open(path, "w") as f:
+            f.write(y.replace("password: s3cr3t-pw", "password: wr0ng-pw"))
+        s, port = self.server(proj)
+        s.wait_for(r"log.clickhouse: \S+ not usable after 2 attempts \(HTTP status 401: .*Wrong password")
+        self.assertEqual(th.http(port, "GET", "/api/hello?n=1")[0], 200)
+        self.assertEqual(s.stop(), 0)
+        self.assertNotIn("wr0ng-pw", s.log())
+        self.assertRegex(s.log(), r"log.clickhouse: 0 records shipped, \d+ dropped")
+        # a table made with other columns: ClickHouse cannot parse the rows (18.16: 500, Code: 27); the batch is
+        # dropped and reported instead of blocking every later one
+        self.ch.query(f"CREATE TABLE {self.table}_x (ts DateTime, ms UInt16, level UInt8, message String, "
+                      "fields String, host String, pid String, entry String) ENGINE = MergeTree ORDER BY ts")
+        s, port = self.server(project(self.ch, f"    table: {self.table}_x\n"))
+        m = s.wait_for(r"log.clickhouse: default\.\w+ refused (\d+) rows \(HTTP status \d+: Code: ")
+        self.assertGreater(int(m.group(1)), 0)
+        self.assertEqual(th.http(port, "GET", "/api/hello?n=2")[0], 200)
+        self.assertEqual(s.stop(), 0)
+        self.assertRegex(s.log(), r"log.clickhouse: 0 records shipped, [1-9]\d* dropped")
+
+
 if __name__ == "__main__":
     th.main()
