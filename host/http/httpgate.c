@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 
 #define SWEEP_MS 100       /* how often pressure is checked */
 #define GRACE_MS 500       /* a connection this old with no head yet is slow (under pressure) */
+#define BUSY_GRACE_MS 2000 /* a served connection that received bytes lately: its thread may
+                              have read the next head and not begun it yet (a starved thread) */
 #define PEEK 16384         /* civetweb's largest request head */
 
 struct seen { uint64_t ino; int64_t first; };    /* when the sweeper first saw a socket */
@@ -99,18 +102,34 @@ static int head_waiting(int fd) {
 }
 
 /* What the threads say about the connections they have served a request on. */
-struct known { uint64_t key; int slow; };        /* slow: waiting GRACE_MS for its next head */
+struct known {
+  uint64_t key;
+  int slow;                  /* waiting GRACE_MS for its next head */
+  int64_t waited;            /* ns its thread has waited for that head */
+};
+
+/* Bytes arrived on the socket within the last GRACE_MS (TCP_INFO's last_data_recv). */
+static int received_lately(int fd) {
+  struct tcp_info ti;
+  socklen_t n = sizeof ti;
+  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) == 0 && ti.tcpi_last_data_recv < GRACE_MS;
+}
 
 /* Cuts socket fd (key k, inode ino): a connection a thread knows, if that thread calls it
 ** slow; one no request was served on yet; either unless a whole head waits in its receive
 ** queue (a client in line, or a busy keep-alive client whose next head has come while its
-** thread was slow to read it: a starved thread is not an idle connection). */
+** thread was slow to read it: a starved thread is not an idle connection). A known one that
+** received bytes in the last GRACE_MS is kept until its thread has waited BUSY_GRACE_MS: its
+** thread may have read the next head already (the receive queue is empty) and not yet begun
+** the request because it was not scheduled — cutting then lost a busy client's request. */
 static int cut(int fd, uint64_t k, uint64_t ino, int port, const struct known *kn) {
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);              /* pins the socket while we check */
   if (d < 0) return 0;
   struct stat st;
   int ok = socket_key(d, port) == k && fstat(d, &st) == 0 && st.st_ino == ino
-           && (!kn || kn->slow) && !head_waiting(d) && shutdown(d, SHUT_RDWR) == 0;
+           && (!kn || kn->slow) && !head_waiting(d)
+           && !(kn && kn->waited < BUSY_GRACE_MS * NS_PER_MS && received_lately(d))
+           && shutdown(d, SHUT_RDWR) == 0;
   close(d);
   return ok;
 }
@@ -127,10 +146,11 @@ static long pressure(struct httpgate *g, struct known **kn) {
     int st = atomic_load_explicit(&sl->state, memory_order_acquire);
     if (st == GATE_IDLE) continue;
     used++;
-    int old = st == GATE_HEAD && now - atomic_load_explicit(&sl->since, memory_order_relaxed) >= GRACE_MS * NS_PER_MS;
+    int64_t waited = st == GATE_HEAD ? now - atomic_load_explicit(&sl->since, memory_order_relaxed) : 0;
+    int old = waited >= GRACE_MS * NS_PER_MS;
     slow += (size_t)old;
     uint64_t key = atomic_load_explicit(&sl->peer, memory_order_relaxed);
-    if (key) (*kn)[n++] = (struct known){key, old};
+    if (key) (*kn)[n++] = (struct known){key, old, waited};
   }
   pthread_mutex_unlock(&g->lock);
   if ((long)used + g->reserve <= g->threads || !slow) return -1;
