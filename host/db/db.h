@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum db_vtype { DBV_NULL, DBV_INT, DBV_FLOAT, DBV_TEXT, DBV_BLOB };
+enum db_vtype { DBV_NULL, DBV_INT, DBV_FLOAT, DBV_TEXT, DBV_BLOB, DBV_BOOL /* i: 0/1 (postgres results) */ };
 
 /* One value: a parameter or a result cell. s is malloc'd (text has a NUL after len bytes). */
 struct db_val { int type; int64_t i; double f; char *s; size_t len; };
@@ -120,6 +120,7 @@ struct db_driver {
 };
 
 extern const struct db_driver db_sqlite_driver;
+extern const struct db_driver db_pg_driver;   /* db_pg.c: PostgreSQL on libpq */
 
 struct db {
   const struct db_driver *drv;

@@ -87,6 +87,7 @@ static void push_val(lua_State *L, const struct db_val *v) {
   switch (v->type) {
   case DBV_INT: lua_pushinteger(L, (lua_Integer)v->i); break;
   case DBV_FLOAT: lua_pushnumber(L, v->f); break;
+  case DBV_BOOL: lua_pushboolean(L, v->i != 0); break;
   case DBV_TEXT: case DBV_BLOB: lua_pushlstring(L, v->s ? v->s : "", v->len); break;
   default: lua_pushnil(L);
   }
@@ -562,7 +563,7 @@ static int l_get(lua_State *L) {
   const char *id = luaL_checkstring(L, 1);
   struct dbset *s = rt_find_service(proc_of(L)->rt, "sql");
   struct db *d = s ? dbset_get(s, id) : NULL;
-  if (!d) return errors_fail(L, EK_NOT_FOUND, "sql: no database %s (a db.sql.sqlite entry)", id);
+  if (!d) return errors_fail(L, EK_NOT_FOUND, "sql: no database %s (a db.sql.sqlite or db.sql.postgres entry)", id);
   struct ldb *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->d = d;
   luaL_setmetatable(L, DB_MT);
