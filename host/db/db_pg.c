@@ -122,7 +122,8 @@ static void fail_msg(struct db_req *r, int fail, const char *state, const char *
 static void fail_res(struct conn *c, struct db_req *r, PGresult *res) {
   const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   int fail = PQstatus(c->pg) == CONNECTION_BAD ? DBF_UNAVAILABLE : fail_of_state(st);
-  fail_msg(r, fail, st, res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
+  const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;   /* one line */
+  fail_msg(r, fail, st, m ? m : res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
 }
 
 /* ---- connecting ---- */
