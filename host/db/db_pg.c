@@ -11,7 +11,8 @@
 **    `cancel` handles (PGcancel), the counters and `stop`.
 **  - A connection connects lazily on its thread (a server down at start is no error: calls
 **    fail UNAVAILABLE). A connection found broken is reset before the next request, with a
-**    backoff (100 ms doubling to 2 s) during which requests fail UNAVAILABLE at once.
+**    backoff (100 ms doubling to 2 s) during which requests fail UNAVAILABLE at once, cut
+**    short when another connection of the pool connects (the server is back).
 **  - Cancellation (any thread, under the lock): a queued request is marked abandoned; a
 **    running one is marked and PQcancel'd through the connection's PGcancel (the server
 **    answers 57014 → CANCELED). BEGIN, COMMIT and ROLLBACK are never interrupted.
@@ -40,7 +41,8 @@ struct conn {
   PGcancel *cancel;           /* under the pool's lock */
   pthread_t th;
   int started;
-  int64_t retry_at, backoff;  /* ns (monotonic): no reconnect before retry_at */
+  int64_t retry_at, backoff;  /* ns (monotonic): no reconnect before retry_at ... */
+  unsigned ups_seen;          /* ... unless another connection got through since (P->ups) */
   struct db_tx *tx;
   struct db_req *qh, *qt;
   struct db_req *cur;
@@ -55,6 +57,7 @@ struct pool {
   int n, busy;
   long long served;
   char *dsn;
+  _Atomic unsigned ups;       /* successful connects: the server is back for everyone */
   struct conn conns[];
 };
 
@@ -137,12 +140,22 @@ static void set_cancel(struct conn *c) {
   if (old) PQfreeCancel(old);
 }
 
+/* Server notices (and the FATAL of a shutdown seen while idle) are not printed to stderr. */
+static void quiet(void *ud, const char *msg) { (void)ud; (void)msg; }
+
 /* Makes c's connection usable. 0, or -1 with r (when given) failed UNAVAILABLE. */
 static int ensure(struct conn *c, struct db_req *r) {
-  if (c->pg && PQstatus(c->pg) == CONNECTION_OK) return 0;
+  if (c->pg && PQstatus(c->pg) == CONNECTION_OK) {
+    /* Idle between requests: read what the server sent meanwhile (libpq's socket is
+    ** non-blocking, so this never waits). A server that shut down sent its FATAL and closed:
+    ** the connection turns BAD here and is reset now, instead of failing this request. */
+    for (int i = 0; i < 3 && PQconsumeInput(c->pg); i++) PQisBusy(c->pg);   /* a FATAL, then EOF */
+    for (PGnotify *n; (n = PQnotifies(c->pg));) PQfreemem(n);
+    if (PQstatus(c->pg) == CONNECTION_OK) return 0;
+  }
   if (c->tx) c->tx->lost = 1;
   int64_t now = now_ns();
-  if (c->pg && now < c->retry_at) {
+  if (c->pg && now < c->retry_at && atomic_load(&c->P->ups) == c->ups_seen) {
     if (r) db_req_fail(r, DBF_UNAVAILABLE, "postgres: the server is unreachable (reconnecting): %.300s", PQerrorMessage(c->pg));
     return -1;
   }
@@ -152,17 +165,20 @@ static int ensure(struct conn *c, struct db_req *r) {
     const char *const keys[] = {"connect_timeout", "dbname", NULL};
     const char *const vals[] = {"5", c->P->dsn, NULL};
     c->pg = PQconnectdbParams(keys, vals, 1);
+    if (c->pg) PQsetNoticeProcessor(c->pg, quiet, NULL);
   }
   if (!c->pg) { if (r) db_req_fail(r, DBF_INTERNAL, "postgres: out of memory"); return -1; }
   if (PQstatus(c->pg) != CONNECTION_OK) {
     c->backoff = c->backoff ? c->backoff * 2 : 100000000LL;
     if (c->backoff > 2000000000LL) c->backoff = 2000000000LL;
     c->retry_at = now_ns() + c->backoff;
+    c->ups_seen = atomic_load(&c->P->ups);
     set_cancel(c);
     if (r) fail_msg(r, DBF_UNAVAILABLE, NULL, PQerrorMessage(c->pg));
     return -1;
   }
   c->backoff = 0;
+  atomic_fetch_add(&c->P->ups, 1);
   PQsetClientEncoding(c->pg, "UTF8");
   set_cancel(c);
   return 0;
