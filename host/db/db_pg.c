@@ -189,6 +189,27 @@ static int ensure(struct conn *c, struct db_req *r) {
 /* Text of each parameter (binary for BLOBs); bufs holds what was formatted. */
 struct params { const char **vals; int *lens, *fmts; char (*num)[32]; };
 
+/* Postgres text cannot hold a NUL byte and libpq takes C strings: such a value would be cut
+** short, so it is refused. 0 / -1 (r failed). */
+static int params_check(struct db_req *r) {
+  if (memchr(r->sql, 0, r->sql_len)) {
+    db_req_fail(r, DBF_INVALID, "sql: the SQL text holds a NUL byte");
+    return -1;
+  }
+  for (size_t i = 0; i < r->nparams; i++) {
+    const struct db_val *v = &r->params[i];
+    if (v->type == DBV_TEXT && v->s && memchr(v->s, 0, v->len)) {
+      db_req_fail(r, DBF_INVALID, "sql: param %zu holds a NUL byte (postgres text cannot; use sql.as.binary)", i + 1);
+      return -1;
+    }
+    if (v->type == DBV_BLOB && v->len > (size_t)1 << 30) {
+      db_req_fail(r, DBF_TOO_LARGE, "sql: param %zu is over 1GB (postgres' limit for a value)", i + 1);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static void params_build(struct params *p, const struct db_req *r) {
   size_t n = r->nparams ? r->nparams : 1;
   p->vals = xcalloc(n, sizeof *p->vals);
@@ -323,6 +344,7 @@ static void run_sql(struct conn *c, struct db_req *r) {
     return;
   }
   int ok;
+  if (params_check(r) != 0) return;
   if (r->op == DBO_PREPARE) {
     PGresult *res = PQprepare(c->pg, "", r->sql, 0, NULL);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) fail_res(c, r, res);

@@ -121,6 +121,8 @@ local function errors(db)
   out("budget ok", #assert(db:query("SELECT x FROM generate_series(1, 50) x")))
   _, e = db:query("SELECT :id", {id = 1})
   out("named", e:kind())
+  _, e = db:query("SELECT $1::text AS t", {"a\0b"})
+  out("nul text", e:kind(), tostring(e))
 end
 
 local function slow(db)
@@ -324,6 +326,7 @@ class SqlPostgres(th.TestCase):
         self.assertIn("budget\tINVALID\tsql: result too large: more than 50 rows (max_rows)", o)
         self.assertIn("budget ok\t50", o)
         self.assertIn("named\tINVALID", o)
+        self.assertIn("nul text\tINVALID\tsql: param 1 holds a NUL byte", o)
         self.assertIn("slow running\t1", o)
         self.assertIn("pongs\t20", o)             # the 1-worker host kept answering
         self.assertIn("slow ended\ttrue", o)
