@@ -148,6 +148,27 @@ void db_submit(struct db *d, struct db_req *r);
 void db_cancel(struct db *d, uint64_t id);
 /* Drivers call it on each of their threads (db_unref there defers the close). */
 void db_mark_pool_thread(void);
+
+/* For drivers: a FIFO of requests through r->next (head *h, tail *t; the caller's lock). */
+static inline void db_reqq_push(struct db_req **h, struct db_req **t, struct db_req *r) {
+  r->next = NULL;
+  if (*t) (*t)->next = r;
+  else *h = r;
+  *t = r;
+}
+static inline struct db_req *db_reqq_pop(struct db_req **h, struct db_req **t) {
+  struct db_req *r = *h;
+  if (!r) return NULL;
+  *h = r->next;
+  if (!*h) *t = NULL;
+  r->next = NULL;
+  return r;
+}
+/* A request a driver may drop unrun (or interrupt) when its caller went away: not the
+** transaction boundaries, which keep a pinned connection's state right. */
+static inline int db_req_interruptible(const struct db_req *r) {
+  return r->op != DBO_BEGIN && r->op != DBO_COMMIT && r->op != DBO_ROLLBACK;
+}
 void db_stats(struct db *d, struct db_stats *st);
 
 /* ---- the databases of a host, by entry id (the app fills it; Lua looks ids up) ---------

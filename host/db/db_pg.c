@@ -67,26 +67,6 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void push(struct db_req **h, struct db_req **t, struct db_req *r) {
-  r->next = NULL;
-  if (*t) (*t)->next = r;
-  else *h = r;
-  *t = r;
-}
-
-static struct db_req *pop(struct db_req **h, struct db_req **t) {
-  struct db_req *r = *h;
-  if (!r) return NULL;
-  *h = r->next;
-  if (!*h) *t = NULL;
-  r->next = NULL;
-  return r;
-}
-
-static int interruptible(const struct db_req *r) {
-  return r->op != DBO_BEGIN && r->op != DBO_COMMIT && r->op != DBO_ROLLBACK;
-}
-
 /* ---- errors: by SQLSTATE (class, or the whole code first) ---- */
 
 static const struct { const char *state; int fail; } state_fail[] = {
@@ -441,8 +421,8 @@ static void run(struct conn *c, struct db_req *r) {
 /* ---- threads ---- */
 
 static struct db_req *next_req(struct pool *P, struct conn *c) {
-  struct db_req *r = pop(&c->qh, &c->qt);
-  if (!r && !c->tx && (r = pop(&P->qh, &P->qt))) P->queued--;
+  struct db_req *r = db_reqq_pop(&c->qh, &c->qt);
+  if (!r && !c->tx && (r = db_reqq_pop(&P->qh, &P->qt))) P->queued--;
   return r;
 }
 
@@ -465,7 +445,7 @@ static void *conn_main(void *arg) {
       pthread_cond_wait(&P->cv, &P->lock);
       continue;
     }
-    int skip = atomic_load(&r->abandoned) && interruptible(r);
+    int skip = atomic_load(&r->abandoned) && db_req_interruptible(r);
     if (!skip) { r->running_on = c; c->cur = r; P->busy++; }
     pthread_mutex_unlock(&P->lock);
     if (skip) db_req_fail(r, DBF_CANCELED, "sql: cancelled before it ran (its caller went away)");
@@ -513,8 +493,8 @@ static void *pg_open(const struct db_config *cfg, char *err, size_t errlen) {
 static void pg_submit(void *pool, struct db_req *r) {
   struct pool *P = pool;
   pthread_mutex_lock(&P->lock);
-  if (r->tx) push(&r->tx->c->qh, &r->tx->c->qt, r);
-  else { push(&P->qh, &P->qt, r); P->queued++; }
+  if (r->tx) db_reqq_push(&r->tx->c->qh, &r->tx->c->qt, r);
+  else { db_reqq_push(&P->qh, &P->qt, r); P->queued++; }
   pthread_cond_broadcast(&P->cv);
   pthread_mutex_unlock(&P->lock);
 }
@@ -528,7 +508,7 @@ static void pg_cancel(void *pool, uint64_t id) {
     struct conn *c = &P->conns[i];
     if (c->cur && c->cur->id == id) {
       found = c->cur;
-      if (interruptible(found)) {
+      if (db_req_interruptible(found)) {
         atomic_store(&found->abandoned, 1);
         if (c->cancel) PQcancel(c->cancel, eb, sizeof eb);   /* a short round trip to the server */
       }

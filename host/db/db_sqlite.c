@@ -56,26 +56,6 @@ struct pool {
   struct conn conns[];
 };
 
-static void push(struct db_req **h, struct db_req **t, struct db_req *r) {
-  r->next = NULL;
-  if (*t) (*t)->next = r;
-  else *h = r;
-  *t = r;
-}
-
-static struct db_req *pop(struct db_req **h, struct db_req **t) {
-  struct db_req *r = *h;
-  if (!r) return NULL;
-  *h = r->next;
-  if (!*h) *t = NULL;
-  r->next = NULL;
-  return r;
-}
-
-static int interruptible(const struct db_req *r) {
-  return r->op != DBO_BEGIN && r->op != DBO_COMMIT && r->op != DBO_ROLLBACK;
-}
-
 /* ---- errors ---- */
 
 static int fail_of(int rc) {
@@ -313,14 +293,14 @@ static void run(struct conn *c, struct db_req *r) {
 
 static int progress(void *ud) {
   struct conn *c = ud;
-  return c->cur && atomic_load(&c->cur->abandoned) && interruptible(c->cur);
+  return c->cur && atomic_load(&c->cur->abandoned) && db_req_interruptible(c->cur);
 }
 
 /* ---- threads ---- */
 
 static struct db_req *next_req(struct pool *P, struct conn *c) {
-  struct db_req *r = pop(&c->qh, &c->qt);
-  if (!r && !c->tx && (r = pop(&P->qh, &P->qt))) P->queued--;
+  struct db_req *r = db_reqq_pop(&c->qh, &c->qt);
+  if (!r && !c->tx && (r = db_reqq_pop(&P->qh, &P->qt))) P->queued--;
   return r;
 }
 
@@ -342,7 +322,7 @@ static void *conn_main(void *arg) {
       pthread_cond_wait(&P->cv, &P->lock);
       continue;
     }
-    int skip = atomic_load(&r->abandoned) && interruptible(r);
+    int skip = atomic_load(&r->abandoned) && db_req_interruptible(r);
     if (!skip) { r->running_on = c; c->cur = r; P->busy++; }
     pthread_mutex_unlock(&P->lock);
     if (skip) db_req_fail(r, DBF_CANCELED, "sql: cancelled before it ran (its caller went away)");
@@ -441,8 +421,8 @@ static void *sq_open(const struct db_config *cfg, char *err, size_t errlen) {
 static void sq_submit(void *pool, struct db_req *r) {
   struct pool *P = pool;
   pthread_mutex_lock(&P->lock);
-  if (r->tx) push(&r->tx->c->qh, &r->tx->c->qt, r);
-  else { push(&P->qh, &P->qt, r); P->queued++; }
+  if (r->tx) db_reqq_push(&r->tx->c->qh, &r->tx->c->qt, r);
+  else { db_reqq_push(&P->qh, &P->qt, r); P->queued++; }
   pthread_cond_broadcast(&P->cv);                 /* a pinned request needs its own thread */
   pthread_mutex_unlock(&P->lock);
 }
@@ -455,7 +435,7 @@ static void sq_cancel(void *pool, uint64_t id) {
     struct conn *c = &P->conns[i];
     if (c->cur && c->cur->id == id) {
       found = c->cur;
-      if (interruptible(found)) { atomic_store(&found->abandoned, 1); sqlite3_interrupt(c->db); }
+      if (db_req_interruptible(found)) { atomic_store(&found->abandoned, 1); sqlite3_interrupt(c->db); }
     }
     for (struct db_req *r = c->qh; r && !found; r = r->next)
       if (r->id == id) found = r;
