@@ -50,16 +50,21 @@ static struct val *read_yaml(const char *path, int *missing, char *err, size_t e
   return v;
 }
 
-/* section.keys[i] → *dst[i], positive integers (http_client:, metrics:). */
-static int read_positive(const struct val *v, const char *path, const char *section, const char *const *keys,
-                         long *const *dst, size_t n, char *err, size_t errlen) {
+/* A positive integer setting: its key under the section, and its largest value (0: none). */
+struct int_key { const char *key; long max; };
+
+/* section.keys[i] → *dst[i], integers from 1 to keys[i].max (http_client:, metrics:, funcs:,
+** log.clickhouse:); an absent key leaves *dst[i] as it is. 0, or -1 with file:line in err. */
+static int read_ints(const struct val *v, const char *path, const char *section, const struct int_key *keys,
+                     long *const *dst, size_t n, char *err, size_t errlen) {
   for (size_t i = 0; i < n; i++) {
     char key[64];
-    snprintf(key, sizeof key, "%s.%s", section, keys[i]);
+    snprintf(key, sizeof key, "%s.%s", section, keys[i].key);
     const struct val *x = val_path(v, key);
     if (!x) continue;
-    if (x->type != V_INT || x->u.i <= 0) {
-      snprintf(err, errlen, "%s:%d: %s must be a positive integer", path, x->line, key);
+    if (x->type != V_INT || x->u.i <= 0 || (keys[i].max && x->u.i > keys[i].max)) {
+      if (keys[i].max) snprintf(err, errlen, "%s:%d: %s must be an integer from 1 to %ld", path, x->line, key, keys[i].max);
+      else snprintf(err, errlen, "%s:%d: %s must be a positive integer", path, x->line, key);
       return -1;
     }
     *dst[i] = (long)x->u.i;
@@ -69,16 +74,16 @@ static int read_positive(const struct val *v, const char *path, const char *sect
 
 /* http_client: {max_connections_per_host, max_connections, max_in_flight}. */
 static int read_http_client(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
-  static const char *const keys[] = {"max_connections_per_host", "max_connections", "max_in_flight"};
+  static const struct int_key keys[] = {{"max_connections_per_host", 0}, {"max_connections", 0}, {"max_in_flight", 0}};
   long *const dst[] = {&p->http_max_connections_per_host, &p->http_max_connections, &p->http_max_in_flight};
-  return read_positive(v, path, "http_client", keys, dst, countof(keys), err, errlen);
+  return read_ints(v, path, "http_client", keys, dst, countof(keys), err, errlen);
 }
 
 /* metrics: {max_names, max_series_per_metric, max_series}: the cardinality budgets. */
 static int read_metrics(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
-  static const char *const keys[] = {"max_names", "max_series_per_metric", "max_series"};
+  static const struct int_key keys[] = {{"max_names", 0}, {"max_series_per_metric", 0}, {"max_series", 0}};
   long *const dst[] = {&p->metrics_max_names, &p->metrics_max_series_per_metric, &p->metrics_max_series};
-  return read_positive(v, path, "metrics", keys, dst, countof(keys), err, errlen);
+  return read_ints(v, path, "metrics", keys, dst, countof(keys), err, errlen);
 }
 
 /* admin: {addr, token}, non-empty strings (main's --admin replaces addr). */
@@ -104,19 +109,9 @@ static int read_admin(const struct val *v, const char *path, struct project *p, 
 
 /* funcs: {max_threads (1..1024), max_queue (1..1000000)}; 0 left = the engine's defaults. */
 static int read_funcs(const struct val *v, const char *path, struct project *p, char *err, size_t errlen) {
-  static const struct { const char *key; long max; } keys[] = {
-    {"funcs.max_threads", 1024}, {"funcs.max_queue", 1000000}};
-  long *dst[] = {&p->funcs_max_threads, &p->funcs_max_queue};
-  for (size_t i = 0; i < countof(keys); i++) {
-    const struct val *x = val_path(v, keys[i].key);
-    if (!x) continue;
-    if (x->type != V_INT || x->u.i <= 0 || x->u.i > keys[i].max) {
-      snprintf(err, errlen, "%s:%d: %s must be an integer from 1 to %ld", path, x->line, keys[i].key, keys[i].max);
-      return -1;
-    }
-    *dst[i] = (long)x->u.i;
-  }
-  return 0;
+  static const struct int_key keys[] = {{"max_threads", 1024}, {"max_queue", 1000000}};
+  long *const dst[] = {&p->funcs_max_threads, &p->funcs_max_queue};
+  return read_ints(v, path, "funcs", keys, dst, countof(keys), err, errlen);
 }
 
 /* A ClickHouse identifier we put into SQL unquoted: [A-Za-z_][A-Za-z0-9_]*, at most 64. */
@@ -160,18 +155,9 @@ static int read_clickhouse(const struct val *v, const char *path, struct project
     snprintf(err, errlen, "%s:%d: log.clickhouse.url must be an http:// or https:// URL", path, val_get(ch, "url")->line);
     return -1;
   }
-  static const struct { const char *key; long max; } ints[] = {
-    {"batch_size", 100000}, {"connection_attempts", 1000}, {"buffer", 10000000}};
-  long *idst[] = {&c->batch_size, &c->connection_attempts, &c->buffer};
-  for (size_t i = 0; i < countof(ints); i++) {
-    const struct val *x = val_get(ch, ints[i].key);
-    if (!x) continue;
-    if (x->type != V_INT || x->u.i <= 0 || x->u.i > ints[i].max) {
-      snprintf(err, errlen, "%s:%d: log.clickhouse.%s must be an integer from 1 to %ld", path, x->line, ints[i].key, ints[i].max);
-      return -1;
-    }
-    *idst[i] = (long)x->u.i;
-  }
+  static const struct int_key ints[] = {{"batch_size", 100000}, {"connection_attempts", 1000}, {"buffer", 10000000}};
+  long *const idst[] = {&c->batch_size, &c->connection_attempts, &c->buffer};
+  if (read_ints(v, path, "log.clickhouse", ints, idst, countof(ints), err, errlen) != 0) return -1;
   static const char *const durs[] = {"batch_interval", "try_connection_period"};
   int64_t *ddst[] = {&c->batch_interval, &c->try_connection_period};
   for (size_t i = 0; i < countof(durs); i++) {
