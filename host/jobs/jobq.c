@@ -13,6 +13,7 @@
 */
 #include "jobq_impl.h"
 #include "jobstore.h"
+#include "pgq.h"
 #include "value/json.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -115,8 +116,15 @@ struct jobq *jobq_new(const struct jobq_config *cfg, struct jobstore *store) {
   return q;
 }
 
+struct jobq *jobq_new_pg(const struct jobq_config *cfg, struct pgq *pg) {
+  struct jobq *q = jobq_new(cfg, NULL);
+  q->pg = pg;
+  return q;
+}
+
 void jobq_free(struct jobq *q) {
   if (!q) return;
+  pgq_free(q->pg);
   for (size_t i = 0; i < q->nall; i++) job_free(q->all[i]);
   free(q->all);
   free(q->buckets);
@@ -309,6 +317,7 @@ static int has_room(const struct jobq *q, size_t n, uint64_t bytes) {
 
 int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq_publish_opts *o,
                  char *id_out, size_t idlen, int *existed, char *err, size_t errlen) {
+  if (q->pg) return pgq_publish(q->pg, data, len, o, id_out, idlen, existed, err, errlen);
   static const struct jobq_publish_opts none = {.max_retries = -1};
   if (!o) o = &none;
   *existed = 0;
@@ -358,6 +367,7 @@ int jobq_publish(struct jobq *q, const char *data, size_t len, const struct jobq
 int jobq_publish_many(struct jobq *q, const char *const *data, const size_t *lens, size_t n,
                       const struct jobq_publish_opts *o, char (*ids)[JOBQ_ID_MAX], char *err,
                       size_t errlen) {
+  if (q->pg) return pgq_publish_many(q->pg, data, lens, n, o, ids, err, errlen);
   struct jobq_publish_opts opts = o ? *o : (struct jobq_publish_opts){.max_retries = -1};
   opts.id = opts.idem_key = NULL;
   if (!n) return JQ_OK;
@@ -452,6 +462,7 @@ static size_t take_ready(struct jobq *q, struct job **out, size_t max) {
 }
 
 size_t jobq_claim_batch(struct jobq *q, int64_t until_ns, struct job **out, size_t max) {
+  if (q->pg) return pgq_claim_batch(q->pg, until_ns, out, max);
   pthread_mutex_lock(&q->lock);
   for (;;) {
     if (q->stopped) break;
@@ -490,6 +501,7 @@ struct job *jobq_claim(struct jobq *q, int64_t until_ns) {
 }
 
 int job_begin(struct jobq *q, struct job *j) {
+  if (q->pg) return pgq_begin(q->pg, j);
   pthread_mutex_lock(&q->lock);
   q->reserved--;
   int flag = job_state_final(j->state) ? 1 : q->draining ? 2 : atomic_load(&j->cancel);
@@ -517,6 +529,7 @@ int64_t job_deadline(const struct job *j) { return j->deadline; }
 _Atomic int *job_cancel_flag(struct job *j) { return &j->cancel; }
 
 void job_on_cancel(struct jobq *q, struct job *j, void (*wake)(void *), void *arg) {
+  if (q->pg) { pgq_on_cancel(q->pg, j, wake, arg); return; }
   pthread_mutex_lock(&q->lock);
   j->wake = wake;            /* set by the runner before the job's code starts */
   j->wake_arg = arg;
@@ -524,6 +537,7 @@ void job_on_cancel(struct jobq *q, struct job *j, void (*wake)(void *), void *ar
 }
 
 void job_set_progress(struct jobq *q, struct job *j, const char *json, size_t len) {
+  if (q->pg) { pgq_set_progress(q->pg, j, json, len); return; }
   pthread_mutex_lock(&q->lock);
   free(j->progress);
   j->progress = xstrndup(json, len);
@@ -551,6 +565,7 @@ static void release_reserved(struct jobq *q, struct job *j, int64_t now) {
 }
 
 void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *text, size_t len) {
+  if (q->pg) { pgq_finish(q->pg, j, o, text, len); return; }
   pthread_mutex_lock(&q->lock);
   int64_t now = jobq_now_ms();
   if (j->claimed != 2) {
@@ -600,6 +615,7 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
 }
 
 int jobq_forget(struct jobq *q, const char *id) {
+  if (q->pg) return pgq_forget(q->pg, id);
   pthread_mutex_lock(&q->lock);
   struct job *j = jobq_find(q, id);
   int rc = !j || j->pub_state < 0 ? -1 : job_state_final(j->pub_state) && !j->inflight && !j->claimed ? 0 : 1;
@@ -614,6 +630,7 @@ int jobq_forget(struct jobq *q, const char *id) {
 }
 
 int jobq_cancel(struct jobq *q, const char *id) {
+  if (q->pg) return pgq_cancel(q->pg, id);
   pthread_mutex_lock(&q->lock);
   struct job *j = jobq_find(q, id);
   if (!j || j->pub_state < 0) {
@@ -652,6 +669,7 @@ int jobq_cancel(struct jobq *q, const char *id) {
 /* ---- shutdown ---------------------------------------------------------------------- */
 
 void jobq_drain(struct jobq *q) {
+  if (q->pg) pgq_drain(q->pg);
   pthread_mutex_lock(&q->lock);
   q->draining = 1;
   pthread_cond_broadcast(&q->cv);
@@ -659,6 +677,7 @@ void jobq_drain(struct jobq *q) {
 }
 
 void jobq_stop(struct jobq *q) {
+  if (q->pg) pgq_stop(q->pg);
   pthread_mutex_lock(&q->lock);
   q->draining = q->stopped = 1;
   pthread_cond_broadcast(&q->cv);
@@ -666,10 +685,12 @@ void jobq_stop(struct jobq *q) {
 }
 
 int jobq_available(struct jobq *q) {
+  if (q->pg) return pgq_available(q->pg);
   return !q->store || jobstore_healthy(q->store);    /* an atomic: no lock needed */
 }
 
 int jobq_draining(struct jobq *q) {
+  if (q->pg) return pgq_draining(q->pg);
   pthread_mutex_lock(&q->lock);
   int d = q->draining;
   pthread_mutex_unlock(&q->lock);
@@ -677,6 +698,7 @@ int jobq_draining(struct jobq *q) {
 }
 
 size_t jobq_running(struct jobq *q) {
+  if (q->pg) return pgq_running(q->pg);
   pthread_mutex_lock(&q->lock);
   size_t n = q->running;
   pthread_mutex_unlock(&q->lock);
@@ -684,6 +706,7 @@ size_t jobq_running(struct jobq *q) {
 }
 
 size_t jobq_interrupt_running(struct jobq *q) {
+  if (q->pg) return pgq_interrupt_running(q->pg);
   size_t n = 0;
   pthread_mutex_lock(&q->lock);
   for (size_t i = 0; i < q->nall; i++) {

@@ -74,6 +74,10 @@ struct job;                     /* opaque; valid while claimed, until jobq_finis
 
 struct jobq *jobq_new(const struct jobq_config *cfg, struct jobstore *store);
 void jobq_free(struct jobq *q);   /* no worker may hold a job */
+/* A queue whose jobs live in Postgres (pgq.h): every operation below goes to pg, which the
+** queue owns from now on (jobq_free frees it). */
+struct pgq;
+struct jobq *jobq_new_pg(const struct jobq_config *cfg, struct pgq *pg);
 
 /* Boot recovery, before any publish or claim: takes a stored row of this queue. A job left
 ** running by a crashed host goes to retrying (the crash counts as an attempt), or to failed
@@ -155,7 +159,8 @@ enum job_outcome {
 void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *text, size_t len);
 
 /* Cancel. Returns the state the job was in (its final state unchanged for a finished job), or
-** -1 for an unknown id. Queued/scheduled/retrying jobs become cancelled at once; a running
+** -1 for an unknown id (with the postgres driver also JQ_UNAVAILABLE while the database is
+** unreachable; so for forget, job_info and job_result). Queued/scheduled/retrying jobs become cancelled at once; a running
 ** one gets its cancel flag set and ends as cancelled when its runner stops. */
 int jobq_cancel(struct jobq *q, const char *id);
 /* Forgets a finished job (its record, and its row once the store has written the delete):

@@ -47,6 +47,7 @@ struct jobq {
   struct jobq_config cfg;
   char *name;
   struct jobstore *store;
+  struct pgq *pg;                  /* driver postgres: every operation goes to pgq.h */
   pthread_mutex_t lock;
   pthread_cond_t cv;
   struct job **all;
@@ -87,6 +88,7 @@ void jobq_show_running(struct jobq *q, struct job *j);  /* after every commit pu
 void jobq_store_event(void *arg, int event);            /* jobstore_on_event callback */
 void jobq_waiter_init(struct waiter *w);
 int jobq_waiter_wait(struct waiter *w);
+void jobq_waiter_signal(struct waiter *w, int ok);      /* the commit is reported: wakes */
 
 int64_t jobq_now_ms(void);                                   /* wall clock, epoch ms */
 

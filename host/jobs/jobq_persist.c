@@ -31,13 +31,7 @@ static void committed(void *arg, int ok) {
   if (c->q->last_commit == c) c->q->last_commit = NULL;
   pthread_mutex_unlock(&c->q->lock);
   free(c->then);
-  if (c->w) {
-    pthread_mutex_lock(&c->w->m);
-    c->w->done = 1;
-    c->w->ok = ok;
-    pthread_cond_signal(&c->w->cv);
-    pthread_mutex_unlock(&c->w->m);
-  }
+  if (c->w) jobq_waiter_signal(c->w, ok);
   free(c);
 }
 
@@ -128,6 +122,14 @@ void jobq_waiter_init(struct waiter *w) {
   pthread_mutex_init(&w->m, NULL);
   pthread_cond_init(&w->cv, NULL);
   w->done = w->ok = 0;
+}
+
+void jobq_waiter_signal(struct waiter *w, int ok) {
+  pthread_mutex_lock(&w->m);
+  w->done = 1;
+  w->ok = ok;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->m);
 }
 
 int jobq_waiter_wait(struct waiter *w) {

@@ -6,6 +6,7 @@
 */
 #include "jobq_impl.h"
 #include "value/json.h"
+#include "pgq.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@ static void put_info(const struct jobq *q, const struct job *j, int state, struc
 }
 
 int jobq_job_info(struct jobq *q, const char *id, struct buf *out) {
+  if (q->pg) return pgq_job_info(q->pg, id, out);
   pthread_mutex_lock(&q->lock);
   struct job *j = jobq_find(q, id);
   int s = j ? shown_state(j, jobq_now_ms()) : -1;
@@ -71,6 +73,7 @@ static void put_last_error(const struct job *j, struct buf *out) {
 }
 
 int jobq_job_result(struct jobq *q, const char *id, struct buf *out) {
+  if (q->pg) return pgq_job_result(q->pg, id, out);
   pthread_mutex_lock(&q->lock);
   struct job *j = jobq_find(q, id);
   int s = j ? shown_state(j, jobq_now_ms()) : -1;
@@ -82,6 +85,7 @@ int jobq_job_result(struct jobq *q, const char *id, struct buf *out) {
 
 void jobq_list(struct jobq *q, int state, int64_t after, size_t limit, struct buf *out,
                int64_t *next) {
+  if (q->pg) { pgq_list(q->pg, state, after, limit, out, next); return; }
   pthread_mutex_lock(&q->lock);
   int64_t now = jobq_now_ms();
   size_t lo = 0, hi = q->nall, n = 0;
@@ -110,6 +114,7 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 void jobq_stats(struct jobq *q, struct jobq_stats *out) {
+  if (q->pg) { pgq_stats(q->pg, out); return; }
   pthread_mutex_lock(&q->lock);
   *out = q->st;
   out->live_bytes = q->live_bytes;

@@ -5,6 +5,7 @@
 #include "jobq.h"
 #include "jobrun.h"
 #include "jobstore.h"
+#include "pgq.h"
 #include "base/log.h"
 #include "registry/registry.h"
 #include "runtime/events.h"
@@ -113,7 +114,26 @@ static int open_queue(struct jobs *js, struct rt *rt, const struct reg_entry *e,
   config_of(e, &cfg);
   cfg.on_final = job_final;
   cfg.on_final_ud = rt;
-  if (strcmp(val_str(val_get(e->data, "driver"), "sqlite"), "sqlite") == 0) {
+  const char *driver = val_str(val_get(e->data, "driver"), "sqlite");
+  if (strcmp(driver, "postgres") == 0) {
+    const char *dsn = val_str(val_get(e->data, "dsn"), "");
+    if (!*dsn) {
+      snprintf(err, errlen, "%s:%d: %s: driver postgres needs a dsn (a libpq connection string or URI)",
+               e->file, e->line, e->id);
+      return -1;
+    }
+    struct pgq_config pc = {.dsn = dsn, .lease_ns = dur(e, "lease", 30 * NS_PER_S),
+                            .poll_ns = dur(e, "poll_interval", NS_PER_S),
+                            .notify = val_bool(val_get(e->data, "notify"), 1)};
+    struct pgq *pg = pgq_open(&cfg, &pc, err, errlen);
+    if (!pg) return -1;
+    qr->q = jobq_new_pg(&cfg, pg);
+    qr->id = xstrdup(e->id);
+    js->nqueues++;
+    rt_add_queue(rt, e->id, qr->q);
+    return 0;
+  }
+  if (strcmp(driver, "sqlite") == 0) {
     char *path = db_path(e, rt->project_dir);
     for (size_t i = 0; i < js->nqueues; i++)      /* one file per queue: seq is per queue */
       if (js->queues[i].path && strcmp(js->queues[i].path, path) == 0) {

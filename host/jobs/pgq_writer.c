@@ -1,0 +1,716 @@
+/*
+** pgq_writer.c — the writer thread of a Postgres queue (pgq_impl.h; the round is described
+** at the top of pgq.c): connects (and reconnects with backoff), writes publishes and finishes
+** in batches, renews leases, claims, notifies, and does the leader's rescue and pruning.
+**
+** Threads: everything here runs on the writer thread, which owns w->c and w->lc. It takes
+** p->lock only to move requests and jobs; waiters are signalled and on_final is called with
+** it released.
+*/
+#include "pgq_impl.h"
+#include "base/log.h"
+#include "value/json.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLAIM_MAX 500
+#define DEEP_FACTOR 8
+#define NOTIFY_GAP_MS 20          /* a host notifies a queue at most this often (trailing edge) */
+#define HOUSEKEEP_MS 1000
+#define BACKOFF_MAX_MS 2000
+
+struct wstate {
+  struct pgq *p;
+  PGconn *c, *lc;                 /* work; LISTEN + leader lock */
+  int leader, down_logged, deep;
+  int64_t backoff_ms, next_connect, next_renew, next_poll, next_house, next_due;
+  int64_t last_notify;
+  int notify_pending;
+  char err[256];
+};
+
+static int64_t mono_ms(void) { return clock_mono_ns() / NS_PER_MS; }
+
+static const char SQL_INSERT[] =
+  "INSERT INTO taskhost_jobs (queue, jid, state, priority, max_retries, run_at, data, headers, idem_key)"
+  " SELECT $1, x.j, CASE WHEN x.dl > 0 THEN 1 ELSE 0 END, x.p, x.m,"
+  " now() + x.dl * interval '1 millisecond', x.d, x.h, x.k"
+  " FROM json_to_recordset($2::json) AS x(j text, d text, p int, m int, dl bigint, h text, k text)";
+static const char SQL_INSERT_KEYED[] =
+  "INSERT INTO taskhost_jobs (queue, jid, state, priority, max_retries, run_at, data, headers, idem_key)"
+  " SELECT $1, x.j, CASE WHEN x.dl > 0 THEN 1 ELSE 0 END, x.p, x.m,"
+  " now() + x.dl * interval '1 millisecond', x.d, x.h, x.k"
+  " FROM json_to_recordset($2::json) AS x(j text, d text, p int, m int, dl bigint, h text, k text)"
+  " ON CONFLICT DO NOTHING RETURNING jid";
+static const char SQL_EXISTING[] =
+  "SELECT jid FROM taskhost_jobs WHERE queue = $1 AND (jid = $2 OR (idem_key = $3 AND state < 4))"
+  " ORDER BY seq DESC LIMIT 1";
+static const char SQL_FINISH[] =
+  "UPDATE taskhost_jobs j SET state = f.st, result = f.r,"
+  " errors = CASE WHEN f.e IS NULL THEN j.errors"
+  "  ELSE coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(f.e) END,"
+  " run_at = CASE WHEN f.d IS NULL THEN j.run_at ELSE now() + f.d * interval '1 millisecond' END,"
+  " finished_at = CASE WHEN f.st >= 4 THEN now() END, attempt = j.attempt - f.u,"
+  " progress = coalesce(f.p, j.progress), owner = NULL, lease_until = NULL, cancel_requested = false"
+  " FROM json_to_recordset($1::json) AS f(s bigint, a int, st smallint, r text, p text, e jsonb, d bigint, u int)"
+  " WHERE j.seq = f.s AND j.attempt = f.a AND j.owner = $2 AND j.state = 2 RETURNING j.seq";
+static const char SQL_RENEW[] =
+  "UPDATE taskhost_jobs SET lease_until = clock_timestamp() + $2 * interval '1 millisecond'"
+  " WHERE seq = ANY($1::bigint[]) AND owner = $3 AND state = 2 RETURNING seq, cancel_requested";
+static const char SQL_PROGRESS[] =
+  "UPDATE taskhost_jobs j SET progress = f.p FROM json_to_recordset($1::json) AS f(s bigint, a int, p text)"
+  " WHERE j.seq = f.s AND j.attempt = f.a AND j.owner = $2 AND j.state = 2";
+static const char SQL_CLAIM[] = "SELECT * FROM taskhost_claim($1, $2, $3, $4, $5, true)";
+static const char SQL_COUNT[] =
+  "SELECT (SELECT count(*) FROM taskhost_jobs WHERE queue = $1 AND state = 0)"
+  " + (SELECT count(*) FROM taskhost_jobs WHERE queue = $1 AND state IN (1, 3)),"
+  " (SELECT count(*) FROM taskhost_jobs WHERE queue = $1 AND state = 2)";
+static const char SQL_LEADER[] = "SELECT pg_try_advisory_lock(hashtextextended('taskhost-leader:' || $1, 0))";
+static const char SQL_RESCUE[] =
+  "UPDATE taskhost_jobs j SET recoveries = j.recoveries + 1, owner = NULL, lease_until = NULL,"
+  " state = CASE WHEN j.recoveries + 1 > $2 OR j.attempt > j.max_retries THEN 5 ELSE 3 END,"
+  " finished_at = CASE WHEN j.recoveries + 1 > $2 OR j.attempt > j.max_retries THEN now() END,"
+  " run_at = now() + least($4::float8, $3::float8 * power($5::float8, greatest(j.attempt - 1, 0)))"
+  "  * (CASE $6::int WHEN 0 THEN random() WHEN 1 THEN 0.5 + 0.5 * random() ELSE 1 END)"
+  "  * interval '1 millisecond',"
+  " errors = coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object('attempt', j.attempt,"
+  "  'at', (extract(epoch FROM now()) * 1000)::bigint, 'error',"
+  "  'worker lost: its host stopped renewing the lease while the job ran'))"
+  " WHERE j.seq IN (SELECT t.seq FROM taskhost_jobs t WHERE t.queue = $1 AND t.state = 2"
+  "  AND t.lease_until < now() LIMIT 1000 FOR UPDATE SKIP LOCKED)"
+  " RETURNING j.jid, j.state, j.attempt";
+static const char SQL_PRUNE[] =
+  "DELETE FROM taskhost_jobs WHERE seq IN (SELECT seq FROM taskhost_jobs WHERE queue = $1"
+  " AND state >= 4 AND finished_at < now() - $2 * interval '1 millisecond' LIMIT 10000)";
+
+/* ---- connection ---------------------------------------------------------------------- */
+
+static void disconnect(struct wstate *w, const char *why) {
+  PQfinish(w->c);
+  PQfinish(w->lc);
+  w->c = w->lc = NULL;
+  w->leader = 0;
+  atomic_store(&w->p->up, 0);
+  log_warn("%s: lost the database connection (%s); reconnecting", w->p->name, why);
+  w->down_logged = 1;
+  w->backoff_ms = 100;
+  w->next_connect = mono_ms() + w->backoff_ms;
+}
+
+static void connect_failed(struct wstate *w, PGconn *c, PGconn *lc) {
+  PQfinish(c);
+  PQfinish(lc);
+  if (!w->down_logged) log_warn("%s: cannot reach the database (%s); retrying", w->p->name, w->err);
+  w->down_logged = 1;
+  w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : 100;
+  if (w->backoff_ms > BACKOFF_MAX_MS) w->backoff_ms = BACKOFF_MAX_MS;
+  w->next_connect = mono_ms() + w->backoff_ms;
+}
+
+static void wconnect(struct wstate *w) {
+  struct pgq *p = w->p;
+  if (mono_ms() < w->next_connect) return;
+  PGconn *c = pgq_connect(p->dsn, w->err, sizeof w->err), *lc = NULL;
+  if (c && pgq_migrate(c, w->err, sizeof w->err) != 0) {
+    log_error("%s: %s", p->name, w->err);
+    w->down_logged = 1;
+  } else if (c) {
+    lc = pgq_connect(p->dsn, w->err, sizeof w->err);
+  }
+  PGresult *r = lc && p->notify ? pgq_exec(lc, "LISTEN taskhost_jobs; LISTEN taskhost_cancel", 0, NULL,
+                                           w->err, sizeof w->err) : NULL;
+  if (!lc || (p->notify && !r)) {
+    connect_failed(w, c, lc);
+    return;
+  }
+  PQclear(r);
+  w->c = c;
+  w->lc = lc;
+  w->backoff_ms = 0;
+  if (w->down_logged) log_info("%s: connected to the database", p->name);
+  w->down_logged = 0;
+  w->next_renew = w->next_house = w->next_poll = 0;
+  atomic_store(&p->up, 1);
+}
+
+/* Runs a statement on the work connection; NULL on failure (the connection is dropped when
+** it is gone; other errors are in w->err). */
+static PGresult *wexec(struct wstate *w, PGconn *c, const char *sql, int n, const char *const *vals) {
+  if (!c) return NULL;
+  PGresult *r = pgq_exec(c, sql, n, vals, w->err, sizeof w->err);
+  if (!r && (pgq_conn_bad(w->c) || pgq_conn_bad(w->lc))) disconnect(w, w->err);
+  return r;
+}
+
+/* ---- publish ------------------------------------------------------------------------- */
+
+static void put_str_or_null(struct buf *b, const char *s) {
+  if (s) json_put_string(b, s, strlen(s));
+  else buf_adds(b, "null");
+}
+
+static void put_pub(struct pgq *p, const struct pgq_pub *pub, struct buf *b) {
+  const struct jobq_publish_opts *o = pub->o;
+  int mr = o->max_retries >= 0 ? o->max_retries : p->cfg.max_retries;
+  for (size_t i = 0; i < pub->n; i++) {
+    buf_addc(b, b->len ? ',' : '[');
+    buf_adds(b, "{\"j\":");
+    put_str_or_null(b, pub->gen ? pub->gen[i] : o->id);
+    buf_adds(b, ",\"d\":");
+    json_put_string(b, pub->data[i], pub->lens[i]);
+    buf_printf(b, ",\"p\":%d,\"m\":%d,\"dl\":%lld,\"h\":", o->priority, mr,
+               (long long)(o->delay_ns > 0 ? o->delay_ns / NS_PER_MS : 0));
+    put_str_or_null(b, o->headers);
+    buf_adds(b, ",\"k\":");
+    put_str_or_null(b, o->idem_key);
+    buf_addc(b, '}');
+  }
+}
+
+/* The result of a failed publish statement for every pub of the list. */
+static void pubs_failed(struct wstate *w, struct pgq_pub *list, const char *why) {
+  for (struct pgq_pub *u = list; u; u = u->next) {
+    u->rc = w->c ? JQ_ERROR : JQ_UNAVAILABLE;
+    snprintf(u->err, sizeof u->err, w->c ? "queue %s: the job could not be stored: %s"
+             : "queue %s: the database connection was lost before the job was confirmed (%s); try again",
+             w->p->name, why);
+  }
+}
+
+/* One INSERT for the pubs of list (unkeyed: their ids are fresh). 0, or -1 (pubs_failed). */
+static int insert_batch(struct wstate *w, struct pgq_pub *list) {
+  struct buf b;
+  buf_init(&b);
+  for (struct pgq_pub *u = list; u; u = u->next) put_pub(w->p, u, &b);
+  if (!b.len) buf_addc(&b, '[');
+  buf_adds(&b, "]");
+  buf_addc(&b, '\0');
+  const char *vals[] = {w->p->name, b.data};
+  PGresult *r = wexec(w, w->c, SQL_INSERT, 2, vals);
+  buf_free(&b);
+  if (!r) { pubs_failed(w, list, w->err); return -1; }
+  PQclear(r);
+  for (struct pgq_pub *u = list; u; u = u->next) u->rc = JQ_OK;
+  return 0;
+}
+
+/* A publish with a caller-given id or key: inserted, or the job already there. */
+static void insert_keyed(struct wstate *w, struct pgq_pub *u) {
+  struct buf b;
+  buf_init(&b);
+  put_pub(w->p, u, &b);
+  buf_adds(&b, "]");
+  buf_addc(&b, '\0');
+  const char *vals[] = {w->p->name, b.data};
+  PGresult *r = wexec(w, w->c, SQL_INSERT_KEYED, 2, vals);
+  buf_free(&b);
+  u->next = NULL;
+  if (!r) { pubs_failed(w, u, w->err); return; }
+  int inserted = PQntuples(r) > 0;
+  if (inserted) snprintf(u->id_out, u->idlen, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  u->rc = JQ_OK;
+  if (inserted) return;
+  const char *ev[] = {w->p->name, u->o->id, u->o->idem_key};
+  if (!(r = wexec(w, w->c, SQL_EXISTING, 3, ev))) { pubs_failed(w, u, w->err); return; }
+  if (PQntuples(r)) {
+    snprintf(u->id_out, u->idlen, "%s", PQgetvalue(r, 0, 0));
+    u->existed = 1;
+  } else {
+    u->rc = JQ_ERROR;                /* the conflicting job went meanwhile */
+    snprintf(u->err, sizeof u->err, "queue %s: the job's id or key was taken meanwhile; try again", w->p->name);
+  }
+  PQclear(r);
+}
+
+static void send_notify(struct wstate *w, int64_t now) {
+  const char *vals[] = {w->p->name};
+  PQclear(wexec(w, w->c, "SELECT pg_notify('taskhost_jobs', $1)", 1, vals));
+  w->last_notify = now;
+  w->notify_pending = 0;
+}
+
+static void write_pubs(struct wstate *w, struct pgq_pub *list) {
+  struct pgq *p = w->p;
+  struct pgq_pub *batch = NULL, **bt = &batch, *keyed = NULL, **kt = &keyed;
+  size_t nbatch = 0;
+  for (struct pgq_pub *u = list, *next; u; u = next) {
+    next = u->next;
+    u->next = NULL;
+    if (u->gen) { *bt = u; bt = &u->next; nbatch++; }
+    else { *kt = u; kt = &u->next; }
+  }
+  if (!w->c) {
+    pubs_failed(w, batch, "not connected");
+    pubs_failed(w, keyed, "not connected");
+  } else {
+    /* One bad job (say, bytes that are not UTF-8) must not fail the others of its round. */
+    if (batch && insert_batch(w, batch) != 0 && nbatch > 1 && w->c)
+      for (struct pgq_pub *u = batch, *next; u; u = next) {
+        next = u->next;
+        u->next = NULL;
+        insert_batch(w, u);
+        u->next = next;
+      }
+    for (struct pgq_pub *u = keyed, *next; u; u = next) {
+      next = u->next;
+      insert_keyed(w, u);
+      u->next = next;
+    }
+  }
+  size_t added = 0;
+  for (struct pgq_pub *u = batch; u; u = u->next) added += u->rc == JQ_OK ? u->n : 0;
+  for (struct pgq_pub *u = keyed; u; u = u->next) added += u->rc == JQ_OK && !u->existed;
+  if (added) {
+    pthread_mutex_lock(&p->lock);
+    p->st.published += added;
+    p->live_est += added;
+    p->kick = 1;
+    pthread_mutex_unlock(&p->lock);
+    if (p->notify) w->notify_pending = 1;
+    if (p->notify && mono_ms() >= w->last_notify + NOTIFY_GAP_MS) send_notify(w, mono_ms());
+  }
+  struct pgq_pub *lists[] = {batch, keyed};
+  for (int k = 0; k < 2; k++)
+    for (struct pgq_pub *u = lists[k], *next; u; u = next) {
+      next = u->next;                      /* u is gone once signalled */
+      jobq_waiter_signal(&u->w, u->rc == JQ_OK);
+    }
+}
+
+/* ---- finish ------------------------------------------------------------------------ */
+
+static void put_fin(const struct pgq_fin *f, struct buf *b) {
+  buf_addc(b, b->len ? ',' : '[');
+  buf_printf(b, "{\"s\":%lld,\"a\":%d,\"st\":%d,\"u\":%d,\"r\":", (long long)f->j->seq, f->j->attempt,
+             f->state, f->undo);
+  put_str_or_null(b, f->result);
+  buf_adds(b, ",\"p\":");
+  put_str_or_null(b, f->j->progress);
+  buf_printf(b, ",\"e\":%s,\"d\":", f->error ? f->error : "null");
+  if (f->delay_ms >= 0) buf_printf(b, "%lld}", (long long)f->delay_ms);
+  else buf_adds(b, "null}");
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static void fin_free(struct pgq_fin *f) {
+  free(f->result);
+  free(f->error);
+  free(f->errtext);
+  free(f);
+}
+
+/* Puts list back at the head of the finish queue (the connection went: write it later). */
+static void fins_requeue(struct pgq *p, struct pgq_fin *list) {
+  if (!list) return;
+  struct pgq_fin *tail = list;
+  while (tail->next) tail = tail->next;
+  pthread_mutex_lock(&p->lock);
+  tail->next = p->fins;
+  if (!p->fins) p->fins_tail = &tail->next;
+  p->fins = list;
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* A written (or fenced) outcome: counts, on_final, and the job is freed. */
+static void fin_done(struct wstate *w, struct pgq_fin *f, int applied) {
+  struct pgq *p = w->p;
+  struct job *j = f->j;
+  int final = job_state_final(f->state);
+  if (!applied)
+    log_warn("%s: job %s attempt %d: its lease was lost (another host took the job over); this "
+             "outcome (%s) is dropped", p->name, j->id, j->attempt, job_state_name(f->state));
+  pthread_mutex_lock(&p->lock);
+  if (applied && final) { p->st.finished++; if (p->live_est) p->live_est--; }
+  if (applied && f->state == JS_RETRYING) p->st.retries++;
+  if (applied && !final) p->kick = 1;
+  pgq_held_remove(p, j);
+  pthread_mutex_unlock(&p->lock);
+  if (applied && f->delay_ms >= 0) {
+    int64_t due = mono_ms() + f->delay_ms;
+    if (!w->next_due || due < w->next_due) w->next_due = due;
+  }
+  if (applied && final && p->cfg.on_final)
+    p->cfg.on_final(p->cfg.on_final_ud, p->name, j->id, f->state, j->attempt - f->undo, f->errtext, f->errlen);
+  pgq_job_free(j);
+  fin_free(f);
+}
+
+/* One UPDATE for the outcomes of list: 0, or -1 (nothing applied; w->err). */
+static int finish_sql(struct wstate *w, struct pgq_fin *list) {
+  struct buf b;
+  buf_init(&b);
+  size_t n = 0;
+  for (struct pgq_fin *f = list; f; f = f->next, n++) put_fin(f, &b);
+  buf_adds(&b, "]");
+  buf_addc(&b, '\0');
+  char owner[24];
+  snprintf(owner, sizeof owner, "%" PRId64, w->p->owner);
+  const char *vals[] = {b.data, owner};
+  PGresult *r = wexec(w, w->c, SQL_FINISH, 2, vals);
+  buf_free(&b);
+  if (!r) return -1;
+  int m = PQntuples(r);
+  int64_t *done = xmalloc(((size_t)m + 1) * sizeof *done);
+  for (int i = 0; i < m; i++) done[i] = pgq_int(r, i, 0);
+  PQclear(r);
+  qsort(done, (size_t)m, sizeof *done, cmp_i64);
+  for (struct pgq_fin *f = list, *next; f; f = next) {
+    next = f->next;
+    fin_done(w, f, bsearch(&f->j->seq, done, (size_t)m, sizeof *done, cmp_i64) != NULL);
+  }
+  free(done);
+  return 0;
+}
+
+/* An outcome the database refuses (say, a result that is not valid text) fails the job with
+** the database's message instead, so the job does not wait for its lease to run out. */
+static void finish_one(struct wstate *w, struct pgq_fin *f) {
+  f->next = NULL;
+  if (finish_sql(w, f) == 0 || !w->c) {
+    if (!w->c) fins_requeue(w->p, f);
+    return;
+  }
+  char msg[320];
+  snprintf(msg, sizeof msg, "the job's outcome could not be stored: %s", w->err);
+  log_error("%s: job %s: %s", w->p->name, f->j->id, msg);
+  free(f->result);
+  free(f->error);
+  free(f->errtext);
+  f->result = NULL;
+  f->state = JS_FAILED;
+  f->delay_ms = -1;
+  f->error = pgq_error_item(f->j->attempt, jobq_now_ms(), msg, strlen(msg));
+  f->errtext = xstrdup(msg);
+  f->errlen = strlen(msg);
+  if (finish_sql(w, f) != 0) {
+    if (!w->c) { fins_requeue(w->p, f); return; }
+    log_error("%s: job %s: %s; it is left to the lease rescue", w->p->name, f->j->id, w->err);
+    pthread_mutex_lock(&w->p->lock);
+    pgq_held_remove(w->p, f->j);
+    pthread_mutex_unlock(&w->p->lock);
+    pgq_job_free(f->j);
+    fin_free(f);
+  }
+}
+
+static void write_fins(struct wstate *w, struct pgq_fin *list) {
+  if (!w->c) { fins_requeue(w->p, list); return; }
+  if (finish_sql(w, list) == 0) return;
+  if (!w->c) { fins_requeue(w->p, list); return; }
+  for (struct pgq_fin *f = list, *next; f; f = next) {
+    next = f->next;
+    if (!w->c) { fins_requeue(w->p, f); return; }   /* f and the rest */
+    finish_one(w, f);
+  }
+}
+
+/* ---- leases, progress, claims ----------------------------------------------------------- */
+
+static void renew(struct wstate *w, int64_t now) {
+  struct pgq *p = w->p;
+  w->next_renew = now + p->lease_ms / 3;
+  struct buf b;
+  buf_init(&b);
+  pthread_mutex_lock(&p->lock);
+  for (size_t i = 0; i < p->nheld; i++)
+    buf_printf(&b, "%c%lld", b.len ? ',' : '{', (long long)p->held[i]->seq);
+  pthread_mutex_unlock(&p->lock);
+  if (!b.len) { buf_free(&b); return; }
+  buf_adds(&b, "}");
+  buf_addc(&b, '\0');
+  char lease[24], owner[24];
+  snprintf(lease, sizeof lease, "%" PRId64, p->lease_ms);
+  snprintf(owner, sizeof owner, "%" PRId64, p->owner);
+  const char *vals[] = {b.data, lease, owner};
+  PGresult *r = wexec(w, w->c, SQL_RENEW, 3, vals);
+  buf_free(&b);
+  if (!r) return;
+  pthread_mutex_lock(&p->lock);
+  for (int i = 0; i < PQntuples(r); i++)
+    if (PQgetvalue(r, i, 1)[0] == 't') pgq_cancel_local(p, pgq_int(r, i, 0));
+  pthread_mutex_unlock(&p->lock);
+  PQclear(r);
+}
+
+static void write_progress(struct wstate *w) {
+  struct pgq *p = w->p;
+  struct buf b;
+  buf_init(&b);
+  pthread_mutex_lock(&p->lock);
+  for (size_t i = 0; i < p->nheld; i++) {
+    struct job *j = p->held[i];
+    if (!j->inflight || !j->progress) continue;
+    j->inflight = 0;
+    buf_printf(&b, "%c{\"s\":%lld,\"a\":%d,\"p\":", b.len ? ',' : '[', (long long)j->seq, j->attempt);
+    json_put_string(&b, j->progress, strlen(j->progress));
+    buf_addc(&b, '}');
+  }
+  p->progress_dirty = 0;
+  pthread_mutex_unlock(&p->lock);
+  if (!b.len) { buf_free(&b); return; }
+  buf_adds(&b, "]");
+  buf_addc(&b, '\0');
+  char owner[24];
+  snprintf(owner, sizeof owner, "%" PRId64, p->owner);
+  const char *vals[] = {b.data, owner};
+  PQclear(wexec(w, w->c, SQL_PROGRESS, 2, vals));
+  buf_free(&b);
+}
+
+/* A claimed row → a job handed to consumers (row i of a taskhost_claim result). */
+static struct job *claimed_job(PGresult *r, int i, int64_t now_ns) {
+  struct job *j = xcalloc(1, sizeof *j);
+  j->seq = pgq_int(r, i, 0);
+  j->id = xstrdup(PQgetvalue(r, i, 1));
+  j->data = xstrndup(PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
+  j->data_len = (size_t)PQgetlength(r, i, 2);
+  j->headers = PQgetisnull(r, i, 3) ? NULL : xstrdup(PQgetvalue(r, i, 3));
+  j->attempt = (int)pgq_int(r, i, 4);
+  j->max_retries = (int)pgq_int(r, i, 5);
+  j->ready_mono = now_ns - pgq_int(r, i, 6) * 1000;
+  j->state = JS_RUNNING;
+  j->claimed = 1;
+  return j;
+}
+
+static void maybe_claim(struct wstate *w, int64_t now) {
+  struct pgq *p = w->p;
+  pthread_mutex_lock(&p->lock);
+  size_t want = !p->draining && !p->stopped && p->waiting > p->nbuf ? p->waiting - p->nbuf : 0;
+  if (w->deep && !p->cfg.max_concurrent) want *= DEEP_FACTOR;
+  if (want > CLAIM_MAX) want = CLAIM_MAX;
+  int go = want && (p->kick || w->deep || now >= w->next_poll || (w->next_due && now >= w->next_due));
+  if (go) p->kick = 0;
+  pthread_mutex_unlock(&p->lock);
+  if (!go) return;
+  char n[24], owner[24], lease[24], maxc[24];
+  snprintf(n, sizeof n, "%zu", want);
+  snprintf(owner, sizeof owner, "%" PRId64, p->owner);
+  snprintf(lease, sizeof lease, "%" PRId64, p->lease_ms);
+  snprintf(maxc, sizeof maxc, "%d", p->cfg.max_concurrent);
+  const char *vals[] = {p->name, n, owner, lease, maxc};
+  PGresult *r = wexec(w, w->c, SQL_CLAIM, 5, vals);
+  w->next_poll = now + p->poll_ms;
+  if (!r) {
+    if (w->c) log_error("%s: claim: %s", p->name, w->err);
+    return;
+  }
+  int64_t now_ns = clock_mono_ns();
+  size_t got = 0, rows = (size_t)PQntuples(r);
+  w->next_due = 0;
+  struct job **js = xmalloc((rows + 1) * sizeof *js);
+  for (size_t i = 0; i < rows; i++) {
+    if (pgq_int(r, (int)i, 0) == 0) { w->next_due = mono_ms() + pgq_int(r, (int)i, 6); continue; }
+    js[got++] = claimed_job(r, (int)i, now_ns);
+  }
+  PQclear(r);
+  w->deep = got == want;
+  pthread_mutex_lock(&p->lock);
+  if (p->nbuf + got > p->capbuf) {
+    p->capbuf = (p->nbuf + got) * 2;
+    p->buf = xrealloc(p->buf, p->capbuf * sizeof *p->buf);
+  }
+  if (p->nheld + got > p->capheld) {
+    p->capheld = (p->nheld + got) * 2;
+    p->held = xrealloc(p->held, p->capheld * sizeof *p->held);
+  }
+  memcpy(p->buf + p->nbuf, js, got * sizeof *js);
+  memcpy(p->held + p->nheld, js, got * sizeof *js);
+  p->nbuf += got;
+  p->nheld += got;
+  if (got) pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->lock);
+  free(js);
+}
+
+/* ---- housekeeping: counts, leader, rescue, prune --------------------------------------- */
+
+static void count_jobs(struct wstate *w) {
+  const char *vals[] = {w->p->name};
+  PGresult *r = wexec(w, w->c, SQL_COUNT, 1, vals);
+  if (!r) return;
+  pthread_mutex_lock(&w->p->lock);
+  w->p->running_est = (size_t)pgq_int(r, 0, 1);
+  w->p->live_est = (size_t)pgq_int(r, 0, 0) + w->p->running_est;
+  pthread_mutex_unlock(&w->p->lock);
+  PQclear(r);
+}
+
+static void rescue(struct wstate *w) {
+  struct pgq *p = w->p;
+  char maxrec[24], base[32], cap[32], factor[32], jitter[8];
+  snprintf(maxrec, sizeof maxrec, "%d", p->cfg.max_recoveries);
+  snprintf(base, sizeof base, "%.3f", (double)p->cfg.backoff_base_ns / 1e6);
+  snprintf(cap, sizeof cap, "%.3f", p->cfg.backoff_cap_ns > 0 ? (double)p->cfg.backoff_cap_ns / 1e6 : 1e12);
+  snprintf(factor, sizeof factor, "%.6f", p->cfg.backoff_factor);
+  snprintf(jitter, sizeof jitter, "%d", (int)p->cfg.jitter);
+  const char *vals[] = {p->name, maxrec, base, cap, factor, jitter};
+  PGresult *r = wexec(w, w->c, SQL_RESCUE, 6, vals);
+  if (!r) {
+    if (w->c) log_error("%s: rescue: %s", p->name, w->err);
+    return;
+  }
+  static const char lost[] = "worker lost: its host stopped renewing the lease while the job ran";
+  for (int i = 0; i < PQntuples(r); i++) {
+    int state = (int)pgq_int(r, i, 1), attempt = (int)pgq_int(r, i, 2);
+    log_warn("%s: job %s: its lease ran out while it ran (attempt %d): %s", p->name,
+             PQgetvalue(r, i, 0), attempt, job_state_name(state));
+    if (state == JS_FAILED && p->cfg.on_final)
+      p->cfg.on_final(p->cfg.on_final_ud, p->name, PQgetvalue(r, i, 0), state, attempt, lost, sizeof lost - 1);
+  }
+  if (PQntuples(r)) {
+    pthread_mutex_lock(&p->lock);
+    p->kick = 1;
+    pthread_mutex_unlock(&p->lock);
+  }
+  PQclear(r);
+}
+
+static void housekeep(struct wstate *w, int64_t now) {
+  struct pgq *p = w->p;
+  w->next_house = now + HOUSEKEEP_MS;
+  count_jobs(w);
+  if (!w->leader && w->lc) {
+    const char *vals[] = {p->name};
+    PGresult *r = wexec(w, w->lc, SQL_LEADER, 1, vals);
+    if (r && PQgetvalue(r, 0, 0)[0] == 't') {
+      w->leader = 1;
+      log_debug("%s: this host does the queue's maintenance (rescue, pruning)", p->name);
+    }
+    PQclear(r);
+  }
+  if (!w->leader || !w->c) return;
+  rescue(w);
+  if (p->cfg.retention_ns && w->c) {
+    char ret[24];
+    snprintf(ret, sizeof ret, "%lld", (long long)(p->cfg.retention_ns / NS_PER_MS));
+    const char *vals[] = {p->name, ret};
+    PQclear(wexec(w, w->c, SQL_PRUNE, 2, vals));
+  }
+}
+
+/* ---- the loop -------------------------------------------------------------------------- */
+
+static void read_notifies(struct wstate *w) {
+  if (!w->lc) return;
+  if (!PQconsumeInput(w->lc)) {
+    snprintf(w->err, sizeof w->err, "%.*s", (int)strcspn(PQerrorMessage(w->lc), "\n"), PQerrorMessage(w->lc));
+    disconnect(w, w->err);
+    return;
+  }
+  PGnotify *n;
+  struct pgq *p = w->p;
+  while ((n = PQnotifies(w->lc))) {
+    pthread_mutex_lock(&p->lock);
+    if (strcmp(n->relname, "taskhost_jobs") == 0 && strcmp(n->extra, p->name) == 0) p->kick = 1;
+    else if (strcmp(n->relname, "taskhost_cancel") == 0) pgq_cancel_local(p, strtoll(n->extra, NULL, 10));
+    pthread_mutex_unlock(&p->lock);
+    PQfreemem(n);
+  }
+}
+
+static void round_once(struct wstate *w) {
+  struct pgq *p = w->p;
+  pthread_mutex_lock(&p->lock);
+  struct pgq_pub *pubs = p->pubs;
+  struct pgq_fin *fins = p->fins;
+  p->pubs = NULL;
+  p->pubs_tail = &p->pubs;
+  p->fins = NULL;
+  p->fins_tail = &p->fins;
+  int progress = p->progress_dirty;
+  pthread_mutex_unlock(&p->lock);
+  if (pubs) write_pubs(w, pubs);
+  if (fins) write_fins(w, fins);
+  int64_t now = mono_ms();
+  if (w->c && now >= w->next_renew) renew(w, now);
+  if (w->c && progress) write_progress(w);
+  if (w->c && now >= w->next_house) housekeep(w, now);
+  if (w->c && w->notify_pending && now >= w->last_notify + NOTIFY_GAP_MS) send_notify(w, now);
+  if (w->c) maybe_claim(w, now);
+  read_notifies(w);
+}
+
+static int64_t earliest(int64_t a, int64_t b) { return b && b < a ? b : a; }
+
+/* Sleeps until there is work, a notification or a timer (at most a second). */
+static void wait_work(struct wstate *w) {
+  struct pgq *p = w->p;
+  int64_t now = mono_ms(), until = now + 1000;
+  pthread_mutex_lock(&p->lock);
+  int pending = p->pubs || (p->fins && w->c) || p->stopped == 2;
+  int demand = !p->draining && p->waiting > p->nbuf;
+  int held = p->nheld > 0;
+  if (demand && (p->kick || w->deep)) pending = 1;
+  pthread_mutex_unlock(&p->lock);
+  if (pending) return;
+  if (!w->c) until = earliest(until, w->next_connect);
+  else {
+    if (held) until = earliest(until, w->next_renew);
+    until = earliest(until, w->next_house);
+    if (w->notify_pending) until = earliest(until, w->last_notify + NOTIFY_GAP_MS);
+    if (demand) until = earliest(until, earliest(w->next_poll, w->next_due));
+  }
+  int timeout = until > now ? (int)(until - now) : 0;
+  struct pollfd fds[2] = {{.fd = p->efd, .events = POLLIN}, {.fd = w->lc ? PQsocket(w->lc) : -1, .events = POLLIN}};
+  if (timeout > 0 && poll(fds, 2, timeout) > 0 && (fds[0].revents & POLLIN)) {
+    uint64_t v;
+    ssize_t r = read(p->efd, &v, sizeof v);
+    (void)r;
+  }
+}
+
+/* Fails every queued publish (the host is closing). */
+static void fail_pubs(struct pgq *p) {
+  pthread_mutex_lock(&p->lock);
+  struct pgq_pub *u = p->pubs;
+  p->pubs = NULL;
+  p->pubs_tail = &p->pubs;
+  pthread_mutex_unlock(&p->lock);
+  for (struct pgq_pub *next; u; u = next) {
+    next = u->next;
+    u->rc = JQ_DRAINING;
+    snprintf(u->err, sizeof u->err, "queue %s is shutting down", p->name);
+    jobq_waiter_signal(&u->w, 0);
+  }
+}
+
+void *pgq_writer_main(void *arg) {
+  struct wstate w = {.p = arg};
+  struct pgq *p = w.p;
+  for (;;) {
+    pthread_mutex_lock(&p->lock);
+    int closing = p->stopped == 2;
+    pthread_mutex_unlock(&p->lock);
+    if (!w.c) wconnect(&w);
+    round_once(&w);
+    if (closing) break;
+    wait_work(&w);
+  }
+  fail_pubs(p);
+  pthread_mutex_lock(&p->lock);
+  size_t left = 0;
+  for (struct pgq_fin *f = p->fins, *next; f; f = next, left++) {
+    next = f->next;
+    fin_free(f);                     /* its job is in held: pgq_free frees it */
+  }
+  p->fins = NULL;
+  pthread_mutex_unlock(&p->lock);
+  if (left)
+    log_warn("%s: %zu job outcomes could not be written before exit; those jobs are rescued when "
+             "their lease runs out", p->name, left);
+  PQfinish(w.c);
+  PQfinish(w.lc);
+  return NULL;
+}
