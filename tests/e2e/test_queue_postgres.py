@@ -1,0 +1,236 @@
+"""The Postgres queue driver (queue.queue driver: postgres; host/jobs/pgq*.c) through the real
+binary against a private PostgreSQL 15 (pgserver.py): one host's whole job life (publish,
+batch, retry with its error kept, caller-given id, progress, get/list/cancel/forget, counts
+from the database); two hosts sharing one queue, every job run exactly once (each run is
+recorded as a row through the sql module, keyed by job and attempt); a schema newer than the
+host's refused at start; the database stopped under a running host (publish 503, health 503)
+and started again (202 again, the jobs run)."""
+import json
+import os
+import time
+import unittest
+
+import pgserver
+import th
+
+INDEX = """
+version: "1.0"
+namespace: app
+entries:
+  - {name: terminal, kind: terminal.host}
+  - name: processes
+    kind: process.host
+    host: {workers: 2}
+    lifecycle: {auto_start: true}
+  - name: jobs
+    kind: queue.queue
+    driver: postgres
+    dsn: "${env:DATABASE_URL}"
+    max_retries: 1
+    backoff: {base: 10ms, jitter: none}
+    poll_interval: 200ms
+  - name: db
+    kind: db.sql.postgres
+    dsn: "${env:DATABASE_URL}"
+  - {name: work, kind: function.lua, source: file://work.lua, method: run, modules: [queue, sql, env, time]}
+  - name: consumer
+    kind: queue.consumer
+    queue: app:jobs
+    func: app:work
+    concurrency: 3
+    lifecycle: {auto_start: true}
+  - {name: main, kind: process.lua, source: file://main.lua, method: main, modules: [queue, time, io, json]}
+"""
+
+HTTP_ENTRIES = """
+  - name: gateway
+    kind: http.service
+    addr: ":8080"
+    lifecycle: {auto_start: true}
+  - name: root
+    kind: http.router
+    meta: {server: app:gateway}
+    prefix: /
+  - name: jobs.api
+    kind: queue.http
+    meta: {router: app:root}
+    queue: app:jobs
+    path: /jobs
+    health_path: /healthz
+"""
+
+# Records every run (job id, attempt, host) — the primary key makes a second run of the same
+# attempt fail loudly — and fails the first attempt of jobs that ask for it.
+WORK = """
+local queue = require("queue")
+local sql = require("sql")
+local env = require("env")
+local time = require("time")
+local function run(job)
+  local j = queue.job()
+  local db = assert(sql.get("app:db"))
+  assert(db:execute("INSERT INTO runs (jid, attempt, host) VALUES ($1, $2, $3)",
+                    {j.id, j.attempt, env.get("HOST_TAG") or "?"}))
+  if job.sleep then time.sleep(job.sleep) end
+  if job.fail and j.attempt == 1 then error("boom") end
+  queue.progress({step = 1})
+  return {double = (job.i or 0) * 2}
+end
+return {run = run}
+"""
+
+LIFECYCLE = """
+local queue = require("queue"); local time = require("time"); local io = require("io")
+local json = require("json")
+local function main()
+  local items = {}
+  for i = 1, 300 do items[i] = {i = i} end
+  local ids = assert(queue.publish_batch("jobs", items))
+  local failing = assert(queue.publish("jobs", {i = 7, fail = true}))
+  local fixed = assert(queue.publish("jobs", {i = 8}, {id = "fixed-1"}))
+  local again = assert(queue.publish("jobs", {i = 9}, {id = "fixed-1"}))
+  local later = assert(queue.publish("jobs", {i = 10}, {delay = "1h"}))
+  local deadline = time.now():unix() + 30
+  while queue.info("jobs").done < 302 and time.now():unix() < deadline do time.sleep("20ms") end
+  local out = {info = queue.info("jobs"), failing = queue.get("jobs", failing),
+               one = queue.get("jobs", ids[5]), fixed = fixed, again = again,
+               later = queue.get("jobs", later)}
+  local page, cursor = queue.list("jobs", {limit = 2})
+  out.page_len, out.cursor = #page, cursor
+  out.cancel_later = queue.cancel("jobs", later)
+  out.later_after = queue.get("jobs", later).state
+  out.cancel_done = queue.cancel("jobs", ids[1])
+  out.forget = queue.forget("jobs", ids[1])
+  local gone, err = queue.get("jobs", ids[1])
+  out.gone = gone == nil and tostring(err) or "still there"
+  io.print("OUT " .. json.encode(out))
+end
+return {main = main}
+"""
+
+SHARED = """
+local queue = require("queue"); local time = require("time"); local io = require("io")
+local function main(n)
+  n = tonumber(n)
+  local items = {}
+  for i = 1, n do items[i] = {i = i, sleep = "2ms"} end
+  assert(queue.publish_batch("jobs", items))
+  local deadline = time.now():unix() + 60
+  while queue.info("jobs").done < n and time.now():unix() < deadline do time.sleep("20ms") end
+  io.print("DONE " .. queue.info("jobs").done)
+end
+return {main = main}
+"""
+
+
+@unittest.skipUnless(pgserver.available(), "PostgreSQL 15 server binaries not installed (scripts/setup)")
+class QueuePostgres(th.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = pgserver.PgServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.close()
+
+    def setUp(self):
+        self.pg.psql("DROP TABLE IF EXISTS taskhost_jobs, taskhost_meta, runs CASCADE;"
+                     "CREATE TABLE runs (jid text, attempt int, host text, PRIMARY KEY (jid, attempt))")
+        self.env = {"DATABASE_URL": self.pg.dsn, "HOST_TAG": "A"}
+
+    def project(self, main, extra=""):
+        return th.make_project({"src/_index.yaml": INDEX + extra, "src/work.lua": WORK, "src/main.lua": main})
+
+    def runs(self):
+        out = self.pg.psql("SELECT jid, attempt, host FROM runs")
+        return [tuple(l.split("|")) for l in out.strip().splitlines() if l.strip()]
+
+    def test_lifecycle_on_one_host(self):
+        r = th.run(["run", self.project(LIFECYCLE), "-x", "app:terminal/app:main"], env=self.env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout.split("OUT ", 1)[1])
+        info = out["info"]
+        self.assertEqual(info["done"], 302, info)
+        self.assertEqual(info["retries"], 1)
+        self.assertEqual(info["scheduled"], 1)
+        f = out["failing"]
+        self.assertEqual((f["state"], f["attempt"]), ("done", 2))
+        self.assertEqual(len(f["errors"]), 1)
+        self.assertIn("boom", f["errors"][0]["error"])
+        self.assertEqual(f["result"], {"double": 14})
+        self.assertEqual(out["one"]["progress"], {"step": 1})
+        self.assertEqual((out["fixed"], out["again"]), ("fixed-1", "fixed-1"))
+        self.assertEqual(out["later"]["state"], "scheduled")
+        self.assertEqual((out["page_len"], out["cancel_later"], out["later_after"]), (2, "scheduled", "cancelled"))
+        self.assertEqual((out["cancel_done"], out["forget"]), ("done", True))
+        self.assertIn("no job", out["gone"])
+        runs = self.runs()
+        self.assertEqual(len(runs), 303)            # 302 jobs, one of them twice (attempt 1, 2)
+        self.assertEqual(len(set((j, a) for j, a, _ in runs)), 303)
+
+    def test_two_hosts_share_the_queue_and_run_each_job_once(self):
+        n = 600
+        other = th.Server(self.project(SHARED), env=dict(self.env, HOST_TAG="B"))
+        try:
+            other.wait_for(r"running .*entries")
+            r = th.run(["run", self.project(SHARED), "-x", "app:terminal/app:main", str(n)],
+                       env=self.env, timeout=90)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"DONE {n}", r.stdout)
+        finally:
+            other.stop()
+        runs = self.runs()
+        self.assertEqual(len(runs), n)
+        self.assertEqual(len(set(j for j, _, _ in runs)), n)
+        self.assertEqual(set(a for _, a, _ in runs), {"1"})
+        hosts = {h for _, _, h in runs}
+        self.assertEqual(hosts, {"A", "B"}, f"runs per host: {[h for _, _, h in runs].count('A')} on A")
+
+    def test_newer_schema_is_refused(self):
+        r = th.run(["run", self.project(LIFECYCLE), "-x", "app:terminal/app:main"], env=self.env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.pg.psql("UPDATE taskhost_meta SET value = '999' WHERE key = 'schema_version'")
+        r = th.run(["run", self.project(LIFECYCLE), "-x", "app:terminal/app:main"], env=self.env, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("schema version 999", r.stderr)
+
+    def test_database_down_then_up(self):
+        s = th.Server(self.project(LIFECYCLE, HTTP_ENTRIES), ["-o", "app:gateway:addr=127.0.0.1:0"], env=self.env)
+        try:
+            port = s.ports()[0]
+            st, _, body = th.http(port, "POST", "/jobs", json.dumps({"i": 1}))
+            self.assertEqual(st, 202, body)
+            self.pg.stop()
+            codes = set()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and 503 not in codes:
+                codes.add(th.http(port, "POST", "/jobs", json.dumps({"i": 2}))[0])
+                time.sleep(0.1)
+            self.assertIn(503, codes)
+            self.assertTrue(codes <= {202, 503}, codes)
+            self.assertEqual(th.http(port, "GET", "/healthz")[0], 503)
+            self.pg.start()
+            ok = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                st, _, body = th.http(port, "POST", "/jobs", json.dumps({"i": 3}))
+                if st == 202:
+                    ok = json.loads(body)["id"]
+                    break
+                self.assertEqual(st, 503, body)
+                time.sleep(0.2)
+            self.assertIsNotNone(ok, "publishing never worked again after the restart")
+            state = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and state != "done":
+                st, _, body = th.http(port, "GET", f"/jobs/{ok}")
+                state = json.loads(body).get("state") if st == 200 else None
+                time.sleep(0.1)
+            self.assertEqual(state, "done")
+            self.assertEqual(th.http(port, "GET", "/healthz")[0], 200)
+        finally:
+            s.stop()
+
+
+if __name__ == "__main__":
+    th.main()
