@@ -187,12 +187,23 @@ static void submit(struct jobq *q, struct http_req *r) {
   buf_free(&loc);
 }
 
+/* A lookup that failed: 503 while the queue's database is unreachable, else 404. */
+static void reply_missing(struct http_req *r, int rc) {
+  if (rc == JQ_UNAVAILABLE) {
+    http_res_add_header(r, "Retry-After", "1");
+    reply_error(r, 503, "the queue's database is not reachable; try again later");
+  } else {
+    reply_error(r, 404, "no such job");
+  }
+}
+
 static void status(struct jobq *q, struct http_req *r) {
   char id[256];
   job_id_param(r, id, sizeof id);
   struct buf b;
   buf_init(&b);
-  if (jobq_job_info(q, id, &b) < 0) reply_error(r, 404, "no such job");
+  int s = jobq_job_info(q, id, &b);
+  if (s < 0) reply_missing(r, s);
   else reply_json(r, 200, &b);
   buf_free(&b);
 }
@@ -205,7 +216,7 @@ static void result(struct jobq *q, struct http_req *r) {
   buf_init(&b);
   int s = jobq_job_result(q, id, &val);
   if (s < 0) {
-    reply_error(r, 404, "no such job");
+    reply_missing(r, s);
   } else {
     begin(&b, id, s);
     if (s == JS_DONE) buf_printf(&b, ",\"result\":%s}", val.data ? val.data : "null");
@@ -221,7 +232,7 @@ static void cancel(struct jobq *q, struct http_req *r) {
   char id[256];
   job_id_param(r, id, sizeof id);
   int was = jobq_cancel(q, id);
-  if (was < 0) { reply_error(r, 404, "no such job"); return; }
+  if (was < 0) { reply_missing(r, was); return; }
   struct buf b;
   buf_init(&b);
   if (job_state_final(was)) {

@@ -263,8 +263,11 @@ static int l_get(lua_State *L) {
   if (!q) return 2;
   struct buf b;
   buf_init(&b);
-  if (jobq_job_info(q, id, &b) < 0) {
+  int s = jobq_job_info(q, id, &b);
+  if (s < 0) {
     buf_free(&b);
+    if (s == JQ_UNAVAILABLE)
+      return errors_fail(L, EK_UNAVAILABLE, "queue.get: the database of %s is not reachable", jobq_name(q));
     return errors_fail(L, EK_NOT_FOUND, "queue.get: no job '%s' in %s", id, jobq_name(q));
   }
   return push_json(L, &b, "get");
@@ -306,6 +309,8 @@ static int l_cancel(lua_State *L) {
   struct jobq *q = check_queue(L, "cancel");
   if (!q) return 2;
   int was = jobq_cancel(q, id);
+  if (was == JQ_UNAVAILABLE)
+    return errors_fail(L, EK_UNAVAILABLE, "queue.cancel: the database of %s is not reachable", jobq_name(q));
   if (was < 0) return errors_fail(L, EK_NOT_FOUND, "queue.cancel: no job '%s' in %s", id, jobq_name(q));
   lua_pushstring(L, job_state_name(was));
   return 1;
@@ -316,6 +321,8 @@ static int l_forget(lua_State *L) {
   struct jobq *q = check_queue(L, "forget");
   if (!q) return 2;
   int rc = jobq_forget(q, id);
+  if (rc == JQ_UNAVAILABLE)
+    return errors_fail(L, EK_UNAVAILABLE, "queue.forget: the database of %s is not reachable", jobq_name(q));
   if (rc < 0) return errors_fail(L, EK_NOT_FOUND, "queue.forget: no job '%s' in %s", id, jobq_name(q));
   if (rc > 0) return errors_fail(L, EK_CONFLICT, "queue.forget: job '%s' has not finished", id);
   lua_pushboolean(L, 1);

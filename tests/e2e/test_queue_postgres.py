@@ -4,7 +4,7 @@ batch, retry with its error kept, caller-given id, progress, get/list/cancel/for
 from the database); two hosts sharing one queue, every job run exactly once (each run is
 recorded as a row through the sql module, keyed by job and attempt); a schema newer than the
 host's refused at start; the database stopped under a running host (publish 503, health 503)
-and started again (202 again, the jobs run)."""
+and started again (202 again, the jobs run); job records answer 503 while it is down."""
 import json
 import os
 import time
@@ -200,6 +200,7 @@ class QueuePostgres(th.TestCase):
             port = s.ports()[0]
             st, _, body = th.http(port, "POST", "/jobs", json.dumps({"i": 1}))
             self.assertEqual(st, 202, body)
+            first = json.loads(body)["id"]
             self.pg.stop()
             codes = set()
             deadline = time.monotonic() + 20
@@ -209,6 +210,7 @@ class QueuePostgres(th.TestCase):
             self.assertIn(503, codes)
             self.assertTrue(codes <= {202, 503}, codes)
             self.assertEqual(th.http(port, "GET", "/healthz")[0], 503)
+            self.assertEqual(th.http(port, "GET", f"/jobs/{first}")[0], 503)
             self.pg.start()
             ok = None
             deadline = time.monotonic() + 30
