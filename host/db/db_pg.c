@@ -1,26 +1,26 @@
 /*
-** db_pg.c — the PostgreSQL driver (db.h) on libpq: a pool of `max_open` connections, each
-** owned by one thread that runs requests on it with blocking libpq calls (so a slow query
-** blocks only that thread, never a process-host worker). Queues as in db_sqlite.c: requests
-** for any connection wait on the pool's queue; a transaction's requests wait on the queue
-** of the connection it pins.
+** db_pg.c — the PostgreSQL driver (db.h) on libpq: `max_open` connections on the shared
+** connection-thread pool (dbpool.h: queues, pins, threads, cancellation), each running
+** requests with blocking libpq calls (so a slow query blocks only its thread, never a
+** process-host worker). This file keeps libpq's own part: connect/reset/backoff, PQcancel,
+** SQLSTATE kinds, parameters and rows.
 **
 ** Threads and ownership:
-**  - Each connection (PGconn, its pinned tx, the request it runs) belongs to its thread.
-**    The pool's lock guards both queues, `running_on` of every request, the connections'
-**    `cancel` handles (PGcancel), the counters and `stop`.
+**  - Each connection (PGconn, its tx) belongs to its pool thread. Its `cancel` handle
+**    (PGcancel) is guarded by the connection's own `cancel_lock`, not the pool's: the
+**    interrupt hook runs outside the pool lock (dbpool.h's rule) and PQcancel is a round trip.
 **  - A connection connects lazily on its thread (a server down at start is no error: calls
 **    fail UNAVAILABLE). A connection found broken is reset before the next request, with a
 **    backoff (100 ms doubling to 2 s) during which requests fail UNAVAILABLE at once, cut
 **    short when another connection of the pool connects (the server is back).
-**  - Cancellation (any thread, under the lock): a queued request is marked abandoned; a
-**    running one is marked and PQcancel'd through the connection's PGcancel (the server
+**  - Cancellation (dbpool.c): a queued request is marked abandoned; a running one is
+**    marked and PQcancel'd (the interrupt hook) through the connection's PGcancel (the server
 **    answers 57014 → CANCELED). BEGIN, COMMIT and ROLLBACK are never interrupted.
 **  - Results are read in single-row mode, so the row and byte budgets are checked while the
 **    rows arrive; past a budget the query is cancelled and the rest drained.
 **  - The DSN (it may hold a password) is never put in a message or a log line.
 */
-#include "db.h"
+#include "dbpool.h"
 #include "base/util.h"
 
 #include <libpq-fe.h>
@@ -38,24 +38,16 @@ struct db_tx {
 struct conn {
   struct pool *P;
   PGconn *pg;
-  PGcancel *cancel;           /* under the pool's lock */
-  pthread_t th;
-  int started;
+  pthread_mutex_t cancel_lock;
+  PGcancel *cancel;           /* under cancel_lock */
   int64_t retry_at, backoff;  /* ns (monotonic): no reconnect before retry_at ... */
   unsigned ups_seen;          /* ... unless another connection got through since (P->ups) */
   struct db_tx *tx;
-  struct db_req *qh, *qt;
-  struct db_req *cur;
 };
 
 struct pool {
-  pthread_mutex_t lock;
-  pthread_cond_t cv;
-  struct db_req *qh, *qt;
-  long queued;
-  int stop;
-  int n, busy;
-  long long served;
+  struct dbpool *dp;
+  int n;
   char *dsn;
   _Atomic unsigned ups;       /* successful connects: the server is back for everyone */
   struct conn conns[];
@@ -113,10 +105,10 @@ static void fail_res(struct conn *c, struct db_req *r, PGresult *res) {
 
 static void set_cancel(struct conn *c) {
   PGcancel *nc = c->pg && PQstatus(c->pg) == CONNECTION_OK ? PQgetCancel(c->pg) : NULL;
-  pthread_mutex_lock(&c->P->lock);
+  pthread_mutex_lock(&c->cancel_lock);
   PGcancel *old = c->cancel;
   c->cancel = nc;
-  pthread_mutex_unlock(&c->P->lock);
+  pthread_mutex_unlock(&c->cancel_lock);
   if (old) PQfreeCancel(old);
 }
 
@@ -282,11 +274,12 @@ static int take_rows(struct db_req *r, const PGresult *res, size_t *bytes) {
 
 /* ---- running SQL ---- */
 
+/* Any thread (the interrupt hook, or its own past a budget): a short round trip. */
 static void cancel_own(struct conn *c) {
   char eb[256];
-  pthread_mutex_lock(&c->P->lock);
+  pthread_mutex_lock(&c->cancel_lock);
   if (c->cancel) PQcancel(c->cancel, eb, sizeof eb);
-  pthread_mutex_unlock(&c->P->lock);
+  pthread_mutex_unlock(&c->cancel_lock);
 }
 
 /* Reads every result of the query sent; keeps rows when keep. */
@@ -403,7 +396,7 @@ static void run_tx(struct conn *c, struct db_req *r) {
   }
 }
 
-static void run(struct conn *c, struct db_req *r) {
+static void run_one(struct conn *c, struct db_req *r) {
   if (r->op == DBO_COMMIT || r->op == DBO_ROLLBACK) {
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) c->tx->lost = 1;
     run_tx(c, r);
@@ -418,48 +411,22 @@ static void run(struct conn *c, struct db_req *r) {
   else run_sql(c, r);
 }
 
-/* ---- threads ---- */
+/* ---- pool hooks ---- */
 
-static struct db_req *next_req(struct pool *P, struct conn *c) {
-  struct db_req *r = db_reqq_pop(&c->qh, &c->qt);
-  if (!r && !c->tx && (r = db_reqq_pop(&P->qh, &P->qt))) P->queued--;
-  return r;
+static void start(void *conn) { ensure(conn, NULL); }   /* early connect; failure is no error here */
+static void run(void *conn, struct db_req *r) { run_one(conn, r); }
+static void hook_end_tx(void *conn) { end_tx(conn); }
+static void interrupt(void *conn) { cancel_own(conn); }
+
+static int is_open(void *conn) {
+  struct conn *c = conn;
+  pthread_mutex_lock(&c->cancel_lock);
+  int open = c->cancel != NULL;
+  pthread_mutex_unlock(&c->cancel_lock);
+  return open;
 }
 
-static void *conn_main(void *arg) {
-  struct conn *c = arg;
-  struct pool *P = c->P;
-  db_mark_pool_thread();
-  ensure(c, NULL);                                /* early connect; failure is no error here */
-  pthread_mutex_lock(&P->lock);
-  for (;;) {
-    struct db_req *r = next_req(P, c);
-    if (!r && P->stop && c->tx) {
-      pthread_mutex_unlock(&P->lock);
-      end_tx(c);
-      pthread_mutex_lock(&P->lock);
-      continue;
-    }
-    if (!r) {
-      if (P->stop) break;
-      pthread_cond_wait(&P->cv, &P->lock);
-      continue;
-    }
-    int skip = atomic_load(&r->abandoned) && db_req_interruptible(r);
-    if (!skip) { r->running_on = c; c->cur = r; P->busy++; }
-    pthread_mutex_unlock(&P->lock);
-    if (skip) db_req_fail(r, DBF_CANCELED, "sql: cancelled before it ran (its caller went away)");
-    else run(c, r);
-    pthread_mutex_lock(&P->lock);
-    if (!skip) { r->running_on = NULL; c->cur = NULL; P->busy--; }
-    P->served++;
-    pthread_mutex_unlock(&P->lock);
-    r->done(r);
-    pthread_mutex_lock(&P->lock);
-  }
-  pthread_mutex_unlock(&P->lock);
-  return NULL;
-}
+static const struct dbpool_hooks hooks = {start, run, hook_end_tx, interrupt, is_open};
 
 static void pg_close(void *pool);
 
@@ -474,84 +441,32 @@ static void *pg_open(const struct db_config *cfg, char *err, size_t errlen) {
   PQconninfoFree(opts);
   int n = cfg->max_open < 1 ? 1 : cfg->max_open;
   struct pool *P = xcalloc(1, sizeof *P + (size_t)n * sizeof P->conns[0]);
-  pthread_mutex_init(&P->lock, NULL);
-  pthread_cond_init(&P->cv, NULL);
   P->n = n;
   P->dsn = xstrdup(cfg->path);
+  void **conns = xcalloc((size_t)n, sizeof *conns);
   for (int i = 0; i < n; i++) {
     P->conns[i].P = P;
-    if (pthread_create(&P->conns[i].th, NULL, conn_main, &P->conns[i]) != 0) {
-      snprintf(err, errlen, "postgres: cannot start a connection thread");
-      pg_close(P);
-      return NULL;
-    }
-    P->conns[i].started = 1;
+    pthread_mutex_init(&P->conns[i].cancel_lock, NULL);
+    conns[i] = &P->conns[i];
   }
+  P->dp = dbpool_start(&hooks, conns, n, "postgres", err, errlen);
+  free(conns);
+  if (!P->dp) { pg_close(P); return NULL; }
   return P;
 }
 
-static void pg_submit(void *pool, struct db_req *r) {
-  struct pool *P = pool;
-  pthread_mutex_lock(&P->lock);
-  if (r->tx) db_reqq_push(&r->tx->c->qh, &r->tx->c->qt, r);
-  else { db_reqq_push(&P->qh, &P->qt, r); P->queued++; }
-  pthread_cond_broadcast(&P->cv);
-  pthread_mutex_unlock(&P->lock);
-}
-
-static void pg_cancel(void *pool, uint64_t id) {
-  struct pool *P = pool;
-  char eb[256];
-  pthread_mutex_lock(&P->lock);
-  struct db_req *found = NULL;
-  for (int i = 0; i < P->n && !found; i++) {
-    struct conn *c = &P->conns[i];
-    if (c->cur && c->cur->id == id) {
-      found = c->cur;
-      if (db_req_interruptible(found)) {
-        atomic_store(&found->abandoned, 1);
-        if (c->cancel) PQcancel(c->cancel, eb, sizeof eb);   /* a short round trip to the server */
-      }
-    }
-    for (struct db_req *r = c->qh; r && !found; r = r->next)
-      if (r->id == id) found = r;
-  }
-  for (struct db_req *r = P->qh; r && !found; r = r->next)
-    if (r->id == id) found = r;
-  if (found && !found->running_on) atomic_store(&found->abandoned, 1);
-  pthread_mutex_unlock(&P->lock);
-}
-
-static void pg_stats(void *pool, struct db_stats *st) {
-  struct pool *P = pool;
-  pthread_mutex_lock(&P->lock);
-  int pinned = 0, open = 0;
-  for (int i = 0; i < P->n; i++) {
-    if (P->conns[i].tx && !P->conns[i].cur) pinned++;
-    if (P->conns[i].cancel) open++;
-  }
-  st->max_open = P->n;
-  st->open = open;
-  st->in_use = P->busy + pinned;
-  st->idle = P->n - st->in_use;
-  st->queued = P->queued;
-  st->served = P->served;
-  pthread_mutex_unlock(&P->lock);
-}
+static void pg_submit(void *pool, struct db_req *r) { dbpool_submit(((struct pool *)pool)->dp, r); }
+static void pg_cancel(void *pool, uint64_t id) { dbpool_cancel(((struct pool *)pool)->dp, id); }
+static void pg_stats(void *pool, struct db_stats *st) { dbpool_stats(((struct pool *)pool)->dp, st); }
 
 static void pg_close(void *pool) {
   struct pool *P = pool;
-  pthread_mutex_lock(&P->lock);
-  P->stop = 1;
-  pthread_cond_broadcast(&P->cv);
-  pthread_mutex_unlock(&P->lock);
+  if (P->dp) dbpool_stop(P->dp);
   for (int i = 0; i < P->n; i++) {
-    if (P->conns[i].started) pthread_join(P->conns[i].th, NULL);
     if (P->conns[i].cancel) PQfreeCancel(P->conns[i].cancel);
     if (P->conns[i].pg) PQfinish(P->conns[i].pg);
+    pthread_mutex_destroy(&P->conns[i].cancel_lock);
   }
-  pthread_mutex_destroy(&P->lock);
-  pthread_cond_destroy(&P->cv);
   free(P->dsn);
   free(P);
 }

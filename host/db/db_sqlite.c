@@ -1,27 +1,22 @@
 /*
-** db_sqlite.c — the SQLite driver (db.h): a pool of `max_open` connections, each owned by one
-** thread that runs requests on it. Requests for any connection wait on the pool's queue;
-** requests of a transaction wait on the queue of the connection the transaction pins, and a
-** pinned connection takes nothing else until the transaction ends.
+** db_sqlite.c — the SQLite driver (db.h): `max_open` connections on the shared
+** connection-thread pool (dbpool.h: queues, pins, threads, cancellation); this file keeps
+** SQLite's own part: opening with pragmas, statements, binding, rows, transactions.
 **
 ** Threads and ownership:
-**  - Each connection (sqlite3 handle, its pinned tx, the request it runs) belongs to its
-**    thread. The pool's lock guards both queues, `running_on` of every request, `tx` links
-**    of the connections' queues, the counters and `stop`.
-**  - Cancellation (any thread, under the lock): the request found queued is marked
-**    abandoned (its thread fails it CANCELED without running it); one found running is marked
-**    and its connection interrupted (sqlite3_interrupt, safe from any thread while the handle
-**    is open; a progress handler also polls the mark, so an interrupt that lands before the
-**    first step is not lost). BEGIN, COMMIT and ROLLBACK are never interrupted.
+**  - Each connection (sqlite3 handle, its tx, `cur`) belongs to its pool thread.
+**  - Interrupt hook (any thread, outside the pool lock, dbpool.h's rule): sqlite3_interrupt,
+**    safe from any thread while the handle is open; a progress handler also polls the mark,
+**    so an interrupt that lands before the first step is not lost). BEGIN, COMMIT and
+**    ROLLBACK are never interrupted.
 **  - A statement interrupted (or failed) inside a transaction may make SQLite roll the whole
 **    transaction back; the tx is then marked broken: later statements fail, COMMIT fails,
 **    ROLLBACK ends it. Commit and rollback always unpin the connection.
 */
-#include "db.h"
+#include "dbpool.h"
 #include "base/log.h"
 #include "base/util.h"
 
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,24 +30,14 @@ struct db_tx {
 };
 
 struct conn {
-  struct pool *P;
   sqlite3 *db;
-  pthread_t th;
-  int started;
   struct db_tx *tx;           /* the transaction pinning it, or NULL */
-  struct db_req *qh, *qt;     /* requests of its transaction */
   struct db_req *cur;         /* the request running (its thread; read by the progress handler) */
 };
 
 struct pool {
-  pthread_mutex_t lock;
-  pthread_cond_t cv;
-  struct db_req *qh, *qt;     /* requests for any connection */
-  long queued;
-  int stop;
-  int n, busy;
-  long long served;
-  struct db_limits lim;
+  struct dbpool *dp;
+  int n;
   struct conn conns[];
 };
 
@@ -280,7 +265,7 @@ static void run_tx(struct conn *c, struct db_req *r) {
   }
 }
 
-static void run(struct conn *c, struct db_req *r) {
+static void run_one(struct conn *c, struct db_req *r) {
   if (r->op >= DBO_BEGIN) { run_tx(c, r); return; }
   if (c->tx && (c->tx->broken || sqlite3_get_autocommit(c->db))) {
     c->tx->broken = 1;
@@ -296,47 +281,19 @@ static int progress(void *ud) {
   return c->cur && atomic_load(&c->cur->abandoned) && db_req_interruptible(c->cur);
 }
 
-/* ---- threads ---- */
+/* ---- pool hooks ---- */
 
-static struct db_req *next_req(struct pool *P, struct conn *c) {
-  struct db_req *r = db_reqq_pop(&c->qh, &c->qt);
-  if (!r && !c->tx && (r = db_reqq_pop(&P->qh, &P->qt))) P->queued--;
-  return r;
+static void run(void *conn, struct db_req *r) {
+  struct conn *c = conn;
+  c->cur = r;
+  run_one(c, r);
+  c->cur = NULL;
 }
 
-static void *conn_main(void *arg) {
-  struct conn *c = arg;
-  struct pool *P = c->P;
-  db_mark_pool_thread();
-  pthread_mutex_lock(&P->lock);
-  for (;;) {
-    struct db_req *r = next_req(P, c);
-    if (!r && P->stop && c->tx) {               /* nobody can end it any more */
-      pthread_mutex_unlock(&P->lock);
-      end_tx(c);
-      pthread_mutex_lock(&P->lock);
-      continue;
-    }
-    if (!r) {
-      if (P->stop) break;
-      pthread_cond_wait(&P->cv, &P->lock);
-      continue;
-    }
-    int skip = atomic_load(&r->abandoned) && db_req_interruptible(r);
-    if (!skip) { r->running_on = c; c->cur = r; P->busy++; }
-    pthread_mutex_unlock(&P->lock);
-    if (skip) db_req_fail(r, DBF_CANCELED, "sql: cancelled before it ran (its caller went away)");
-    else run(c, r);
-    pthread_mutex_lock(&P->lock);
-    if (!skip) { r->running_on = NULL; c->cur = NULL; P->busy--; }
-    P->served++;
-    pthread_mutex_unlock(&P->lock);
-    r->done(r);                                   /* r is its owner's again */
-    pthread_mutex_lock(&P->lock);
-  }
-  pthread_mutex_unlock(&P->lock);
-  return NULL;
-}
+static void hook_end_tx(void *conn) { end_tx(conn); }
+static void interrupt(void *conn) { sqlite3_interrupt(((struct conn *)conn)->db); }
+
+static const struct dbpool_hooks hooks = {NULL, run, hook_end_tx, interrupt, NULL};
 
 static const struct { const char *name; const char *const values[8]; } pragma_allow[] = {
   {"journal_mode", {"wal", "delete", "truncate", "persist", "memory", "off"}},
@@ -399,79 +356,26 @@ static void *sq_open(const struct db_config *cfg, char *err, size_t errlen) {
   /* Every connection to ":memory:" is a database of its own: one connection, so all see one. */
   int n = strcmp(cfg->path, ":memory:") == 0 ? 1 : cfg->max_open < 1 ? 1 : cfg->max_open;
   struct pool *P = xcalloc(1, sizeof *P + (size_t)n * sizeof P->conns[0]);
-  pthread_mutex_init(&P->lock, NULL);
-  pthread_cond_init(&P->cv, NULL);
   P->n = n;
-  P->lim = cfg->lim;
-  for (int i = 0; i < n; i++) {
-    P->conns[i].P = P;
+  for (int i = 0; i < n; i++)
     if (open_conn(&P->conns[i], cfg, err, errlen) != 0) { sq_close(P); return NULL; }
-  }
-  for (int i = 0; i < n; i++) {
-    if (pthread_create(&P->conns[i].th, NULL, conn_main, &P->conns[i]) != 0) {
-      snprintf(err, errlen, "sqlite: cannot start a connection thread");
-      sq_close(P);
-      return NULL;
-    }
-    P->conns[i].started = 1;
-  }
+  void **conns = xcalloc((size_t)n, sizeof *conns);
+  for (int i = 0; i < n; i++) conns[i] = &P->conns[i];
+  P->dp = dbpool_start(&hooks, conns, n, "sqlite", err, errlen);
+  free(conns);
+  if (!P->dp) { sq_close(P); return NULL; }
   return P;
 }
 
-static void sq_submit(void *pool, struct db_req *r) {
-  struct pool *P = pool;
-  pthread_mutex_lock(&P->lock);
-  if (r->tx) db_reqq_push(&r->tx->c->qh, &r->tx->c->qt, r);
-  else { db_reqq_push(&P->qh, &P->qt, r); P->queued++; }
-  pthread_cond_broadcast(&P->cv);                 /* a pinned request needs its own thread */
-  pthread_mutex_unlock(&P->lock);
-}
-
-static void sq_cancel(void *pool, uint64_t id) {
-  struct pool *P = pool;
-  pthread_mutex_lock(&P->lock);
-  struct db_req *found = NULL;
-  for (int i = 0; i < P->n && !found; i++) {
-    struct conn *c = &P->conns[i];
-    if (c->cur && c->cur->id == id) {
-      found = c->cur;
-      if (db_req_interruptible(found)) { atomic_store(&found->abandoned, 1); sqlite3_interrupt(c->db); }
-    }
-    for (struct db_req *r = c->qh; r && !found; r = r->next)
-      if (r->id == id) found = r;
-  }
-  for (struct db_req *r = P->qh; r && !found; r = r->next)
-    if (r->id == id) found = r;
-  if (found && !found->running_on) atomic_store(&found->abandoned, 1);
-  pthread_mutex_unlock(&P->lock);
-}
-
-static void sq_stats(void *pool, struct db_stats *st) {
-  struct pool *P = pool;
-  pthread_mutex_lock(&P->lock);
-  int pinned = 0;
-  for (int i = 0; i < P->n; i++)
-    if (P->conns[i].tx && !P->conns[i].cur) pinned++;
-  st->max_open = st->open = P->n;
-  st->in_use = P->busy + pinned;
-  st->idle = P->n - st->in_use;
-  st->queued = P->queued;
-  st->served = P->served;
-  pthread_mutex_unlock(&P->lock);
-}
+static void sq_submit(void *pool, struct db_req *r) { dbpool_submit(((struct pool *)pool)->dp, r); }
+static void sq_cancel(void *pool, uint64_t id) { dbpool_cancel(((struct pool *)pool)->dp, id); }
+static void sq_stats(void *pool, struct db_stats *st) { dbpool_stats(((struct pool *)pool)->dp, st); }
 
 static void sq_close(void *pool) {
   struct pool *P = pool;
-  pthread_mutex_lock(&P->lock);
-  P->stop = 1;
-  pthread_cond_broadcast(&P->cv);
-  pthread_mutex_unlock(&P->lock);
-  for (int i = 0; i < P->n; i++) {
-    if (P->conns[i].started) pthread_join(P->conns[i].th, NULL);
+  if (P->dp) dbpool_stop(P->dp);
+  for (int i = 0; i < P->n; i++)
     if (P->conns[i].db) sqlite3_close_v2(P->conns[i].db);
-  }
-  pthread_mutex_destroy(&P->lock);
-  pthread_cond_destroy(&P->cv);
   free(P);
 }
 
