@@ -2,9 +2,9 @@
 the postgres OS user when we are root) with benchmark settings, then taskhost with
 `driver: postgres` on it. The server is stopped by PID in a finally block.
 
-State: the 1-host run only; the 3-host run and the pg-boss / graphile-worker reference runs are
-not written yet (see the branch report). Without the postgres driver on main the taskhost run
-fails and the RESULT line says n/a.
+State: taskhost with 1 host and with 3 hosts (two more `taskhost run` on the same project that
+only consume); the pg-boss / graphile-worker reference runs are not written yet, so vs_* are
+n/a.
 """
 import os
 import re
@@ -36,13 +36,16 @@ def main(args, run_one):
     srv = start_server()
     try:
         os.environ["BENCH_PG_DSN"] = srv.dsn
+        pg1 = pg3 = p99 = None
         try:
             pg1, p50, p99 = run_one("postgres", args)
+            srv.psql("TRUNCATE taskhost_jobs")
+            pg3, _, _ = run_one("postgres", args, extra_hosts=2)
         except SystemExit as e:
             print(f"postgres driver run failed: {str(e)[:400]}")
-            pg1 = p99 = None
     finally:
         srv.close()
     fmt = lambda v: "n/a" if v is None else f"{v:.0f}"
-    print(f"RESULT pg1_jobs_per_s={fmt(pg1)} pg3_jobs_per_s=n/a vs_pgboss=n/a vs_graphile=n/a "
+    print("pg-boss / graphile-worker: not run yet (the reference runs are not written): vs_* are n/a")
+    print(f"RESULT pg1_jobs_per_s={fmt(pg1)} pg3_jobs_per_s={fmt(pg3)} vs_pgboss=n/a vs_graphile=n/a "
           f"pg_start_p99_ms={'n/a' if p99 is None else f'{p99:.3f}'}")

@@ -2,8 +2,9 @@
 binary against a private PostgreSQL 15 (pgserver.py): one host's whole job life (publish,
 batch, retry with its error kept, caller-given id, progress, get/list/cancel/forget, counts
 from the database); two hosts sharing one queue, every job run exactly once (each run is
-recorded as a row through the sql module, keyed by job and attempt); a schema newer than the
-host's refused at start; the database stopped under a running host (publish 503, health 503)
+recorded as a row through the sql module, keyed by job and attempt); a host killed (SIGKILL) while
+its jobs ran: another host rescues them after the lease (attempt 2, "worker lost");
+a schema newer than the host's refused at start; the database stopped under a running host (publish 503, health 503)
 and started again (202 again, the jobs run); job records answer 503 while it is down."""
 import json
 import os
@@ -185,6 +186,49 @@ class QueuePostgres(th.TestCase):
         self.assertEqual(set(a for _, a, _ in runs), {"1"})
         hosts = {h for _, _, h in runs}
         self.assertEqual(hosts, {"A", "B"}, f"runs per host: {[h for _, _, h in runs].count('A')} on A")
+
+    def test_a_killed_hosts_jobs_are_rescued_by_another(self):
+        lease = INDEX.replace("poll_interval: 200ms", "poll_interval: 200ms\n    lease: 1s")
+        mk = lambda main, extra="": th.make_project({"src/_index.yaml": lease + extra, "src/work.lua": WORK,
+                                                      "src/main.lua": main})
+        b = th.Server(mk(LIFECYCLE, HTTP_ENTRIES), ["-o", "app:gateway:addr=127.0.0.1:0"],
+                      env=dict(self.env, HOST_TAG="B"))
+        try:
+            port = b.ports()[0]
+            ids = [json.loads(th.http(port, "POST", "/jobs", json.dumps({"sleep": "20s"}))[2])["id"] for _ in range(2)]
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(self.runs()) < 2:
+                time.sleep(0.05)
+            self.assertEqual(sorted(h for _, _, h in self.runs()), ["B", "B"])
+            b.p.kill()                       # kill -9: no drain, the leases just stop
+            b.p.wait()
+        finally:
+            b.stop()
+        # Host A: the rescued jobs run again there (attempt 2) and finish quickly this time.
+        self.pg.psql("UPDATE taskhost_jobs SET data = '{}'")
+        wait = """
+local queue = require("queue"); local time = require("time"); local io = require("io")
+local json = require("json")
+local function main(a, b)
+  local deadline = time.now():unix() + 40
+  local out = {}
+  for _, id in ipairs({a, b}) do
+    local j = queue.get("jobs", id)
+    while j.state ~= "done" and time.now():unix() < deadline do time.sleep("50ms"); j = queue.get("jobs", id) end
+    out[#out + 1] = j
+  end
+  io.print("OUT " .. json.encode(out))
+end
+return {main = main}
+"""
+        r = th.run(["run", mk(wait), "-x", "app:terminal/app:main"] + ids, env=self.env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        jobs = json.loads(r.stdout.split("OUT ", 1)[1])
+        for j in jobs:
+            self.assertEqual((j["state"], j["attempt"]), ("done", 2), j)
+            self.assertIn("worker lost", j["errors"][0]["error"])
+        runs = sorted((jid, a, h) for jid, a, h in self.runs())
+        self.assertEqual(runs, sorted([(i, "1", "B") for i in ids] + [(i, "2", "A") for i in ids]))
 
     def test_newer_schema_is_refused(self):
         r = th.run(["run", self.project(LIFECYCLE), "-x", "app:terminal/app:main"], env=self.env, timeout=60)
