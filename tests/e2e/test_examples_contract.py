@@ -8,9 +8,13 @@ import os
 import re
 import textwrap
 import time
+import unittest
 
+import pgserver
 import th
 
+# Set by the *OnPostgres classes: the examples' queue driver from the environment.
+EXTRA_ENV = {}
 OVERRIDE = ["-o", "app:gateway:addr=127.0.0.1:0"]
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -36,6 +40,7 @@ def poll(fn, timeout=30, every=0.05):
 
 def ksu(env):
     e = {"TASK_MIN_SECONDS": "1", "TASK_MAX_SECONDS": "2", "SEMAPHORE": "2", "ERROR_RATE": "0"}
+    e.update(EXTRA_ENV)
     e.update(env)
     return th.Server(th.copy_example("task-service"), OVERRIDE, env=e)
 
@@ -179,6 +184,7 @@ class KsuContract(th.TestCase):
 
 def job_queue(env, project=None):
     e = {"WORKERS": "2", "QUEUE_SIZE": "3", "ERROR_RATE": "0"}
+    e.update(EXTRA_ENV)
     e.update(env)
     if project is None:
         project = th.copy_example("job-queue")
@@ -364,6 +370,31 @@ class RunningMeansRunning(th.TestCase):
 
     def test_running_never_exceeds_max_concurrent_and_each_one_runs(self):
         self.sample("sqlite", "    max_concurrent: 2", 2, preload=True)
+
+
+class OnPostgres:
+    """Mixin: the same contract with the example's queue on a private PostgreSQL
+    (QUEUE_DRIVER=postgres, DATABASE_URL), each test on fresh tables."""
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = pgserver.PgServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.close()
+
+    def setUp(self):
+        self.pg.psql("DROP TABLE IF EXISTS taskhost_jobs, taskhost_meta CASCADE")
+        EXTRA_ENV.update({"QUEUE_DRIVER": "postgres", "DATABASE_URL": self.pg.dsn})
+
+    def tearDown(self):
+        EXTRA_ENV.clear()
+
+
+@unittest.skipUnless(pgserver.available(), "PostgreSQL 15 server binaries not installed (scripts/setup)")
+class KsuContractOnPostgres(OnPostgres, KsuContract):
+    pass
+
 
 
 if __name__ == "__main__":
