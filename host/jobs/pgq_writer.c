@@ -525,11 +525,13 @@ static void maybe_claim(struct wstate *w, int64_t now) {
     p->capheld = (p->nheld + got) * 2;
     p->held = xrealloc(p->held, p->capheld * sizeof *p->held);
   }
-  memcpy(p->buf + p->nbuf, js, got * sizeof *js);
-  memcpy(p->held + p->nheld, js, got * sizeof *js);
-  p->nbuf += got;
-  p->nheld += got;
-  if (got) pthread_cond_broadcast(&p->cv);
+  if (got) {
+    memcpy(p->buf + p->nbuf, js, got * sizeof *js);
+    memcpy(p->held + p->nheld, js, got * sizeof *js);
+    p->nbuf += got;
+    p->nheld += got;
+    pthread_cond_broadcast(&p->cv);
+  }
   pthread_mutex_unlock(&p->lock);
   free(js);
 }
