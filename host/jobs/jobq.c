@@ -130,7 +130,7 @@ void jobq_free(struct jobq *q) {
   free(q->buckets);
   free(q->ready.v);
   free(q->delayed.v);
-  free(q->waits);
+  waitlog_free(&q->waits);
   pthread_mutex_destroy(&q->lock);
   pthread_cond_destroy(&q->cv);
   free(q->name);
@@ -428,20 +428,6 @@ double jobq_hist_bound(int i) {
   return b[i];
 }
 
-static void record_wait(struct jobq *q, struct job *j, int64_t mono) {
-  int64_t ns = mono > j->ready_mono ? mono - j->ready_mono : 0;
-  double s = (double)ns / 1e9;
-  int b = 0;
-  while (b < HIST_BUCKETS - 1 && s > jobq_hist_bound(b)) b++;
-  q->st.wait_hist[b]++;
-  q->st.wait_ns_total += (uint64_t)ns;
-  q->st.wait_count++;
-  if (!q->waits) q->waits = xmalloc(WAIT_SAMPLES * sizeof *q->waits);
-  q->waits[q->wait_pos] = ns;
-  q->wait_pos = (q->wait_pos + 1) % WAIT_SAMPLES;
-  if (q->nwaits < WAIT_SAMPLES) q->nwaits++;
-}
-
 /* Reserves ready jobs (q->lock held), shown as they were until job_begin: one when the queue
 ** is shallow or has max_concurrent (a reserved job holds a slot another worker could use),
 ** more when it is deep, so a durable claim costs one commit per batch, not one per job. */
@@ -514,7 +500,7 @@ int job_begin(struct jobq *q, struct job *j) {
     q->running++;
     j->claimed_mono = clock_mono_ns();
     j->deadline = q->cfg.timeout_ns ? j->claimed_mono + q->cfg.timeout_ns : 0;
-    record_wait(q, j, j->claimed_mono);
+    waitlog_add(&q->waits, &q->st, j->claimed_mono - j->ready_mono);
   }
   pthread_mutex_unlock(&q->lock);
   return flag;

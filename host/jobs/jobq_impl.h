@@ -38,6 +38,12 @@ struct job {
   int64_t ready_mono;              /* when it became (or becomes) due: enqueue→start */
 };
 
+/* The last WAIT_SAMPLES enqueue→start times (a ring, for p50/p99). */
+struct waitlog {
+  int64_t *v;                      /* allocated at the first sample */
+  size_t n, pos;
+};
+
 struct heap {
   struct job **v;
   size_t n, cap;
@@ -63,8 +69,7 @@ struct jobq {
   int draining, stopped;
   uint64_t rnd;
   int64_t last_prune;              /* epoch ms */
-  int64_t *waits;                  /* ring of the last WAIT_SAMPLES enqueue→start times (ns) */
-  size_t nwaits, wait_pos;
+  struct waitlog waits;            /* enqueue→start times (ns) */
   struct jobq_stats st;
 };
 
@@ -91,6 +96,17 @@ int jobq_waiter_wait(struct waiter *w);
 void jobq_waiter_signal(struct waiter *w, int ok);      /* the commit is reported: wakes */
 
 int64_t jobq_now_ms(void);                                   /* wall clock, epoch ms */
+
+/* jobq_view.c, also used by the postgres driver (pgq*.c); callers hold their queue's lock. */
+/* Counts one enqueue→start time (ns; negative counts as 0) in st's histogram and totals and
+** in the ring. */
+void waitlog_add(struct waitlog *w, struct jobq_stats *st, int64_t ns);
+/* p50 and p99 of the ring into st (0 when empty). */
+void waitlog_percentiles(const struct waitlog *w, struct jobq_stats *st);
+void waitlog_free(struct waitlog *w);
+int jobq_cmp_i64(const void *a, const void *b);             /* qsort/bsearch of int64_t */
+/* ,"key":"RFC 3339 UTC with ms" — or ,"key":null for 0 (ms since the epoch). */
+void jobq_put_time(struct buf *b, const char *key, int64_t ms);
 
 /* jobq_index.c; q->lock held for all of them. */
 struct job *jobq_find(struct jobq *q, const char *id);

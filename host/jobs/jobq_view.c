@@ -21,7 +21,7 @@ static int shown_state(const struct job *j, int64_t now) {
   return s;
 }
 
-static void put_time(struct buf *b, const char *key, int64_t ms) {
+void jobq_put_time(struct buf *b, const char *key, int64_t ms) {
   if (!ms) { buf_printf(b, ",\"%s\":null", key); return; }
   time_t t = (time_t)(ms / 1000);
   struct tm tm;
@@ -38,10 +38,10 @@ static void put_info(const struct jobq *q, const struct job *j, int state, struc
   json_put_string(b, q->name, strlen(q->name));
   buf_printf(b, ",\"state\":\"%s\",\"attempt\":%d,\"max_retries\":%d,\"priority\":%d",
              job_state_name(state), j->attempt, j->max_retries, j->priority);
-  put_time(b, "created_at", j->created_at);
-  put_time(b, "run_at", j->run_at);
-  put_time(b, "started_at", j->started_at);
-  put_time(b, "finished_at", state == j->state ? j->finished_at : 0);
+  jobq_put_time(b, "created_at", j->created_at);
+  jobq_put_time(b, "run_at", j->run_at);
+  jobq_put_time(b, "started_at", j->started_at);
+  jobq_put_time(b, "finished_at", state == j->state ? j->finished_at : 0);
   if (j->headers) buf_printf(b, ",\"headers\":%s", j->headers);
   buf_printf(b, ",\"progress\":%s", j->progress ? j->progress : "null");
   buf_printf(b, ",\"result\":%s", state == JS_DONE && j->result ? j->result : "null");
@@ -108,9 +108,39 @@ void jobq_list(struct jobq *q, int state, int64_t after, size_t limit, struct bu
   pthread_mutex_unlock(&q->lock);
 }
 
-static int cmp_i64(const void *a, const void *b) {
+int jobq_cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return (x > y) - (x < y);
+}
+
+void waitlog_add(struct waitlog *w, struct jobq_stats *st, int64_t ns) {
+  if (ns < 0) ns = 0;
+  double s = (double)ns / 1e9;
+  int b = 0;
+  while (b < HIST_BUCKETS - 1 && s > jobq_hist_bound(b)) b++;
+  st->wait_hist[b]++;
+  st->wait_ns_total += (uint64_t)ns;
+  st->wait_count++;
+  if (!w->v) w->v = xmalloc(WAIT_SAMPLES * sizeof *w->v);
+  w->v[w->pos] = ns;
+  w->pos = (w->pos + 1) % WAIT_SAMPLES;
+  if (w->n < WAIT_SAMPLES) w->n++;
+}
+
+void waitlog_percentiles(const struct waitlog *w, struct jobq_stats *st) {
+  st->wait_p50_ns = st->wait_p99_ns = 0;
+  if (!w->n) return;
+  int64_t *v = xmalloc(w->n * sizeof *v);
+  memcpy(v, w->v, w->n * sizeof *v);
+  qsort(v, w->n, sizeof *v, jobq_cmp_i64);
+  st->wait_p50_ns = v[w->n / 2];
+  st->wait_p99_ns = v[w->n * 99 / 100];
+  free(v);
+}
+
+void waitlog_free(struct waitlog *w) {
+  free(w->v);
+  *w = (struct waitlog){0};
 }
 
 void jobq_stats(struct jobq *q, struct jobq_stats *out) {
@@ -118,15 +148,7 @@ void jobq_stats(struct jobq *q, struct jobq_stats *out) {
   pthread_mutex_lock(&q->lock);
   *out = q->st;
   out->live_bytes = q->live_bytes;
-  out->wait_p50_ns = out->wait_p99_ns = 0;
-  if (q->nwaits) {
-    int64_t *v = xmalloc(q->nwaits * sizeof *v);
-    memcpy(v, q->waits, q->nwaits * sizeof *v);
-    qsort(v, q->nwaits, sizeof *v, cmp_i64);
-    out->wait_p50_ns = v[q->nwaits / 2];
-    out->wait_p99_ns = v[q->nwaits * 99 / 100];
-    free(v);
-  }
+  waitlog_percentiles(&q->waits, out);
   memset(out->by_state, 0, sizeof out->by_state);
   int64_t now = jobq_now_ms();
   for (size_t i = 0; i < q->nall; i++) {

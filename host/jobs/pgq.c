@@ -138,7 +138,7 @@ void pgq_free(struct pgq *p) {
   for (size_t i = 0; i < p->nheld; i++) pgq_job_free(p->held[i]);
   free(p->held);
   free(p->buf);
-  free(p->waits);
+  waitlog_free(&p->waits);
   close(p->efd);
   pthread_mutex_destroy(&p->lock);
   pthread_cond_destroy(&p->cv);
@@ -249,20 +249,6 @@ size_t pgq_claim_batch(struct pgq *p, int64_t until_ns, struct job **out, size_t
   return n;
 }
 
-void pgq_record_wait(struct pgq *p, int64_t ns) {
-  if (ns < 0) ns = 0;
-  double s = (double)ns / 1e9;
-  int b = 0;
-  while (b < HIST_BUCKETS - 1 && s > jobq_hist_bound(b)) b++;
-  p->st.wait_hist[b]++;
-  p->st.wait_ns_total += (uint64_t)ns;
-  p->st.wait_count++;
-  if (!p->waits) p->waits = xmalloc(WAIT_SAMPLES * sizeof *p->waits);
-  p->waits[p->wait_pos] = ns;
-  p->wait_pos = (p->wait_pos + 1) % WAIT_SAMPLES;
-  if (p->nwaits < WAIT_SAMPLES) p->nwaits++;
-}
-
 int pgq_begin(struct pgq *p, struct job *j) {
   pthread_mutex_lock(&p->lock);
   p->reserved--;
@@ -272,7 +258,7 @@ int pgq_begin(struct pgq *p, struct job *j) {
     p->running++;
     j->claimed_mono = clock_mono_ns();
     j->deadline = p->cfg.timeout_ns ? j->claimed_mono + p->cfg.timeout_ns : 0;
-    pgq_record_wait(p, j->claimed_mono - j->ready_mono);
+    waitlog_add(&p->waits, &p->st, j->claimed_mono - j->ready_mono);
   }
   pthread_mutex_unlock(&p->lock);
   return flag;

@@ -92,8 +92,7 @@ struct pgq {
   _Atomic int up;               /* the writer's connection works and the schema is ours */
   /* counts (stats) */
   struct jobq_stats st;         /* local counters: published, retries, finished, waits */
-  int64_t *waits;
-  size_t nwaits, wait_pos;
+  struct waitlog waits;         /* enqueue→start times of the jobs this host began */
   size_t live_est;              /* unfinished jobs of the queue (all hosts) as last counted */
   size_t running_est;           /* running ones of all hosts, as last counted */
   int64_t stats_at;             /* monotonic ns of the cached counts below */
@@ -122,8 +121,7 @@ extern const char PGQ_RECORD_COLS[];
 enum { RC_JID, RC_STATE, RC_ATTEMPT, RC_MAXR, RC_PRIO, RC_CREATED, RC_RUNAT, RC_STARTED,
        RC_FINISHED, RC_HEADERS, RC_PROGRESS, RC_RESULT, RC_ERRORS, RC_SEQ, RC_NCOLS };
 
-/* pgq.c, for the writer and reader */
-void pgq_record_wait(struct pgq *p, int64_t ns);          /* lock held */
+/* pgq.c, for the writer */
 uint64_t pgq_rand(struct pgq *p);                         /* lock held (or before threads) */
 void pgq_job_free(struct job *j);
 void pgq_held_remove(struct pgq *p, struct job *j);       /* lock held */

@@ -176,15 +176,6 @@ int64_t pgq_int(PGresult *r, int i, int col) {
   return PQgetisnull(r, i, col) ? 0 : strtoll(PQgetvalue(r, i, col), NULL, 10);
 }
 
-static void put_time(struct buf *b, const char *key, int64_t ms) {
-  if (!ms) { buf_printf(b, ",\"%s\":null", key); return; }
-  time_t t = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  buf_printf(b, ",\"%s\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", key, tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
 static const char *col_or(PGresult *r, int i, int col, const char *dflt) {
   return PQgetisnull(r, i, col) ? dflt : PQgetvalue(r, i, col);
 }
@@ -198,10 +189,10 @@ void pgq_put_record(const char *queue, PGresult *r, int i, struct buf *b) {
   buf_printf(b, ",\"state\":\"%s\",\"attempt\":%d,\"max_retries\":%d,\"priority\":%d",
              job_state_name(state), (int)pgq_int(r, i, RC_ATTEMPT), (int)pgq_int(r, i, RC_MAXR),
              (int)pgq_int(r, i, RC_PRIO));
-  put_time(b, "created_at", pgq_int(r, i, RC_CREATED));
-  put_time(b, "run_at", pgq_int(r, i, RC_RUNAT));
-  put_time(b, "started_at", pgq_int(r, i, RC_STARTED));
-  put_time(b, "finished_at", job_state_final(state) ? pgq_int(r, i, RC_FINISHED) : 0);
+  jobq_put_time(b, "created_at", pgq_int(r, i, RC_CREATED));
+  jobq_put_time(b, "run_at", pgq_int(r, i, RC_RUNAT));
+  jobq_put_time(b, "started_at", pgq_int(r, i, RC_STARTED));
+  jobq_put_time(b, "finished_at", job_state_final(state) ? pgq_int(r, i, RC_FINISHED) : 0);
   if (!PQgetisnull(r, i, RC_HEADERS)) buf_printf(b, ",\"headers\":%s", PQgetvalue(r, i, RC_HEADERS));
   buf_printf(b, ",\"progress\":%s", col_or(r, i, RC_PROGRESS, "null"));
   buf_printf(b, ",\"result\":%s", state == JS_DONE ? col_or(r, i, RC_RESULT, "null") : "null");

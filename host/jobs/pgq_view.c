@@ -242,11 +242,6 @@ int pgq_forget(struct pgq *p, const char *id) {
   return submit_op(p, &op);
 }
 
-static int cmp_i64(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
-}
-
 void pgq_stats(struct pgq *p, struct jobq_stats *out) {
   pthread_mutex_lock(&p->lock);
   int fresh = p->stats_at && clock_mono_ns() - p->stats_at < STATS_CACHE_NS;
@@ -258,17 +253,6 @@ void pgq_stats(struct pgq *p, struct jobq_stats *out) {
   pthread_mutex_lock(&p->lock);
   *out = p->st;
   memcpy(out->by_state, p->by_state, sizeof out->by_state);
-  out->wait_p50_ns = out->wait_p99_ns = 0;
-  if (p->nwaits) {
-    int64_t *v = xmalloc(p->nwaits * sizeof *v);
-    memcpy(v, p->waits, p->nwaits * sizeof *v);
-    size_t n = p->nwaits;
-    pthread_mutex_unlock(&p->lock);
-    qsort(v, n, sizeof *v, cmp_i64);
-    out->wait_p50_ns = v[n / 2];
-    out->wait_p99_ns = v[n * 99 / 100];
-    free(v);
-    return;
-  }
+  waitlog_percentiles(&p->waits, out);
   pthread_mutex_unlock(&p->lock);
 }

@@ -298,11 +298,6 @@ static void put_fin(const struct pgq_fin *f, struct buf *b) {
   else buf_adds(b, "null}");
 }
 
-static int cmp_i64(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
-}
-
 static void fin_free(struct pgq_fin *f) {
   free(f->result);
   free(f->error);
@@ -364,10 +359,10 @@ static int finish_sql(struct wstate *w, struct pgq_fin *list) {
   int64_t *done = xmalloc(((size_t)m + 1) * sizeof *done);
   for (int i = 0; i < m; i++) done[i] = pgq_int(r, i, 0);
   PQclear(r);
-  qsort(done, (size_t)m, sizeof *done, cmp_i64);
+  qsort(done, (size_t)m, sizeof *done, jobq_cmp_i64);
   for (struct pgq_fin *f = list, *next; f; f = next) {
     next = f->next;
-    fin_done(w, f, bsearch(&f->j->seq, done, (size_t)m, sizeof *done, cmp_i64) != NULL);
+    fin_done(w, f, bsearch(&f->j->seq, done, (size_t)m, sizeof *done, jobq_cmp_i64) != NULL);
   }
   free(done);
   return 0;
