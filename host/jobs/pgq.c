@@ -156,7 +156,7 @@ static void gen_id(struct pgq *p, char out[JOBQ_ID_MAX]) {
 }
 
 /* Queues pub for the writer and waits for its commit (returns its rc). */
-static int submit(struct pgq *p, struct pgq_pub *pub, size_t bytes, char *err, size_t errlen) {
+static int submit(struct pgq *p, struct pgq_pub *pub, char *err, size_t errlen) {
   static const char *const names[] = {"id", "idempotency key"};
   const char *const vals[] = {pub->o->id, pub->o->idem_key};
   for (int i = 0; i < 2; i++) {
@@ -171,7 +171,6 @@ static int submit(struct pgq *p, struct pgq_pub *pub, size_t bytes, char *err, s
   if (rc == JQ_OK && p->cfg.max_waiting &&
       p->live_est - (p->running_est < p->live_est ? p->running_est : p->live_est) + pub->n > p->cfg.max_waiting)
     rc = JQ_FULL;
-  (void)bytes;
   if (rc != JQ_OK) {
     if (rc == JQ_FULL) p->st.rejected_full += pub->n;
     if (rc == JQ_DRAINING) p->st.rejected_draining += pub->n;
@@ -201,7 +200,7 @@ int pgq_publish(struct pgq *p, const char *data, size_t len, const struct jobq_p
                         .idlen = idlen};
   pub.gen = pub.o->id ? NULL : gen;
   *existed = 0;
-  int rc = submit(p, &pub, len, err, errlen);
+  int rc = submit(p, &pub, err, errlen);
   if (rc == JQ_OK && pub.gen) snprintf(id_out, idlen, "%s", gen[0]);
   *existed = pub.existed;
   return rc;
@@ -213,10 +212,8 @@ int pgq_publish_many(struct pgq *p, const char *const *data, const size_t *lens,
   struct jobq_publish_opts opts = o ? *o : (struct jobq_publish_opts){.max_retries = -1};
   opts.id = opts.idem_key = NULL;
   if (!n) return JQ_OK;
-  size_t bytes = 0;
-  for (size_t i = 0; i < n; i++) bytes += lens[i];
   struct pgq_pub pub = {.n = n, .data = data, .lens = lens, .o = &opts, .gen = ids};
-  return submit(p, &pub, bytes, err, errlen);
+  return submit(p, &pub, err, errlen);
 }
 
 /* ---- claim, begin, finish (consumer threads) ---------------------------------------- */

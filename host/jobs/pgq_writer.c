@@ -37,17 +37,14 @@ struct wstate {
 
 static int64_t mono_ms(void) { return clock_mono_ns() / NS_PER_MS; }
 
-static const char SQL_INSERT[] =
-  "INSERT INTO taskhost_jobs (queue, jid, state, priority, max_retries, run_at, data, headers, idem_key)"
-  " SELECT $1, x.j, CASE WHEN x.dl > 0 THEN 1 ELSE 0 END, x.p, x.m,"
-  " now() + x.dl * interval '1 millisecond', x.d, x.h, x.k"
-  " FROM json_to_recordset($2::json) AS x(j text, d text, p int, m int, dl bigint, h text, k text)";
-static const char SQL_INSERT_KEYED[] =
-  "INSERT INTO taskhost_jobs (queue, jid, state, priority, max_retries, run_at, data, headers, idem_key)"
-  " SELECT $1, x.j, CASE WHEN x.dl > 0 THEN 1 ELSE 0 END, x.p, x.m,"
-  " now() + x.dl * interval '1 millisecond', x.d, x.h, x.k"
+#define INSERT_JOBS \
+  "INSERT INTO taskhost_jobs (queue, jid, state, priority, max_retries, run_at, data, headers, idem_key)" \
+  " SELECT $1, x.j, CASE WHEN x.dl > 0 THEN 1 ELSE 0 END, x.p, x.m," \
+  " now() + x.dl * interval '1 millisecond', x.d, x.h, x.k" \
   " FROM json_to_recordset($2::json) AS x(j text, d text, p int, m int, dl bigint, h text, k text)"
-  " ON CONFLICT DO NOTHING RETURNING jid";
+/* Fresh ids: a clash fails the statement. Caller-given id or key: a clash is the job there. */
+static const char SQL_INSERT[] = INSERT_JOBS;
+static const char SQL_INSERT_KEYED[] = INSERT_JOBS " ON CONFLICT DO NOTHING RETURNING jid";
 static const char SQL_EXISTING[] =
   "SELECT jid FROM taskhost_jobs WHERE queue = $1 AND (jid = $2 OR (idem_key = $3 AND state < 4))"
   " ORDER BY seq DESC LIMIT 1";
