@@ -106,3 +106,18 @@ class PgServer:
     def close(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ServerPerClass:
+    """Mixin for a unittest.TestCase class: one PgServer for the whole class, as cls.pg,
+    stopped and removed after its last test."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pg = PgServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.close()
+        super().tearDownClass()

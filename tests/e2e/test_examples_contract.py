@@ -372,17 +372,9 @@ class RunningMeansRunning(th.TestCase):
         self.sample("sqlite", "    max_concurrent: 2", 2, preload=True)
 
 
-class OnPostgres:
+class OnPostgres(pgserver.ServerPerClass):
     """Mixin: the same contract with the example's queue on a private PostgreSQL
     (QUEUE_DRIVER=postgres, DATABASE_URL), each test on fresh tables."""
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = pgserver.PgServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.close()
-
     def setUp(self):
         self.pg.psql("DROP TABLE IF EXISTS taskhost_jobs, taskhost_meta CASCADE")
         EXTRA_ENV.update({"QUEUE_DRIVER": "postgres", "DATABASE_URL": self.pg.dsn})

@@ -125,15 +125,7 @@ return {main = main}
 
 
 @unittest.skipUnless(pgserver.available(), "PostgreSQL 15 server binaries not installed (scripts/setup)")
-class QueuePostgres(th.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = pgserver.PgServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.close()
-
+class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
     def setUp(self):
         self.pg.psql("DROP TABLE IF EXISTS taskhost_jobs, taskhost_meta, runs CASCADE;"
                      "CREATE TABLE runs (jid text, attempt int, host text, PRIMARY KEY (jid, attempt))")

@@ -283,15 +283,7 @@ def sleeping(pg):
 
 
 @th.unittest.skipUnless(pgserver.available(), "no PostgreSQL 15 server binaries")
-class SqlPostgres(th.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = pgserver.PgServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.close()
-
+class SqlPostgres(pgserver.ServerPerClass, th.TestCase):
     def test_from_a_process(self):
         project = th.script_project(MAIN_LUA, extra_entries=DB_ENTRY + WORKERS,
                                     extra_files={"src/slow.lua": SLOW_LUA, "src/echo.lua": ECHO_LUA},
