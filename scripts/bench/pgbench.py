@@ -35,11 +35,14 @@ BENCH = os.path.join(ROOT, "scripts", "bench")
 NODE_DIR = os.path.join(ROOT, "build", "bench-pgref")
 # Per library: npm package, and pgref.js options (each process). pg-boss 10 has no
 # LISTEN/NOTIFY: each work() loop polls, at most every pollingIntervalSeconds (0.5 s is its
-# minimum), for up to batchSize jobs and completes them with one UPDATE. graphile-worker:
-# one pool of `concurrency` workers fed from a local queue of localQueue jobs fetched in one
-# query, completions batched (completeJobBatchDelay 0 = everything completed in one tick).
+# minimum), for up to batchSize jobs and completes them with one UPDATE (not awaited before
+# the next fetch). 2 x 5000 per process: 4 x 5000 or 8 x 1000 were slower here with 3
+# processes (more concurrent completes on 2 cores), runs spread widely either way (README).
+# graphile-worker: one pool of `concurrency` workers fed from a local queue of localQueue jobs
+# fetched in one query, completions batched (completeJobBatchDelay 0 = those of one tick; 50
+# and 250 ms were slower here), as in graphile's own performance test (24 x local queue 500).
 REFERENCE = {
-    "pgboss": ("pg-boss", {"workers": 4, "batchSize": 5000, "poll": 0.5}),
+    "pgboss": ("pg-boss", {"workers": 2, "batchSize": 5000, "poll": 0.5}),
     "graphile": ("graphile-worker", {"concurrency": 24, "localQueue": 500, "completeDelay": 0}),
 }
 
@@ -91,7 +94,8 @@ def install_reference():
         except subprocess.TimeoutExpired:
             raise Unavailable("npm install did not finish in 300 s")
         if r.returncode != 0:
-            raise Unavailable(f"npm install failed (exit {r.returncode}): {(r.stdout + r.stderr).strip()[-400:]}")
+            why = re.sub(r"\w+://\S+", "<address>", (r.stdout + r.stderr).strip())   # no hosts in our output
+            raise Unavailable(f"npm install failed (exit {r.returncode}): {why[-400:]}")
         got = installed_versions(pins)
         if got != pins:
             raise Unavailable(f"npm installed {got}, wanted {pins}")
