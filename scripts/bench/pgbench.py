@@ -5,15 +5,15 @@ the postgres OS user when we are root) with benchmark settings, then on that one
   project that only consume), in the `postgres` database;
 * the reference runs (scripts/bench/pgref.js): pg-boss and graphile-worker, each in its own
   database (dropped and created before every run), with 1 Node process (plus the enqueue→start
-  latency) and with 3 Node processes (one enqueues; all three work), the same job count and
-  enqueue batch. The pinned versions (scripts/bench/package.json) are installed with npm into
-  build/bench-pgref the first time; without node/npm, or when the install fails, the reason
-  is printed and vs_* stay n/a. `--no-reference` skips them.
+  latency) and REF_ROUNDS times with 3 Node processes (one enqueues; all three work), the same
+  job count and enqueue batch. The pinned versions (scripts/bench/package.json) are installed
+  with npm into build/bench-pgref the first time; without node/npm, or when the install
+  fails, the reason is printed and vs_* stay n/a. `--no-reference` skips them.
 
 Every process started here is stopped by PID (workers: SIGTERM, then SIGKILL after a bound),
 every run has a timeout, and the server is stopped in a finally block. The last line is
 RESULT pg1_jobs_per_s=… pg3_jobs_per_s=… vs_pgboss=… vs_graphile=… pg_start_p99_ms=…
-with vs_X = taskhost's 3-host figure / X's 3-process figure.
+with vs_X = taskhost's 3-host figure / X's best 3-process figure (REF_ROUNDS below).
 """
 import json
 import os
@@ -45,6 +45,16 @@ REFERENCE = {
     "pgboss": ("pg-boss", {"workers": 2, "batchSize": 5000, "poll": 0.5}),
     "graphile": ("graphile-worker", {"concurrency": 24, "localQueue": 500, "completeDelay": 0}),
 }
+
+
+# The 3-process figure of a library is its best of this many runs (each on a fresh database):
+# pg-boss's runs are bimodal here. Its batched complete (`UPDATE … WHERE name = $1 AND id IN
+# (SELECT UNNEST($2)) AND state = 'active'`) is planned, in some runs, as a nested loop that
+# compares every active row of the queue's partition with every id, because the statistics of
+# the new partition estimate 1 active row of 72 (auto_explain: ~3 s per complete instead of
+# ~0.3 s; 2 cores then stay busy and the enqueue slows too). Best-of favours the reference,
+# so vs_* do not flatter taskhost, whose figures are single runs.
+REF_ROUNDS = 3
 
 
 def start_server():
@@ -189,13 +199,16 @@ def run_references(srv, args):
     for lib, (name, opts) in REFERENCE.items():
         print(f"{name}: " + " ".join(f"{k}={v}" for k, v in opts.items()) +
               f" per process; {args.jobs} jobs enqueued in batches of {args.batch} by one process")
-        for procs in (1, 3):
-            try:
-                tp, _, _ = run_reference(srv, lib, procs, args)
-                if procs == 3:
-                    res[lib] = tp
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                print(f"{name} x{procs} failed: {str(e)[:600]}")
+        for procs, rounds in ((1, 1), (3, REF_ROUNDS)):
+            for _ in range(rounds):
+                try:
+                    tp, _, _ = run_reference(srv, lib, procs, args)
+                    if procs == 3:
+                        res[lib] = max(tp, res[lib] or 0)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                    print(f"{name} x{procs} failed: {str(e)[:600]}")
+        if res[lib] is not None:
+            print(f"{name} x3 best of {REF_ROUNDS}: {res[lib]:.0f} jobs/s")
     return res
 
 
