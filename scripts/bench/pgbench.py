@@ -60,11 +60,15 @@ REF_ROUNDS = 3
 def start_server():
     import pgserver
     srv = pgserver.PgServer()          # fsync=off as in the tests; settings below via ALTER SYSTEM
-    for k, v in SETTINGS.items():
-        srv.psql(f"ALTER SYSTEM SET {k} = '{v}'")
-    srv.stop()
-    srv.start()
-    shown = {k: srv.psql(f"SHOW {k}").strip() for k in list(SETTINGS) + ["fsync", "server_version"]}
+    try:
+        for k, v in SETTINGS.items():
+            srv.psql(f"ALTER SYSTEM SET {k} = '{v}'")
+        srv.stop()
+        srv.start()
+        shown = {k: srv.psql(f"SHOW {k}").strip() for k in list(SETTINGS) + ["fsync", "server_version"]}
+    except BaseException:
+        srv.close()                    # no server left behind when a setting is refused
+        raise
     print("postgres: " + " ".join(f"{k}={v}" for k, v in shown.items()))
     return srv
 
