@@ -130,10 +130,14 @@ struct pgq_stmt {
   PGresult *res;
   char err[256];
 };
-/* Runs the n statements in one round trip (libpq pipeline mode, a sync after each, so each
-** is a transaction of its own and one failing does not abort the others). 0, or -1 when the
-** connection broke (results of the statements not read are NULL). */
-int pgq_pipeline(PGconn *c, struct pgq_stmt *s, int n);
+/* Sends the n statements in one round trip (libpq pipeline mode, a sync after each, so each
+** is a transaction of its own and one failing does not abort the others); then
+** pgq_pipeline_read reads the result of each in order (s[0] first), so the caller can act on
+** the first before the others are executed. Both return 0, or -1 when the connection broke
+** (the unread results stay NULL with an error; stop reading). When a prepare fails nothing
+** is sent: every statement fails with that error and send returns 1 (nothing to read). */
+int pgq_pipeline_send(PGconn *c, struct pgq_stmt *s, int n);
+int pgq_pipeline_read(PGconn *c, struct pgq_stmt *s, int last);   /* last: leave pipeline mode */
 int pgq_conn_bad(PGconn *c);    /* the connection is gone (reconnect) */
 /* One history item {"attempt":a,"at":ms,"error":"msg"} (malloc'd). */
 char *pgq_error_item(int attempt, int64_t at_ms, const char *msg, size_t len);

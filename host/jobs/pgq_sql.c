@@ -163,7 +163,7 @@ static int read_one(PGconn *c, struct pgq_stmt *s) {
   return synced ? 0 : -1;
 }
 
-int pgq_pipeline(PGconn *c, struct pgq_stmt *s, int n) {
+int pgq_pipeline_send(PGconn *c, struct pgq_stmt *s, int n) {
   for (int i = 0; i < n; i++) {
     s[i].res = NULL;
     s[i].err[0] = '\0';
@@ -174,20 +174,26 @@ int pgq_pipeline(PGconn *c, struct pgq_stmt *s, int n) {
       if (!r) {                                   /* every statement fails, with this error */
         for (int k = 0; k < n; k++)
           if (k != i) snprintf(s[k].err, sizeof s[k].err, "%s", s[i].err);
-        return pgq_conn_bad(c) ? -1 : 0;
+        return pgq_conn_bad(c) ? -1 : 1;
       }
       PQclear(r);
       *s[i].prepared = 1;
     }
-  if (PQenterPipelineMode(c) != 1) return -1;
-  int ok = 1;
+  int ok = PQenterPipelineMode(c) == 1;
   for (int i = 0; i < n && ok; i++)
     ok = PQsendQueryPrepared(c, s[i].name, s[i].n, s[i].vals, NULL, NULL, 0) == 1 && PQpipelineSync(c) == 1;
-  for (int i = 0; i < n && ok; i++) ok = read_one(c, &s[i]) == 0;
-  if (ok) PQexitPipelineMode(c);
   for (int i = 0; i < n && !ok; i++)
-    if (!s[i].err[0]) snprintf(s[i].err, sizeof s[i].err, "the connection broke");
+    snprintf(s[i].err, sizeof s[i].err, "%.*s", (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
   return ok ? 0 : -1;
+}
+
+int pgq_pipeline_read(PGconn *c, struct pgq_stmt *s, int last) {
+  if (read_one(c, s) != 0) {
+    if (!s->err[0]) snprintf(s->err, sizeof s->err, "the connection broke");
+    return -1;
+  }
+  if (last) PQexitPipelineMode(c);
+  return 0;
 }
 
 /* Runs sql and drops its result: 0 / -1. */

@@ -298,7 +298,8 @@ static void pubs_retry_and_keyed(struct wstate *w, struct pgq_pub *batch, size_t
   }
 }
 
-/* Counts the stored publishes, notifies, and answers every publisher. */
+/* Counts the stored publishes, asks for a notification, and answers every publisher. It
+** runs no statement: the round's pipeline may still be reading. */
 static void pubs_settle(struct wstate *w, struct pgq_pub *batch, struct pgq_pub *keyed) {
   struct pgq *p = w->p;
   size_t added = 0;
@@ -310,8 +311,7 @@ static void pubs_settle(struct wstate *w, struct pgq_pub *batch, struct pgq_pub 
     p->live_est += added;
     p->kick = 1;
     pthread_mutex_unlock(&p->lock);
-    if (p->notify) w->notify_pending = 1;
-    if (p->notify && mono_ms() >= w->last_notify + NOTIFY_GAP_MS) send_notify(w, mono_ms());
+    if (p->notify) w->notify_pending = 1;        /* sent at the end of the round */
   }
   struct pgq_pub *lists[] = {batch, keyed};
   for (int k = 0; k < 2; k++)
@@ -679,11 +679,14 @@ static void read_notifies(struct wstate *w) {
 }
 
 /* A round's batch INSERT, finish UPDATE and claim go out together in one round trip
-** (pgq_pipeline: each its own transaction, in that order, so the claim sees the jobs just
-** stored); what fails is retried the slow way (one publish or outcome at a time). */
+** (pgq_pipeline_send: each its own transaction, in that order, so the claim sees the jobs
+** just stored). The publishers are answered as soon as the INSERT's result is read, before
+** the finish and the claim have run. What fails is retried the slow way (one publish or
+** outcome at a time) once every result of the pipeline is read. */
 struct round {
   struct pgq_stmt st[3];
   int ins, fin, claim, n;                 /* index into st, or -1 */
+  int sent;                               /* the pipeline is out; results not all read */
   struct buf bi, bf;
   const char *vi[2], *vf[2];
   char owner[24];
@@ -714,16 +717,22 @@ static void round_send(struct wstate *w, struct round *r, struct pgq_pub *batch,
     claim_args(p, want, &r->ca);
     r->st[r->claim = r->n++] = hot_stmt(w, H_CLAIM, 5, r->ca.vals);
   }
-  if (r->n && pgq_pipeline(w->c, r->st, r->n) != 0) {
-    snprintf(w->err, sizeof w->err, "%s", r->st[r->n - 1].err);
-    for (int i = r->n - 1; i >= 0; i--)
-      if (r->st[i].err[0]) snprintf(w->err, sizeof w->err, "%s", r->st[i].err);
+  int rc = r->n ? pgq_pipeline_send(w->c, r->st, r->n) : 1;
+  r->sent = rc == 0;
+  if (rc < 0) {
+    snprintf(w->err, sizeof w->err, "%s", r->st[0].err);
     disconnect(w, w->err);
   }
 }
 
-/* The result of statement i of r (NULL when it failed or was not sent) and its error. */
-static PGresult *round_res(struct round *r, int i, const char **err) {
+/* Reads statement i of r (in order; -1: not part of this round): its result, or NULL when
+** it failed or was not sent, with its error. */
+static PGresult *round_read(struct wstate *w, struct round *r, int i, const char **err) {
+  if (i >= 0 && r->sent && w->c && pgq_pipeline_read(w->c, &r->st[i], i == r->n - 1) != 0) {
+    r->sent = 0;
+    snprintf(w->err, sizeof w->err, "%s", r->st[i].err);
+    disconnect(w, w->err);
+  }
   *err = i >= 0 && r->st[i].err[0] ? r->st[i].err : "not connected";
   return i >= 0 ? r->st[i].res : NULL;
 }
@@ -745,22 +754,24 @@ static void round_once(struct wstate *w) {
   size_t want = w->c ? claim_want(w, now, batch != NULL) : 0;
   struct round r = {0};
   round_send(w, &r, batch, fins, want);
-  const char *err;
-  PGresult *res = round_res(&r, r.ins, &err);
-  if (batch || keyed) {
-    PQclear(res);
-    for (struct pgq_pub *u = res ? batch : NULL; u; u = u->next) u->rc = JQ_OK;
-    pubs_retry_and_keyed(w, batch, nbatch, batch && !res, err, keyed);
+  const char *ierr, *ferr, *cerr;
+  PGresult *ires = round_read(w, &r, r.ins, &ierr);
+  int ins_failed = batch && !ires;
+  PQclear(ires);
+  for (struct pgq_pub *u = ires ? batch : NULL; u; u = u->next) u->rc = JQ_OK;
+  if (batch && !ins_failed) {
+    pubs_settle(w, batch, NULL);                   /* answered now; batch is gone */
+    batch = NULL;
+  }
+  PGresult *fres = round_read(w, &r, r.fin, &ferr);
+  if (fins && fres) fins_applied(w, fins, fres);
+  PGresult *cres = round_read(w, &r, r.claim, &cerr);
+  if (r.claim >= 0) claim_take(w, now, cres, want, cerr);
+  if (batch || keyed) {                            /* the pipeline is read: the slow ways */
+    pubs_retry_and_keyed(w, batch, nbatch, ins_failed, ierr, keyed);
     pubs_settle(w, batch, keyed);
   }
-  if (fins) {
-    if ((res = round_res(&r, r.fin, &err))) fins_applied(w, fins, res);
-    else fins_retry(w, fins);
-  }
-  if (r.claim >= 0) {
-    res = round_res(&r, r.claim, &err);
-    claim_take(w, now, res, want, err);
-  }
+  if (fins && !fres) fins_retry(w, fins);
   buf_free(&r.bi);
   buf_free(&r.bf);
   now = mono_ms();

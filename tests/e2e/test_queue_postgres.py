@@ -195,6 +195,25 @@ class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
         self.assertIn("no job", m.group(4))                             # get answered meanwhile
         self.assertEqual(self.pg.psql("SELECT count(*) FROM taskhost_jobs").strip(), "1")
 
+    def test_another_host_is_woken_by_notify_not_by_its_poll(self):
+        # The consumer host polls once a minute; the publishing host has no consumer. Jobs
+        # done well inside that minute reached it through NOTIFY taskhost_jobs.
+        slow = INDEX.replace("poll_interval: 200ms", "poll_interval: 60s")
+        consumer_block = slow[slow.index("  - name: consumer"):slow.index("  - {name: main")]
+        other = th.Server(th.make_project({"src/_index.yaml": slow, "src/work.lua": WORK, "src/main.lua": SHARED}),
+                          env=dict(self.env, HOST_TAG="B"))
+        try:
+            other.wait_for(r"running .*entries")
+            time.sleep(0.5)                                   # past its first (empty) claim
+            publisher = th.make_project({"src/_index.yaml": slow.replace(consumer_block, ""),
+                                         "src/work.lua": WORK, "src/main.lua": SHARED})
+            r = th.run(["run", publisher, "-x", "app:terminal/app:main", "20"], env=self.env, timeout=40)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("DONE 20", r.stdout)
+        finally:
+            other.stop()
+        self.assertEqual({h for _, _, h in self.runs()}, {"B"})
+
     def test_two_hosts_share_the_queue_and_run_each_job_once(self):
         n = 600
         other = th.Server(self.project(SHARED), env=dict(self.env, HOST_TAG="B"))
