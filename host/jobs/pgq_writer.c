@@ -7,7 +7,7 @@
 ** p->lock only to move requests and jobs; waiters are signalled and on_final is called with
 ** it released.
 */
-#include "pgq_impl.h"
+#include "pgq_writer.h"
 #include "base/log.h"
 #include "value/json.h"
 
@@ -26,19 +26,6 @@
 #define HOUSEKEEP_MS 1000
 #define BACKOFF_MAX_MS 2000
 
-struct wstate {
-  struct pgq *p;
-  PGconn *c, *lc;                 /* work; LISTEN + leader lock */
-  int leader, down_logged, deep;
-  int64_t backoff_ms, next_connect, next_renew, next_poll, next_house, next_due;
-  int64_t last_notify;
-  int notify_pending;
-  int prepared[8];                /* HOT[i] is prepared on c */
-  char err[256];
-};
-
-static int64_t mono_ms(void) { return clock_mono_ns() / NS_PER_MS; }
-
 #define INSERT_JOBS \
   "INSERT INTO taskhost_jobs (queue, jid, state, priority, max_retries, run_at, data, headers, idem_key)" \
   " SELECT $1, x.j, CASE WHEN x.dl > 0 THEN 1 ELSE 0 END, x.p, x.m," \
@@ -50,20 +37,6 @@ static const char SQL_INSERT_KEYED[] = INSERT_JOBS " ON CONFLICT DO NOTHING RETU
 static const char SQL_EXISTING[] =
   "SELECT jid FROM taskhost_jobs WHERE queue = $1 AND (jid = $2 OR (idem_key = $3 AND state < 4))"
   " ORDER BY seq DESC LIMIT 1";
-/* Finish, renew and progress find their rows by seq and fence on owner and attempt. The
-** planner often drives the finish from the lease index (this host's running rows, filtered
-** by owner) and compares each with every outcome: that costs outcomes × this host's running
-** jobs, bounded by its consumers plus one claim (≤ 500), and measured faster end to end than
-** the key lookups (scripts/bench-jobs, 3 hosts: 22k against 19k jobs/s). */
-static const char SQL_FINISH[] =
-  "UPDATE taskhost_jobs j SET state = f.st, result = f.r,"
-  " errors = CASE WHEN f.e IS NULL THEN j.errors"
-  "  ELSE coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(f.e) END,"
-  " run_at = CASE WHEN f.d IS NULL THEN j.run_at ELSE now() + f.d * interval '1 millisecond' END,"
-  " finished_at = CASE WHEN f.st >= 4 THEN now() END, attempt = j.attempt - f.u,"
-  " progress = coalesce(f.p, j.progress), owner = NULL, lease_until = NULL, cancel_requested = false"
-  " FROM json_to_recordset($1::json) AS f(s bigint, a int, st smallint, r text, p text, e jsonb, d bigint, u int)"
-  " WHERE j.seq = f.s AND j.attempt = f.a AND j.owner = $2 AND j.state = 2 RETURNING j.seq";
 static const char SQL_RENEW[] =
   "UPDATE taskhost_jobs SET lease_until = clock_timestamp() + $2 * interval '1 millisecond'"
   " WHERE seq = ANY($1::bigint[]) AND owner = $3 AND state = 2 RETURNING seq, cancel_requested";
@@ -149,7 +122,7 @@ static void wconnect(struct wstate *w) {
 /* The statements of every round are prepared once per connection: their planning (the
 ** json_to_recordset joins) cost more than their execution on small batches. */
 enum { H_INSERT, H_FINISH, H_CLAIM, H_RENEW, H_COUNT, H_PROGRESS, H_COUNT_ };
-static const char *const HOT[] = {SQL_INSERT, SQL_FINISH, SQL_CLAIM, SQL_RENEW, SQL_COUNT, SQL_PROGRESS};
+static const char *const HOT[] = {SQL_INSERT, PGQ_SQL_FINISH, SQL_CLAIM, SQL_RENEW, SQL_COUNT, SQL_PROGRESS};
 static const char *const NAMES[] = {"th_insert", "th_finish", "th_claim", "th_renew", "th_count", "th_progress"};
 _Static_assert(countof(HOT) == H_COUNT_ && countof(NAMES) == H_COUNT_, "HOT");
 
@@ -158,7 +131,7 @@ static struct pgq_stmt hot_stmt(struct wstate *w, int k, int n, const char *cons
   return (struct pgq_stmt){.name = NAMES[k], .sql = HOT[k], .prepared = &w->prepared[k], .n = n, .vals = vals};
 }
 
-static PGresult *wexec(struct wstate *w, PGconn *c, const char *sql, int n, const char *const *vals) {
+PGresult *pgq_wexec(struct wstate *w, PGconn *c, const char *sql, int n, const char *const *vals) {
   _Static_assert(H_COUNT_ <= countof(w->prepared), "prepared");
   if (!c) return NULL;
   size_t k = 0;
@@ -172,25 +145,20 @@ static PGresult *wexec(struct wstate *w, PGconn *c, const char *sql, int n, cons
 
 /* ---- publish ------------------------------------------------------------------------- */
 
-static void put_str_or_null(struct buf *b, const char *s) {
-  if (s) json_put_string(b, s, strlen(s));
-  else buf_adds(b, "null");
-}
-
 static void put_pub(struct pgq *p, const struct pgq_pub *pub, struct buf *b) {
   const struct jobq_publish_opts *o = pub->o;
   int mr = o->max_retries >= 0 ? o->max_retries : p->cfg.max_retries;
   for (size_t i = 0; i < pub->n; i++) {
     buf_addc(b, b->len ? ',' : '[');
     buf_adds(b, "{\"j\":");
-    put_str_or_null(b, pub->gen ? pub->gen[i] : o->id);
+    pgq_put_str_or_null(b, pub->gen ? pub->gen[i] : o->id);
     buf_adds(b, ",\"d\":");
     json_put_string(b, pub->data[i], pub->lens[i]);
     buf_printf(b, ",\"p\":%d,\"m\":%d,\"dl\":%lld,\"h\":", o->priority, mr,
                (long long)(o->delay_ns > 0 ? o->delay_ns / NS_PER_MS : 0));
-    put_str_or_null(b, o->headers);
+    pgq_put_str_or_null(b, o->headers);
     buf_adds(b, ",\"k\":");
-    put_str_or_null(b, o->idem_key);
+    pgq_put_str_or_null(b, o->idem_key);
     buf_addc(b, '}');
   }
 }
@@ -219,7 +187,7 @@ static int insert_batch(struct wstate *w, struct pgq_pub *list) {
   buf_init(&b);
   pubs_json(w->p, list, &b);
   const char *vals[] = {w->p->name, b.data};
-  PGresult *r = wexec(w, w->c, SQL_INSERT, 2, vals);
+  PGresult *r = pgq_wexec(w, w->c, SQL_INSERT, 2, vals);
   buf_free(&b);
   if (!r) { pubs_failed(w, list, w->err); return -1; }
   PQclear(r);
@@ -235,7 +203,7 @@ static void insert_keyed(struct wstate *w, struct pgq_pub *u) {
   buf_adds(&b, "]");
   buf_addc(&b, '\0');
   const char *vals[] = {w->p->name, b.data};
-  PGresult *r = wexec(w, w->c, SQL_INSERT_KEYED, 2, vals);
+  PGresult *r = pgq_wexec(w, w->c, SQL_INSERT_KEYED, 2, vals);
   buf_free(&b);
   u->next = NULL;
   if (!r) { pubs_failed(w, u, w->err); return; }
@@ -245,7 +213,7 @@ static void insert_keyed(struct wstate *w, struct pgq_pub *u) {
   u->rc = JQ_OK;
   if (inserted) return;
   const char *ev[] = {w->p->name, u->o->id, u->o->idem_key};
-  if (!(r = wexec(w, w->c, SQL_EXISTING, 3, ev))) { pubs_failed(w, u, w->err); return; }
+  if (!(r = pgq_wexec(w, w->c, SQL_EXISTING, 3, ev))) { pubs_failed(w, u, w->err); return; }
   if (PQntuples(r)) {
     snprintf(u->id_out, u->idlen, "%s", PQgetvalue(r, 0, 0));
     u->existed = 1;
@@ -258,7 +226,7 @@ static void insert_keyed(struct wstate *w, struct pgq_pub *u) {
 
 static void send_notify(struct wstate *w, int64_t now) {
   const char *vals[] = {w->p->name};
-  PQclear(wexec(w, w->c, "SELECT pg_notify('taskhost_jobs', $1)", 1, vals));
+  PQclear(pgq_wexec(w, w->c, "SELECT pg_notify('taskhost_jobs', $1)", 1, vals));
   w->last_notify = now;
   w->notify_pending = 0;
 }
@@ -321,139 +289,6 @@ static void pubs_settle(struct wstate *w, struct pgq_pub *batch, struct pgq_pub 
     }
 }
 
-/* ---- finish ------------------------------------------------------------------------ */
-
-static void put_fin(const struct pgq_fin *f, struct buf *b) {
-  buf_addc(b, b->len ? ',' : '[');
-  buf_printf(b, "{\"s\":%lld,\"a\":%d,\"st\":%d,\"u\":%d,\"r\":", (long long)f->j->seq, f->j->attempt,
-             f->state, f->undo);
-  put_str_or_null(b, f->result);
-  buf_adds(b, ",\"p\":");
-  put_str_or_null(b, f->j->progress);
-  buf_printf(b, ",\"e\":%s,\"d\":", f->error ? f->error : "null");
-  if (f->delay_ms >= 0) buf_printf(b, "%lld}", (long long)f->delay_ms);
-  else buf_adds(b, "null}");
-}
-
-static void fin_free(struct pgq_fin *f) {
-  free(f->result);
-  free(f->error);
-  free(f->errtext);
-  free(f);
-}
-
-/* Puts list back at the head of the finish queue (the connection went: write it later). */
-static void fins_requeue(struct pgq *p, struct pgq_fin *list) {
-  if (!list) return;
-  struct pgq_fin *tail = list;
-  while (tail->next) tail = tail->next;
-  pthread_mutex_lock(&p->lock);
-  tail->next = p->fins;
-  if (!p->fins) p->fins_tail = &tail->next;
-  p->fins = list;
-  pthread_mutex_unlock(&p->lock);
-}
-
-/* A written (or fenced) outcome: counts, on_final, and the job is freed. */
-static void fin_done(struct wstate *w, struct pgq_fin *f, int applied) {
-  struct pgq *p = w->p;
-  struct job *j = f->j;
-  int final = job_state_final(f->state);
-  if (!applied)
-    log_warn("%s: job %s attempt %d: its lease was lost (another host took the job over); this "
-             "outcome (%s) is dropped", p->name, j->id, j->attempt, job_state_name(f->state));
-  pthread_mutex_lock(&p->lock);
-  if (applied && final) { p->st.finished++; if (p->live_est) p->live_est--; }
-  if (applied && f->state == JS_RETRYING) p->st.retries++;
-  if (applied && !final) p->kick = 1;
-  pgq_held_remove(p, j);
-  pthread_mutex_unlock(&p->lock);
-  if (applied && f->delay_ms >= 0) {
-    int64_t due = mono_ms() + f->delay_ms;
-    if (!w->next_due || due < w->next_due) w->next_due = due;
-  }
-  if (applied && final && p->cfg.on_final)
-    p->cfg.on_final(p->cfg.on_final_ud, p->name, j->id, f->state, j->attempt - f->undo, f->errtext, f->errlen);
-  pgq_job_free(j);
-  fin_free(f);
-}
-
-static void fins_json(struct pgq_fin *list, struct buf *b) {
-  for (struct pgq_fin *f = list; f; f = f->next) put_fin(f, b);
-  buf_adds(b, "]");
-  buf_addc(b, '\0');
-}
-
-/* The finish UPDATE's result r (the seqs it applied) for the outcomes of list; frees r. */
-static void fins_applied(struct wstate *w, struct pgq_fin *list, PGresult *r) {
-  int m = PQntuples(r);
-  int64_t *done = xmalloc(((size_t)m + 1) * sizeof *done);
-  for (int i = 0; i < m; i++) done[i] = pgq_int(r, i, 0);
-  PQclear(r);
-  qsort(done, (size_t)m, sizeof *done, jobq_cmp_i64);
-  for (struct pgq_fin *f = list, *next; f; f = next) {
-    next = f->next;
-    fin_done(w, f, bsearch(&f->j->seq, done, (size_t)m, sizeof *done, jobq_cmp_i64) != NULL);
-  }
-  free(done);
-}
-
-/* One UPDATE for the outcomes of list: 0, or -1 (nothing applied; w->err). */
-static int finish_sql(struct wstate *w, struct pgq_fin *list) {
-  struct buf b;
-  buf_init(&b);
-  fins_json(list, &b);
-  char owner[24];
-  snprintf(owner, sizeof owner, "%" PRId64, w->p->owner);
-  const char *vals[] = {b.data, owner};
-  PGresult *r = wexec(w, w->c, SQL_FINISH, 2, vals);
-  buf_free(&b);
-  if (!r) return -1;
-  fins_applied(w, list, r);
-  return 0;
-}
-
-/* An outcome the database refuses (say, a result that is not valid text) fails the job with
-** the database's message instead, so the job does not wait for its lease to run out. */
-static void finish_one(struct wstate *w, struct pgq_fin *f) {
-  f->next = NULL;
-  if (finish_sql(w, f) == 0 || !w->c) {
-    if (!w->c) fins_requeue(w->p, f);
-    return;
-  }
-  char msg[320];
-  snprintf(msg, sizeof msg, "the job's outcome could not be stored: %s", w->err);
-  log_error("%s: job %s: %s", w->p->name, f->j->id, msg);
-  free(f->result);
-  free(f->error);
-  free(f->errtext);
-  f->result = NULL;
-  f->state = JS_FAILED;
-  f->delay_ms = -1;
-  f->error = pgq_error_item(f->j->attempt, jobq_now_ms(), msg, strlen(msg));
-  f->errtext = xstrdup(msg);
-  f->errlen = strlen(msg);
-  if (finish_sql(w, f) != 0) {
-    if (!w->c) { fins_requeue(w->p, f); return; }
-    log_error("%s: job %s: %s; it is left to the lease rescue", w->p->name, f->j->id, w->err);
-    pthread_mutex_lock(&w->p->lock);
-    pgq_held_remove(w->p, f->j);
-    pthread_mutex_unlock(&w->p->lock);
-    pgq_job_free(f->j);
-    fin_free(f);
-  }
-}
-
-/* The batch UPDATE of list failed: requeue it (no connection) or write each on its own. */
-static void fins_retry(struct wstate *w, struct pgq_fin *list) {
-  if (!w->c) { fins_requeue(w->p, list); return; }
-  for (struct pgq_fin *f = list, *next; f; f = next) {
-    next = f->next;
-    if (!w->c) { fins_requeue(w->p, f); return; }   /* f and the rest */
-    finish_one(w, f);
-  }
-}
-
 /* ---- leases, progress, claims ----------------------------------------------------------- */
 
 static void renew(struct wstate *w, int64_t now) {
@@ -472,7 +307,7 @@ static void renew(struct wstate *w, int64_t now) {
   snprintf(lease, sizeof lease, "%" PRId64, p->lease_ms);
   snprintf(owner, sizeof owner, "%" PRId64, p->owner);
   const char *vals[] = {b.data, lease, owner};
-  PGresult *r = wexec(w, w->c, SQL_RENEW, 3, vals);
+  PGresult *r = pgq_wexec(w, w->c, SQL_RENEW, 3, vals);
   buf_free(&b);
   if (!r) return;
   pthread_mutex_lock(&p->lock);
@@ -503,7 +338,7 @@ static void write_progress(struct wstate *w) {
   char owner[24];
   snprintf(owner, sizeof owner, "%" PRId64, p->owner);
   const char *vals[] = {b.data, owner};
-  PQclear(wexec(w, w->c, SQL_PROGRESS, 2, vals));
+  PQclear(pgq_wexec(w, w->c, SQL_PROGRESS, 2, vals));
   buf_free(&b);
 }
 
@@ -596,7 +431,7 @@ static void claim_take(struct wstate *w, int64_t now, PGresult *r, size_t want, 
 
 static void count_jobs(struct wstate *w) {
   const char *vals[] = {w->p->name};
-  PGresult *r = wexec(w, w->c, SQL_COUNT, 1, vals);
+  PGresult *r = pgq_wexec(w, w->c, SQL_COUNT, 1, vals);
   if (!r) return;
   pthread_mutex_lock(&w->p->lock);
   w->p->running_est = (size_t)pgq_int(r, 0, 1);
@@ -614,7 +449,7 @@ static void rescue(struct wstate *w) {
   snprintf(factor, sizeof factor, "%.6f", p->cfg.backoff_factor);
   snprintf(jitter, sizeof jitter, "%d", (int)p->cfg.jitter);
   const char *vals[] = {p->name, maxrec, base, cap, factor, jitter};
-  PGresult *r = wexec(w, w->c, SQL_RESCUE, 6, vals);
+  PGresult *r = pgq_wexec(w, w->c, SQL_RESCUE, 6, vals);
   if (!r) {
     if (w->c) log_error("%s: rescue: %s", p->name, w->err);
     return;
@@ -641,7 +476,7 @@ static void housekeep(struct wstate *w, int64_t now) {
   count_jobs(w);
   if (!w->leader && w->lc) {
     const char *vals[] = {p->name};
-    PGresult *r = wexec(w, w->lc, SQL_LEADER, 1, vals);
+    PGresult *r = pgq_wexec(w, w->lc, SQL_LEADER, 1, vals);
     if (r && PQgetvalue(r, 0, 0)[0] == 't') {
       w->leader = 1;
       log_debug("%s: this host does the queue's maintenance (rescue, pruning)", p->name);
@@ -654,7 +489,7 @@ static void housekeep(struct wstate *w, int64_t now) {
     char ret[24];
     snprintf(ret, sizeof ret, "%lld", (long long)(p->cfg.retention_ns / NS_PER_MS));
     const char *vals[] = {p->name, ret};
-    PQclear(wexec(w, w->c, SQL_PRUNE, 2, vals));
+    PQclear(pgq_wexec(w, w->c, SQL_PRUNE, 2, vals));
   }
 }
 
@@ -708,7 +543,7 @@ static void round_send(struct wstate *w, struct round *r, struct pgq_pub *batch,
     r->st[r->ins = r->n++] = hot_stmt(w, H_INSERT, 2, r->vi);
   }
   if (fins) {
-    fins_json(fins, &r->bf);
+    pgq_fins_json(fins, &r->bf);
     r->vf[0] = r->bf.data;
     r->vf[1] = r->owner;
     r->st[r->fin = r->n++] = hot_stmt(w, H_FINISH, 2, r->vf);
@@ -764,14 +599,14 @@ static void round_once(struct wstate *w) {
     batch = NULL;
   }
   PGresult *fres = round_read(w, &r, r.fin, &ferr);
-  if (fins && fres) fins_applied(w, fins, fres);
+  if (fins && fres) pgq_fins_applied(w, fins, fres);
   PGresult *cres = round_read(w, &r, r.claim, &cerr);
   if (r.claim >= 0) claim_take(w, now, cres, want, cerr);
   if (batch || keyed) {                            /* the pipeline is read: the slow ways */
     pubs_retry_and_keyed(w, batch, nbatch, ins_failed, ierr, keyed);
     pubs_settle(w, batch, keyed);
   }
-  if (fins && !fres) fins_retry(w, fins);
+  if (fins && !fres) pgq_fins_retry(w, fins);
   buf_free(&r.bi);
   buf_free(&r.bf);
   now = mono_ms();
@@ -843,7 +678,7 @@ void *pgq_writer_main(void *arg) {
   size_t left = 0;
   for (struct pgq_fin *f = p->fins, *next; f; f = next, left++) {
     next = f->next;
-    fin_free(f);                     /* its job is in held: pgq_free frees it */
+    pgq_fin_free(f);                     /* its job is in held: pgq_free frees it */
   }
   p->fins = NULL;
   pthread_mutex_unlock(&p->lock);
