@@ -3,7 +3,8 @@ binary against a private PostgreSQL 15 (pgserver.py): one host's whole job life 
 batch, retry with its error kept, caller-given id, progress, get/list/cancel/forget, counts
 from the database); two hosts sharing one queue, every job run exactly once (each run is
 recorded as a row through the sql module, keyed by job and attempt); a host killed (SIGKILL) while
-its jobs ran: another host rescues them after the lease (attempt 2, "worker lost");
+its jobs ran: another host rescues them after the lease (attempt 2, "worker lost"), never
+while the first host's lease was live;
 a schema newer than the host's refused at start; the database stopped under a running host (publish 503, health 503)
 and started again (202 again, the jobs run); job records answer 503 while it is down."""
 import json
