@@ -108,6 +108,26 @@ class QueuePostgresHosts(pgserver.ServerPerClass, th.TestCase):
         st, _, body = th.http(port, "POST", "/jobs", json.dumps(data), timeout=timeout)
         return st, (json.loads(body).get("id") if st == 202 else body)
 
+    def post_until_accepted(self, port, data, timeout=30):
+        """POSTs data until it is accepted (returns the id, or None after timeout seconds);
+        every other answer must be 503."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st, got = self.post(port, data, timeout=5)
+            if st == 202:
+                return got
+            self.assertEqual(st, 503, got)
+            time.sleep(0.2)
+        return None
+
+    def publish(self, n, sleep):
+        """n jobs asking for a sleep of `sleep`, published by a -x program on a host that
+        runs no job."""
+        r = th.run(["run", self.project(consumer=False), "-x", "app:terminal/app:main", str(n), sleep],
+                   env=self.env("publisher"), timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"PUBLISHED {n}", r.stdout)
+
     def test_three_hosts_run_3000_jobs_each_once(self):
         n = 3000
         proj = self.project()
@@ -125,12 +145,6 @@ class QueuePostgresHosts(pgserver.ServerPerClass, th.TestCase):
         per_host = {h: sum(1 for _, _, x, *_ in runs if x == h) for h in "abc"}
         self.assertTrue(all(per_host.values()), per_host)
         self.assertEqual(sum(per_host.values()), n, per_host)
-
-    def publish(self, n, sleep):
-        r = th.run(["run", self.project(consumer=False), "-x", "app:terminal/app:main", str(n), sleep],
-                   env=self.env("publisher"), timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn(f"PUBLISHED {n}", r.stdout)
 
     def test_postgres_restarted_under_load(self):
         proj = self.project(work=SLEEP_WORK)
@@ -164,16 +178,15 @@ class QueuePostgresHosts(pgserver.ServerPerClass, th.TestCase):
         self.assertTrue(saw_503, "no publish answered 503 while the server was down")
         codes = [st for st, _ in answers]
         self.assertEqual(len(codes), 400)
-        self.assertTrue(set(codes) <= {202, 503}, [a for a in answers if a[0] not in (202, 503)][:5])
+        self.assertTrue(set(codes) <= {202, 503}, [x for x in answers if x[0] not in (202, 503)][:5])
         self.assertIn(202, codes[codes.index(503):], "host a did not accept publishes again under load")
         accepted = [jid for st, jid in answers if st == 202]
         self.assertGreaterEqual(len(accepted), 50)
         # Every host publishes (and runs) again without a restart of its own.
         for tag, port in ports.items():
-            got = wait_until(lambda: (lambda r: r if r[0] == 202 else self.assertEqual(r[0], 503, r))(
-                self.post(port, {"after": tag}, timeout=5)), 30, every=0.2)
-            self.assertTrue(got, f"host {tag} never accepted a publish again")
-            accepted.append(got[1])
+            got = self.post_until_accepted(port, {"after": tag})
+            self.assertIsNotNone(got, f"host {tag} never accepted a publish again")
+            accepted.append(got)
             self.assertTrue(wait_until(lambda: th.http(port, "GET", "/healthz", timeout=5)[0] == 200, 30),
                             f"host {tag}: health never answered 200 again")
 
@@ -181,9 +194,8 @@ class QueuePostgresHosts(pgserver.ServerPerClass, th.TestCase):
             rows = self.pg.psql("SELECT jid, state FROM taskhost_jobs")
             done = {l.split("|")[0] for l in rows.split() if l.split("|")[1] == "4"}
             return [j for j in accepted if j not in done]
-        left = wait_until(lambda: (lambda u: u if u else True)(unfinished()) is True, 60, every=0.2)
-        self.assertTrue(left, f"202'd jobs not done: {unfinished()[:10]}")
-        self.assertEqual(unfinished(), [])
+        wait_until(lambda: not unfinished(), 60, every=0.2)
+        self.assertEqual(unfinished(), [], "202'd jobs not done 60 s after the restart")
 
     def test_cancel_through_another_host_stops_the_run(self):
         # Only host a runs jobs, one at a time; b and c share the queue's API. The lease (60s,
