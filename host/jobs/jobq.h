@@ -23,6 +23,8 @@
 #ifndef TASKHOST_JOBQ_H
 #define TASKHOST_JOBQ_H
 
+#include "base/util.h"
+
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -206,5 +208,42 @@ int jobq_available(struct jobq *q);
 ** JO_REQUEUE by their runners. Returns how many. */
 size_t jobq_interrupt_running(struct jobq *q);
 const char *jobq_name(const struct jobq *q);
+
+/* ---- calls that park ------------------------------------------------------------------
+** A postgres queue answers publishes and job-record calls after a round trip to its
+** database (jobq_call_parks). A caller that can park (a Lua task) starts such a call with
+** jobq_call_start and goes on; the driver's thread calls c->done(c) exactly once when it is
+** answered — or the caller's own thread does, before jobq_call_start returns, when it fails
+** at once (full, unavailable) or the driver has nothing to wait for. Until done the struct
+** and everything it points to belong to the queue. jobq_call_run is the same call made
+** synchronously (the calling thread waits; done is not called). Results are in the out
+** fields, as the synchronous function of the same op returns them. */
+enum jobq_call_op { JC_PUBLISH, JC_INFO, JC_RESULT, JC_LIST, JC_CANCEL, JC_FORGET, JC_STATS };
+struct jobq_call {
+  enum jobq_call_op op;
+  void (*done)(struct jobq_call *c);
+  /* in: JC_PUBLISH n jobs with options o (n == 1 keeps o->id / o->idem_key: a keyed publish);
+  ** JC_INFO/RESULT/CANCEL/FORGET id; JC_LIST state, after, limit */
+  size_t n;
+  const char *const *data;
+  const size_t *lens;
+  const struct jobq_publish_opts *o;
+  const char *id;
+  int state;
+  int64_t after;
+  size_t limit;
+  /* out */
+  int rc;                       /* JC_PUBLISH JQ_*; else what jobq_job_info … return */
+  int existed;                  /* JC_PUBLISH of one job: it was there already */
+  char id_out[JOBQ_KEY_MAX + 1];  /* JC_PUBLISH of one job: its id */
+  char (*ids)[JOBQ_ID_MAX];     /* JC_PUBLISH of n > 1 jobs: their ids (the caller's array) */
+  char err[256];                /* JC_PUBLISH failure */
+  struct buf out;               /* JC_INFO/RESULT/LIST: JSON (the caller frees it) */
+  int64_t next;                 /* JC_LIST cursor */
+  struct jobq_stats st;         /* JC_STATS */
+};
+int jobq_call_parks(struct jobq *q);
+void jobq_call_start(struct jobq *q, struct jobq_call *c);
+void jobq_call_run(struct jobq *q, struct jobq_call *c);
 
 #endif

@@ -155,8 +155,8 @@ static void gen_id(struct pgq *p, char out[JOBQ_ID_MAX]) {
     snprintf(out, JOBQ_ID_MAX, "%016llx", (unsigned long long)pgq_rand(p));
 }
 
-/* Queues pub for the writer and waits for its commit (returns its rc). */
-static int submit(struct pgq *p, struct pgq_pub *pub, char *err, size_t errlen) {
+/* Queues pub for the writer: JQ_OK, or why it is refused now (err; pub not queued). */
+static int enqueue(struct pgq *p, struct pgq_pub *pub, char *err, size_t errlen) {
   static const char *const names[] = {"id", "idempotency key"};
   const char *const vals[] = {pub->o->id, pub->o->idem_key};
   for (int i = 0; i < 2; i++) {
@@ -182,14 +182,62 @@ static int submit(struct pgq *p, struct pgq_pub *pub, char *err, size_t errlen) 
     return rc;
   }
   for (size_t i = 0; pub->gen && i < pub->n; i++) gen_id(p, pub->gen[i]);
-  jobq_waiter_init(&pub->w);
+  if (!pub->call) jobq_waiter_init(&pub->w);
   *p->pubs_tail = pub;
   p->pubs_tail = &pub->next;
   pthread_mutex_unlock(&p->lock);
   pgq_wake_writer(p);
+  return JQ_OK;
+}
+
+/* Queues pub and waits for its commit (returns its rc). */
+static int submit(struct pgq *p, struct pgq_pub *pub, char *err, size_t errlen) {
+  int rc = enqueue(p, pub, err, errlen);
+  if (rc != JQ_OK) return rc;
   jobq_waiter_wait(&pub->w);
   if (pub->rc != JQ_OK) snprintf(err, errlen, "%s", pub->err);
   return pub->rc;
+}
+
+void pgq_pub_done(struct pgq_pub *u) {
+  struct jobq_call *c = u->call;
+  if (!c) { jobq_waiter_signal(&u->w, u->rc == JQ_OK); return; }
+  c->rc = u->rc;
+  c->existed = u->existed;
+  if (u->rc != JQ_OK) snprintf(c->err, sizeof c->err, "%s", u->err);
+  else if (u->gen == u->one) snprintf(c->id_out, sizeof c->id_out, "%s", u->one[0]);
+  free(u);
+  c->done(c);
+}
+
+/* jobq_call_start's publish: as pgq_publish (n == 1) or pgq_publish_many, answered by the
+** writer through pgq_pub_done. */
+static void start_publish(struct pgq *p, struct jobq_call *c) {
+  static const struct jobq_publish_opts none = {.max_retries = -1};
+  c->existed = 0;
+  c->rc = JQ_OK;
+  if (!c->n) { c->done(c); return; }
+  struct pgq_pub *u = xcalloc(1, sizeof *u);
+  *u = (struct pgq_pub){.n = c->n, .data = c->data, .lens = c->lens, .o = c->o ? c->o : &none,
+                        .id_out = c->id_out, .idlen = sizeof c->id_out, .call = c};
+  if (c->n > 1) {
+    u->opts = *u->o;
+    u->opts.id = u->opts.idem_key = NULL;
+    u->o = &u->opts;
+    u->gen = c->ids;
+  } else {
+    u->gen = u->o->id ? NULL : u->one;
+  }
+  int rc = enqueue(p, u, c->err, sizeof c->err);
+  if (rc == JQ_OK) return;
+  free(u);
+  c->rc = rc;
+  c->done(c);
+}
+
+void pgq_call_start(struct pgq *p, struct jobq_call *c) {
+  if (c->op == JC_PUBLISH) start_publish(p, c);
+  else pgq_op_start(p, c);
 }
 
 int pgq_publish(struct pgq *p, const char *data, size_t len, const struct jobq_publish_opts *o,

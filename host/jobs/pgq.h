@@ -66,5 +66,8 @@ size_t pgq_running(struct pgq *p);
 int pgq_draining(struct pgq *p);
 int pgq_available(struct pgq *p);
 size_t pgq_interrupt_running(struct pgq *p);
+/* jobq_call_start of a postgres queue: publishes go to the writer, the rest to the reader;
+** c->done runs on that thread (or inline when the call fails at once). */
+void pgq_call_start(struct pgq *p, struct jobq_call *c);
 
 #endif

@@ -3,8 +3,9 @@
 ** result, pages of jobs, counts per state, cancel and forget, each one request at a time on
 ** a connection of its own so that they never wait behind the writer's batches.
 **
-** Threads: callers queue a pgq_op under p->lock and wait on its waiter; the reader thread
-** owns its PGconn. While the writer has no connection (pgq_available() == 0) requests fail
+** Threads: callers queue a pgq_op under p->lock and wait on its waiter, or (pgq_op_start)
+** leave a call that the reader settles and hands to its done hook; the reader thread owns
+** its PGconn. While the writer has no connection (pgq_available() == 0) requests fail
 ** at once with JQ_UNAVAILABLE instead of waiting for a connect timeout.
 */
 #include "pgq_impl.h"
@@ -170,6 +171,40 @@ static int run_op(struct pgq *p, PGconn *c, struct pgq_op *op, char *err, size_t
   return JQ_ERROR;
 }
 
+/* The counts as jobq_stats shows them: this host's counters, the cached counts. */
+static void read_stats(struct pgq *p, struct jobq_stats *out) {
+  pthread_mutex_lock(&p->lock);
+  *out = p->st;
+  memcpy(out->by_state, p->by_state, sizeof out->by_state);
+  waitlog_percentiles(&p->waits, out);
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* A call's results as the synchronous function of its op returns them; then done. */
+static void settle(struct pgq *p, struct jobq_call *c, int rc, int64_t next) {
+  c->rc = rc;
+  if (c->op == JC_LIST) {
+    c->rc = 0;
+    c->next = rc == 0 ? next : 0;
+    if (rc != 0) buf_adds(&c->out, "[]");
+  }
+  if (c->op == JC_STATS) {
+    c->rc = 0;
+    read_stats(p, &c->st);
+  }
+  c->done(c);
+}
+
+/* The reader answered op: wake its caller, or settle its call. */
+static void op_done(struct pgq *p, struct pgq_op *op) {
+  struct jobq_call *c = op->call;
+  if (!c) { jobq_waiter_signal(&op->w, op->rc != JQ_UNAVAILABLE); return; }
+  int rc = op->rc;
+  int64_t next = op->next_cursor;
+  free(op);
+  settle(p, c, rc, next);
+}
+
 void *pgq_reader_main(void *arg) {
   struct pgq *p = arg;
   PGconn *c = NULL;
@@ -191,7 +226,7 @@ void *pgq_reader_main(void *arg) {
       log_warn("%s: job API request failed: %s", p->name, err);
       if (c && PQtransactionStatus(c) != PQTRANS_IDLE) PQclear(PQexec(c, "ROLLBACK"));
     }
-    jobq_waiter_signal(&op->w, op->rc != JQ_UNAVAILABLE);
+    op_done(p, op);
     pthread_mutex_lock(&p->lock);
   }
   pthread_mutex_unlock(&p->lock);
@@ -201,17 +236,47 @@ void *pgq_reader_main(void *arg) {
 
 /* ---- the callers' side ----------------------------------------------------------------- */
 
-static int submit_op(struct pgq *p, struct pgq_op *op) {
+/* Hands op to the reader: 0, or JQ_UNAVAILABLE (not queued) while the database is away. */
+static int queue_op(struct pgq *p, struct pgq_op *op) {
   if (!atomic_load(&p->up) || !p->reader_started) return JQ_UNAVAILABLE;
-  jobq_waiter_init(&op->w);
   pthread_mutex_lock(&p->lock);
+  if (p->stopped == 2) {                  /* the reader is ending: it would not see op */
+    pthread_mutex_unlock(&p->lock);
+    return JQ_UNAVAILABLE;
+  }
+  if (!op->call) jobq_waiter_init(&op->w);
   op->next = NULL;
   *p->ops_tail = op;
   p->ops_tail = &op->next;
   pthread_cond_signal(&p->ops_cv);
   pthread_mutex_unlock(&p->lock);
+  return 0;
+}
+
+static int submit_op(struct pgq *p, struct pgq_op *op) {
+  if (queue_op(p, op) != 0) return JQ_UNAVAILABLE;
   jobq_waiter_wait(&op->w);
   return op->rc;
+}
+
+static int stats_fresh(struct pgq *p) {
+  pthread_mutex_lock(&p->lock);
+  int fresh = p->stats_at && clock_mono_ns() - p->stats_at < STATS_CACHE_NS;
+  pthread_mutex_unlock(&p->lock);
+  return fresh;
+}
+
+void pgq_op_start(struct pgq *p, struct jobq_call *c) {
+  static const enum pgq_op_kind kinds[] = {
+    [JC_INFO] = OP_INFO, [JC_RESULT] = OP_RESULT, [JC_LIST] = OP_LIST, [JC_CANCEL] = OP_CANCEL,
+    [JC_FORGET] = OP_FORGET, [JC_STATS] = OP_STATS};
+  if (c->op == JC_STATS && stats_fresh(p)) { settle(p, c, 0, 0); return; }
+  struct pgq_op *op = xmalloc(sizeof *op);
+  *op = (struct pgq_op){.kind = kinds[c->op], .id = c->id, .state = c->state, .after = c->after,
+                        .limit = c->limit, .out = &c->out, .call = c};
+  if (queue_op(p, op) == 0) return;
+  free(op);
+  settle(p, c, JQ_UNAVAILABLE, 0);
 }
 
 int pgq_job_info(struct pgq *p, const char *id, struct buf *out) {
@@ -243,16 +308,9 @@ int pgq_forget(struct pgq *p, const char *id) {
 }
 
 void pgq_stats(struct pgq *p, struct jobq_stats *out) {
-  pthread_mutex_lock(&p->lock);
-  int fresh = p->stats_at && clock_mono_ns() - p->stats_at < STATS_CACHE_NS;
-  pthread_mutex_unlock(&p->lock);
-  if (!fresh) {
+  if (!stats_fresh(p)) {
     struct pgq_op op = {.kind = OP_STATS};
     submit_op(p, &op);                 /* on failure the last counts stay */
   }
-  pthread_mutex_lock(&p->lock);
-  *out = p->st;
-  memcpy(out->by_state, p->by_state, sizeof out->by_state);
-  waitlog_percentiles(&p->waits, out);
-  pthread_mutex_unlock(&p->lock);
+  read_stats(p, out);
 }

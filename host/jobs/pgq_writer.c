@@ -276,8 +276,8 @@ static void write_pubs(struct wstate *w, struct pgq_pub *list) {
   struct pgq_pub *lists[] = {batch, keyed};
   for (int k = 0; k < 2; k++)
     for (struct pgq_pub *u = lists[k], *next; u; u = next) {
-      next = u->next;                      /* u is gone once signalled */
-      jobq_waiter_signal(&u->w, u->rc == JQ_OK);
+      next = u->next;                      /* u is gone once answered */
+      pgq_pub_done(u);
     }
 }
 
@@ -676,7 +676,7 @@ static void fail_pubs(struct pgq *p) {
     next = u->next;
     u->rc = JQ_DRAINING;
     snprintf(u->err, sizeof u->err, "queue %s is shutting down", p->name);
-    jobq_waiter_signal(&u->w, 0);
+    pgq_pub_done(u);
   }
 }
 

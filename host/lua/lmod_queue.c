@@ -12,7 +12,9 @@
 **       INVALID (data not JSON-encodable; an id / idempotency_key empty or over 255 bytes;
 **       priority outside int32, max_retries < 0 or > 2^31-1, delay negative or too large:
 **       never clamped or wrapped). A header key that is not a string raises. With the SQLite driver
-**       it returns once the job is on disk; the calling thread waits for that commit.
+**       it returns once the job is on disk; the calling thread waits for that commit. With
+**       the postgres driver it returns once the INSERT committed; the calling task parks
+**       meanwhile (the worker runs other tasks), and so do get/list/cancel/forget/info.
 **   queue.publish_batch(queue_id, items [, opts]) → {ids} | nil, err   (one commit, all or none)
 **   queue.info(queue_id) → counts per state, published, retries, rejected, wait_p50/p99_ms
 **   queue.get(queue_id, job_id) → job | nil, err (NOT_FOUND: no such queue or job): the job's
@@ -43,6 +45,7 @@
 #include "value/json.h"
 #include "lmod.h"
 #include "runtime/luaenv.h"
+#include "runtime/msg.h"
 #include "runtime/call.h"
 #include "runtime/proc.h"
 #include "runtime/task.h"
@@ -51,6 +54,8 @@
 
 #include <lauxlib.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,49 +210,6 @@ static int opt_unique(lua_State *L, int idx) {
   return v;
 }
 
-static int l_publish(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  luaL_checkany(L, 2);
-  struct jobq_publish_opts o;
-  char err[256], id[JOBQ_KEY_MAX + 1];
-  struct buf hb;
-  buf_init(&hb);
-  if (read_opts(L, 3, 1, &o, &hb, err, sizeof err) != 0) {
-    buf_free(&hb);
-    return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
-  }
-  int unique = opt_unique(L, 3);
-  struct jobq *q = find_queue(L, name);
-  if (!q) {
-    buf_free(&hb);
-    return errors_fail(L, EK_NOT_FOUND, "queue.publish: no queue.queue entry '%s'", name);
-  }
-  struct buf b;
-  buf_init(&b);
-  if (json_encode(L, 2, &b, err, sizeof err) != 0) {
-    buf_free(&b);
-    buf_free(&hb);
-    return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
-  }
-  int existed;
-  int rc = jobq_publish(q, b.data, b.len, &o, id, sizeof id, &existed, err, sizeof err);
-  buf_free(&b);
-  buf_free(&hb);
-  if (rc != JQ_OK) return publish_failed(L, "queue.publish", rc, err);
-  if (unique && existed) return errors_fail(L, EK_ALREADY_EXISTS, "queue.publish: job %s already exists", id);
-  lua_pushstring(L, id);
-  return 1;
-}
-
-/* ---- reading and cancelling jobs -------------------------------------------------- */
-
-static struct jobq *check_queue(lua_State *L, const char *fn) {
-  const char *name = luaL_checkstring(L, 1);
-  struct jobq *q = find_queue(L, name);
-  if (!q) errors_fail(L, EK_NOT_FOUND, "queue.%s: no queue.queue entry '%s'", fn, name);
-  return q;
-}
-
 /* Pushes the JSON text in b as a Lua value (the queue wrote it: it decodes). */
 static int push_json(lua_State *L, struct buf *b, const char *fn) {
   char err[256];
@@ -257,76 +219,215 @@ static int push_json(lua_State *L, struct buf *b, const char *fn) {
   return 1;
 }
 
-static int l_get(lua_State *L) {
-  const char *id = luaL_checkstring(L, 2);
-  struct jobq *q = check_queue(L, "get");
-  if (!q) return 2;
-  struct buf b;
-  buf_init(&b);
-  int s = jobq_job_info(q, id, &b);
-  if (s < 0) {
-    buf_free(&b);
-    if (s == JQ_UNAVAILABLE)
-      return errors_fail(L, EK_UNAVAILABLE, "queue.get: the database of %s is not reachable", jobq_name(q));
-    return errors_fail(L, EK_NOT_FOUND, "queue.get: no job '%s' in %s", id, jobq_name(q));
-  }
-  return push_json(L, &b, "get");
+/* ---- calls that park -------------------------------------------------------------------
+** Every call below that reads or writes jobs builds a struct qcall. On a queue whose calls
+** wait for a database (jobq_call_parks: postgres) made from a task that may block, the task
+** parks on a PEND_IO session and the queue's thread settles the call (qcall_done posts an
+** MK_IO message); qcall_push then builds the Lua results on the process's thread, so no
+** process-host worker waits for the database. Anywhere else (a memory or SQLite queue, the
+** top level of a chunk) the call runs on this thread and its results are pushed at once.
+** Hand-off exactly once (claim, as lmod_sql.c):
+**   WAITING → POSTED  by qcall_done: the message owns the call (push, or drop).
+**   WAITING → GONE    by qcall_cancel (the task went first); the later done frees it.
+** Everything the queue reads until done is owned by the call (copies of ids and data). */
+enum { CLAIM_WAITING, CLAIM_POSTED, CLAIM_GONE };
+
+struct qcall {
+  struct jobq_call c;           /* first: done gets &c */
+  _Atomic int claim;
+  struct rt *rt;
+  uint64_t pid, session;
+  const char *fn;               /* "publish", "get", … (static) */
+  int unique, batch;            /* publish: opts.unique; publish_batch */
+  char *qname, *id, *opt_id, *opt_key;
+  struct buf data, headers;     /* publish: the jobs' JSON, one after another; headers */
+  const char **ptrs;
+  size_t *lens;
+  char (*ids)[JOBQ_ID_MAX];
+  struct jobq_publish_opts o;
+};
+
+static struct qcall *qcall_new(struct jobq *q, enum jobq_call_op op, const char *fn) {
+  struct qcall *qc = xcalloc(1, sizeof *qc);
+  qc->c.op = op;
+  qc->fn = fn;
+  qc->qname = xstrdup(jobq_name(q));
+  buf_init(&qc->c.out);
+  buf_init(&qc->data);
+  buf_init(&qc->headers);
+  return qc;
 }
 
-static int l_list(lua_State *L) {
-  int state = -1;
-  lua_Integer limit = 100, after = 0;
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (lua_getfield(L, 2, "state") != LUA_TNIL) {
-      const char *s = lua_tostring(L, -1);
-      if (!s || (state = job_state_parse(s)) < 0) luaL_error(L, "queue.list: opts.state must be a job state name");
-    }
-    if (lua_getfield(L, 2, "limit") != LUA_TNIL) {
-      if (!lua_isinteger(L, -1) || (limit = lua_tointeger(L, -1)) < 1 || limit > 1000)
-        luaL_error(L, "queue.list: opts.limit must be an integer from 1 to 1000");
-    }
-    if (lua_getfield(L, 2, "after") != LUA_TNIL) {
-      if (!lua_isinteger(L, -1) || (after = lua_tointeger(L, -1)) < 0)
-        luaL_error(L, "queue.list: opts.after must be a cursor (a non-negative integer)");
-    }
-    lua_pop(L, 3);
-  }
-  struct jobq *q = check_queue(L, "list");
-  if (!q) return 2;
-  struct buf b;
-  int64_t next = 0;
-  buf_init(&b);
-  jobq_list(q, state, after, (size_t)limit, &b, &next);
-  if (push_json(L, &b, "list") != 1) return 2;
-  if (next) lua_pushinteger(L, next);
-  else lua_pushnil(L);
-  return 2;
+static void qcall_free(struct qcall *qc) {
+  buf_free(&qc->c.out);
+  buf_free(&qc->data);
+  buf_free(&qc->headers);
+  free(qc->qname); free(qc->id); free(qc->opt_id); free(qc->opt_key);
+  free(qc->ptrs); free(qc->lens); free(qc->ids);
+  free(qc);
 }
 
-static int l_cancel(lua_State *L) {
-  const char *id = luaL_checkstring(L, 2);
-  struct jobq *q = check_queue(L, "cancel");
-  if (!q) return 2;
-  int was = jobq_cancel(q, id);
-  if (was == JQ_UNAVAILABLE)
-    return errors_fail(L, EK_UNAVAILABLE, "queue.cancel: the database of %s is not reachable", jobq_name(q));
-  if (was < 0) return errors_fail(L, EK_NOT_FOUND, "queue.cancel: no job '%s' in %s", id, jobq_name(q));
-  lua_pushstring(L, job_state_name(was));
+static int push_stats(lua_State *L, const char *qname, const struct jobq_stats *st) {
+  lua_createtable(L, 0, JS_COUNT + 7);
+  lua_pushstring(L, qname);
+  lua_setfield(L, -2, "queue");
+  for (int i = 0; i < JS_COUNT; i++) {
+    lua_pushinteger(L, (lua_Integer)st->by_state[i]);
+    lua_setfield(L, -2, job_state_name(i));
+  }
+  static const struct { const char *key; size_t off; } counts[] = {
+    {"published", offsetof(struct jobq_stats, published)},
+    {"retries", offsetof(struct jobq_stats, retries)},
+    {"bytes", offsetof(struct jobq_stats, live_bytes)}};
+  for (size_t i = 0; i < countof(counts); i++) {
+    lua_pushinteger(L, (lua_Integer) * (const uint64_t *)((const char *)st + counts[i].off));
+    lua_setfield(L, -2, counts[i].key);
+  }
+  lua_pushinteger(L, (lua_Integer)(st->rejected_full + st->rejected_draining));
+  lua_setfield(L, -2, "rejected");
+  lua_pushnumber(L, (double)st->wait_p50_ns / 1e6);
+  lua_setfield(L, -2, "wait_p50_ms");
+  lua_pushnumber(L, (double)st->wait_p99_ns / 1e6);
+  lua_setfield(L, -2, "wait_p99_ms");
   return 1;
 }
 
-static int l_forget(lua_State *L) {
-  const char *id = luaL_checkstring(L, 2);
-  struct jobq *q = check_queue(L, "forget");
-  if (!q) return 2;
-  int rc = jobq_forget(q, id);
-  if (rc == JQ_UNAVAILABLE)
-    return errors_fail(L, EK_UNAVAILABLE, "queue.forget: the database of %s is not reachable", jobq_name(q));
-  if (rc < 0) return errors_fail(L, EK_NOT_FOUND, "queue.forget: no job '%s' in %s", id, jobq_name(q));
-  if (rc > 0) return errors_fail(L, EK_CONFLICT, "queue.forget: job '%s' has not finished", id);
-  lua_pushboolean(L, 1);
+static int push_published(lua_State *L, struct qcall *qc) {
+  struct jobq_call *c = &qc->c;
+  if (c->rc != JQ_OK)
+    return publish_failed(L, qc->batch ? "queue.publish_batch" : "queue.publish", c->rc, c->err);
+  if (!qc->batch) {
+    if (qc->unique && c->existed)
+      return errors_fail(L, EK_ALREADY_EXISTS, "queue.publish: job %s already exists", c->id_out);
+    lua_pushstring(L, c->id_out);
+    return 1;
+  }
+  lua_createtable(L, (int)c->n, 0);
+  for (size_t i = 0; i < c->n; i++) {
+    lua_pushstring(L, c->n == 1 ? c->id_out : c->ids[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
   return 1;
+}
+
+/* A job-record call's failure (rc < 0): UNAVAILABLE or NOT_FOUND. */
+static int record_failed(lua_State *L, struct qcall *qc) {
+  if (qc->c.rc == JQ_UNAVAILABLE)
+    return errors_fail(L, EK_UNAVAILABLE, "queue.%s: the database of %s is not reachable", qc->fn, qc->qname);
+  return errors_fail(L, EK_NOT_FOUND, "queue.%s: no job '%s' in %s", qc->fn, qc->id, qc->qname);
+}
+
+/* The call's Lua results on L; frees qc. */
+static int qcall_results(lua_State *L, struct qcall *qc) {
+  struct jobq_call *c = &qc->c;
+  int n = 1;
+  luaL_checkstack(L, 8, "queue");
+  switch (c->op) {
+  case JC_PUBLISH: n = push_published(L, qc); break;
+  case JC_STATS: n = push_stats(L, qc->qname, &c->st); break;
+  case JC_INFO:
+  case JC_RESULT:
+    n = c->rc < 0 ? record_failed(L, qc) : push_json(L, &c->out, qc->fn);
+    break;
+  case JC_LIST:
+    n = push_json(L, &c->out, "list");
+    if (n == 1) {
+      if (c->next) lua_pushinteger(L, c->next);
+      else lua_pushnil(L);
+      n = 2;
+    }
+    break;
+  case JC_CANCEL:
+    if (c->rc < 0) n = record_failed(L, qc);
+    else lua_pushstring(L, job_state_name(c->rc));
+    break;
+  case JC_FORGET:
+    if (c->rc < 0) n = record_failed(L, qc);
+    else if (c->rc > 0) n = errors_fail(L, EK_CONFLICT, "queue.forget: job '%s' has not finished", qc->id);
+    else lua_pushboolean(L, 1);
+    break;
+  }
+  qcall_free(qc);
+  return n;
+}
+
+static int qcall_push(lua_State *co, void *req) { return qcall_results(co, req); }
+static void qcall_drop(void *req) { qcall_free(req); }
+
+static void qcall_cancel(void *req) {
+  struct qcall *qc = req;
+  int want = CLAIM_WAITING;
+  atomic_compare_exchange_strong(&qc->claim, &want, CLAIM_GONE);  /* lost: the message owns qc */
+}
+
+static const struct io_ops qcall_ops = {qcall_push, qcall_drop, qcall_cancel, NULL, NULL};
+
+static void qcall_done(struct jobq_call *c) {
+  struct qcall *qc = (struct qcall *)c;
+  int want = CLAIM_WAITING;
+  if (atomic_compare_exchange_strong(&qc->claim, &want, CLAIM_POSTED))
+    proc_post(qc->rt, qc->pid, msg_new_io(qc->session, &qcall_ops, qc), NULL);
+  else
+    qcall_free(qc);                               /* GONE: the task left */
+}
+
+/* Runs qc on q: parked (see above) or here. Returns the call's results (or yields). */
+static int qcall_run(lua_State *L, struct jobq *q, struct qcall *qc) {
+  struct task *t = task_current(L);
+  if (!jobq_call_parks(q) || !t || t->state == T_ROOT || !lua_isyieldable(L)) {
+    jobq_call_run(q, &qc->c);
+    return qcall_results(L, qc);
+  }
+  struct proc *p = t->p;
+  struct pending *pe = pending_new_io(p, t, &qcall_ops, qc);
+  qc->rt = p->rt;
+  qc->pid = p->pid;
+  qc->session = pe->session;
+  qc->c.done = qcall_done;
+  atomic_store(&qc->claim, CLAIM_WAITING);
+  t->pend = pe;
+  task_park(t);
+  jobq_call_start(q, &qc->c);
+  return lua_yield(L, 0);
+}
+
+/* ---- publishing ----------------------------------------------------------------------- */
+
+static int l_publish(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checkany(L, 2);
+  struct jobq_publish_opts o;
+  char err[256];
+  struct buf hb;
+  buf_init(&hb);
+  if (read_opts(L, 3, 1, &o, &hb, err, sizeof err) != 0) {
+    buf_free(&hb);
+    return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
+  }
+  struct jobq *q = find_queue(L, name);
+  if (!q) {
+    buf_free(&hb);
+    return errors_fail(L, EK_NOT_FOUND, "queue.publish: no queue.queue entry '%s'", name);
+  }
+  struct qcall *qc = qcall_new(q, JC_PUBLISH, "publish");
+  qc->headers = hb;                               /* o.headers points into it */
+  if (json_encode(L, 2, &qc->data, err, sizeof err) != 0) {
+    qcall_free(qc);
+    return errors_fail(L, EK_INVALID, "queue.publish: %s", err);
+  }
+  qc->unique = opt_unique(L, 3);
+  qc->o = o;
+  qc->o.id = qc->opt_id = o.id ? xstrdup(o.id) : NULL;
+  qc->o.idem_key = qc->opt_key = o.idem_key ? xstrdup(o.idem_key) : NULL;
+  qc->ptrs = xmalloc(sizeof *qc->ptrs);
+  qc->lens = xmalloc(sizeof *qc->lens);
+  qc->ptrs[0] = qc->data.data ? qc->data.data : "";
+  qc->lens[0] = qc->data.len;
+  qc->c.n = 1;
+  qc->c.data = qc->ptrs;
+  qc->c.lens = qc->lens;
+  qc->c.o = &qc->o;
+  return qcall_run(L, q, qc);
 }
 
 /* queue.publish_batch(queue_id, items [, opts]) → {ids} | nil, err: every item of the list
@@ -350,34 +451,85 @@ static int l_publish_batch(lua_State *L) {
     buf_free(&hb);
     return errors_fail(L, EK_NOT_FOUND, "queue.publish_batch: no queue.queue entry '%s'", name);
   }
-  struct buf all;
-  size_t *offs = xmalloc((n + 1) * sizeof *offs), *lens = xmalloc((n ? n : 1) * sizeof *lens);
-  buf_init(&all);
+  struct qcall *qc = qcall_new(q, JC_PUBLISH, "publish_batch");
+  qc->headers = hb;
+  qc->batch = 1;
+  qc->o = o;
+  size_t *offs = xmalloc((n + 1) * sizeof *offs);
+  qc->lens = xmalloc((n ? n : 1) * sizeof *qc->lens);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 2, (lua_Integer)i + 1);
-    offs[i] = all.len;
-    int bad = json_encode(L, -1, &all, err, sizeof err) != 0;
+    offs[i] = qc->data.len;
+    int bad = json_encode(L, -1, &qc->data, err, sizeof err) != 0;
     lua_pop(L, 1);
     if (bad) {
-      free(offs); free(lens); buf_free(&all); buf_free(&hb);
+      free(offs);
+      qcall_free(qc);
       return errors_fail(L, EK_INVALID, "queue.publish_batch: item %zu: %s", i + 1, err);
     }
-    lens[i] = all.len - offs[i];
+    qc->lens[i] = qc->data.len - offs[i];
   }
-  const char **data = xmalloc((n ? n : 1) * sizeof *data);
-  for (size_t i = 0; i < n; i++) data[i] = all.data + offs[i];
-  char (*ids)[JOBQ_ID_MAX] = xmalloc((n ? n : 1) * sizeof *ids);
-  int rc = jobq_publish_many(q, data, lens, n, &o, ids, err, sizeof err);
-  if (rc == JQ_OK) {
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-      lua_pushstring(L, ids[i]);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
+  qc->ptrs = xmalloc((n ? n : 1) * sizeof *qc->ptrs);
+  for (size_t i = 0; i < n; i++) qc->ptrs[i] = qc->data.data + offs[i];
+  free(offs);
+  qc->ids = xmalloc((n ? n : 1) * sizeof *qc->ids);
+  qc->c.n = n;
+  qc->c.data = qc->ptrs;
+  qc->c.lens = qc->lens;
+  qc->c.o = &qc->o;
+  qc->c.ids = qc->ids;
+  return qcall_run(L, q, qc);
+}
+
+/* ---- reading and cancelling jobs -------------------------------------------------- */
+
+static struct jobq *check_queue(lua_State *L, const char *fn) {
+  const char *name = luaL_checkstring(L, 1);
+  struct jobq *q = find_queue(L, name);
+  if (!q) errors_fail(L, EK_NOT_FOUND, "queue.%s: no queue.queue entry '%s'", fn, name);
+  return q;
+}
+
+/* get, cancel, forget: (queue_id, job_id). */
+static int record_call(lua_State *L, enum jobq_call_op op, const char *fn) {
+  const char *id = luaL_checkstring(L, 2);
+  struct jobq *q = check_queue(L, fn);
+  if (!q) return 2;
+  struct qcall *qc = qcall_new(q, op, fn);
+  qc->c.id = qc->id = xstrdup(id);
+  return qcall_run(L, q, qc);
+}
+
+static int l_get(lua_State *L) { return record_call(L, JC_INFO, "get"); }
+static int l_cancel(lua_State *L) { return record_call(L, JC_CANCEL, "cancel"); }
+static int l_forget(lua_State *L) { return record_call(L, JC_FORGET, "forget"); }
+
+static int l_list(lua_State *L) {
+  int state = -1;
+  lua_Integer limit = 100, after = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_getfield(L, 2, "state") != LUA_TNIL) {
+      const char *s = lua_tostring(L, -1);
+      if (!s || (state = job_state_parse(s)) < 0) luaL_error(L, "queue.list: opts.state must be a job state name");
     }
+    if (lua_getfield(L, 2, "limit") != LUA_TNIL) {
+      if (!lua_isinteger(L, -1) || (limit = lua_tointeger(L, -1)) < 1 || limit > 1000)
+        luaL_error(L, "queue.list: opts.limit must be an integer from 1 to 1000");
+    }
+    if (lua_getfield(L, 2, "after") != LUA_TNIL) {
+      if (!lua_isinteger(L, -1) || (after = lua_tointeger(L, -1)) < 0)
+        luaL_error(L, "queue.list: opts.after must be a cursor (a non-negative integer)");
+    }
+    lua_pop(L, 3);
   }
-  free(ids); free(data); free(offs); free(lens); buf_free(&all); buf_free(&hb);
-  if (rc != JQ_OK) return publish_failed(L, "queue.publish_batch", rc, err);
-  return 1;
+  struct jobq *q = check_queue(L, "list");
+  if (!q) return 2;
+  struct qcall *qc = qcall_new(q, JC_LIST, "list");
+  qc->c.state = state;
+  qc->c.after = after;
+  qc->c.limit = (size_t)limit;
+  return qcall_run(L, q, qc);
 }
 
 /* queue.info(queue_id) → {queue, <state> = count…, published, retries, rejected,
@@ -386,28 +538,7 @@ static int l_info(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   struct jobq *q = find_queue(L, name);
   if (!q) return errors_fail(L, EK_NOT_FOUND, "queue.info: no queue.queue entry '%s'", name);
-  struct jobq_stats st;
-  jobq_stats(q, &st);
-  lua_createtable(L, 0, JS_COUNT + 7);
-  lua_pushstring(L, jobq_name(q));
-  lua_setfield(L, -2, "queue");
-  for (int i = 0; i < JS_COUNT; i++) {
-    lua_pushinteger(L, (lua_Integer)st.by_state[i]);
-    lua_setfield(L, -2, job_state_name(i));
-  }
-  lua_pushinteger(L, (lua_Integer)st.published);
-  lua_setfield(L, -2, "published");
-  lua_pushinteger(L, (lua_Integer)st.retries);
-  lua_setfield(L, -2, "retries");
-  lua_pushinteger(L, (lua_Integer)(st.rejected_full + st.rejected_draining));
-  lua_setfield(L, -2, "rejected");
-  lua_pushnumber(L, (double)st.wait_p50_ns / 1e6);
-  lua_setfield(L, -2, "wait_p50_ms");
-  lua_pushnumber(L, (double)st.wait_p99_ns / 1e6);
-  lua_setfield(L, -2, "wait_p99_ms");
-  lua_pushinteger(L, (lua_Integer)st.live_bytes);
-  lua_setfield(L, -2, "bytes");
-  return 1;
+  return qcall_run(L, q, qcall_new(q, JC_STATS, "info"));
 }
 
 static int l_job(lua_State *L) {

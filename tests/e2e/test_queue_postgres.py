@@ -9,6 +9,7 @@ a schema newer than the host's refused at start; the database stopped under a ru
 and started again (202 again, the jobs run); job records answer 503 while it is down."""
 import json
 import os
+import re
 import time
 import unittest
 
@@ -45,7 +46,7 @@ CONSUMER = """
     lifecycle: {auto_start: true}
 """
 MAIN_ENTRY = """
-  - {name: main, kind: process.lua, source: file://main.lua, method: main, modules: [queue, time, io, json]}
+  - {name: main, kind: process.lua, source: file://main.lua, method: main, modules: [queue, time, io, json, sql]}
 """
 # A host without CONSUMER shares the queue (publish, get, cancel, job API) but runs no job.
 INDEX = INDEX_HEAD + CONSUMER + MAIN_ENTRY
@@ -151,6 +152,29 @@ end
 return {main = main}
 """
 
+# The table is locked by a transaction of this same process: a publish that held its thread
+# until the INSERT committed would keep the task below from ever rolling the lock back.
+PARKED = """
+local queue = require("queue"); local time = require("time"); local io = require("io")
+local sql = require("sql")
+local function main()
+  local tx = assert(assert(sql.get("app:db")):begin())
+  assert(tx:execute("LOCK TABLE taskhost_jobs IN EXCLUSIVE MODE"))
+  local published, got
+  coroutine.spawn(function() published = {queue.publish("jobs", {i = 1})} end)
+  coroutine.spawn(function() got = {queue.get("jobs", "no-such-job")} end)
+  local ticks = 0
+  for _ = 1, 30 do time.sleep("10ms"); ticks = ticks + 1 end
+  local waiting = published == nil
+  assert(tx:rollback())
+  local deadline = time.now():unix() + 20
+  while not (published and got) and time.now():unix() < deadline do time.sleep("5ms") end
+  io.print(string.format("PARKED waiting=%s ticks=%d id=%s get=%s", tostring(waiting), ticks,
+    tostring(published and published[1]), tostring(got and got[2])))
+end
+return {main = main}
+"""
+
 
 @unittest.skipUnless(pgserver.available(), "PostgreSQL 15 server binaries not installed (scripts/setup)")
 class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
@@ -187,6 +211,16 @@ class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
         runs = self.runs()
         self.assertEqual(len(runs), 303)            # 302 jobs, one of them twice (attempt 1, 2)
         self.assertEqual(len(set((j, a) for j, a, _ in runs)), 303)
+
+    def test_a_publish_parks_its_task_not_its_thread(self):
+        r = th.run(["run", self.project(PARKED), "-x", "app:terminal/app:main"], env=self.env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"PARKED waiting=(\w+) ticks=(\d+) id=(\S+) get=(.*)", r.stdout)
+        self.assertIsNotNone(m, r.stdout + r.stderr)
+        self.assertEqual((m.group(1), m.group(2)), ("true", "30"))     # it waited for the lock
+        self.assertRegex(m.group(3), r"^[0-9a-f]{16}$")                 # then it committed
+        self.assertIn("no job", m.group(4))                             # get answered meanwhile
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM taskhost_jobs").strip(), "1")
 
     def test_two_hosts_share_the_queue_and_run_each_job_once(self):
         n = 600
