@@ -92,6 +92,7 @@ struct pgq {
   size_t nheld, capheld;
   size_t waiting;               /* consumer threads waiting in pgq_claim_batch */
   size_t running, reserved;
+  int64_t run_ewma_ns;          /* recent attempts' run time (prefetch: pgq_writer.c) */
   int draining, stopped;
   int kick;                     /* something may be claimable: claim at the next round */
   int progress_dirty;           /* some held job has a progress not written yet */
@@ -115,6 +116,24 @@ int pgq_migrate(PGconn *c, char *err, size_t errlen);
 ** (PGRES_COMMAND_OK / TUPLES_OK), else NULL with the server's message in err. */
 PGresult *pgq_exec(PGconn *c, const char *sql, int n, const char *const *vals, char *err,
                    size_t errlen);
+/* As pgq_exec, through a prepared statement `name` of sql on c (prepared first unless
+** *prepared; a statement the server no longer knows, SQLSTATE 26000, is prepared again). */
+PGresult *pgq_exec_prepared(PGconn *c, const char *name, const char *sql, int *prepared, int n,
+                            const char *const *vals, char *err, size_t errlen);
+/* A statement of a pipeline: a prepared statement (prepared first unless *prepared) and its
+** params in; its result (NULL on failure, with err) out. */
+struct pgq_stmt {
+  const char *name, *sql;
+  int *prepared;
+  int n;
+  const char *const *vals;
+  PGresult *res;
+  char err[256];
+};
+/* Runs the n statements in one round trip (libpq pipeline mode, a sync after each, so each
+** is a transaction of its own and one failing does not abort the others). 0, or -1 when the
+** connection broke (results of the statements not read are NULL). */
+int pgq_pipeline(PGconn *c, struct pgq_stmt *s, int n);
 int pgq_conn_bad(PGconn *c);    /* the connection is gone (reconnect) */
 /* One history item {"attempt":a,"at":ms,"error":"msg"} (malloc'd). */
 char *pgq_error_item(int attempt, int64_t at_ms, const char *msg, size_t len);

@@ -108,10 +108,8 @@ PGconn *pgq_connect(const char *dsn, char *err, size_t errlen) {
 
 int pgq_conn_bad(PGconn *c) { return !c || PQstatus(c) != CONNECTION_OK; }
 
-PGresult *pgq_exec(PGconn *c, const char *sql, int n, const char *const *vals, char *err,
-                   size_t errlen) {
-  /* Without params: the simple protocol, which also takes several statements. */
-  PGresult *r = n ? PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0) : PQexec(c, sql);
+/* r if its status is ok, else NULL with the server's message in err (r freed). */
+static PGresult *checked(PGconn *c, PGresult *r, char *err, size_t errlen) {
   ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) return r;
   const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
@@ -120,6 +118,76 @@ PGresult *pgq_exec(PGconn *c, const char *sql, int n, const char *const *vals, c
   snprintf(err, errlen, "%.*s", (int)len, m);
   PQclear(r);
   return NULL;
+}
+
+PGresult *pgq_exec(PGconn *c, const char *sql, int n, const char *const *vals, char *err,
+                   size_t errlen) {
+  /* Without params: the simple protocol, which also takes several statements. */
+  return checked(c, n ? PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0) : PQexec(c, sql), err, errlen);
+}
+
+PGresult *pgq_exec_prepared(PGconn *c, const char *name, const char *sql, int *prepared, int n,
+                            const char *const *vals, char *err, size_t errlen) {
+  for (int tries = 0; tries < 2; tries++) {
+    if (!*prepared) {
+      PGresult *r = checked(c, PQprepare(c, name, sql, n, NULL), err, errlen);
+      if (!r) return NULL;
+      PQclear(r);
+      *prepared = 1;
+    }
+    PGresult *r = PQexecPrepared(c, name, n, vals, NULL, NULL, 0);
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (!state || strcmp(state, "26000") != 0) return checked(c, r, err, errlen);
+    PQclear(r);                       /* a pooler dropped it (DISCARD ALL): prepare again */
+    *prepared = 0;
+  }
+  snprintf(err, errlen, "prepared statement %s keeps disappearing", name);
+  return NULL;
+}
+
+/* Reads one statement's result and the sync after it (pipeline mode). -1: the connection
+** broke (libpq answers NULL where a result is due). */
+static int read_one(PGconn *c, struct pgq_stmt *s) {
+  PGresult *r = PQgetResult(c);
+  if (!r) {
+    snprintf(s->err, sizeof s->err, "%.*s", (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
+    return -1;
+  }
+  const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  if (state && strcmp(state, "26000") == 0) *s->prepared = 0;   /* a pooler dropped it */
+  s->res = checked(c, r, s->err, sizeof s->err);
+  for (int i = 0; i < 4 && (r = PQgetResult(c)); i++) PQclear(r);    /* the NULL ending it */
+  if (!(r = PQgetResult(c))) return -1;
+  int synced = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+  PQclear(r);
+  return synced ? 0 : -1;
+}
+
+int pgq_pipeline(PGconn *c, struct pgq_stmt *s, int n) {
+  for (int i = 0; i < n; i++) {
+    s[i].res = NULL;
+    s[i].err[0] = '\0';
+  }
+  for (int i = 0; i < n; i++)                 /* once per connection, before the pipeline */
+    if (!*s[i].prepared) {
+      PGresult *r = checked(c, PQprepare(c, s[i].name, s[i].sql, s[i].n, NULL), s[i].err, sizeof s[i].err);
+      if (!r) {                                   /* every statement fails, with this error */
+        for (int k = 0; k < n; k++)
+          if (k != i) snprintf(s[k].err, sizeof s[k].err, "%s", s[i].err);
+        return pgq_conn_bad(c) ? -1 : 0;
+      }
+      PQclear(r);
+      *s[i].prepared = 1;
+    }
+  if (PQenterPipelineMode(c) != 1) return -1;
+  int ok = 1;
+  for (int i = 0; i < n && ok; i++)
+    ok = PQsendQueryPrepared(c, s[i].name, s[i].n, s[i].vals, NULL, NULL, 0) == 1 && PQpipelineSync(c) == 1;
+  for (int i = 0; i < n && ok; i++) ok = read_one(c, &s[i]) == 0;
+  if (ok) PQexitPipelineMode(c);
+  for (int i = 0; i < n && !ok; i++)
+    if (!s[i].err[0]) snprintf(s[i].err, sizeof s[i].err, "the connection broke");
+  return ok ? 0 : -1;
 }
 
 /* Runs sql and drops its result: 0 / -1. */

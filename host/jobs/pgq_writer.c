@@ -20,7 +20,8 @@
 #include <unistd.h>
 
 #define CLAIM_MAX 500
-#define DEEP_FACTOR 8
+#define PREFETCH_MAX 64              /* claimed jobs per waiting consumer, at most */
+#define PREFETCH_NS (2 * NS_PER_MS)   /* ... enough to keep it busy this long */
 #define NOTIFY_GAP_MS 20          /* a host notifies a queue at most this often (trailing edge) */
 #define HOUSEKEEP_MS 1000
 #define BACKOFF_MAX_MS 2000
@@ -32,6 +33,7 @@ struct wstate {
   int64_t backoff_ms, next_connect, next_renew, next_poll, next_house, next_due;
   int64_t last_notify;
   int notify_pending;
+  int prepared[8];                /* HOT[i] is prepared on c */
   char err[256];
 };
 
@@ -129,6 +131,7 @@ static void wconnect(struct wstate *w) {
   PQclear(r);
   w->c = c;
   w->lc = lc;
+  memset(w->prepared, 0, sizeof w->prepared);
   w->backoff_ms = 0;
   if (w->down_logged) log_info("%s: connected to the database", p->name);
   w->down_logged = 0;
@@ -138,9 +141,26 @@ static void wconnect(struct wstate *w) {
 
 /* Runs a statement on the work connection; NULL on failure (the connection is dropped when
 ** it is gone; other errors are in w->err). */
+/* The statements of every round are prepared once per connection: their planning (the
+** json_to_recordset joins) cost more than their execution on small batches. */
+enum { H_INSERT, H_FINISH, H_CLAIM, H_RENEW, H_COUNT, H_PROGRESS, H_COUNT_ };
+static const char *const HOT[] = {SQL_INSERT, SQL_FINISH, SQL_CLAIM, SQL_RENEW, SQL_COUNT, SQL_PROGRESS};
+static const char *const NAMES[] = {"th_insert", "th_finish", "th_claim", "th_renew", "th_count", "th_progress"};
+_Static_assert(countof(HOT) == H_COUNT_ && countof(NAMES) == H_COUNT_, "HOT");
+
+/* HOT[k] with its params, as a statement of a pipeline. */
+static struct pgq_stmt hot_stmt(struct wstate *w, int k, int n, const char *const *vals) {
+  return (struct pgq_stmt){.name = NAMES[k], .sql = HOT[k], .prepared = &w->prepared[k], .n = n, .vals = vals};
+}
+
 static PGresult *wexec(struct wstate *w, PGconn *c, const char *sql, int n, const char *const *vals) {
+  _Static_assert(H_COUNT_ <= countof(w->prepared), "prepared");
   if (!c) return NULL;
-  PGresult *r = pgq_exec(c, sql, n, vals, w->err, sizeof w->err);
+  size_t k = 0;
+  while (c == w->c && k < countof(HOT) && HOT[k] != sql) k++;
+  PGresult *r = c == w->c && k < countof(HOT)
+    ? pgq_exec_prepared(c, NAMES[k], sql, &w->prepared[k], n, vals, w->err, sizeof w->err)
+    : pgq_exec(c, sql, n, vals, w->err, sizeof w->err);
   if (!r && (pgq_conn_bad(w->c) || pgq_conn_bad(w->lc))) disconnect(w, w->err);
   return r;
 }
@@ -180,14 +200,19 @@ static void pubs_failed(struct wstate *w, struct pgq_pub *list, const char *why)
   }
 }
 
+/* The jobs of the pubs of list as the JSON array the INSERT reads. */
+static void pubs_json(struct pgq *p, struct pgq_pub *list, struct buf *b) {
+  for (struct pgq_pub *u = list; u; u = u->next) put_pub(p, u, b);
+  if (!b->len) buf_addc(b, '[');
+  buf_adds(b, "]");
+  buf_addc(b, '\0');
+}
+
 /* One INSERT for the pubs of list (unkeyed: their ids are fresh). 0, or -1 (pubs_failed). */
 static int insert_batch(struct wstate *w, struct pgq_pub *list) {
   struct buf b;
   buf_init(&b);
-  for (struct pgq_pub *u = list; u; u = u->next) put_pub(w->p, u, &b);
-  if (!b.len) buf_addc(&b, '[');
-  buf_adds(&b, "]");
-  buf_addc(&b, '\0');
+  pubs_json(w->p, list, &b);
   const char *vals[] = {w->p->name, b.data};
   PGresult *r = wexec(w, w->c, SQL_INSERT, 2, vals);
   buf_free(&b);
@@ -233,34 +258,44 @@ static void send_notify(struct wstate *w, int64_t now) {
   w->notify_pending = 0;
 }
 
-static void write_pubs(struct wstate *w, struct pgq_pub *list) {
-  struct pgq *p = w->p;
-  struct pgq_pub *batch = NULL, **bt = &batch, *keyed = NULL, **kt = &keyed;
+/* Splits list into fresh-id publishes (*batch: one INSERT) and keyed ones; returns the
+** number of batch publishes. */
+static size_t pubs_split(struct pgq_pub *list, struct pgq_pub **batch, struct pgq_pub **keyed) {
+  struct pgq_pub **bt = batch, **kt = keyed;
   size_t nbatch = 0;
+  *batch = *keyed = NULL;
   for (struct pgq_pub *u = list, *next; u; u = next) {
     next = u->next;
     u->next = NULL;
     if (u->gen) { *bt = u; bt = &u->next; nbatch++; }
     else { *kt = u; kt = &u->next; }
   }
-  if (!w->c) {
-    pubs_failed(w, batch, "not connected");
-    pubs_failed(w, keyed, "not connected");
-  } else {
-    /* One bad job (say, bytes that are not UTF-8) must not fail the others of its round. */
-    if (batch && insert_batch(w, batch) != 0 && nbatch > 1 && w->c)
-      for (struct pgq_pub *u = batch, *next; u; u = next) {
-        next = u->next;
-        u->next = NULL;
-        insert_batch(w, u);
-        u->next = next;
-      }
-    for (struct pgq_pub *u = keyed, *next; u; u = next) {
+  return nbatch;
+}
+
+/* The batch INSERT failed (why): each publish again on its own, so one bad job (say, bytes
+** that are not UTF-8) does not fail the others of its round; then the keyed ones. */
+static void pubs_retry_and_keyed(struct wstate *w, struct pgq_pub *batch, size_t nbatch, int failed,
+                                 const char *why, struct pgq_pub *keyed) {
+  if (failed) pubs_failed(w, batch, why);
+  if (failed && nbatch > 1 && w->c)
+    for (struct pgq_pub *u = batch, *next; u; u = next) {
       next = u->next;
-      insert_keyed(w, u);
+      u->next = NULL;
+      insert_batch(w, u);
       u->next = next;
     }
+  if (!w->c) { pubs_failed(w, keyed, "not connected"); return; }
+  for (struct pgq_pub *u = keyed, *next; u; u = next) {
+    next = u->next;
+    insert_keyed(w, u);
+    u->next = next;
   }
+}
+
+/* Counts the stored publishes, notifies, and answers every publisher. */
+static void pubs_settle(struct wstate *w, struct pgq_pub *batch, struct pgq_pub *keyed) {
+  struct pgq *p = w->p;
   size_t added = 0;
   for (struct pgq_pub *u = batch; u; u = u->next) added += u->rc == JQ_OK ? u->n : 0;
   for (struct pgq_pub *u = keyed; u; u = u->next) added += u->rc == JQ_OK && !u->existed;
@@ -338,20 +373,14 @@ static void fin_done(struct wstate *w, struct pgq_fin *f, int applied) {
   fin_free(f);
 }
 
-/* One UPDATE for the outcomes of list: 0, or -1 (nothing applied; w->err). */
-static int finish_sql(struct wstate *w, struct pgq_fin *list) {
-  struct buf b;
-  buf_init(&b);
-  size_t n = 0;
-  for (struct pgq_fin *f = list; f; f = f->next, n++) put_fin(f, &b);
-  buf_adds(&b, "]");
-  buf_addc(&b, '\0');
-  char owner[24];
-  snprintf(owner, sizeof owner, "%" PRId64, w->p->owner);
-  const char *vals[] = {b.data, owner};
-  PGresult *r = wexec(w, w->c, SQL_FINISH, 2, vals);
-  buf_free(&b);
-  if (!r) return -1;
+static void fins_json(struct pgq_fin *list, struct buf *b) {
+  for (struct pgq_fin *f = list; f; f = f->next) put_fin(f, b);
+  buf_adds(b, "]");
+  buf_addc(b, '\0');
+}
+
+/* The finish UPDATE's result r (the seqs it applied) for the outcomes of list; frees r. */
+static void fins_applied(struct wstate *w, struct pgq_fin *list, PGresult *r) {
   int m = PQntuples(r);
   int64_t *done = xmalloc(((size_t)m + 1) * sizeof *done);
   for (int i = 0; i < m; i++) done[i] = pgq_int(r, i, 0);
@@ -362,6 +391,20 @@ static int finish_sql(struct wstate *w, struct pgq_fin *list) {
     fin_done(w, f, bsearch(&f->j->seq, done, (size_t)m, sizeof *done, jobq_cmp_i64) != NULL);
   }
   free(done);
+}
+
+/* One UPDATE for the outcomes of list: 0, or -1 (nothing applied; w->err). */
+static int finish_sql(struct wstate *w, struct pgq_fin *list) {
+  struct buf b;
+  buf_init(&b);
+  fins_json(list, &b);
+  char owner[24];
+  snprintf(owner, sizeof owner, "%" PRId64, w->p->owner);
+  const char *vals[] = {b.data, owner};
+  PGresult *r = wexec(w, w->c, SQL_FINISH, 2, vals);
+  buf_free(&b);
+  if (!r) return -1;
+  fins_applied(w, list, r);
   return 0;
 }
 
@@ -396,9 +439,8 @@ static void finish_one(struct wstate *w, struct pgq_fin *f) {
   }
 }
 
-static void write_fins(struct wstate *w, struct pgq_fin *list) {
-  if (!w->c) { fins_requeue(w->p, list); return; }
-  if (finish_sql(w, list) == 0) return;
+/* The batch UPDATE of list failed: requeue it (no connection) or write each on its own. */
+static void fins_retry(struct wstate *w, struct pgq_fin *list) {
   if (!w->c) { fins_requeue(w->p, list); return; }
   for (struct pgq_fin *f = list, *next; f; f = next) {
     next = f->next;
@@ -476,26 +518,43 @@ static struct job *claimed_job(PGresult *r, int i, int64_t now_ns) {
   return j;
 }
 
-static void maybe_claim(struct wstate *w, int64_t now) {
+/* How many jobs to claim this round (0: none). `published`: this round stores new jobs. */
+static size_t claim_want(struct wstate *w, int64_t now, int published) {
   struct pgq *p = w->p;
   pthread_mutex_lock(&p->lock);
   size_t want = !p->draining && !p->stopped && p->waiting > p->nbuf ? p->waiting - p->nbuf : 0;
-  if (w->deep && !p->cfg.max_concurrent) want *= DEEP_FACTOR;
+  /* A deep queue of short jobs: claim what keeps each waiting consumer busy for about one
+  ** round (2 ms of recent run time, at most 64 jobs); long jobs are claimed one per free
+  ** consumer, so a host never sits on jobs another host could start. */
+  if (w->deep && !p->cfg.max_concurrent) {
+    int64_t per = PREFETCH_NS / (p->run_ewma_ns > 1000 ? p->run_ewma_ns : 1000);
+    want *= (size_t)(per < 1 ? 1 : per > PREFETCH_MAX ? PREFETCH_MAX : per);
+  }
   if (want > CLAIM_MAX) want = CLAIM_MAX;
-  int go = want && (p->kick || w->deep || now >= w->next_poll || (w->next_due && now >= w->next_due));
+  int go = want && (published || p->kick || w->deep || now >= w->next_poll ||
+                    (w->next_due && now >= w->next_due));
   if (go) p->kick = 0;
   pthread_mutex_unlock(&p->lock);
-  if (!go) return;
-  char n[24], owner[24], lease[24], maxc[24];
-  snprintf(n, sizeof n, "%zu", want);
-  snprintf(owner, sizeof owner, "%" PRId64, p->owner);
-  snprintf(lease, sizeof lease, "%" PRId64, p->lease_ms);
-  snprintf(maxc, sizeof maxc, "%d", p->cfg.max_concurrent);
-  const char *vals[] = {p->name, n, owner, lease, maxc};
-  PGresult *r = wexec(w, w->c, SQL_CLAIM, 5, vals);
+  return go ? want : 0;
+}
+
+/* The claim's params (into the caller's arrays). */
+struct claim_args { char n[24], owner[24], lease[24], maxc[24]; const char *vals[5]; };
+static void claim_args(struct pgq *p, size_t want, struct claim_args *a) {
+  snprintf(a->n, sizeof a->n, "%zu", want);
+  snprintf(a->owner, sizeof a->owner, "%" PRId64, p->owner);
+  snprintf(a->lease, sizeof a->lease, "%" PRId64, p->lease_ms);
+  snprintf(a->maxc, sizeof a->maxc, "%d", p->cfg.max_concurrent);
+  const char *v[] = {p->name, a->n, a->owner, a->lease, a->maxc};
+  memcpy(a->vals, v, sizeof v);
+}
+
+/* The claim's result r (NULL: it failed with err): the jobs go to the consumers; frees r. */
+static void claim_take(struct wstate *w, int64_t now, PGresult *r, size_t want, const char *err) {
+  struct pgq *p = w->p;
   w->next_poll = now + p->poll_ms;
   if (!r) {
-    if (w->c) log_error("%s: claim: %s", p->name, w->err);
+    if (w->c) log_error("%s: claim: %s", p->name, err);
     return;
   }
   int64_t now_ns = clock_mono_ns();
@@ -614,6 +673,56 @@ static void read_notifies(struct wstate *w) {
   }
 }
 
+/* A round's batch INSERT, finish UPDATE and claim go out together in one round trip
+** (pgq_pipeline: each its own transaction, in that order, so the claim sees the jobs just
+** stored); what fails is retried the slow way (one publish or outcome at a time). */
+struct round {
+  struct pgq_stmt st[3];
+  int ins, fin, claim, n;                 /* index into st, or -1 */
+  struct buf bi, bf;
+  const char *vi[2], *vf[2];
+  char owner[24];
+  struct claim_args ca;
+};
+
+static void round_send(struct wstate *w, struct round *r, struct pgq_pub *batch,
+                       struct pgq_fin *fins, size_t want) {
+  struct pgq *p = w->p;
+  r->ins = r->fin = r->claim = -1;
+  buf_init(&r->bi);
+  buf_init(&r->bf);
+  snprintf(r->owner, sizeof r->owner, "%" PRId64, p->owner);
+  if (!w->c) return;
+  if (batch) {
+    pubs_json(p, batch, &r->bi);
+    r->vi[0] = p->name;
+    r->vi[1] = r->bi.data;
+    r->st[r->ins = r->n++] = hot_stmt(w, H_INSERT, 2, r->vi);
+  }
+  if (fins) {
+    fins_json(fins, &r->bf);
+    r->vf[0] = r->bf.data;
+    r->vf[1] = r->owner;
+    r->st[r->fin = r->n++] = hot_stmt(w, H_FINISH, 2, r->vf);
+  }
+  if (want) {
+    claim_args(p, want, &r->ca);
+    r->st[r->claim = r->n++] = hot_stmt(w, H_CLAIM, 5, r->ca.vals);
+  }
+  if (r->n && pgq_pipeline(w->c, r->st, r->n) != 0) {
+    snprintf(w->err, sizeof w->err, "%s", r->st[r->n - 1].err);
+    for (int i = r->n - 1; i >= 0; i--)
+      if (r->st[i].err[0]) snprintf(w->err, sizeof w->err, "%s", r->st[i].err);
+    disconnect(w, w->err);
+  }
+}
+
+/* The result of statement i of r (NULL when it failed or was not sent) and its error. */
+static PGresult *round_res(struct round *r, int i, const char **err) {
+  *err = i >= 0 && r->st[i].err[0] ? r->st[i].err : "not connected";
+  return i >= 0 ? r->st[i].res : NULL;
+}
+
 static void round_once(struct wstate *w) {
   struct pgq *p = w->p;
   pthread_mutex_lock(&p->lock);
@@ -625,14 +734,35 @@ static void round_once(struct wstate *w) {
   p->fins_tail = &p->fins;
   int progress = p->progress_dirty;
   pthread_mutex_unlock(&p->lock);
-  if (pubs) write_pubs(w, pubs);
-  if (fins) write_fins(w, fins);
+  struct pgq_pub *batch, *keyed;
+  size_t nbatch = pubs_split(pubs, &batch, &keyed);
   int64_t now = mono_ms();
+  size_t want = w->c ? claim_want(w, now, batch != NULL) : 0;
+  struct round r = {0};
+  round_send(w, &r, batch, fins, want);
+  const char *err;
+  PGresult *res = round_res(&r, r.ins, &err);
+  if (batch || keyed) {
+    PQclear(res);
+    for (struct pgq_pub *u = res ? batch : NULL; u; u = u->next) u->rc = JQ_OK;
+    pubs_retry_and_keyed(w, batch, nbatch, batch && !res, err, keyed);
+    pubs_settle(w, batch, keyed);
+  }
+  if (fins) {
+    if ((res = round_res(&r, r.fin, &err))) fins_applied(w, fins, res);
+    else fins_retry(w, fins);
+  }
+  if (r.claim >= 0) {
+    res = round_res(&r, r.claim, &err);
+    claim_take(w, now, res, want, err);
+  }
+  buf_free(&r.bi);
+  buf_free(&r.bf);
+  now = mono_ms();
   if (w->c && now >= w->next_renew) renew(w, now);
   if (w->c && progress) write_progress(w);
   if (w->c && now >= w->next_house) housekeep(w, now);
   if (w->c && w->notify_pending && now >= w->last_notify + NOTIFY_GAP_MS) send_notify(w, now);
-  if (w->c) maybe_claim(w, now);
   read_notifies(w);
 }
 
