@@ -152,9 +152,15 @@ void pgq_free(struct pgq *p) {
 
 /* ---- publish ---------------------------------------------------------------------- */
 
+/* 12 hex digits of the wall clock in ms, then 12 random ones (lock held): hosts share the id
+** space (a clash would need the same ms and the same 48 random bits), and ids of jobs
+** published together are neighbours in the (queue, jid) index, so every row version a job
+** adds there lands on the few pages recently touched instead of on a random page
+** (scripts: 50 000 jobs claimed and finished went from 3.5–4.0 s with random ids to 2.8 s). */
 static void gen_id(struct pgq *p, char out[JOBQ_ID_MAX]) {
-  if (!p->cfg.uuid_ids || uuid_v4(out) != 0)       /* random: hosts share the id space */
-    snprintf(out, JOBQ_ID_MAX, "%016llx", (unsigned long long)pgq_rand(p));
+  if (p->cfg.uuid_ids && uuid_v4(out) == 0) return;
+  snprintf(out, JOBQ_ID_MAX, "%012llx%012llx", (unsigned long long)jobq_now_ms() & 0xffffffffffffULL,
+           (unsigned long long)(pgq_rand(p) >> 16));
 }
 
 /* Queues pub for the writer: JQ_OK, or why it is refused now (err; pub not queued). */

@@ -218,7 +218,7 @@ class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
         m = re.search(r"PARKED waiting=(\w+) ticks=(\d+) id=(\S+) get=(.*)", r.stdout)
         self.assertIsNotNone(m, r.stdout + r.stderr)
         self.assertEqual((m.group(1), m.group(2)), ("true", "30"))     # it waited for the lock
-        self.assertRegex(m.group(3), r"^[0-9a-f]{16}$")                 # then it committed
+        self.assertRegex(m.group(3), r"^[0-9a-f]{24}$")                 # then it committed
         self.assertIn("no job", m.group(4))                             # get answered meanwhile
         self.assertEqual(self.pg.psql("SELECT count(*) FROM taskhost_jobs").strip(), "1")
 
