@@ -3,7 +3,8 @@ binary against a private PostgreSQL 15 (pgserver.py): one host's whole job life 
 batch, retry with its error kept, caller-given id, progress, get/list/cancel/forget, counts
 from the database); two hosts sharing one queue, every job run exactly once (each run is
 recorded as a row through the sql module, keyed by job and attempt); a host killed (SIGKILL) while
-its jobs ran: another host rescues them after the lease (attempt 2, "worker lost");
+its jobs ran: another host rescues them after the lease (attempt 2, "worker lost"), never
+while the first host's lease was live;
 a schema newer than the host's refused at start; the database stopped under a running host (publish 503, health 503)
 and started again (202 again, the jobs run); job records answer 503 while it is down."""
 import json
@@ -15,7 +16,7 @@ import unittest
 import pgserver
 import th
 
-INDEX = """
+INDEX_HEAD = """
 version: "1.0"
 namespace: app
 entries:
@@ -35,14 +36,20 @@ entries:
     kind: db.sql.postgres
     dsn: "${env:DATABASE_URL}"
   - {name: work, kind: function.lua, source: file://work.lua, method: run, modules: [queue, sql, env, time]}
+"""
+CONSUMER = """
   - name: consumer
     kind: queue.consumer
     queue: app:jobs
     func: app:work
     concurrency: 3
     lifecycle: {auto_start: true}
+"""
+MAIN_ENTRY = """
   - {name: main, kind: process.lua, source: file://main.lua, method: main, modules: [queue, time, io, json, sql]}
 """
+# A host without CONSUMER shares the queue (publish, get, cancel, job API) but runs no job.
+INDEX = INDEX_HEAD + CONSUMER + MAIN_ENTRY
 
 HTTP_ENTRIES = """
   - name: gateway
@@ -61,8 +68,28 @@ HTTP_ENTRIES = """
     health_path: /healthz
 """
 
-# Records every run (job id, attempt, host) — the primary key makes a second run of the same
-# attempt fail loudly — and fails the first attempt of jobs that ask for it.
+# Every run of a job is a row: (job id, attempt, host), its start (the column's default
+# clock_timestamp(), the server's clock) and its end (NULL until the handler finished its work:
+# a run that was stopped — killed, cancelled — keeps NULL). The primary key makes a second run
+# of the same attempt fail loudly.
+RUNS_DDL = ("DROP TABLE IF EXISTS taskhost_jobs, taskhost_meta, runs CASCADE;"
+            "CREATE TABLE runs (jid text, attempt int, host text,"
+            " started timestamptz NOT NULL DEFAULT clock_timestamp(), ended timestamptz,"
+            " PRIMARY KEY (jid, attempt))")
+
+
+def timed_runs(pg):
+    """[(jid, attempt, host, started, ended)] with the times as epoch seconds (ended None)."""
+    out = pg.psql("SELECT jid, attempt, host, extract(epoch FROM started), extract(epoch FROM ended) FROM runs")
+    rows = []
+    for line in out.strip().splitlines():
+        if line.strip():
+            jid, attempt, host, started, ended = line.split("|")
+            rows.append((jid, int(attempt), host, float(started), float(ended) if ended else None))
+    return rows
+
+
+# Records every run (see RUNS_DDL), sleeps when asked, fails the first attempt of jobs that ask.
 WORK = """
 local queue = require("queue")
 local sql = require("sql")
@@ -74,6 +101,7 @@ local function run(job)
   assert(db:execute("INSERT INTO runs (jid, attempt, host) VALUES ($1, $2, $3)",
                     {j.id, j.attempt, env.get("HOST_TAG") or "?"}))
   if job.sleep then time.sleep(job.sleep) end
+  assert(db:execute("UPDATE runs SET ended = clock_timestamp() WHERE jid = $1 AND attempt = $2", {j.id, j.attempt}))
   if job.fail and j.attempt == 1 then error("boom") end
   queue.progress({step = 1})
   return {double = (job.i or 0) * 2}
@@ -151,8 +179,7 @@ return {main = main}
 @unittest.skipUnless(pgserver.available(), "PostgreSQL 15 server binaries not installed (scripts/setup)")
 class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
     def setUp(self):
-        self.pg.psql("DROP TABLE IF EXISTS taskhost_jobs, taskhost_meta, runs CASCADE;"
-                     "CREATE TABLE runs (jid text, attempt int, host text, PRIMARY KEY (jid, attempt))")
+        self.pg.psql(RUNS_DDL)
         self.env = {"DATABASE_URL": self.pg.dsn, "HOST_TAG": "A"}
 
     def project(self, main, extra=""):
@@ -245,10 +272,15 @@ class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
             while time.monotonic() < deadline and len(self.runs()) < 2:
                 time.sleep(0.05)
             self.assertEqual(sorted(h for _, _, h in self.runs()), ["B", "B"])
+            alive_at = float(self.pg.psql("SELECT extract(epoch FROM clock_timestamp())"))
             b.p.kill()                       # kill -9: no drain, the leases just stop
             b.p.wait()
         finally:
             b.stop()
+        # Until its lease ran out, B's run of attempt 1 was live as far as any host could know.
+        leases = dict(l.split("|") for l in self.pg.psql(
+            "SELECT jid, extract(epoch FROM lease_until) FROM taskhost_jobs").split())
+        self.assertEqual(sorted(leases), sorted(ids))
         # Host A: the rescued jobs run again there (attempt 2) and finish quickly this time.
         self.pg.psql("UPDATE taskhost_jobs SET data = '{}'")
         wait = """
@@ -274,6 +306,20 @@ return {main = main}
             self.assertIn("worker lost", j["errors"][0]["error"])
         runs = sorted((jid, a, h) for jid, a, h in self.runs())
         self.assertEqual(runs, sorted([(i, "1", "B") for i in ids] + [(i, "2", "A") for i in ids]))
+        # No two runs of one job overlap while B's lease was live: attempt 1 (killed, never
+        # finished) held the job from its start to its lease's end, past the moment B was
+        # last seen alive; attempt 2 started only after that end, and finished.
+        timed = {(jid, a): (start, end) for jid, a, _, start, end in timed_runs(self.pg)}
+        for i in ids:
+            start1, end1 = timed[(i, 1)]
+            start2, end2 = timed[(i, 2)]
+            lease_end = float(leases[i])
+            self.assertIsNone(end1, "attempt 1 finished though its host was killed")
+            self.assertGreater(lease_end, alive_at)
+            self.assertLess(start1, alive_at)
+            self.assertGreaterEqual(start2, lease_end, f"{i}: attempt 2 began {lease_end - start2:.3f}s "
+                                                       "before attempt 1's lease ran out")
+            self.assertIsNotNone(end2)
 
     def test_newer_schema_is_refused(self):
         r = th.run(["run", self.project(LIFECYCLE), "-x", "app:terminal/app:main"], env=self.env, timeout=60)
