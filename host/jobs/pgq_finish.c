@@ -70,6 +70,7 @@ static void fin_done(struct wstate *w, struct pgq_fin *f, int applied) {
              "outcome (%s) is dropped", p->name, j->id, j->attempt, job_state_name(f->state));
   pthread_mutex_lock(&p->lock);
   if (applied && final) { p->st.finished++; if (p->live_est) p->live_est--; }
+  if (p->running_est) p->running_est--;           /* it no longer runs here either way */
   if (applied && f->state == JS_RETRYING) p->st.retries++;
   if (applied && !final) p->kick = 1;
   pgq_held_remove(p, j);

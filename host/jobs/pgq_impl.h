@@ -101,7 +101,8 @@ struct pgq {
   struct jobq_stats st;         /* local counters: published, retries, finished, waits */
   struct waitlog waits;         /* enqueue→start times of the jobs this host began */
   size_t live_est;              /* unfinished jobs of the queue (all hosts) as last counted */
-  size_t running_est;           /* running ones of all hosts, as last counted */
+  size_t running_est;           /* running ones of all hosts, as last counted, plus this
+                                   host's claims and minus its outcomes since */
   int64_t stats_at;             /* monotonic ns of the cached counts below */
   size_t by_state[JS_COUNT];
   uint64_t rnd;

@@ -421,6 +421,7 @@ static void claim_take(struct wstate *w, int64_t now, PGresult *r, size_t want, 
     memcpy(p->held + p->nheld, js, got * sizeof *js);
     p->nbuf += got;
     p->nheld += got;
+    p->running_est += got;                        /* until the next count */
     pthread_cond_broadcast(&p->cv);
   }
   pthread_mutex_unlock(&p->lock);
