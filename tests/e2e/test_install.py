@@ -85,6 +85,21 @@ class Install(th.TestCase):
         self.assertIn("ExecReload=/bin/kill -HUP $MAINPID\n", unit)
         self.assertNotIn("@", unit)
 
+    def test_destdir_stages_files_for_the_final_prefix(self):
+        stage = tempfile.mkdtemp(prefix="taskhost-destdir-")
+        try:
+            r = subprocess.run([shutil.which("cmake"), "--install", BUILD, "--prefix", "/opt/th"],
+                               capture_output=True, text=True, timeout=120,
+                               env=dict(os.environ, DESTDIR=stage))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            root = os.path.join(stage, "opt", "th")
+            self.assertTrue(os.access(os.path.join(root, "bin", "taskhost"), os.X_OK))
+            unit = read(os.path.join(root, "lib", "systemd", "system", "taskhost.service"))
+            self.assertIn("ExecStart=/opt/th/bin/taskhost run /srv/taskhost\n", unit)  # not the stage
+            self.assertEqual(os.listdir(stage), ["opt"])
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
     def test_man_page_parses_and_lists_every_command_and_option(self):
         src = read(self.man)
         self.assertRegex(src, r'(?m)^\.TH TASKHOST 1 .*"taskhost \d+\.\d+\.\d+"')
