@@ -47,6 +47,7 @@ struct cli {
   int help;
   int no_watch;
   const char *admin;       /* --admin ADDR: replaces taskhost.yaml's admin.addr */
+  const char *template_;   /* init --template NAME */
 };
 
 static const char usage_text[] =
@@ -55,7 +56,7 @@ static const char usage_text[] =
   "usage:\n"
   "  taskhost run [DIR] [options] [-x [HOST/]ENTRY [ARGS...]]\n"
   "  taskhost check [DIR] [-o ns:entry:field=value]...\n"
-  "  taskhost init [DIR]\n"
+  "  taskhost init [DIR] [-t hello|http|jobs]\n"
   "  taskhost version\n"
   "  taskhost help\n"
   "\n"
@@ -64,7 +65,9 @@ static const char usage_text[] =
   "         its code when it returns\n"
   "check    load and validate every registry file, compile every Lua chunk, print each\n"
   "         problem as file:line: message; exit 3 if there is any error\n"
-  "init     write wippy.lock and a runnable hello app into DIR\n"
+  "init     write wippy.lock and a runnable app into DIR: hello (a terminal process, the\n"
+  "         default), http (a JSON endpoint on :8080) or jobs (a queue, a consumer and the\n"
+  "         job API on :8080); files already there are kept\n"
   "version  print taskhost's version, then each linked library's as 'name version'\n"
   "\n"
   "options:\n"
@@ -78,6 +81,7 @@ static const char usage_text[] =
   "      --no-watch             do not reload when source files change (SIGHUP still does)\n"
   "      --admin ADDR           serve the admin listener (GET /metrics) on ADDR, e.g.\n"
   "                             127.0.0.1:9090 (replaces taskhost.yaml's admin.addr)\n"
+  "  -t, --template NAME        init: hello, http or jobs (default hello)\n"
   "  -h, --help                 this text\n"
   "\n"
   "The source directory is directories.src of DIR/wippy.lock, else DIR/src. Logs go to\n"
@@ -135,6 +139,10 @@ static int parse_args(int argc, char **argv, struct cli *c) {
     if (strcmp(a, "--no-watch") == 0) { c->no_watch = 1; continue; }
     if (is_opt(a, "--admin", "--admin")) {
       if (!(c->admin = opt_value(argc, argv, &i, a)) || !*c->admin) return usage_error("%s needs HOST:PORT", a);
+      continue;
+    }
+    if (is_opt(a, "-t", "--template")) {
+      if (!(c->template_ = opt_value(argc, argv, &i, a))) return usage_error("%s needs a template name: hello, http or jobs", a);
       continue;
     }
     if (is_opt(a, "--log-format", "--log-format")) {
@@ -309,17 +317,26 @@ static void print_shell_word(FILE *f, const char *w) {
 }
 
 static int cmd_init(struct cli *c) {
+  /* What to try after each template: run arguments, then a request to make. */
+  static const struct { const char *name, *run_args, *then; } hints[] = {
+    {"hello", " -x hello", ""},
+    {"http", "", "   and   curl 'http://127.0.0.1:8080/api/hello?name=you'"},
+    {"jobs", "", "   and   curl -d '{\"n\": 1}' http://127.0.0.1:8080/jobs"}};
+  const char *name = c->template_ ? c->template_ : "hello";
+  size_t h = 0;
+  while (h < countof(hints) && strcmp(hints[h].name, name) != 0) h++;
+  if (h == countof(hints)) return usage_error("unknown template '%s' (templates: hello, http, jobs)", name);
   char err[512];
   const char *dir = c->dir ? c->dir : ".";
-  if (project_init(dir, err, sizeof err) != 0) {
+  if (project_init(dir, name, err, sizeof err) != 0) {
     fprintf(stderr, "taskhost: %s\n", err);
     return 1;
   }
-  printf("initialised %s: try  ", dir);
+  printf("initialised %s (%s): try  ", dir, name);
   print_shell_word(stdout, strchr(c->argv0, '/') ? c->argv0 : "taskhost");
   fputs(" run ", stdout);
   print_shell_word(stdout, dir);
-  fputs(" -x hello\n", stdout);
+  printf("%s%s\n", hints[h].run_args, hints[h].then);
   return 0;
 }
 

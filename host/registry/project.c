@@ -251,8 +251,12 @@ void project_close(struct project *p) {
   memset(p, 0, sizeof *p);
 }
 
-static const struct { const char *name; const char *text; } scaffold[] = {
-  {"wippy.lock", "directories:\n  modules: .wippy\n  src: ./src\n"},
+struct scaffold_file { const char *name; const char *text; };
+
+static const char LOCK[] = "directories:\n  modules: .wippy\n  src: ./src\n";
+
+static const struct scaffold_file hello_files[] = {
+  {"wippy.lock", LOCK},
   {"src/_index.yaml",
    "version: \"1.0\"\nnamespace: app\n\nentries:\n"
    "  - name: terminal\n    kind: terminal.host\n    lifecycle:\n      auto_start: true\n\n"
@@ -262,9 +266,61 @@ static const struct { const char *name; const char *text; } scaffold[] = {
   {"src/hello.lua",
    "local io = require(\"io\")\n\nlocal function main(name)\n"
    "  io.print(\"hello, \" .. (name or \"world\"))\n  return 0\nend\n\nreturn { main = main }\n"},
-};
+  {NULL, NULL}};
 
-int project_init(const char *dir, char *err, size_t errlen) {
+/* An HTTP service on :8080 with one JSON endpoint, GET /api/hello?name=. */
+static const struct scaffold_file http_files[] = {
+  {"wippy.lock", LOCK},
+  {"src/_index.yaml",
+   "version: \"1.0\"\nnamespace: app\n\nentries:\n"
+   "  - name: processes\n    kind: process.host\n    lifecycle:\n      auto_start: true\n\n"
+   "  - name: gateway\n    kind: http.service\n    addr: \":8080\"\n    lifecycle:\n      auto_start: true\n\n"
+   "  - name: api\n    kind: http.router\n    meta:\n      server: gateway\n    prefix: /api\n\n"
+   "  - name: hello\n    kind: function.lua\n    source: file://hello.lua\n    method: handler\n"
+   "    modules: [http]\n\n"
+   "  - name: hello.endpoint\n    kind: http.endpoint\n    meta:\n      router: api\n"
+   "    method: GET\n    path: /hello\n    func: hello\n"},
+  {"src/hello.lua",
+   "-- GET /api/hello?name=you -> {\"hello\": \"you\"}\nlocal http = require(\"http\")\n\n"
+   "local function handler()\n  local req, res = http.request(), http.response()\n"
+   "  local name = req:query(\"name\") or \"world\"\n"
+   "  return res:write_json({ hello = name })\nend\n\nreturn { handler = handler }\n"},
+  {NULL, NULL}};
+
+/* A durable queue (SQLite, in data/) with a consumer and the job API on :8080 at /jobs. */
+static const struct scaffold_file jobs_files[] = {
+  {"wippy.lock", LOCK},
+  {"src/_index.yaml",
+   "version: \"1.0\"\nnamespace: app\n\nentries:\n"
+   "  - name: processes\n    kind: process.host\n    lifecycle:\n      auto_start: true\n\n"
+   "  - name: jobs\n    kind: queue.queue\n    max_retries: 3\n    timeout: 30s\n\n"
+   "  - name: work\n    kind: function.lua\n    source: file://work.lua\n    method: run\n"
+   "    modules: [logger, time]\n\n"
+   "  - name: consumer\n    kind: queue.consumer\n    queue: app:jobs\n    func: app:work\n"
+   "    concurrency: 4\n    lifecycle:\n      auto_start: true\n\n"
+   "  - name: gateway\n    kind: http.service\n    addr: \":8080\"\n    lifecycle:\n      auto_start: true\n\n"
+   "  - name: root\n    kind: http.router\n    meta:\n      server: gateway\n    prefix: /\n\n"
+   "  - name: jobs.api\n    kind: queue.http\n    meta:\n      router: app:root\n    queue: app:jobs\n"
+   "    path: /jobs\n    health_path: /healthz\n"},
+  {"src/work.lua",
+   "-- One job: its data is the JSON body POSTed to /jobs; the return value is its result\n"
+   "-- (GET /jobs/ID); an error retries it, up to max_retries.\n"
+   "local logger = require(\"logger\")\n\nlocal function run(job)\n"
+   "  logger:info(\"job\", { data = job })\n"
+   "  return { ok = true, got = job }\nend\n\nreturn { run = run }\n"},
+  {NULL, NULL}};
+
+static const struct { const char *name; const struct scaffold_file *files; } templates[] = {
+  {"hello", hello_files}, {"http", http_files}, {"jobs", jobs_files}};
+
+int project_init(const char *dir, const char *template, char *err, size_t errlen) {
+  const struct scaffold_file *scaffold = NULL;
+  for (size_t i = 0; i < countof(templates); i++)
+    if (strcmp(templates[i].name, template ? template : "hello") == 0) scaffold = templates[i].files;
+  if (!scaffold) {
+    snprintf(err, errlen, "unknown template '%s' (templates: hello, http, jobs)", template);
+    return -1;
+  }
   char *src = join(dir, "src");
   if ((mkdir(dir, 0755) != 0 && errno != EEXIST) || (mkdir(src, 0755) != 0 && errno != EEXIST)) {
     snprintf(err, errlen, "%s: %s", src, strerror(errno));
@@ -272,7 +328,7 @@ int project_init(const char *dir, char *err, size_t errlen) {
     return -1;
   }
   free(src);
-  for (size_t i = 0; i < countof(scaffold); i++) {
+  for (size_t i = 0; scaffold[i].name; i++) {
     char *path = join(dir, scaffold[i].name);
     FILE *f = fopen(path, "wx");
     if (!f && errno == EEXIST) { fprintf(stderr, "taskhost: %s exists, kept\n", path); free(path); continue; }

@@ -41,7 +41,9 @@ struct project {
 /* 0, or -1 with "file:line: message" in err. */
 int project_open(const char *dir, struct project *p, char *err, size_t errlen);
 void project_close(struct project *p);
-/* Writes wippy.lock and a runnable hello app into dir. 0 / -1 (err). */
-int project_init(const char *dir, char *err, size_t errlen);
+/* Writes wippy.lock and a runnable app from `template` (NULL = "hello": a terminal process;
+** "http": one JSON endpoint on :8080; "jobs": a queue, a consumer and the job API on :8080)
+** into dir; existing files are kept. 0 / -1 (err). */
+int project_init(const char *dir, const char *template, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,6 @@
 """The command line: help, version, init, check, and clear file:line errors with exit codes
 for broken projects."""
+import json
 import os
 import time
 
@@ -46,6 +47,39 @@ class Cli(th.TestCase):
         r = th.run(argv[1:])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "hello, world\n")
+
+    def test_init_templates_run(self):
+        d = th.make_project({}, lock=False)
+        r = th.run(["init", d, "-t", "http"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("curl 'http://127.0.0.1:8080/api/hello?name=you'", r.stdout)
+        s = th.Server(d, args=["-o", "app:gateway:addr=127.0.0.1:0"])
+        try:
+            status, _, body = th.http(s.ports()[0], "GET", "/api/hello?name=you")
+            self.assertEqual((status, json.loads(body)), (200, {"hello": "you"}))
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+        d = th.make_project({}, lock=False)
+        r = th.run(["init", d, "--template", "jobs"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = th.Server(d, args=["-o", "app:gateway:addr=127.0.0.1:0"])
+        try:
+            port = s.ports()[0]
+            status, _, body = th.http(port, "POST", "/jobs", body=b'{"n": 1}')
+            self.assertEqual(status, 202, body)
+            jid = json.loads(body)["id"]
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                job = json.loads(th.http(port, "GET", "/jobs/" + jid)[2])
+                if job["state"] == "done":
+                    break
+                time.sleep(0.05)
+            self.assertEqual((job["state"], job["result"]), ("done", {"ok": True, "got": {"n": 1}}))
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+        r = th.run(["init", d, "-t", "nope"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown template 'nope' (templates: hello, http, jobs)", r.stderr)
 
     def test_exec_resolves_bare_names_as_wippy(self):
         entries = """
