@@ -307,15 +307,16 @@ return {main = main}
         runs = sorted((jid, a, h) for jid, a, h in self.runs())
         self.assertEqual(runs, sorted([(i, "1", "B") for i in ids] + [(i, "2", "A") for i in ids]))
         # No two runs of one job overlap while B's lease was live: attempt 1 (killed, never
-        # finished) held the job from its start to its lease's end, past the moment B was
-        # last seen alive; attempt 2 started only after that end, and finished.
+        # finished) held the job from its start to its lease's end; attempt 2 started only
+        # after that end, and finished. (That the lease outlived the moment B was last seen
+        # alive is not asserted: a writer starved past its 1 s lease on a loaded machine lets
+        # it lapse early, and the checks below hold either way.)
         timed = {(jid, a): (start, end) for jid, a, _, start, end in timed_runs(self.pg)}
         for i in ids:
             start1, end1 = timed[(i, 1)]
             start2, end2 = timed[(i, 2)]
             lease_end = float(leases[i])
             self.assertIsNone(end1, "attempt 1 finished though its host was killed")
-            self.assertGreater(lease_end, alive_at)
             self.assertLess(start1, alive_at)
             self.assertGreaterEqual(start2, lease_end, f"{i}: attempt 2 began {lease_end - start2:.3f}s "
                                                        "before attempt 1's lease ran out")

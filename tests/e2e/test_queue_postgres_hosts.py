@@ -198,26 +198,26 @@ class QueuePostgresHosts(pgserver.ServerPerClass, th.TestCase):
         self.assertEqual(unfinished(), [], "202'd jobs not done 60 s after the restart")
 
     def test_cancel_through_another_host_stops_the_run(self):
-        # Only host a runs jobs, one at a time; b and c share the queue's API. The lease (60s,
-        # renewed every 20s) is longer than the bound below: the cancel must come by NOTIFY.
-        runner = self.project("\n    lease: 60s")
-        api_only = self.project("\n    lease: 60s", consumer=False)
+        # Only host a runs jobs, one at a time; b and c share the queue's API. The lease (180s,
+        # renewed every 60s) is longer than the bounds below: the cancel must come by NOTIFY.
+        runner = self.project("\n    lease: 180s")
+        api_only = self.project("\n    lease: 180s", consumer=False)
         ports = self.hosts([("a", runner, ["-o", "app:consumer:concurrency=1"]), ("b", api_only), ("c", api_only)])
         c = ports["c"]
-        st, jid = self.post(ports["a"], {"sleep": "30s"})
+        st, jid = self.post(ports["a"], {"sleep": "120s"})
         self.assertEqual(st, 202, jid)
-        self.assertTrue(wait_until(lambda: job_state(c, jid) == "running" and timed_runs(self.pg), 10))
+        self.assertTrue(wait_until(lambda: job_state(c, jid) == "running" and timed_runs(self.pg), 30))
         self.assertEqual([(r[0], r[1], r[2]) for r in timed_runs(self.pg)], [(jid, 1, "a")])
         st, _, body = th.http(c, "DELETE", f"/jobs/{jid}")
         self.assertEqual(st, 202, body)                             # cancel requested: it runs
-        self.assertTrue(wait_until(lambda: job_state(c, jid) == "cancelled", 10),
-                        f"still {job_state(c, jid)} 10s after the cancel")
+        self.assertTrue(wait_until(lambda: job_state(c, jid) == "cancelled", 30),
+                        f"still {job_state(c, jid)} 30s after the cancel")
         self.assertEqual(job_state(ports["a"], jid), "cancelled")
         # Host a's one consumer thread is free again (the sleeping run was stopped, not left to
-        # finish its 30 s): a new job published through c runs there now.
+        # finish its 120 s): a new job published through c runs there now.
         st, quick = self.post(c, {"i": 1})
         self.assertEqual(st, 202, quick)
-        self.assertTrue(wait_until(lambda: job_state(c, quick) == "done", 10), job_state(c, quick))
+        self.assertTrue(wait_until(lambda: job_state(c, quick) == "done", 30), job_state(c, quick))
         runs = {r[0]: r for r in timed_runs(self.pg)}
         self.assertIsNone(runs[jid][4], "the cancelled run finished its work")
         self.assertEqual((runs[quick][2], runs[quick][4] is not None), ("a", True))
