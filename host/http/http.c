@@ -397,13 +397,13 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     }
     break;
   }
+  account(s, &r, mr, r.status ? r.status : 200, t0);   /* reads the route: before the hazard drops */
   atomic_store(&ht->hazard, NULL);
   ht->body = r.body;                                /* keep what the body read grew... */
   trim(&ht->body);                                  /* ...unless it grew big */
   trim(&ht->headers);
   trim(&ht->out);
   int status = r.status ? r.status : 200;
-  account(s, &r, mr, status, t0);
   count(s, conn);
   if (ht == &local) { buf_free(&local.body); buf_free(&local.headers); buf_free(&local.out); }
   return status;
