@@ -12,6 +12,11 @@
 #include "registry/project.h"
 #include "registry/registry.h"
 #include "http/router.h"
+#include "http/http.h"
+#include "http/httpc.h"
+#include "db/db.h"
+#include "lua/lmod_crypto.h"
+#include "value/json.h"
 #include "base/thstack.h"
 #include "base/util.h"
 
@@ -60,6 +65,7 @@ static const char usage_text[] =
   "check    load and validate every registry file, compile every Lua chunk, print each\n"
   "         problem as file:line: message; exit 3 if there is any error\n"
   "init     write wippy.lock and a runnable hello app into DIR\n"
+  "version  print taskhost's version, then each linked library's as 'name version'\n"
   "\n"
   "options:\n"
   "  -x, --exec [HOST/]ENTRY    run ENTRY (a process.lua) on terminal host HOST (optional when\n"
@@ -319,8 +325,38 @@ static int cmd_init(struct cli *c) {
 
 static int cmd_help(struct cli *c) { fputs(usage_text, stdout); return 0; }
 
+/* Lua has no run-time call for its release ("5.4.4"), only lua_version()'s 504: the headers'. */
+static int lua_release(char *buf, size_t n) {
+  snprintf(buf, n, "%s", strncmp(LUA_RELEASE, "Lua ", 4) == 0 ? LUA_RELEASE + 4 : LUA_RELEASE);
+  return 0;
+}
+
+/* `taskhost version`: the first line is "taskhost X.Y.Z", then one "name version" line per
+** library taskhost links, asked of the library itself at run time where it can say (each
+** layer that uses a library offers its version). A library that cannot say prints
+** "name <unknown>" instead, and lua-cjson, linked statically, "lua-cjson (static)". */
+static const struct libversion {
+  const char *name;
+  int (*get)(char *buf, size_t n);   /* 0 with the version in buf, or -1 */
+  const char *unknown;
+} libversions[] = {
+  {"lua", lua_release, "<unknown>"},
+  {"lua-cjson", json_cjson_version, "(static)"},
+  {"libyaml", registry_yaml_version, "<unknown>"},
+  {"civetweb", http_civetweb_version, "<unknown>"},
+  {"libcurl", httpc_curl_version, "<unknown>"},
+  {"sqlite", db_sqlite_version, "<unknown>"},
+  {"libpq", db_pg_version, "<unknown>"},
+  {"openssl", crypto_openssl_version, "<unknown>"},
+};
+
 static int cmd_version(struct cli *c) {
-  printf("taskhost %s (%s)\n", TASKHOST_VERSION, LUA_RELEASE);
+  printf("taskhost %s\n", TASKHOST_VERSION);
+  for (size_t i = 0; i < countof(libversions); i++) {
+    char v[128];
+    int ok = libversions[i].get(v, sizeof v) == 0 && v[0];
+    printf("%s %s\n", libversions[i].name, ok ? v : libversions[i].unknown);
+  }
   return 0;
 }
 

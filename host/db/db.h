@@ -122,6 +122,11 @@ struct db_driver {
 extern const struct db_driver db_sqlite_driver;
 extern const struct db_driver db_pg_driver;   /* db_pg.c: PostgreSQL on libpq */
 
+/* The linked library's version, as it reports it at run time, into buf ("3.40.1", "15.5");
+** `taskhost version` prints them. Return 0. Any thread. */
+int db_sqlite_version(char *buf, size_t n);   /* sqlite3_libversion() (db_sqlite.c) */
+int db_pg_version(char *buf, size_t n);       /* PQlibVersion() (db_pg.c) */
+
 struct db {
   const struct db_driver *drv;
   void *pool;

@@ -472,3 +472,12 @@ static void pg_close(void *pool) {
 }
 
 const struct db_driver db_pg_driver = {"postgres", pg_open, pg_submit, pg_cancel, pg_stats, pg_close};
+
+/* PQlibVersion() is major*10000 + minor from PostgreSQL 10 on (150005 → "15.5"), and
+** major*10000 + minor*100 + patch before (90624 → "9.6.24"). */
+int db_pg_version(char *buf, size_t n) {
+  int v = PQlibVersion();
+  if (v >= 100000) snprintf(buf, n, "%d.%d", v / 10000, v % 10000);
+  else snprintf(buf, n, "%d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+  return 0;
+}

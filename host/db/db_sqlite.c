@@ -380,3 +380,8 @@ static void sq_close(void *pool) {
 }
 
 const struct db_driver db_sqlite_driver = {"sqlite", sq_open, sq_submit, sq_cancel, sq_stats, sq_close};
+
+int db_sqlite_version(char *buf, size_t n) {
+  snprintf(buf, n, "%s", sqlite3_libversion());
+  return 0;
+}

@@ -571,3 +571,8 @@ void http_stop(struct http_server *s) {
   free(s->id);
   free(s);
 }
+
+int http_civetweb_version(char *buf, size_t n) {
+  snprintf(buf, n, "%s", mg_version());
+  return 0;
+}

@@ -76,4 +76,7 @@ const char *http_req_header(const struct http_req *r, const char *name);
 int http_res_add_header(struct http_req *r, const char *name, const char *value);  /* 0 / -1 */
 const char *http_status_text(int code);
 
+/* The linked civetweb's mg_version() into buf ("1.15"); returns 0. Any thread. */
+int http_civetweb_version(char *buf, size_t n);
+
 #endif

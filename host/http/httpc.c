@@ -641,3 +641,10 @@ void httpc_free(struct httpc *h) {
   free(h);
   curl_global_cleanup();
 }
+
+int httpc_curl_version(char *buf, size_t n) {
+  const curl_version_info_data *d = curl_version_info(CURLVERSION_NOW);
+  if (!d || !d->version) { if (n) buf[0] = '\0'; return -1; }
+  snprintf(buf, n, "%s", d->version);
+  return 0;
+}

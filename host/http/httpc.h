@@ -142,4 +142,8 @@ void httpc_resume(struct httpc *h, uint64_t id);
 /* Requests accepted and not yet done. */
 long httpc_in_flight(struct httpc *h);
 
+/* The linked libcurl's version (curl_version_info) into buf ("7.88.1"). Returns 0, or -1
+** when curl does not say. Main thread (`taskhost version` calls it before anything starts). */
+int httpc_curl_version(char *buf, size_t n);
+
 #endif

@@ -19,6 +19,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
 
 #define CRYPTO_MAX_RANDOM (1 << 20)       /* bytes or characters per call: 1 MiB */
 
@@ -121,4 +123,15 @@ int luaopen_crypto(lua_State *L) {
   crypto_open_cipher(L);
   crypto_open_jwt(L);
   return 1;
+}
+
+int crypto_openssl_version(char *buf, size_t n) {
+#ifdef OPENSSL_VERSION_STRING                 /* OpenSSL 3: the bare "3.0.11" */
+  snprintf(buf, n, "%s", OpenSSL_version(OPENSSL_VERSION_STRING));
+#else                                         /* 1.1: "OpenSSL 1.1.1w  11 Sep 2023" */
+  const char *v = OpenSSL_version(OPENSSL_VERSION), *sp = strchr(v, ' ');
+  v = sp ? sp + 1 : v;
+  snprintf(buf, n, "%.*s", (int)strcspn(v, " "), v);
+#endif
+  return 0;
 }

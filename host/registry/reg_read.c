@@ -646,3 +646,8 @@ struct val *reg_read_lua(const char *text, size_t len, const char *file, struct 
   lua_close(L);
   return v;
 }
+
+int registry_yaml_version(char *buf, size_t n) {
+  snprintf(buf, n, "%s", yaml_get_version_string());
+  return 0;
+}

@@ -117,4 +117,7 @@ size_t registry_delta(const struct registry *from, const struct registry *to, st
 const struct val *registry_kinds(void);
 int registry_kind_known(const char *kind);
 
+/* The linked libyaml's yaml_get_version_string() into buf ("0.2.5"); returns 0 (reg_read.c). */
+int registry_yaml_version(char *buf, size_t n);
+
 #endif

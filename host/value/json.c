@@ -402,3 +402,14 @@ int luaopen_taskhost_json(lua_State *L) {
   lua_setfield(L, -2, "null");
   return 1;
 }
+
+int json_cjson_version(char *buf, size_t n) {
+  if (n) buf[0] = '\0';
+  lua_State *L = luaL_newstate();
+  if (!L) return -1;
+  luaL_requiref(L, "cjson", luaopen_cjson, 0);
+  const char *v = lua_getfield(L, -1, "_VERSION") == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (v) snprintf(buf, n, "%s", v);
+  lua_close(L);
+  return v ? 0 : -1;
+}

@@ -26,4 +26,8 @@ int json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errle
 ** json.null, a value that encodes as null (a table field cannot hold nil). */
 int luaopen_taskhost_json(lua_State *L);
 
+/* The linked lua-cjson's version (its module table's _VERSION, read from a throwaway state)
+** into buf. Returns 0, or -1 when the library does not say (buf then holds ""). */
+int json_cjson_version(char *buf, size_t n);
+
 #endif

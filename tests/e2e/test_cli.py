@@ -14,7 +14,7 @@ class Cli(th.TestCase):
         self.assertIn("exit codes", r.stdout)
         r = th.run(["version"])
         self.assertEqual(r.returncode, 0)
-        self.assertRegex(r.stdout, r"^taskhost \d+\.\d+\.\d+ \(Lua 5\.4")
+        self.assertRegex(r.stdout, r"^taskhost \d+\.\d+\.\d+\nlua 5\.4")
 
     def test_usage_errors_exit_2(self):
         for args in (["frobnicate"], ["run", "--bogus"], ["run", ".", "-x"], ["run", "-o", "nonsense"]):

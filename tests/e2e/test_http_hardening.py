@@ -138,9 +138,15 @@ class Hardening(th.TestCase):
         # between two of the client's sends, so a cut after a send less than 0.45 s after the
         # previous one is a finding, and one after a longer gap (this client thread starved on
         # a loaded machine, so it was idle) is counted and the client reconnects.
+        # A fresh connection's wait starts at accept: it is connected first and `last` taken
+        # then, so a client thread starved between connect and its first send is not a finding.
+        def connect():
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HANG)
+            conn.connect()
+            return conn, time.monotonic()
+
         def keep_alive_client():
-            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HANG)
-            last = time.monotonic()
+            c, last = connect()
             while not stop.is_set():
                 sent = time.monotonic()
                 try:
@@ -156,7 +162,7 @@ class Hardening(th.TestCase):
                         break
                     busy["stalled"] += 1
                     c.close()
-                    c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HANG)
+                    c, sent = connect()
                 last = sent
             c.close()
 
