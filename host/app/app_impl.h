@@ -32,6 +32,7 @@
 struct fcall;
 struct funcpool;
 struct http_server;
+struct httpstats;
 struct jobs;
 struct routes;
 struct sched;
@@ -74,6 +75,8 @@ struct app {
   struct app_registry *registry;   /* the registry service (rt service "registry") */
   struct metrics *metrics;    /* the series registry (rt service "metrics"), app_metrics.c */
   struct admin *admin;        /* the admin listener, or NULL (no admin.addr) */
+  struct httpstats *httpstats;  /* every http.service's request counters (rt service "http_stats") */
+  _Atomic uint64_t reloads_ok, reloads_refused;   /* app_reload_event (main thread); metrics read */
   char *admin_addr, *admin_token;   /* copies of the project's admin: settings */
   long metrics_limits[3];     /* the project's metrics: names, series per metric, series */
   struct dbset *dbs;          /* the sql module's databases (rt service "sql"), app_db.c */

@@ -198,6 +198,7 @@ void app_set_reloader(struct app *a, app_reloader fn, void *ctx, struct watch *w
 
 /* A "taskhost.registry" event: kind "reload" (path: the new version) or "reload.refused". */
 void app_reload_event(struct app *a, const struct registry *reg, const char *why) {
+  atomic_fetch_add_explicit(reg ? &a->reloads_ok : &a->reloads_refused, 1, memory_order_relaxed);
   if (!evbus_active(a->rt->events)) return;
   struct buf b;
   char path[32] = "";

@@ -11,6 +11,8 @@
 #include "runtime/watchdog.h"
 #include "base/retire.h"
 #include "httpgate.h"
+#include "httpstats.h"
+#include "runtime/rt.h"
 
 #include <civetweb.h>
 #include <pthread.h>
@@ -49,6 +51,8 @@ struct http_server {
   int port;
   _Atomic uint64_t requests;     /* answered */
   _Atomic uint64_t connections;  /* that got at least one answer (starvation shows here) */
+  struct httpstats *stats;       /* the host's request counters (rt service), or NULL */
+  struct hstat *unmatched[HS_METHODS];  /* its slots for requests no route took */
 };
 
 static _Atomic uint64_t next_serial = 1;
@@ -252,6 +256,9 @@ static void on_end(const struct mg_connection *conn, int status) {
 
 /* Answers a refused request and closes the connection after it. */
 static int refuse(struct mg_connection *conn, int status, const char *text) {
+  struct http_server *s = mg_get_user_data(mg_get_context(conn));
+  if (s->stats)
+    httpstats_count(s->unmatched[httpstats_method(mg_get_request_info(conn)->request_method)], status, 0);
   close_after(conn);
   mg_printf(conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", status,
@@ -340,8 +347,18 @@ static void trim(struct buf *b) {
   if (b->cap > KEEP_BUF) buf_free(b);
 }
 
+/* Counts the finished request on its route's slot, or the service's unmatched one. */
+static void account(struct http_server *s, const struct http_req *r, enum match_result mr,
+                    int status, int64_t t0) {
+  if (!s->stats) return;
+  struct hstat *h = mr == MATCH_OK ? r->match.route->stats : NULL;
+  if (!h) h = s->unmatched[httpstats_method(r->ri->request_method)];
+  httpstats_count(h, status, clock_mono_ns() - t0);
+}
+
 static int on_request(struct mg_connection *conn, void *cbdata) {
   struct http_server *s = cbdata;
+  int64_t t0 = s->stats ? clock_mono_ns() : 0;
   const struct mg_request_info *ri = mg_get_request_info(conn);
   struct http_thread *ht = mg_get_thread_pointer(conn), local = {0};
   if (!ht) ht = &local;                             /* not a connection thread (never seen) */
@@ -358,7 +375,8 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     rs = atomic_load(&s->routes);
     atomic_store(&ht->hazard, rs);
   } while (rs != atomic_load(&s->routes));
-  switch (routes_match(rs, ri->request_method, r.path, &r.match)) {
+  enum match_result mr = routes_match(rs, ri->request_method, r.path, &r.match);
+  switch (mr) {
   case MATCH_NOT_FOUND: send_text(&r, 404, "404 page not found\n"); break;
   case MATCH_OPTIONS:
     r.status = 204;
@@ -379,6 +397,7 @@ static int on_request(struct mg_connection *conn, void *cbdata) {
     }
     break;
   }
+  account(s, &r, mr, r.status ? r.status : 200, t0);   /* reads the route: before the hazard drops */
   atomic_store(&ht->hazard, NULL);
   ht->body = r.body;                                /* keep what the body read grew... */
   trim(&ht->body);                                  /* ...unless it grew big */
@@ -431,11 +450,24 @@ static int64_t ms_field(const struct reg_entry *e, const char *path, int64_t dfl
   return ns > 0 ? ns / NS_PER_MS : dflt_ms;
 }
 
+/* Gives each route of rs its counters' slot, before rs is published to the threads. */
+static void attach_stats(struct http_server *s, struct routes *rs) {
+  if (!s->stats) return;
+  for (size_t i = 0; i < routes_count(rs); i++) {
+    struct route *r = routes_at(rs, i);
+    r->stats = httpstats_slot(s->stats, s->id, r->pattern, r->method);
+  }
+}
+
 struct http_server *http_start(struct rt *rt, const struct reg_entry *svc, struct routes *routes,
                                const char *docroot, char *err, size_t errlen) {
   struct http_server *s = xcalloc(1, sizeof *s);
   s->rt = rt;
   s->id = xstrdup(svc->id);
+  if ((s->stats = rt_find_service(rt, HTTPSTATS_SERVICE)))
+    for (int i = 0; i < HS_METHODS; i++)
+      s->unmatched[i] = httpstats_slot(s->stats, s->id, HTTPSTATS_UNMATCHED, httpstats_methods[i]);
+  attach_stats(s, routes);
   s->routes = routes;
   s->max_body = (size_t)val_size(val_get(svc->data, "max_body"), 16u << 20);
   int64_t read_ms = ms_field(svc, "timeouts.read", 30000), write_ms = ms_field(svc, "timeouts.write", 30000);
@@ -490,6 +522,7 @@ void http_own_routes(struct http_server *s, void (*release)(void *ud), void *ud)
 }
 
 void http_swap_routes(struct http_server *s, struct routes *rs, void (*release)(void *ud), void *ud) {
+  attach_stats(s, rs);
   pthread_mutex_lock(&s->lock);
   retire_push(&s->retired, atomic_load(&s->routes), s->release, s->release_ud);
   atomic_store(&s->routes, rs);

@@ -7,7 +7,8 @@
 ** the clients served at once; the listen backlog and connection queue are raised so bursts
 ** wait in line instead of being dropped. Before routing, each request's framing and header
 ** count are checked (on_begin: 400/431 and a close); httpgate.h keeps slow request heads from
-** holding every thread.
+** holding every thread. Every answered request is counted on its route's slot of the host's
+** httpstats table (httpstats.h; the runtime service "http_stats", when the app made one).
 ** Threads: civetweb's; a request's http_req belongs to the thread serving it.
 */
 #ifndef TASKHOST_HTTP_H

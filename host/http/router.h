@@ -30,6 +30,7 @@ enum route_action {
 
 struct route;
 struct http_req;
+struct hstat;
 /* Serves a matched request on the civetweb thread; set by whoever gives the route its
 ** handler (the app: jobapi_serve for the job API). http.c calls it and knows no more. */
 typedef void (*route_serve_fn)(const struct route *rt, struct http_req *r);
@@ -42,6 +43,7 @@ struct route {
   const char *func;               /* function.lua id (RA_FUNCTION) */
   void *handler;                  /* the caller's (a function pool, a job queue), set after build */
   route_serve_fn serve;           /* NULL: handler is a function pool, called by http.c */
+  struct hstat *stats;            /* its request counters (httpstats.h), set by http.c, or NULL */
   struct seg *segs;
   int nsegs;
   int subtree;

@@ -169,6 +169,7 @@ static int sub_close(lua_State *L) {
     break;
   }
   struct listener *l = u->l;
+  proc_fed(p, -(long)l->feed.q.n);
   msgq_clear(&l->feed.q);
   chan_set_feed(l->feed.ch, NULL, NULL);
   lua_settop(L, 1);

@@ -123,6 +123,7 @@ static int try_recv(lua_State *L, int cidx, struct chan *c) {
     return 1;
   }
   if (c->feed && c->feed->q.head) {
+    proc_fed(c->p, -1);
     c->conv(L, c->p, msgq_pop(&c->feed->q));
     return 1;
   }
@@ -153,6 +154,7 @@ static int try_send(lua_State *L, int cidx, struct chan *c, int vidx) {
 void chan_pump(lua_State *L, struct chan *c) {
   while (c->recvq.head && c->feed && c->feed->q.head) {
     struct wnode *n = c->recvq.head;
+    proc_fed(c->p, -1);
     c->conv(L, c->p, msgq_pop(&c->feed->q));
     fire(L, n->sel, n->ci, 1);
   }

@@ -52,6 +52,13 @@ void proc_unref(struct proc *p) {
   if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) proc_destroy(p);
 }
 
+size_t proc_queued(struct proc *p) {
+  pthread_mutex_lock(&p->lock);
+  size_t n = p->mailbox.n;
+  pthread_mutex_unlock(&p->lock);
+  return n + atomic_load_explicit(&p->fed, memory_order_relaxed);
+}
+
 /* Appends m under the lock; returns 1 if the process must be handed to its scheduler. */
 static int mailbox_put(struct proc *p, struct msg *m) {
   pthread_mutex_lock(&p->lock);
@@ -240,6 +247,7 @@ static int boot(struct proc *p) {
 
 static void feed_deliver(struct proc *p, struct feed *f, struct msg *m) {
   msgq_push(&f->q, m);
+  proc_fed(p, 1);
   if (f->ch) chan_pump(p->L, f->ch);
 }
 
@@ -454,6 +462,7 @@ static void close_state(struct proc *p) {
   }
   free(p->listeners);
   p->listeners = NULL;
+  atomic_store_explicit(&p->fed, 0, memory_order_relaxed);   /* every feed is cleared */
 }
 
 /* Frees the names the process registered and its Lua state. */

@@ -131,7 +131,18 @@ struct proc {
   int detached;               /* a function state handed to a process host */
   struct task *free_tasks;    /* finished tasks whose coroutines are reused (linked by next) */
   int nfree_tasks;
+  /* Messages in its feeds (inbox, events, listeners) not yet received, for the metrics'
+  ** mailbox depth: written only by the thread running the process (proc_fed), read by any. */
+  _Atomic size_t fed;
 };
+
+/* A feed of p gained (d > 0) or lost messages; on p's own thread (one writer: no RMW). */
+static inline void proc_fed(struct proc *p, long d) {
+  size_t n = atomic_load_explicit(&p->fed, memory_order_relaxed);
+  atomic_store_explicit(&p->fed, n + (size_t)d, memory_order_relaxed);
+}
+/* Messages waiting for p: its mailbox (under its lock) plus its feeds. Any thread. */
+size_t proc_queued(struct proc *p);
 
 enum { PF_CANCELED = 1, PF_KILL = 2 };
 

@@ -45,6 +45,7 @@ struct sched {
   struct watchdog *watchdog;
   _Atomic long nprocs;
   _Atomic uint64_t nstarted;   /* processes ever added (metrics); relaxed */
+  _Atomic uint64_t busy_ns;    /* time the workers spent running processes (metrics); relaxed */
   pthread_mutex_t empty_lock;
   pthread_cond_t empty_cv;
 };
@@ -136,13 +137,34 @@ static struct proc *next_proc(struct sched *s) {
   return p;
 }
 
+/* Adds the busy stretch that began at `since` to the host's busy time; returns now. */
+static int64_t add_busy(struct sched *s, int64_t since) {
+  int64_t now = clock_mono_ns();
+  atomic_fetch_add_explicit(&s->busy_ns, (uint64_t)(now - since), memory_order_relaxed);
+  return now;
+}
+
+/* A worker is busy from the moment it has a process until it looks for the next one in the
+** run queue (spinning and sleeping there are idle); a chain of runnext hand-offs, which
+** never looks, reports its busy time every BUSY_EVERY steps. The clock is read only at
+** those edges, never per step of a runnext chain. */
+#define BUSY_EVERY 64
+
 static void *worker_main(void *arg) {
   struct worker *w = arg;
   struct sched *s = w->s;
+  int64_t since = 0;                   /* start of the busy stretch not yet added */
+  unsigned chained = 0;
   for (;;) {
     struct proc *p = w->runnext;
     w->runnext = NULL;
-    if (!p && !(p = next_proc(s))) break;
+    if (p) {
+      if (++chained % BUSY_EVERY == 0) since = add_busy(s, since);
+    } else {
+      if (since) add_busy(s, since);
+      if (!(p = next_proc(s))) break;
+      since = clock_mono_ns();
+    }
     /* after proc_step returns 0, p may already run elsewhere or be freed: don't touch it */
     int again = proc_step(p, w);
     if (again) sched_push(s, p, NULL);
@@ -212,6 +234,8 @@ void sched_proc_added(struct sched *s) {
   atomic_fetch_add_explicit(&s->nstarted, 1, memory_order_relaxed);
 }
 uint64_t sched_started(struct sched *s) { return atomic_load_explicit(&s->nstarted, memory_order_relaxed); }
+long sched_queued(struct sched *s) { return atomic_load_explicit(&s->qlen, memory_order_relaxed); }
+uint64_t sched_busy_ns(struct sched *s) { return atomic_load_explicit(&s->busy_ns, memory_order_relaxed); }
 
 void sched_proc_removed(struct sched *s) {
   if (atomic_fetch_sub(&s->nprocs, 1) == 1) {

@@ -28,6 +28,12 @@ void sched_proc_added(struct sched *s);
 void sched_proc_removed(struct sched *s);
 long sched_procs(struct sched *s);
 uint64_t sched_started(struct sched *s);   /* processes ever added to s */
+/* Processes waiting in the run queue (not those in a worker's runnext slot). Any thread. */
+long sched_queued(struct sched *s);
+/* Time its workers have spent running processes, ns, summed over workers: added when a
+** worker turns to the run queue for its next process (and every 64 steps of a runnext
+** chain), so a stretch still running shows when it ends. Monotonic. Any thread. */
+uint64_t sched_busy_ns(struct sched *s);
 /* Waits until the scheduler runs no process or the monotonic deadline passes: 0 / -1. */
 int sched_wait_empty(struct sched *s, int64_t deadline_ns);
 void sched_close(struct sched *s);           /* refuse new spawns */

@@ -3,11 +3,16 @@
 Lua handlers update counters, gauges and histograms with labels; the admin listener's text
 parses (Prometheus's own parser, and a strict one here) and shows the exact values; a token
 is required when set; --admin overrides taskhost.yaml; excess series are refused and counted;
-bad names are errors; the host's process series move when processes are spawned.
+bad names are errors; the host's process series move when processes are spawned; every
+host series the README documents is present and moves under load (issue 15): HTTP requests
+per route and status with latency histograms, spawns, mailbox depths, worker busy time,
+reloads (ok and refused, through SIGHUP), open fds.
 """
 import json
 import math
+import os
 import re
+import signal
 import sys
 
 import th
@@ -75,6 +80,48 @@ entries:
     method: POST
     path: /enqueue
     func: app:enqueue
+  - name: hold
+    kind: function.lua
+    source: file://hold.lua
+    method: handler
+    modules: [http, json]
+  - name: hold.ep
+    kind: http.endpoint
+    meta: {router: app:api}
+    method: POST
+    path: /hold
+    func: app:hold
+  - name: holder
+    kind: process.lua
+    source: file://holder.lua
+    method: main
+"""
+
+# POST /api/hold {n} -> pids of n holders; {fill = pid, k} sends k messages; {go = pids}.
+HOLD_LUA = """
+local http = require("http")
+local function handler()
+  local req, res = http.request(), http.response()
+  local b = req:body_json()
+  local out = {}
+  if b.n then
+    for i = 1, b.n do out[i] = process.spawn("app:holder", "app:processes") end
+  elseif b.fill then
+    for i = 1, b.k do assert(process.send(b.fill, "m", i)) end
+  else
+    for _, pid in ipairs(b.go) do process.send(pid, "go") end
+  end
+  res:write_json(out)
+end
+return {handler = handler}
+"""
+
+# Waits for "go" only: every other message stays unread in its inbox.
+HOLDER_LUA = """
+local function main()
+  process.listen("go"):receive()
+end
+return {main = main}
 """
 
 ENQUEUE_LUA = """
@@ -130,6 +177,27 @@ end
 return {main = main}
 """
 
+FILES = {"src/_index.yaml": INDEX, "src/m.lua": M_LUA, "src/spawn.lua": SPAWN_LUA,
+         "src/worker.lua": WORKER_LUA, "src/enqueue.lua": ENQUEUE_LUA, "src/hold.lua": HOLD_LUA,
+         "src/holder.lua": HOLDER_LUA}
+
+# The host's series the README's admin paragraph lists (log.clickhouse's aside), by type.
+DOCUMENTED = {
+    "counter": ["taskhost_processes_started_total", "taskhost_messages_sent_total",
+                "taskhost_jobs_published_total", "taskhost_jobs_rejected_total",
+                "taskhost_jobs_retries_total", "taskhost_jobs_finished_total",
+                "taskhost_events_sent_total", "taskhost_events_delivered_total",
+                "taskhost_events_dropped_total", "taskhost_metrics_series_refused_total",
+                "taskhost_http_requests_total", "taskhost_worker_busy_seconds_total",
+                "taskhost_reloads_total"],
+    "gauge": ["taskhost_processes", "taskhost_host_workers", "taskhost_memory_heap_bytes",
+              "taskhost_memory_heap_system_bytes", "taskhost_memory_resident_bytes", "taskhost_jobs",
+              "taskhost_events_subscriptions", "taskhost_metrics_series", "taskhost_run_queue_processes",
+              "taskhost_mailbox_messages", "taskhost_mailbox_messages_max", "taskhost_open_fds",
+              "taskhost_max_fds"],
+    "histogram": ["taskhost_job_wait_seconds", "taskhost_http_request_duration_seconds"],
+}
+
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\\\|\\"|\\n)*)"(,|$)')
 
@@ -163,11 +231,11 @@ def lab(**kw):
 
 class Metrics(th.TestCase):
     def start(self, yaml=None, args=()):
-        files = {"src/_index.yaml": INDEX, "src/m.lua": M_LUA, "src/spawn.lua": SPAWN_LUA,
-                 "src/worker.lua": WORKER_LUA, "src/enqueue.lua": ENQUEUE_LUA}
+        files = dict(FILES)
         if yaml is not None:
             files["taskhost.yaml"] = yaml
-        s = th.Server(th.make_project(files), ["--no-watch", "-o", "app:gateway:addr=127.0.0.1:0"] + list(args))
+        self.project = th.make_project(files)
+        s = th.Server(self.project, ["--no-watch", "-o", "app:gateway:addr=127.0.0.1:0"] + list(args))
         self.addCleanup(s.stop)
         port = s.ports()[0]
         m = s.wait_for(r"admin: serving GET /metrics on 127\.0\.0\.1:(\d+)")
@@ -302,9 +370,7 @@ class Metrics(th.TestCase):
         _, _, admin = self.start(None, args=["--admin=127.0.0.1:0"])
         self.assertEqual(th.http(admin, "GET", "/metrics")[0], 200)
         # neither: no listener
-        files = {"src/_index.yaml": INDEX, "src/m.lua": M_LUA, "src/spawn.lua": SPAWN_LUA,
-                 "src/worker.lua": WORKER_LUA, "src/enqueue.lua": ENQUEUE_LUA}
-        s = th.Server(th.make_project(files), ["--no-watch", "-o", "app:gateway:addr=127.0.0.1:0"])
+        s = th.Server(th.make_project(FILES), ["--no-watch", "-o", "app:gateway:addr=127.0.0.1:0"])
         self.addCleanup(s.stop)
         port = s.ports()[0]
         self.assertEqual(self.calls(port, ["counter_inc", "app_x_total"]), [{"ok": True}])   # still works
@@ -315,8 +381,7 @@ class Metrics(th.TestCase):
                            ("admin: [1]\n", "taskhost.yaml:1: admin must be a mapping"),
                            ("admin:\n  addr: 127.0.0.1:0\n  token: \"\"\n", "taskhost.yaml:3: admin.token"),
                            ("metrics:\n  max_series: 0\n", "taskhost.yaml:2: metrics.max_series must be a positive integer")]:
-            d = th.make_project({"src/_index.yaml": INDEX, "src/m.lua": M_LUA, "src/spawn.lua": SPAWN_LUA,
-                                 "src/worker.lua": WORKER_LUA, "src/enqueue.lua": ENQUEUE_LUA, "taskhost.yaml": yaml})
+            d = th.make_project(dict(FILES, **{"taskhost.yaml": yaml}))
             r = th.run(["run", d, "--no-watch"], timeout=30)
             self.assertEqual(r.returncode, 3, r.stderr)
             self.assertIn(want, r.stderr)
@@ -365,6 +430,100 @@ class Metrics(th.TestCase):
         self.assertEqual(v1[("taskhost_jobs_rejected_total", lab(queue="app:jobsq", reason="full"))], 0)
         self.assertEqual(v1[("taskhost_job_wait_seconds_count", q)], 0)
         self.assertIn(("taskhost_job_wait_seconds_bucket", lab(queue="app:jobsq", le="+Inf")), v1)
+
+
+    def wait_value(self, admin, key, want, tries=500):
+        """Scrapes until series key reads want (bounded: a request is counted right after its
+        response is written, so the client may see the answer a moment before the count)."""
+        for _ in range(tries):
+            v, _, _ = self.scrape(admin)
+            if v.get(key, 0) == want:
+                return v
+        self.assertEqual(v.get(key, 0), want, key)
+
+    def assert_documented(self, fam):
+        """Every DOCUMENTED family is there, with its type and at least one sample (the
+        parser's family names drop a counter's _total)."""
+        for typ, names in DOCUMENTED.items():
+            for name in names:
+                base = name[:-len("_total")] if typ == "counter" else name
+                self.assertIn(base, fam, name)
+                self.assertEqual(fam[base].type, typ, name)
+                got = {x.name for x in fam[base].samples}
+                want = {name + x for x in ("_bucket", "_sum", "_count")} if typ == "histogram" else {name}
+                self.assertEqual(got, want, name)
+
+    def test_documented_host_series_present_typed_and_moving(self):
+        s, port, admin = self.start("admin:\n  addr: 127.0.0.1:0\n")
+        v0, _, _ = self.scrape(admin)
+        host = lab(host="app:processes", kind="process")
+        self.assertGreaterEqual(v0[("taskhost_run_queue_processes", host)], 0)
+        self.assertGreater(v0[("taskhost_open_fds", ())], 3)
+        self.assertGreater(v0[("taskhost_max_fds", ())], v0[("taskhost_open_fds", ())])
+        self.assertEqual(v0[("taskhost_mailbox_messages", host)], 0)
+
+        # HTTP: counts by route pattern, method and status; the raw URL is never a label
+        gw = dict(service="app:gateway")
+        ok = ("taskhost_http_requests_total", lab(route="/api/m", method="POST", status="200", **gw))
+        for _ in range(20):
+            self.calls(port)
+        for _ in range(3):
+            self.assertEqual(th.http(port, "GET", "/no-such-page-xyz")[0], 404)
+        self.assertEqual(th.http(port, "GET", "/api/m")[0], 405)
+        v1 = self.wait_value(admin, ok, v0.get(ok, 0) + 20)
+        um = lambda status: ("taskhost_http_requests_total",
+                             lab(route="(unmatched)", method="GET", status=status, **gw))
+        v1 = self.wait_value(admin, um("404"), v0.get(um("404"), 0) + 3)
+        v1 = self.wait_value(admin, um("405"), v0.get(um("405"), 0) + 1)
+        r = lab(route="/api/m", **gw)
+        count = ("taskhost_http_request_duration_seconds_count", r)
+        v1 = self.wait_value(admin, count, v0[count] + 20)
+        self.assertEqual(v1[("taskhost_http_request_duration_seconds_bucket", lab(le="+Inf", **dict(r)))],
+                         v1[count])
+        self.assertGreater(v1[("taskhost_http_request_duration_seconds_sum", r)],
+                           v0[("taskhost_http_request_duration_seconds_sum", r)])
+        self.assertLessEqual(v1[("taskhost_http_request_duration_seconds_bucket", lab(le="0.0001", **dict(r)))],
+                             v1[("taskhost_http_request_duration_seconds_bucket", lab(le="10", **dict(r)))])
+        _, fam, text = self.scrape(admin)
+        self.assertNotIn("xyz", text)
+        self.assert_documented(fam)
+
+        # spawns, messages, mailbox depths, busy workers
+        st, _, body = th.http(port, "POST", "/api/hold", json.dumps({"n": 3}))
+        self.assertEqual(st, 200, body)
+        pids = json.loads(body)
+        for pid, k in ((pids[0], 5), (pids[1], 2)):
+            self.assertEqual(th.http(port, "POST", "/api/hold", json.dumps({"fill": pid, "k": k}))[0], 200)
+        v2 = self.wait_value(admin, ("taskhost_mailbox_messages", host), 7)
+        self.assertEqual(v2[("taskhost_mailbox_messages_max", host)], 5)
+        self.assertEqual(v2[("taskhost_processes", host)], v0[("taskhost_processes", host)] + 3)
+        self.assertEqual(v2[("taskhost_processes_started_total", host)],
+                         v0[("taskhost_processes_started_total", host)] + 3)
+        self.assertEqual(v2[("taskhost_messages_sent_total", ())], v0[("taskhost_messages_sent_total", ())] + 7)
+        self.assertEqual(th.http(port, "POST", "/api/hold", json.dumps({"go": pids}))[0], 200)
+        v3 = self.wait_value(admin, ("taskhost_processes", host), v0[("taskhost_processes", host)])
+        self.assertEqual(v3[("taskhost_mailbox_messages", host)], 0)
+        self.assertEqual(v3[("taskhost_mailbox_messages_max", host)], 0)
+        self.assertGreater(v3[("taskhost_worker_busy_seconds_total", host)],
+                           v0[("taskhost_worker_busy_seconds_total", host)])
+
+        # reloads: SIGHUP reloads (ok), and a broken file is refused; HTTP counts survive both
+        ok_r, refused_r = ("taskhost_reloads_total", lab(result="ok")), ("taskhost_reloads_total", lab(result="refused"))
+        self.assertEqual((v3[ok_r], v3[refused_r]), (0, 0))
+        s.p.send_signal(signal.SIGHUP)
+        s.wait_for(r"reloaded \(")
+        v4 = self.wait_value(admin, ok_r, 1)
+        with open(os.path.join(self.project, "src", "broken.lua"), "w") as f:
+            f.write("return {handler = = 1}\n")
+        with open(os.path.join(self.project, "src", "_index.yaml"), "a") as f:
+            f.write("  - name: broken\n    kind: function.lua\n    source: file://broken.lua\n    method: handler\n")
+        s.p.send_signal(signal.SIGHUP)
+        s.wait_for(r"refused")
+        v4 = self.wait_value(admin, refused_r, 1)
+        self.assertEqual(v4[ok_r], 1)
+        self.assertEqual(v4[ok], v1[ok])
+        self.calls(port)
+        self.wait_value(admin, ok, v1[ok] + 1)
 
 
 if __name__ == "__main__":
