@@ -23,8 +23,6 @@
 #ifndef TASKHOST_JOBQ_H
 #define TASKHOST_JOBQ_H
 
-#include "base/util.h"
-
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -216,13 +214,16 @@ const char *jobq_name(const struct jobq *q);
 ** answered — or the caller's own thread does, before jobq_call_start returns, when it fails
 ** at once (full, unavailable) or the driver has nothing to wait for. Until done the struct
 ** and everything it points to belong to the queue. jobq_call_run is the same call made
-** synchronously (the calling thread waits; done is not called). Results are in the out
+** synchronously (the calling thread waits; the caller's done is not called: the queue may
+** use done and ud for the wait). Results are in the out
 ** fields, as the synchronous function of the same op returns them. */
 enum jobq_call_op { JC_PUBLISH, JC_INFO, JC_RESULT, JC_LIST, JC_CANCEL, JC_FORGET, JC_STATS };
 struct jobq_call {
   enum jobq_call_op op;
   void (*done)(struct jobq_call *c);
-  /* in: JC_PUBLISH n jobs with options o (n == 1 keeps o->id / o->idem_key: a keyed publish);
+  void *ud;                     /* for done's use */
+  /* in: JC_PUBLISH with ids NULL: one job (n = 1) as jobq_publish, o->id / o->idem_key
+  ** apply; with ids: n jobs as jobq_publish_many (their id and key ignored), options o.
   ** JC_INFO/RESULT/CANCEL/FORGET id; JC_LIST state, after, limit */
   size_t n;
   const char *const *data;
@@ -235,10 +236,10 @@ struct jobq_call {
   /* out */
   int rc;                       /* JC_PUBLISH JQ_*; else what jobq_job_info … return */
   int existed;                  /* JC_PUBLISH of one job: it was there already */
-  char id_out[JOBQ_KEY_MAX + 1];  /* JC_PUBLISH of one job: its id */
-  char (*ids)[JOBQ_ID_MAX];     /* JC_PUBLISH of n > 1 jobs: their ids (the caller's array) */
+  char id_out[JOBQ_KEY_MAX + 1];  /* JC_PUBLISH of one job (ids NULL): its id */
+  char (*ids)[JOBQ_ID_MAX];     /* in/out, JC_PUBLISH of n jobs: their ids (the caller's array) */
   char err[256];                /* JC_PUBLISH failure */
-  struct buf out;               /* JC_INFO/RESULT/LIST: JSON (the caller frees it) */
+  struct buf *out;              /* JC_INFO/RESULT/LIST: JSON is appended here (the caller's) */
   int64_t next;                 /* JC_LIST cursor */
   struct jobq_stats st;         /* JC_STATS */
 };

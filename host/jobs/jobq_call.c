@@ -13,7 +13,7 @@ int jobq_call_parks(struct jobq *q) { return q->pg != NULL; }
 
 static void run_publish(struct jobq *q, struct jobq_call *c) {
   c->existed = 0;
-  if (c->n == 1) {
+  if (!c->ids) {
     c->rc = jobq_publish(q, c->data[0], c->lens[0], c->o, c->id_out, sizeof c->id_out,
                          &c->existed, c->err, sizeof c->err);
   } else {
@@ -22,11 +22,12 @@ static void run_publish(struct jobq *q, struct jobq_call *c) {
 }
 
 void jobq_call_run(struct jobq *q, struct jobq_call *c) {
+  if (q->pg) { pgq_call_run(q->pg, c); return; }
   switch (c->op) {
   case JC_PUBLISH: run_publish(q, c); break;
-  case JC_INFO: c->rc = jobq_job_info(q, c->id, &c->out); break;
-  case JC_RESULT: c->rc = jobq_job_result(q, c->id, &c->out); break;
-  case JC_LIST: jobq_list(q, c->state, c->after, c->limit, &c->out, &c->next); c->rc = 0; break;
+  case JC_INFO: c->rc = jobq_job_info(q, c->id, c->out); break;
+  case JC_RESULT: c->rc = jobq_job_result(q, c->id, c->out); break;
+  case JC_LIST: jobq_list(q, c->state, c->after, c->limit, c->out, &c->next); c->rc = 0; break;
   case JC_CANCEL: c->rc = jobq_cancel(q, c->id); break;
   case JC_FORGET: c->rc = jobq_forget(q, c->id); break;
   case JC_STATS: jobq_stats(q, &c->st); c->rc = 0; break;

@@ -190,7 +190,6 @@ static int enqueue(struct pgq *p, struct pgq_pub *pub, char *err, size_t errlen)
     return rc;
   }
   for (size_t i = 0; pub->gen && i < pub->n; i++) gen_id(p, pub->gen[i]);
-  if (!pub->call) jobq_waiter_init(&pub->w);
   *p->pubs_tail = pub;
   p->pubs_tail = &pub->next;
   pthread_mutex_unlock(&p->lock);
@@ -198,18 +197,8 @@ static int enqueue(struct pgq *p, struct pgq_pub *pub, char *err, size_t errlen)
   return JQ_OK;
 }
 
-/* Queues pub and waits for its commit (returns its rc). */
-static int submit(struct pgq *p, struct pgq_pub *pub, char *err, size_t errlen) {
-  int rc = enqueue(p, pub, err, errlen);
-  if (rc != JQ_OK) return rc;
-  jobq_waiter_wait(&pub->w);
-  if (pub->rc != JQ_OK) snprintf(err, errlen, "%s", pub->err);
-  return pub->rc;
-}
-
 void pgq_pub_done(struct pgq_pub *u) {
   struct jobq_call *c = u->call;
-  if (!c) { jobq_waiter_signal(&u->w, u->rc == JQ_OK); return; }
   c->rc = u->rc;
   c->existed = u->existed;
   if (u->rc != JQ_OK) snprintf(c->err, sizeof c->err, "%s", u->err);
@@ -228,7 +217,7 @@ static void start_publish(struct pgq *p, struct jobq_call *c) {
   struct pgq_pub *u = xcalloc(1, sizeof *u);
   *u = (struct pgq_pub){.n = c->n, .data = c->data, .lens = c->lens, .o = c->o ? c->o : &none,
                         .id_out = c->id_out, .idlen = sizeof c->id_out, .call = c};
-  if (c->n > 1) {
+  if (c->ids) {                                   /* a batch: ids and keys do not apply */
     u->opts = *u->o;
     u->opts.id = u->opts.idem_key = NULL;
     u->o = &u->opts;
@@ -248,28 +237,34 @@ void pgq_call_start(struct pgq *p, struct jobq_call *c) {
   else pgq_op_start(p, c);
 }
 
+static void wake_sync(struct jobq_call *c) { jobq_waiter_signal(c->ud, 1); }
+
+void pgq_call_run(struct pgq *p, struct jobq_call *c) {
+  struct waiter w;
+  jobq_waiter_init(&w);
+  c->done = wake_sync;
+  c->ud = &w;
+  pgq_call_start(p, c);
+  jobq_waiter_wait(&w);
+}
+
 int pgq_publish(struct pgq *p, const char *data, size_t len, const struct jobq_publish_opts *o,
                 char *id_out, size_t idlen, int *existed, char *err, size_t errlen) {
-  static const struct jobq_publish_opts none = {.max_retries = -1};
-  char gen[1][JOBQ_ID_MAX];
-  struct pgq_pub pub = {.n = 1, .data = &data, .lens = &len, .o = o ? o : &none, .id_out = id_out,
-                        .idlen = idlen};
-  pub.gen = pub.o->id ? NULL : gen;
-  *existed = 0;
-  int rc = submit(p, &pub, err, errlen);
-  if (rc == JQ_OK && pub.gen) snprintf(id_out, idlen, "%s", gen[0]);
-  *existed = pub.existed;
-  return rc;
+  struct jobq_call c = {.op = JC_PUBLISH, .n = 1, .data = &data, .lens = &len, .o = o};
+  pgq_call_run(p, &c);
+  *existed = c.existed;
+  if (c.rc == JQ_OK) snprintf(id_out, idlen, "%s", c.id_out);
+  else snprintf(err, errlen, "%s", c.err);
+  return c.rc;
 }
 
 int pgq_publish_many(struct pgq *p, const char *const *data, const size_t *lens, size_t n,
                      const struct jobq_publish_opts *o, char (*ids)[JOBQ_ID_MAX], char *err,
                      size_t errlen) {
-  struct jobq_publish_opts opts = o ? *o : (struct jobq_publish_opts){.max_retries = -1};
-  opts.id = opts.idem_key = NULL;
-  if (!n) return JQ_OK;
-  struct pgq_pub pub = {.n = n, .data = data, .lens = lens, .o = &opts, .gen = ids};
-  return submit(p, &pub, err, errlen);
+  struct jobq_call c = {.op = JC_PUBLISH, .n = n, .data = data, .lens = lens, .o = o, .ids = ids};
+  pgq_call_run(p, &c);
+  if (c.rc != JQ_OK) snprintf(err, errlen, "%s", c.err);
+  return c.rc;
 }
 
 /* ---- claim, begin, finish (consumer threads) ---------------------------------------- */

@@ -67,7 +67,10 @@ int pgq_draining(struct pgq *p);
 int pgq_available(struct pgq *p);
 size_t pgq_interrupt_running(struct pgq *p);
 /* jobq_call_start of a postgres queue: publishes go to the writer, the rest to the reader;
-** c->done runs on that thread (or inline when the call fails at once). */
+** c->done runs on that thread (or inline when the call fails at once). pgq_call_run: the
+** same, waited for on the calling thread (it sets c->done and c->ud); every synchronous
+** pgq_* call above except claims and finishes is one of these. */
 void pgq_call_start(struct pgq *p, struct jobq_call *c);
+void pgq_call_run(struct pgq *p, struct jobq_call *c);
 
 #endif

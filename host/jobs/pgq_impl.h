@@ -19,8 +19,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* A publish waiting for its commit: on the caller's stack until w says done, or (call set:
-** jobq_call_start) malloc'd and freed by pgq_pub_done, which settles the call. */
+/* A publish waiting for its commit: malloc'd, and freed by pgq_pub_done, which settles its
+** call. */
 struct pgq_pub {
   struct pgq_pub *next;
   size_t n;
@@ -33,7 +33,6 @@ struct pgq_pub {
   int existed;
   int rc;                       /* JQ_* */
   char err[200];
-  struct waiter w;              /* call NULL: the caller waits here */
   struct jobq_call *call;
   struct jobq_publish_opts opts;  /* call of n > 1 jobs: o without id and key */
   char one[1][JOBQ_ID_MAX];     /* call of one unkeyed job: its generated id */
@@ -52,8 +51,8 @@ struct pgq_fin {
   size_t errlen;
 };
 
-/* A job API request for the reader thread: on the caller's stack, or (call set) malloc'd and
-** freed by the reader once the call is settled. */
+/* A job API request for the reader thread: malloc'd, and freed by the reader once its call
+** is settled. */
 enum pgq_op_kind { OP_INFO, OP_RESULT, OP_LIST, OP_STATS, OP_CANCEL, OP_FORGET };
 struct pgq_op {
   struct pgq_op *next;
@@ -65,7 +64,6 @@ struct pgq_op {
   struct buf *out;
   int64_t next_cursor;
   int rc;
-  struct waiter w;              /* call NULL: the caller waits here */
   struct jobq_call *call;
 };
 
@@ -157,7 +155,7 @@ void pgq_job_free(struct job *j);
 void pgq_held_remove(struct pgq *p, struct job *j);       /* lock held */
 void pgq_wake_writer(struct pgq *p);
 void pgq_cancel_local(struct pgq *p, int64_t seq);        /* lock held: flag + wake */
-void pgq_pub_done(struct pgq_pub *u);     /* the writer answered u: wake or settle its caller */
+void pgq_pub_done(struct pgq_pub *u);     /* the writer answered u: settle its call */
 
 /* pgq_view.c, for pgq_call_start */
 void pgq_op_start(struct pgq *p, struct jobq_call *c);

@@ -3,9 +3,9 @@
 ** result, pages of jobs, counts per state, cancel and forget, each one request at a time on
 ** a connection of its own so that they never wait behind the writer's batches.
 **
-** Threads: callers queue a pgq_op under p->lock and wait on its waiter, or (pgq_op_start)
-** leave a call that the reader settles and hands to its done hook; the reader thread owns
-** its PGconn. While the writer has no connection (pgq_available() == 0) requests fail
+** Threads: callers queue a pgq_op (pgq_op_start) under p->lock; the reader settles its
+** call and hands it to its done hook (a synchronous caller waits for that, pgq_call_run).
+** The reader thread owns its PGconn. While the writer has no connection (pgq_available() == 0) requests fail
 ** at once with JQ_UNAVAILABLE instead of waiting for a connect timeout.
 */
 #include "pgq_impl.h"
@@ -193,7 +193,7 @@ static void settle(struct pgq *p, struct jobq_call *c, int rc, int64_t next) {
   if (c->op == JC_LIST) {
     c->rc = 0;
     c->next = rc == 0 ? next : 0;
-    if (rc != 0) buf_adds(&c->out, "[]");
+    if (rc != 0) buf_adds(c->out, "[]");
   }
   if (c->op == JC_STATS) {
     c->rc = 0;
@@ -202,10 +202,9 @@ static void settle(struct pgq *p, struct jobq_call *c, int rc, int64_t next) {
   c->done(c);
 }
 
-/* The reader answered op: wake its caller, or settle its call. */
+/* The reader answered op: settle its call. */
 static void op_done(struct pgq *p, struct pgq_op *op) {
   struct jobq_call *c = op->call;
-  if (!c) { jobq_waiter_signal(&op->w, op->rc != JQ_UNAVAILABLE); return; }
   int rc = op->rc;
   int64_t next = op->next_cursor;
   free(op);
@@ -251,19 +250,12 @@ static int queue_op(struct pgq *p, struct pgq_op *op) {
     pthread_mutex_unlock(&p->lock);
     return JQ_UNAVAILABLE;
   }
-  if (!op->call) jobq_waiter_init(&op->w);
   op->next = NULL;
   *p->ops_tail = op;
   p->ops_tail = &op->next;
   pthread_cond_signal(&p->ops_cv);
   pthread_mutex_unlock(&p->lock);
   return 0;
-}
-
-static int submit_op(struct pgq *p, struct pgq_op *op) {
-  if (queue_op(p, op) != 0) return JQ_UNAVAILABLE;
-  jobq_waiter_wait(&op->w);
-  return op->rc;
 }
 
 static int stats_fresh(struct pgq *p) {
@@ -280,44 +272,45 @@ void pgq_op_start(struct pgq *p, struct jobq_call *c) {
   if (c->op == JC_STATS && stats_fresh(p)) { settle(p, c, 0, 0); return; }
   struct pgq_op *op = xmalloc(sizeof *op);
   *op = (struct pgq_op){.kind = kinds[c->op], .id = c->id, .state = c->state, .after = c->after,
-                        .limit = c->limit, .out = &c->out, .call = c};
+                        .limit = c->limit, .out = c->out, .call = c};
   if (queue_op(p, op) == 0) return;
   free(op);
   settle(p, c, JQ_UNAVAILABLE, 0);
 }
 
 int pgq_job_info(struct pgq *p, const char *id, struct buf *out) {
-  struct pgq_op op = {.kind = OP_INFO, .id = id, .out = out};
-  return submit_op(p, &op);
+  struct jobq_call c = {.op = JC_INFO, .id = id, .out = out};
+  pgq_call_run(p, &c);
+  return c.rc;
 }
 
 int pgq_job_result(struct pgq *p, const char *id, struct buf *out) {
-  struct pgq_op op = {.kind = OP_RESULT, .id = id, .out = out};
-  return submit_op(p, &op);
+  struct jobq_call c = {.op = JC_RESULT, .id = id, .out = out};
+  pgq_call_run(p, &c);
+  return c.rc;
 }
 
 void pgq_list(struct pgq *p, int state, int64_t after, size_t limit, struct buf *out,
               int64_t *next) {
-  struct pgq_op op = {.kind = OP_LIST, .state = state, .after = after, .limit = limit, .out = out};
-  *next = 0;
-  if (submit_op(p, &op) == 0) *next = op.next_cursor;
-  else buf_adds(out, "[]");
+  struct jobq_call c = {.op = JC_LIST, .state = state, .after = after, .limit = limit, .out = out};
+  pgq_call_run(p, &c);
+  *next = c.next;
 }
 
 int pgq_cancel(struct pgq *p, const char *id) {
-  struct pgq_op op = {.kind = OP_CANCEL, .id = id};
-  return submit_op(p, &op);
+  struct jobq_call c = {.op = JC_CANCEL, .id = id};
+  pgq_call_run(p, &c);
+  return c.rc;
 }
 
 int pgq_forget(struct pgq *p, const char *id) {
-  struct pgq_op op = {.kind = OP_FORGET, .id = id};
-  return submit_op(p, &op);
+  struct jobq_call c = {.op = JC_FORGET, .id = id};
+  pgq_call_run(p, &c);
+  return c.rc;
 }
 
 void pgq_stats(struct pgq *p, struct jobq_stats *out) {
-  if (!stats_fresh(p)) {
-    struct pgq_op op = {.kind = OP_STATS};
-    submit_op(p, &op);                 /* on failure the last counts stay */
-  }
-  read_stats(p, out);
+  struct jobq_call c = {.op = JC_STATS};              /* on failure the last counts stay */
+  pgq_call_run(p, &c);
+  *out = c.st;
 }

@@ -55,7 +55,6 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +240,7 @@ struct qcall {
   int unique, batch;            /* publish: opts.unique; publish_batch */
   char *qname, *id, *opt_id, *opt_key;
   struct buf data, headers;     /* publish: the jobs' JSON, one after another; headers */
+  struct buf out;               /* get, list: the records' JSON (c.out) */
   const char **ptrs;
   size_t *lens;
   char (*ids)[JOBQ_ID_MAX];
@@ -252,14 +252,15 @@ static struct qcall *qcall_new(struct jobq *q, enum jobq_call_op op, const char 
   qc->c.op = op;
   qc->fn = fn;
   qc->qname = xstrdup(jobq_name(q));
-  buf_init(&qc->c.out);
+  buf_init(&qc->out);
+  qc->c.out = &qc->out;
   buf_init(&qc->data);
   buf_init(&qc->headers);
   return qc;
 }
 
 static void qcall_free(struct qcall *qc) {
-  buf_free(&qc->c.out);
+  buf_free(&qc->out);
   buf_free(&qc->data);
   buf_free(&qc->headers);
   free(qc->qname); free(qc->id); free(qc->opt_id); free(qc->opt_key);
@@ -275,14 +276,12 @@ static int push_stats(lua_State *L, const char *qname, const struct jobq_stats *
     lua_pushinteger(L, (lua_Integer)st->by_state[i]);
     lua_setfield(L, -2, job_state_name(i));
   }
-  static const struct { const char *key; size_t off; } counts[] = {
-    {"published", offsetof(struct jobq_stats, published)},
-    {"retries", offsetof(struct jobq_stats, retries)},
-    {"bytes", offsetof(struct jobq_stats, live_bytes)}};
-  for (size_t i = 0; i < countof(counts); i++) {
-    lua_pushinteger(L, (lua_Integer) * (const uint64_t *)((const char *)st + counts[i].off));
-    lua_setfield(L, -2, counts[i].key);
-  }
+  lua_pushinteger(L, (lua_Integer)st->published);
+  lua_setfield(L, -2, "published");
+  lua_pushinteger(L, (lua_Integer)st->retries);
+  lua_setfield(L, -2, "retries");
+  lua_pushinteger(L, (lua_Integer)st->live_bytes);
+  lua_setfield(L, -2, "bytes");
   lua_pushinteger(L, (lua_Integer)(st->rejected_full + st->rejected_draining));
   lua_setfield(L, -2, "rejected");
   lua_pushnumber(L, (double)st->wait_p50_ns / 1e6);
@@ -304,7 +303,7 @@ static int push_published(lua_State *L, struct qcall *qc) {
   }
   lua_createtable(L, (int)c->n, 0);
   for (size_t i = 0; i < c->n; i++) {
-    lua_pushstring(L, c->n == 1 ? c->id_out : c->ids[i]);
+    lua_pushstring(L, c->ids[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 1;
@@ -327,10 +326,10 @@ static int qcall_results(lua_State *L, struct qcall *qc) {
   case JC_STATS: n = push_stats(L, qc->qname, &c->st); break;
   case JC_INFO:
   case JC_RESULT:
-    n = c->rc < 0 ? record_failed(L, qc) : push_json(L, &c->out, qc->fn);
+    n = c->rc < 0 ? record_failed(L, qc) : push_json(L, c->out, qc->fn);
     break;
   case JC_LIST:
-    n = push_json(L, &c->out, "list");
+    n = push_json(L, c->out, "list");
     if (n == 1) {
       if (c->next) lua_pushinteger(L, c->next);
       else lua_pushnil(L);
