@@ -202,7 +202,7 @@ void pgq_pub_done(struct pgq_pub *u) {
   c->rc = u->rc;
   c->existed = u->existed;
   if (u->rc != JQ_OK) snprintf(c->err, sizeof c->err, "%s", u->err);
-  else if (u->gen == u->one) snprintf(c->id_out, sizeof c->id_out, "%s", u->one[0]);
+  else if (u->gen == u->one && !pgq_pub_keyed(u)) snprintf(c->id_out, sizeof c->id_out, "%s", u->one[0]);
   free(u);
   c->done(c);
 }

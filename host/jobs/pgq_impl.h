@@ -156,6 +156,9 @@ void pgq_held_remove(struct pgq *p, struct job *j);       /* lock held */
 void pgq_wake_writer(struct pgq *p);
 void pgq_cancel_local(struct pgq *p, int64_t seq);        /* lock held: flag + wake */
 void pgq_pub_done(struct pgq_pub *u);     /* the writer answered u: settle its call */
+/* A publish with a caller-given id or an idempotency key: written on its own, ON CONFLICT
+** naming the job already there (its id_out is set by the writer). */
+static inline int pgq_pub_keyed(const struct pgq_pub *u) { return u->o->id || u->o->idem_key; }
 
 /* pgq_view.c, for pgq_call_start */
 void pgq_op_start(struct pgq *p, struct jobq_call *c);

@@ -231,8 +231,9 @@ static void send_notify(struct wstate *w, int64_t now) {
   w->notify_pending = 0;
 }
 
-/* Splits list into fresh-id publishes (*batch: one INSERT) and keyed ones; returns the
-** number of batch publishes. */
+/* Splits list into publishes with neither a caller-given id nor an idempotency key (*batch:
+** one INSERT; a clash of fresh ids fails it) and keyed ones (one INSERT … ON CONFLICT each, a
+** clash names the job there); returns the number of batch publishes. */
 static size_t pubs_split(struct pgq_pub *list, struct pgq_pub **batch, struct pgq_pub **keyed) {
   struct pgq_pub **bt = batch, **kt = keyed;
   size_t nbatch = 0;
@@ -240,7 +241,7 @@ static size_t pubs_split(struct pgq_pub *list, struct pgq_pub **batch, struct pg
   for (struct pgq_pub *u = list, *next; u; u = next) {
     next = u->next;
     u->next = NULL;
-    if (u->gen) { *bt = u; bt = &u->next; nbatch++; }
+    if (!pgq_pub_keyed(u)) { *bt = u; bt = &u->next; nbatch++; }
     else { *kt = u; kt = &u->next; }
   }
   return nbatch;

@@ -119,11 +119,15 @@ local function main()
   local failing = assert(queue.publish("jobs", {i = 7, fail = true}))
   local fixed = assert(queue.publish("jobs", {i = 8}, {id = "fixed-1"}))
   local again = assert(queue.publish("jobs", {i = 9}, {id = "fixed-1"}))
+  -- a key names a job until it finishes: this one waits an hour
+  local keyed = assert(queue.publish("jobs", {i = 11}, {idempotency_key = "k-1", delay = "1h"}))
+  local keyed_again = assert(queue.publish("jobs", {i = 12}, {idempotency_key = "k-1"}))
   local later = assert(queue.publish("jobs", {i = 10}, {delay = "1h"}))
   local deadline = time.now():unix() + 30
   while queue.info("jobs").done < 302 and time.now():unix() < deadline do time.sleep("20ms") end
   local out = {info = queue.info("jobs"), failing = queue.get("jobs", failing),
                one = queue.get("jobs", ids[5]), fixed = fixed, again = again,
+               keyed = keyed, keyed_again = keyed_again,
                later = queue.get("jobs", later)}
   local page, cursor = queue.list("jobs", {limit = 2})
   out.page_len, out.cursor = #page, cursor
@@ -196,7 +200,7 @@ class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
         info = out["info"]
         self.assertEqual(info["done"], 302, info)
         self.assertEqual(info["retries"], 1)
-        self.assertEqual(info["scheduled"], 1)
+        self.assertEqual(info["scheduled"], 2)                 # later, keyed
         f = out["failing"]
         self.assertEqual((f["state"], f["attempt"]), ("done", 2))
         self.assertEqual(len(f["errors"]), 1)
@@ -204,6 +208,7 @@ class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
         self.assertEqual(f["result"], {"double": 14})
         self.assertEqual(out["one"]["progress"], {"step": 1})
         self.assertEqual((out["fixed"], out["again"]), ("fixed-1", "fixed-1"))
+        self.assertEqual(out["keyed_again"], out["keyed"])     # the key names the job there
         self.assertEqual(out["later"]["state"], "scheduled")
         self.assertEqual((out["page_len"], out["cancel_later"], out["later_after"]), (2, "scheduled", "cancelled"))
         self.assertEqual((out["cancel_done"], out["forget"]), ("done", True))
