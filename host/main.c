@@ -247,7 +247,7 @@ static int report_ok(struct cli *c, struct project *p, struct registry *reg, str
 struct reload_ctx { const struct cli *c; const struct project *p; };
 
 /* Hot reload: the same load as at start (overrides included); problems go to the log. */
-static int reload_project(void *ctx, struct registry **reg, struct codeset **code) {
+static int reload_project(void *ctx, struct registry **reg, struct codeset **code, char **problems) {
   struct reload_ctx *rc = ctx;
   char *text = NULL;
   size_t len = 0;
@@ -255,6 +255,7 @@ static int reload_project(void *ctx, struct registry **reg, struct codeset **cod
   if (!f) return -1;
   int rc_load = load_project(rc->c, rc->p, f, reg, code);
   fclose(f);
+  if (rc_load != 0 && text) *problems = xstrdup(text);   /* before strtok cuts it */
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) log_error("%s", line);
   free(text);
   return rc_load == 0 ? 0 : -1;

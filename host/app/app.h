@@ -28,9 +28,11 @@ int app_exec(struct app *a, const char *host, const char *entry, char **args, in
 /* Blocks until SIGINT/SIGTERM or until the -x process ends. Returns the exit code. */
 /* Hot reload. The reloader builds the project again (registry + code, checked as `check`
 ** does) into *reg and *code and returns 0, or logs the problems and returns -1. app_wait calls
-** it on SIGHUP and after each burst of changes the watcher (may be NULL) reports. */
+** it on SIGHUP and after each burst of changes the watcher (may be NULL) reports. On -1 it
+** may set *problems to the diagnostics, one a line (malloc'd; the app keeps the last for the
+** dashboard and frees it). */
 struct watch;
-typedef int (*app_reloader)(void *ctx, struct registry **reg, struct codeset **code);
+typedef int (*app_reloader)(void *ctx, struct registry **reg, struct codeset **code, char **problems);
 void app_set_reloader(struct app *a, app_reloader fn, void *ctx, struct watch *w);
 /* Applies a new generation: new spawns and new requests use it; requests in flight finish on
 ** their old routes and code. Refused as a whole (-1, problems logged) when a route table

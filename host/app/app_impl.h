@@ -24,6 +24,7 @@
 #include "registry/registry.h"
 #include "value/val.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +40,11 @@ struct sched;
 struct supervisor;
 struct term;
 struct app_registry;
+struct dashboard;
+
+/* A reload's outcome: wall clock ns (0: none yet), the version adopted (0 when refused),
+** why it ran, and a refused one's diagnostics (file:line ..., one a line; NULL if none). */
+struct reload_note { int64_t at_ns; uint64_t version; size_t entries; char *why, *problems; };
 
 /* The pool of one function.lua entry; func is the entry's id (not owned). */
 struct pool_ent { const char *func; struct funcpool *fp; };
@@ -82,6 +88,11 @@ struct app {
   struct dbset *dbs;          /* the sql module's databases (rt service "sql"), app_db.c */
   struct logship_opts logship_opts;   /* log.clickhouse: (url NULL = off); strings are the project's */
   struct logship *logship;    /* the ClickHouse shipper: started first, stopped last (app_free) */
+  /* The last adopted and the last refused reload, for the dashboard (app_reload_event on the
+  ** main thread writes them under notes_lock; the dashboard's threads copy them under it). */
+  pthread_mutex_t notes_lock;
+  struct reload_note last_reload, last_refused;
+  struct dashboard *dash;     /* the dashboard on the admin listener, or NULL (app_metrics.c) */
 };
 
 /* Entry helpers (no linkage, so unprefixed). */
@@ -131,8 +142,9 @@ void app_db_free(struct app *a);                        /* app_free, after every
 /* Builds the project again and applies it; on any problem the running code stays. */
 void app_reload_project(struct app *a, const char *why);
 /* A "taskhost.registry" event: kind "reload" (path: reg's version) when reg is set, else
-** "reload.refused"; why says what caused it (events.h). */
-void app_reload_event(struct app *a, const struct registry *reg, const char *why);
+** "reload.refused"; why says what caused it (events.h). Also counts it and keeps it as
+** the last (refused) reload, with problems (a refused one's diagnostics, or NULL). */
+void app_reload_event(struct app *a, const struct registry *reg, const char *why, const char *problems);
 /* Once a tick: a finished burst of file changes reloads; retired route tables are freed. */
 void app_tick_reload(struct app *a);
 

@@ -3,12 +3,14 @@
 ** the registry (the runtime's "metrics" service, for lua/lmod_metrics.c), adds the host's
 ** collectors (process hosts, mailboxes, memory, fds and reloads here, queues from jobs/,
 ** HTTP requests from http/httpstats.c, whose table is the runtime's "http_stats" service the
-** servers find at start) and starts the admin listener when admin.addr is set;
-** app_metrics_stop stops the listener first thing at shutdown, before the hosts and queues
-** its collectors read are freed.
+** servers find at start) and starts the admin listener when admin.addr is set, with the
+** dashboard (dashboard.h) under /_taskhost/; app_metrics_stop stops the listener and then
+** the dashboard's sampler first thing at shutdown, before the hosts and queues they read
+** are freed.
 ** Threads: start/stop on the main thread; the collectors run on the admin listener's threads.
 */
 #include "app_impl.h"
+#include "dashboard.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "http/admin.h"
@@ -156,6 +158,7 @@ static void collect_logship(void *ud, struct mcollect *c) {
 }
 
 void app_metrics_init(struct app *a) {
+  pthread_mutex_init(&a->notes_lock, NULL);
   struct metrics_limits lim = {.max_names = (size_t)a->metrics_limits[0],
                                .max_series_per_name = (size_t)a->metrics_limits[1],
                                .max_series = (size_t)a->metrics_limits[2]};
@@ -175,16 +178,21 @@ int app_metrics_start(struct app *a) {
   if (!a->admin_addr) return 0;
   if (!a->mg_ready) { mg_init_library(0); a->mg_ready = 1; }
   char err[256];
-  if (!(a->admin = admin_start(a->admin_addr, a->admin_token, a->metrics, err, sizeof err))) {
+  a->dash = dash_new(a);
+  struct admin_prefix px[] = {{DASH_PREFIX, dash_serve, a->dash}};
+  if (!(a->admin = admin_start(a->admin_addr, a->admin_token, a->metrics, px, countof(px), err, sizeof err))) {
     log_error("%s", err);
     return -1;
   }
+  log_info("admin: the dashboard is at %s on port %d", DASH_PREFIX, admin_port(a->admin));
   return 0;
 }
 
 void app_metrics_stop(struct app *a) {
-  admin_stop(a->admin);
+  admin_stop(a->admin);                     /* no request is served after this */
   a->admin = NULL;
+  dash_free(a->dash);
+  a->dash = NULL;
 }
 
 void app_metrics_free(struct app *a) {
@@ -195,4 +203,7 @@ void app_metrics_free(struct app *a) {
   a->httpstats = NULL;
   free(a->admin_addr);
   free(a->admin_token);
+  struct reload_note *notes[] = {&a->last_reload, &a->last_refused};
+  for (size_t i = 0; i < countof(notes); i++) { free(notes[i]->why); free(notes[i]->problems); }
+  pthread_mutex_destroy(&a->notes_lock);
 }

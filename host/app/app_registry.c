@@ -184,12 +184,12 @@ static void apply_one(struct app *a, struct reg_change_req *q) {
     q->ok = 1;
     log_info("registry: change set of %zu operation%s applied: generation %llu, %zu entries", q->nops,
              q->nops == 1 ? "" : "s", (unsigned long long)q->version.id, registry_count(gen));
-    app_reload_event(a, gen, "registry change set");
+    app_reload_event(a, gen, "registry change set", NULL);
   } else {
     q->kind = EK_INVALID;
     q->error = join_diag(&d);
     log_warn("registry: change set refused, the running generation stays: %s", q->error);
-    app_reload_event(a, NULL, "registry change set");
+    app_reload_event(a, NULL, "registry change set", q->error);
   }
   if (code) codeset_unref(code);
   if (gen) registry_unref(gen);

@@ -197,8 +197,21 @@ void app_set_reloader(struct app *a, app_reloader fn, void *ctx, struct watch *w
 }
 
 /* A "taskhost.registry" event: kind "reload" (path: the new version) or "reload.refused". */
-void app_reload_event(struct app *a, const struct registry *reg, const char *why) {
+/* Keeps the outcome for the dashboard (what it shows as the last reload, or refused one). */
+static void note_reload(struct app *a, const struct registry *reg, const char *why, const char *problems) {
+  struct reload_note n = {clock_wall_ns(), reg ? registry_version(reg) : 0, reg ? registry_count(reg) : 0,
+                          xstrdup(why), problems && *problems ? xstrdup(problems) : NULL};
+  pthread_mutex_lock(&a->notes_lock);
+  struct reload_note *slot = reg ? &a->last_reload : &a->last_refused, old = *slot;
+  *slot = n;
+  pthread_mutex_unlock(&a->notes_lock);
+  free(old.why);
+  free(old.problems);
+}
+
+void app_reload_event(struct app *a, const struct registry *reg, const char *why, const char *problems) {
   atomic_fetch_add_explicit(reg ? &a->reloads_ok : &a->reloads_refused, 1, memory_order_relaxed);
+  note_reload(a, reg, why, problems);
   if (!evbus_active(a->rt->events)) return;
   struct buf b;
   char path[32] = "";
@@ -221,17 +234,19 @@ void app_reload_project(struct app *a, const char *why) {
   int64_t t0 = clock_mono_ns();
   struct registry *reg = NULL;
   struct codeset *code = NULL;
-  if (a->reloader(a->reloader_ctx, &reg, &code) != 0 || app_registry_overlay(a, &reg, &code) != 0 ||
+  char *problems = NULL;
+  if (a->reloader(a->reloader_ctx, &reg, &code, &problems) != 0 || app_registry_overlay(a, &reg, &code) != 0 ||
       app_reload(a, reg, code) != 0) {
     log_error("reload (%s) refused: the running code stays until the problem is fixed", why);
-    app_reload_event(a, NULL, why);
+    app_reload_event(a, NULL, why, problems);
   } else {
-    app_reload_event(a, reg, why);
+    app_reload_event(a, reg, why, NULL);
     app_registry_adopted(a, reg);
     log_info("reloaded (%s): generation %llu, %zu entries, in %.1f ms", why,
              (unsigned long long)registry_version(reg), registry_count(reg),
              (double)(clock_mono_ns() - t0) / 1e6);
   }
+  free(problems);
   if (code) codeset_unref(code);
   if (reg) registry_unref(reg);
 }

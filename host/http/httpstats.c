@@ -169,3 +169,53 @@ void httpstats_collect(void *ud, struct mcollect *c) {
   collect_durations(t, c);
   pthread_mutex_unlock(&t->lock);
 }
+
+/* The q-quantile (0..1) of a histogram of HS_BOUNDS + 1 buckets holding n, in seconds. */
+static double quantile(const uint64_t *bucket, uint64_t n, double q) {
+  if (!n) return 0;
+  double rank = q * (double)n, cum = 0;
+  for (int b = 0; b <= HS_BOUNDS; b++) {
+    double in = (double)bucket[b];
+    if (cum + in >= rank && in > 0) {
+      if (b == HS_BOUNDS) return (double)bounds_ns[HS_BOUNDS - 1] / 1e9;
+      double lo = b ? (double)bounds_ns[b - 1] : 0, hi = (double)bounds_ns[b];
+      return (lo + (hi - lo) * ((rank - cum) / in)) / 1e9;
+    }
+    cum += in;
+  }
+  return (double)bounds_ns[HS_BOUNDS - 1] / 1e9;
+}
+
+/* Adds one slot's counts to v (codes merged by value). */
+static void add_slot(struct hs_view *v, struct hstat *h) {
+  for (int i = 0; i < HS_CODES; i++) {
+    int code = atomic_load_explicit(&h->code[i], memory_order_acquire);
+    if (!code) break;
+    uint64_t n = atomic_load_explicit(&h->by_code[i], memory_order_relaxed);
+    int k = 0;
+    while (k < v->ncodes && v->code[k] != code) k++;
+    if (k == v->ncodes && k < HS_VIEW_CODES) { v->code[k] = code; v->code_n[k] = 0; v->ncodes++; }
+    if (k < v->ncodes) v->code_n[k] += n;
+    else v->other += n;
+  }
+  v->other += atomic_load_explicit(&h->other, memory_order_relaxed);
+}
+
+void httpstats_each(struct httpstats *t, void (*fn)(void *ud, const struct hs_view *v), void *ud) {
+  pthread_mutex_lock(&t->lock);
+  for (struct hroute *r = t->routes; r; r = r->next) {
+    struct hs_view v = {.service = r->service, .route = r->route};
+    uint64_t bucket[HS_BOUNDS + 1];
+    for (int b = 0; b <= HS_BOUNDS; b++) {
+      bucket[b] = atomic_load_explicit(&r->bucket[b], memory_order_relaxed);
+      v.requests += bucket[b];
+    }
+    for (struct hstat *h = t->slots; h; h = h->next)
+      if (h->r == r) add_slot(&v, h);
+    v.sum_s = (double)atomic_load_explicit(&r->sum_ns, memory_order_relaxed) / 1e9;
+    v.p50_s = quantile(bucket, v.requests, 0.5);
+    v.p99_s = quantile(bucket, v.requests, 0.99);
+    fn(ud, &v);
+  }
+  pthread_mutex_unlock(&t->lock);
+}

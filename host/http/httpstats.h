@@ -47,6 +47,23 @@ int httpstats_method(const char *method);
 /* One finished request: its status and how long it took (ns). Lock-free. */
 void httpstats_count(struct hstat *h, int status, int64_t ns);
 
+/* A view of one route (service, pattern), its methods summed, for the dashboard
+** (app/dashboard.c). Strings are valid during the visit only. Percentiles are estimated from
+** the histogram: linear within the bucket that holds the rank (the last finite bound for
+** the +Inf bucket); 0 with no request. */
+#define HS_VIEW_CODES 16
+struct hs_view {
+  const char *service, *route;
+  uint64_t requests;
+  int ncodes;                          /* distinct codes in code[] (summed over methods) */
+  int code[HS_VIEW_CODES];
+  uint64_t code_n[HS_VIEW_CODES];
+  uint64_t other;                      /* requests whose code did not fit */
+  double sum_s, p50_s, p99_s;
+};
+/* Calls fn for every route under the table's lock (fn must not call into t). */
+void httpstats_each(struct httpstats *t, void (*fn)(void *ud, const struct hs_view *v), void *ud);
+
 /* A metrics collector (base/metrics.h); ud is the struct httpstats. */
 void httpstats_collect(void *ud, struct mcollect *c);
 

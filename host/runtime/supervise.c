@@ -19,6 +19,7 @@
 #include <lua.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,6 +39,9 @@ struct service {
   uint64_t pid;
   int64_t started_at;
   struct timer restart;
+  uint64_t restarts;           /* failures seen (sup_each) */
+  char last_error[256];        /* the last failure's message, "" for none */
+  int64_t last_error_at;       /* its wall clock */
 };
 
 struct supervisor {
@@ -132,6 +136,8 @@ static void start_locked(struct service *v) {
   if (cs) codeset_unref(cs);
   if (!pid) {
     log_error("service %s: cannot start %s on %s", v->e->id, v->process_id, v->host_id);
+    snprintf(v->last_error, sizeof v->last_error, "cannot start %s on %s", v->process_id, v->host_id);
+    v->last_error_at = clock_wall_ns();
     v->state = SVC_FAILED;
     return;
   }
@@ -168,6 +174,9 @@ static void service_event(struct service *v, const char *kind, const char *error
 }
 
 static void schedule_restart_locked(struct service *v, const char *error) {
+  snprintf(v->last_error, sizeof v->last_error, "%s", error);
+  v->last_error_at = clock_wall_ns();
+  v->restarts++;
   if (clock_mono_ns() - v->started_at >= v->stable) v->attempt = 0;
   v->attempt++;
   if (v->max_attempts > 0 && v->attempt > v->max_attempts) {
@@ -286,6 +295,18 @@ void sup_reload(struct supervisor *s, const struct registry *old, const struct r
     s->svcs[s->n++] = v;
     log_info("service %s is new: starting it", e->id);
     start_locked(v);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+void sup_each(struct supervisor *s, void (*fn)(void *ud, const struct sup_view *v), void *ud) {
+  static const char *const names[] = {"stopped", "running", "backoff", "exited", "failed"};
+  pthread_mutex_lock(&s->lock);
+  for (size_t i = 0; i < s->n; i++) {
+    struct service *v = s->svcs[i];
+    struct sup_view w = {v->e->id, v->process_id, v->host_id, names[v->state], v->attempt,
+                         v->restarts, v->pid, v->last_error, v->last_error_at};
+    fn(ud, &w);
   }
   pthread_mutex_unlock(&s->lock);
 }

@@ -29,6 +29,21 @@ struct registry;
 void sup_reload(struct supervisor *s, const struct registry *old, const struct registry *gen);
 void sup_free(struct supervisor *s);
 
+/* A service as the dashboard shows it (app/dashboard.c); strings valid during the visit.
+** state: "stopped", "running", "backoff" (waiting to restart), "exited" (returned normally)
+** or "failed" (gave up, or could not start). restarts: failures restarted since sup_add;
+** last_error: the last failure's message ("" for none), last_error_at its wall clock ns. */
+struct sup_view {
+  const char *id, *process, *host, *state;
+  int attempt;
+  uint64_t restarts, pid;
+  const char *last_error;
+  int64_t last_error_at;
+};
+/* Calls fn for every service, in start order, under the supervisor's lock (fn must not call
+** into s). Any thread. */
+void sup_each(struct supervisor *s, void (*fn)(void *ud, const struct sup_view *v), void *ud);
+
 /* Backoff delay for the given attempt (1-based) before jitter; exposed for tests. */
 int64_t sup_backoff_ns(int64_t initial, double factor, int64_t max, int attempt);
 
