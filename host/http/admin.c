@@ -165,18 +165,21 @@ static void redirect(struct mg_connection *c, const char *to, const char *extra)
   reply(c, 303, "See Other", hdr, "text/plain; charset=utf-8", "", 0, 0);
 }
 
-/* Reads the body into b (at most ADMIN_BODY_MAX). 0, or the status to refuse with. */
+/* Reads the body into b (NUL-terminated), stopping past ADMIN_BODY_MAX bytes: a declared
+** length over it is refused before reading, a chunked body once it grows past it. 0, or the
+** status to refuse with. */
 static int read_body(struct mg_connection *c, struct buf *b) {
   const struct mg_request_info *ri = mg_get_request_info(c);
-  buf_adds(b, "");
-  if (ri->content_length < 0) return strcmp(ri->request_method, "POST") == 0 ? 411 : 0;
   if (ri->content_length > ADMIN_BODY_MAX) return 413;
-  buf_reserve(b, (size_t)ri->content_length + 1);
-  while (b->len < (size_t)ri->content_length) {
-    int n = mg_read(c, b->data + b->len, (size_t)ri->content_length - b->len);
-    if (n <= 0) return 400;
+  buf_reserve(b, ADMIN_BODY_MAX + 2);
+  for (;;) {
+    int n = mg_read(c, b->data + b->len, ADMIN_BODY_MAX + 1 - b->len);
+    if (n < 0) return 400;
+    if (n == 0) break;
     b->len += (size_t)n;
+    if (b->len > ADMIN_BODY_MAX) return 413;
   }
+  if (ri->content_length >= 0 && b->len != (size_t)ri->content_length) return 400;
   b->data[b->len] = '\0';
   return 0;
 }
@@ -189,6 +192,7 @@ static void serve_login(struct admin *a, struct mg_connection *c, const char *pr
   if (strcmp(m, "POST") != 0) { json_error(c, 405, "Allow: GET, HEAD, POST\r\n", "method not allowed"); return; }
   struct buf b;
   buf_init(&b);
+  buf_adds(&b, "");
   int st = read_body(c, &b);
   char *tok = xmalloc(TOKEN_FIELD_MAX + 1);
   int n = st ? -1 : mg_get_var(b.data, b.len, "token", tok, TOKEN_FIELD_MAX + 1);
@@ -243,10 +247,10 @@ static int serve_prefix(struct admin *a, struct mg_connection *c, const struct a
   }
   struct buf body;
   buf_init(&body);
-  int st = get || head ? (buf_adds(&body, ""), 0) : read_body(c, &body);
+  buf_adds(&body, "");
+  int st = get || head ? 0 : read_body(c, &body);
   if (st) {
-    json_error(c, st, NULL, st == 413 ? "request body too large" : st == 411 ? "a Content-Length is required"
-                                                                             : "cannot read the request body");
+    json_error(c, st, NULL, st == 413 ? "request body too large" : "cannot read the request body");
     buf_free(&body);
     return st;
   }

@@ -17,7 +17,7 @@
 ** Cross-site: every request to a prefix other than GET/HEAD (and the login POST) must carry
 ** the header `X-Taskhost-Action: 1`, which a cross-site form cannot send (403 otherwise);
 ** together with SameSite=Strict that keeps mutating calls same-site. Bodies are read only up
-** to ADMIN_BODY_MAX bytes (413 beyond, 411 without a Content-Length). Every prefix answer
+** to ADMIN_BODY_MAX bytes (413 beyond). Every prefix answer
 ** gets a strict Content-Security-Policy (default-src 'self'), nosniff and no-referrer.
 **
 ** Threads: admin_start/admin_stop on the main thread; requests on the listener's
