@@ -189,13 +189,13 @@ static void serve_job(struct dashboard *d, const struct admin_req *rq, struct ad
 /* ---- job actions ---------------------------------------------------------------------- */
 
 /* An action's answer: the state the job was in (or a JQ_* code, -1 unknown id), and the state
-** it is in now when the action took (ok), else why not (a 409). */
+** it is in now; with conflict, why the action did not take (a 409 naming that state). */
 static void action_reply(struct admin_resp *rs, const char *id, int was, int now, const char *conflict) {
   if (was == -1) { fail(rs, 404, "no such job"); return; }
   if (was == JQ_UNAVAILABLE) { fail(rs, 503, "the queue's store is unavailable"); return; }
   if (conflict) {
     char msg[160];
-    snprintf(msg, sizeof msg, "the job is %s: %s", was >= 0 ? job_state_name(was) : "in another state", conflict);
+    snprintf(msg, sizeof msg, "the job is %s: %s", job_state_name(was >= 0 ? was : now), conflict);
     fail(rs, 409, msg);
     return;
   }
@@ -213,13 +213,26 @@ static void act_cancel(struct jobq *q, const char *id, struct admin_resp *rs) {
   else action_reply(rs, id, was, JS_CANCELLED, NULL);
 }
 
-static void act_retry(struct jobq *q, const char *id, struct admin_resp *rs) {
-  fail(rs, 501, "retry is not available in this build");
+/* retry / requeue: queued now (200), or 409 (its state does not take it), 429 full, 503. */
+static void revive(struct jobq *q, const char *id, struct admin_resp *rs, int requeue) {
+  struct jobq_call c = {.op = requeue ? JC_REQUEUE : JC_RETRY, .id = id};
+  jobq_call_run(q, &c);
+  struct buf rec;
+  buf_init(&rec);
+  struct jobq_call info = {.op = JC_INFO, .id = id, .out = &rec};
+  if (c.rc == JQ_CONFLICT) jobq_call_run(q, &info);     /* the state it is in, for the message */
+  buf_free(&rec);
+  if (c.rc == JQ_CONFLICT)
+    action_reply(rs, id, c.rc, info.rc, requeue ? "only a scheduled or retrying job can be requeued"
+                                          : "only a failed or cancelled job can be retried (and not while a "
+                                            "live job holds its idempotency key)");
+  else if (c.rc == JQ_FULL) fail(rs, 429, "the queue is full");
+  else if (c.rc == JQ_DRAINING) fail(rs, 503, "the queue is shutting down");
+  else action_reply(rs, id, c.rc, JS_QUEUED, NULL);
 }
 
-static void act_requeue(struct jobq *q, const char *id, struct admin_resp *rs) {
-  fail(rs, 501, "requeue is not available in this build");
-}
+static void act_retry(struct jobq *q, const char *id, struct admin_resp *rs) { revive(q, id, rs, 0); }
+static void act_requeue(struct jobq *q, const char *id, struct admin_resp *rs) { revive(q, id, rs, 1); }
 
 static const struct { const char *name; void (*run)(struct jobq *, const char *, struct admin_resp *); } actions[] = {
   {"cancel", act_cancel}, {"retry", act_retry}, {"requeue", act_requeue},

@@ -176,7 +176,6 @@ static void service_event(struct service *v, const char *kind, const char *error
 static void schedule_restart_locked(struct service *v, const char *error) {
   snprintf(v->last_error, sizeof v->last_error, "%s", error);
   v->last_error_at = clock_wall_ns();
-  v->restarts++;
   if (clock_mono_ns() - v->started_at >= v->stable) v->attempt = 0;
   v->attempt++;
   if (v->max_attempts > 0 && v->attempt > v->max_attempts) {
@@ -186,6 +185,7 @@ static void schedule_restart_locked(struct service *v, const char *error) {
     return;
   }
   int64_t delay = jittered(v->sup, sup_backoff_ns(v->initial, v->factor, v->max, v->attempt), v->jitter);
+  v->restarts++;
   log_warn("service %s failed: %s; restarting in %.2fs (attempt %d)", v->e->id, error,
            (double)delay / 1e9, v->attempt);
   v->state = SVC_BACKOFF;

@@ -31,7 +31,7 @@ void sup_free(struct supervisor *s);
 
 /* A service as the dashboard shows it (app/dashboard.c); strings valid during the visit.
 ** state: "stopped", "running", "backoff" (waiting to restart), "exited" (returned normally)
-** or "failed" (gave up, or could not start). restarts: failures restarted since sup_add;
+** or "failed" (gave up, or could not start). restarts: restarts scheduled after failures since sup_add;
 ** last_error: the last failure's message ("" for none), last_error_at its wall clock ns. */
 struct sup_view {
   const char *id, *process, *host, *state;
