@@ -100,11 +100,56 @@ TEST(threads_add_up) {
   httpstats_free(t);
 }
 
+struct seen { int n; struct hs_view v[4]; char route[4][32]; };
+
+static void keep(void *ud, const struct hs_view *v) {
+  struct seen *s = ud;
+  if (s->n == 4) return;
+  s->v[s->n] = *v;
+  snprintf(s->route[s->n], sizeof s->route[0], "%s", v->route);
+  s->n++;
+}
+
+/* httpstats_each: one view per route, its methods summed, codes merged, percentiles from
+** the histogram (linear within the bucket that holds the rank). */
+TEST(views_per_route) {
+  struct httpstats *t = httpstats_new();
+  struct hstat *g = httpstats_slot(t, "app:gw", "/a", "GET");
+  struct hstat *p = httpstats_slot(t, "app:gw", "/a", "POST");
+  httpstats_slot(t, "app:gw", "/idle", "GET");
+  for (int i = 0; i < 98; i++) httpstats_count(g, 200, 50000);   /* 50 µs: bucket 0..100 µs */
+  httpstats_count(p, 201, 2000000000);                          /* 2 s: bucket 1..2.5 s */
+  httpstats_count(p, 200, 2000000000);
+  struct seen s = {0};
+  httpstats_each(t, keep, &s);
+  CHECK_INT(s.n, 2);
+  struct hs_view *a = NULL, *idle = NULL;
+  for (int i = 0; i < s.n; i++) {
+    if (strcmp(s.route[i], "/a") == 0) a = &s.v[i];
+    if (strcmp(s.route[i], "/idle") == 0) idle = &s.v[i];
+  }
+  CHECK(a && idle);
+  if (!a || !idle) { httpstats_free(t); return; }
+  CHECK_INT(a->requests, 100);
+  CHECK_INT(a->ncodes, 2);
+  for (int i = 0; i < a->ncodes; i++) {
+    if (a->code[i] == 200) CHECK_INT(a->code_n[i], 99);         /* GET's and POST's 200s merged */
+    else { CHECK_INT(a->code[i], 201); CHECK_INT(a->code_n[i], 1); }
+  }
+  CHECK(a->p50_s > 0.000051 && a->p50_s < 0.0000511);         /* 100 µs · 50/98 */
+  CHECK(a->p99_s > 1.7499 && a->p99_s < 1.7501);              /* 1 s + 1.5 s · 1/2 */
+  CHECK(a->sum_s > 4.0048 && a->sum_s < 4.0050);
+  CHECK_INT(idle->requests, 0);
+  CHECK(idle->p50_s == 0 && idle->p99_s == 0);
+  httpstats_free(t);
+}
+
 int main(void) {
   RUN(slots_by_key);
   RUN(counts_and_histogram_text);
   RUN(status_codes_past_the_limit_are_other);
   RUN(method_buckets);
   RUN(threads_add_up);
+  RUN(views_per_route);
   return T_DONE();
 }
