@@ -46,7 +46,7 @@ static const char *series(char out[DH_NAME_MAX + 1], const char *kind, const cha
 
 /* ---- process hosts and the busiest processes ------------------------------------------ */
 
-struct top { struct proc_row { char pid[96], entry[160]; const char *host; size_t queued; } rows[DASH_TOP]; size_t n; };
+struct top { struct proc_row { char pid[96], entry[160]; const char *host; size_t queued, heap; } rows[DASH_TOP]; size_t n; };
 
 static void take_top(struct proc *p, void *ud) {
   struct top *t = ud;
@@ -60,6 +60,7 @@ static void take_top(struct proc *p, void *ud) {
   snprintf(r->entry, sizeof r->entry, "%s", p->code && p->code->e ? p->code->e->id : "");
   r->host = sched_name(p->sched);
   r->queued = q;
+  r->heap = atomic_load_explicit(&p->mem, memory_order_relaxed);   /* the owner writes it, relaxed */
 }
 
 static void hosts_json(struct dashboard *d, struct buf *b) {
@@ -90,7 +91,7 @@ static void hosts_json(struct dashboard *d, struct buf *b) {
     str(b, t.rows[i].host);
     buf_adds(b, ",\"entry\":");
     str(b, t.rows[i].entry);
-    buf_printf(b, ",\"mailbox\":%zu}", t.rows[i].queued);
+    buf_printf(b, ",\"mailbox\":%zu,\"lua_heap\":%zu}", t.rows[i].queued, t.rows[i].heap);
   }
   buf_addc(b, ']');
 }

@@ -556,6 +556,7 @@ class DashboardBrowser(th.TestCase):
         self.wait_dom(cdp, '#hosts tr[data-host="app:processes"] td[data-f=processes]', str(procs), "processes")
         self.wait_dom(cdp, f'#busiest tr[data-pid="{pids[0]}"] td[data-f=mailbox]', "5", "the busiest process")
         self.assertEqual(state["busiest"][0]["pid"], pids[0])
+        self.assertGreater(state["busiest"][0]["lua_heap"], 0)
         self.wait_dom(cdp, '#services tr[data-service="app:flaky.service"] td[data-f=state]', "failed", "service")
         self.assertIn("flaky: cannot reach", self.dom(cdp, '#services tr[data-service="app:flaky.service"] td[data-f=last_error]'))
         self.assertEqual(self.dom(cdp, '#services tr[data-service="app:flaky.service"] td[data-f=restarts]'), "2")

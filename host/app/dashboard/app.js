@@ -54,7 +54,8 @@ function renderHosts(s) {
     cell("started", h.started, "n"), cell("run_queue", h.run_queue, "n"),
     cell("utilisation", h.utilisation === null ? "–" : fmt(h.utilisation * 100, 1) + " %", "n"))), 7);
   fill("#busiest", s.busiest.map((p) => el("tr", { "data-pid": p.pid },
-    cell("pid", p.pid), cell("host", p.host), cell("entry", p.entry), cell("mailbox", p.mailbox, "n"))), 4);
+    cell("pid", p.pid), cell("host", p.host), cell("entry", p.entry), cell("mailbox", p.mailbox, "n"),
+    cell("lua_heap", fmt(p.lua_heap / 1024, 1), "n"))), 5);
   $("totals").textContent = `Messages sent ${s.messages_sent} · heap ${(s.memory.heap / 1048576).toFixed(1)} MiB · RSS ${(s.memory.rss / 1048576).toFixed(1)} MiB`;
 }
 
