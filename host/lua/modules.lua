@@ -57,7 +57,7 @@ M.modules = {
      {name = "Message", doc = "A message from the inbox or a listen channel.", items = {
        {":topic() -> string", "Its topic."},
        {":from() -> string?", "The sender's pid."},
-       {":payload() -> Payload", "Its values as a Payload."},
+       {":payload() -> Payload", "Its payload: with one value the Message itself (:data() gives it), with several a table of them."},
        {":data() -> any", "Its first value."},
      }},
      {name = "Payload", doc = "Values carried by a message or a funcs future.", items = {
