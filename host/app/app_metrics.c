@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
-/* Messages waiting per process host: one pass over the pid table (its read lock: spawns
+/* Messages waiting and Lua heap per process host: one pass over the pid table (its read lock: spawns
 ** and exits wait, sends do not), each process's lock held only to read its mailbox. */
-struct depth { uint64_t total, max; };
+struct depth { uint64_t total, max, heap; };
 struct depth_walk { const struct sched_ent *ss; size_t n; struct depth *d; };
 
 static void add_depth(struct proc *p, void *ud) {
@@ -35,6 +35,7 @@ static void add_depth(struct proc *p, void *ud) {
   for (size_t i = 0; i < w->n; i++) {
     if (w->ss[i].s != p->sched) continue;
     uint64_t q = proc_queued(p);
+    w->d[i].heap += atomic_load_explicit(&p->mem, memory_order_relaxed);
     w->d[i].total += q;
     if (q > w->d[i].max) w->d[i].max = q;
     return;
@@ -61,6 +62,7 @@ static void collect_runtime(void *ud, struct mcollect *c) {
      "Time the host's workers spent running processes, summed over workers (rate / workers = utilisation)."},
     {"taskhost_mailbox_messages", "gauge", "Messages waiting for the host's processes (mailboxes and unread inboxes), in all."},
     {"taskhost_mailbox_messages_max", "gauge", "The most messages waiting for one process of the host."},
+    {"taskhost_lua_heap_bytes", "gauge", "Lua heap held by the host's live processes (their states' allocators)."},
   };
   for (size_t f = 0; f < countof(fam); f++) {
     mc_family(c, fam[f].name, fam[f].type, fam[f].help);
@@ -68,7 +70,7 @@ static void collect_runtime(void *ud, struct mcollect *c) {
       struct sched *s = ss[i].s;
       double v[] = {(double)sched_procs(s), (double)sched_started(s), sched_workers(s),
                     (double)sched_queued(s), (double)sched_busy_ns(s) / 1e9, (double)d[i].total,
-                    (double)d[i].max};
+                    (double)d[i].max, (double)d[i].heap};
       struct mlabel l[] = {{"host", ss[i].id, strlen(ss[i].id)},
                            {"kind", ss[i].terminal ? "terminal" : "process", ss[i].terminal ? 8 : 7}};
       mc_sample(c, fam[f].name, l, 2, v[f]);

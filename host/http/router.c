@@ -133,7 +133,8 @@ static int add_job_api(struct routes *rs, const struct reg_entry *ep, const char
     {"POST", "", RA_JOB_SUBMIT},        {"GET", "", RA_JOB_LIST},
     {"GET", "/{id}", RA_JOB_STATUS},    {"GET", "/{id}/status", RA_JOB_STATUS},
     {"GET", "/{id}/result", RA_JOB_RESULT}, {"DELETE", "/{id}", RA_JOB_CANCEL},
-    {"POST", "/{id}/cancel", RA_JOB_CANCEL},
+    {"POST", "/{id}/cancel", RA_JOB_CANCEL}, {"POST", "/{id}/retry", RA_JOB_RETRY},
+    {"POST", "/{id}/requeue", RA_JOB_REQUEUE},
   };
   const char *base = val_str(val_get(ep->data, "path"), "/jobs");
   int failed = 0;

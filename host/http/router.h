@@ -25,7 +25,7 @@ struct routes;
 /* Built-in handlers a route may have instead of a function (queue.http entries). */
 enum route_action {
   RA_FUNCTION, RA_JOB_SUBMIT, RA_JOB_LIST, RA_JOB_STATUS, RA_JOB_RESULT, RA_JOB_CANCEL,
-  RA_JOB_HEALTH, RA_JOB_METRICS
+  RA_JOB_HEALTH, RA_JOB_METRICS, RA_JOB_RETRY, RA_JOB_REQUEUE
 };
 
 struct route;

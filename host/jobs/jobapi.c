@@ -7,8 +7,8 @@
 ** 413 too large, 429 + Retry-After when the queue is full, 503 + Retry-After while draining
 ** or while the queue's database is not writable (so is the health path); status 200 / 404; result 200 done, 202 not
 ** finished (with its state), 409 failed or cancelled (with the last error), 404; cancel 200
-** cancelled, 202 cancel requested (running), 409 already finished, 404; list 200 with a
-** cursor. Every body is JSON.
+** cancelled, 202 cancel requested (running), 409 already finished, 404; retry / requeue 200
+** queued, 409 wrong state, 404, 429, 503; list 200 with a cursor. Every body is JSON.
 **
 ** Threads: civetweb's. The submitted body is checked with the host's JSON decoder in a small
 ** Lua state kept per thread (created on first use, closed when the thread ends).
@@ -251,6 +251,40 @@ static void cancel(struct jobq *q, struct http_req *r) {
   buf_free(&b);
 }
 
+/* retry and requeue: 200 with the job queued, 409 when its state does not allow it (with the
+** state it is in), 404, 429 full, 503 draining or unreachable. */
+static void revive(struct jobq *q, struct http_req *r, int requeue) {
+  char id[256];
+  job_id_param(r, id, sizeof id);
+  int was = requeue ? jobq_requeue(q, id) : jobq_retry(q, id);
+  struct buf b;
+  buf_init(&b);
+  if (was >= 0) {
+    begin(&b, id, JS_QUEUED);
+    buf_printf(&b, ",\"was\":\"%s\"}", job_state_name(was));
+    reply_json(r, 200, &b);
+  } else if (was == JQ_CONFLICT) {
+    struct buf rec;
+    buf_init(&rec);
+    int now = jobq_job_info(q, id, &rec);
+    buf_free(&rec);
+    begin(&b, id, now >= 0 ? now : JS_QUEUED);
+    buf_adds(&b, requeue ? ",\"error\":\"only a scheduled or retrying job can be requeued\"}"
+                         : ",\"error\":\"only a failed or cancelled job can be retried (and not while"
+                           " a live job holds its idempotency key)\"}");
+    reply_json(r, 409, &b);
+  } else if (was == JQ_FULL || was == JQ_DRAINING) {
+    http_res_add_header(r, "Retry-After", "1");
+    reply_error(r, was == JQ_FULL ? 429 : 503, was == JQ_FULL ? "the queue is full" : "the queue is shutting down");
+  } else {
+    reply_missing(r, was);
+  }
+  buf_free(&b);
+}
+
+static void retry(struct jobq *q, struct http_req *r) { revive(q, r, 0); }
+static void requeue(struct jobq *q, struct http_req *r) { revive(q, r, 1); }
+
 static void list(struct jobq *q, struct http_req *r) {
   int state;
   long long after, limit;
@@ -324,7 +358,7 @@ void jobapi_serve(const struct route *rt, struct http_req *r) {
   static void (*const serve[])(struct jobq *, struct http_req *) = {
     [RA_JOB_SUBMIT] = submit, [RA_JOB_LIST] = list,     [RA_JOB_STATUS] = status,
     [RA_JOB_RESULT] = result, [RA_JOB_CANCEL] = cancel, [RA_JOB_HEALTH] = health,
-    [RA_JOB_METRICS] = metrics,
+    [RA_JOB_METRICS] = metrics, [RA_JOB_RETRY] = retry, [RA_JOB_REQUEUE] = requeue,
   };
   if ((size_t)rt->action < countof(serve) && serve[rt->action]) serve[rt->action](rt->handler, r);
   else reply_error(r, 500, "unknown built-in route");

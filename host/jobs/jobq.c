@@ -652,6 +652,75 @@ int jobq_cancel(struct jobq *q, const char *id) {
   return was;
 }
 
+/* ---- retry and requeue (an operator's hand: the dashboard, the job API) ------------- */
+
+/* Writes j's new row and waits for its commit, then wakes a consumer (q->lock held; it is
+** released). */
+static void commit_waiting(struct jobq *q, struct job *j) {
+  struct waiter w;
+  jobq_waiter_init(&w);
+  jobq_persist(q, j, &w);
+  pthread_cond_signal(&q->cv);
+  pthread_mutex_unlock(&q->lock);
+  jobq_waiter_wait(&w);
+}
+
+/* Why a failed or cancelled job cannot run again now (q->lock held): JQ_OK when it can. */
+static int can_revive(struct jobq *q, const struct job *j) {
+  if (j->claimed || j->inflight || j->pub_state != j->state) return JQ_CONFLICT;  /* settling */
+  if (j->idem_key && find_idem(q, j->idem_key)) return JQ_CONFLICT;  /* its key is taken */
+  if (q->draining) return JQ_DRAINING;
+  if (!has_room(q, 1, j->data_len)) return JQ_FULL;
+  if (q->store && !jobstore_healthy(q->store)) return JQ_UNAVAILABLE;
+  return JQ_OK;
+}
+
+int jobq_retry(struct jobq *q, const char *id) {
+  if (q->pg) return pgq_revive(q->pg, id, 0);
+  pthread_mutex_lock(&q->lock);
+  struct job *j = jobq_find(q, id);
+  int was = !j || j->pub_state < 0 ? -1 : j->state;
+  int rc = was == JS_FAILED || was == JS_CANCELLED ? can_revive(q, j) : was < 0 ? -1 : JQ_CONFLICT;
+  if (rc != JQ_OK) {
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+  }
+  int64_t now = jobq_now_ms();
+  j->state = JS_QUEUED;
+  j->attempt = j->recoveries = 0;
+  j->run_at = now;
+  j->finished_at = 0;
+  free(j->result);
+  j->result = NULL;
+  atomic_store(&j->cancel, 0);
+  live_add(q, j);
+  enqueue(q, j, now);
+  commit_waiting(q, j);
+  return was;
+}
+
+int jobq_requeue(struct jobq *q, const char *id) {
+  if (q->pg) return pgq_revive(q->pg, id, 1);
+  pthread_mutex_lock(&q->lock);
+  struct job *j = jobq_find(q, id);
+  int was = !j || j->pub_state < 0 ? -1 : j->state;
+  if (was != JS_SCHEDULED && was != JS_RETRYING) {
+    pthread_mutex_unlock(&q->lock);
+    return was < 0 ? -1 : JQ_CONFLICT;
+  }
+  if (j->claimed) {                       /* already due and taken: it starts now anyway */
+    pthread_mutex_unlock(&q->lock);
+    return was;
+  }
+  int64_t now = jobq_now_ms();
+  jobq_heap_remove(q, j);
+  j->state = JS_QUEUED;
+  j->run_at = now;
+  enqueue(q, j, now);
+  commit_waiting(q, j);
+  return was;
+}
+
 /* ---- shutdown ---------------------------------------------------------------------- */
 
 void jobq_drain(struct jobq *q) {

@@ -97,7 +97,7 @@ struct jobq_publish_opts {
 };
 
 enum { JQ_OK = 0, JQ_ERROR = -1, JQ_FULL = -2, JQ_DRAINING = -3, JQ_UNAVAILABLE = -4,
-       JQ_INVALID = -5 };
+       JQ_INVALID = -5, JQ_CONFLICT = -6 };
 
 /* Adds a job; returns JQ_OK with its id in id_out (capacity idlen, JOBQ_KEY_MAX + 1 fits
 ** every id), *existed = 1 when the id or the idempotency key names a job already there
@@ -163,6 +163,15 @@ void jobq_finish(struct jobq *q, struct job *j, enum job_outcome o, const char *
 ** unreachable; so for forget, job_info and job_result). Queued/scheduled/retrying jobs become cancelled at once; a running
 ** one gets its cancel flag set and ends as cancelled when its runner stops. */
 int jobq_cancel(struct jobq *q, const char *id);
+/* An operator's hand (the dashboard, the job API). Each returns the state the job was in, -1
+** for an unknown id, JQ_CONFLICT for a job in a state the call does not take (or one still
+** settling: its final row not written yet; or, for retry, one whose idempotency key a live
+** job now holds), and for retry also JQ_FULL / JQ_DRAINING / JQ_UNAVAILABLE as a publish.
+** jobq_retry: a failed or cancelled job runs again — queued now, its attempts counted afresh
+** (max_retries applies again), its error history kept, its result cleared.
+** jobq_requeue: a scheduled or retrying job runs now instead of at its run_at. */
+int jobq_retry(struct jobq *q, const char *id);
+int jobq_requeue(struct jobq *q, const char *id);
 /* Forgets a finished job (its record, and its row once the store has written the delete):
 ** 0; 1 when it is not finished (or its final state is not on disk yet); -1 unknown id. */
 int jobq_forget(struct jobq *q, const char *id);
@@ -217,14 +226,15 @@ const char *jobq_name(const struct jobq *q);
 ** synchronously (the calling thread waits; the caller's done is not called: the queue may
 ** use done and ud for the wait). Results are in the out
 ** fields, as the synchronous function of the same op returns them. */
-enum jobq_call_op { JC_PUBLISH, JC_INFO, JC_RESULT, JC_LIST, JC_CANCEL, JC_FORGET, JC_STATS };
+enum jobq_call_op { JC_PUBLISH, JC_INFO, JC_RESULT, JC_LIST, JC_CANCEL, JC_FORGET, JC_STATS, JC_RETRY,
+                    JC_REQUEUE };
 struct jobq_call {
   enum jobq_call_op op;
   void (*done)(struct jobq_call *c);
   void *ud;                     /* for done's use */
   /* in: JC_PUBLISH with ids NULL: one job (n = 1) as jobq_publish, o->id / o->idem_key
   ** apply; with ids: n jobs as jobq_publish_many (their id and key ignored), options o.
-  ** JC_INFO/RESULT/CANCEL/FORGET id; JC_LIST state, after, limit */
+  ** JC_INFO/RESULT/CANCEL/FORGET/RETRY/REQUEUE id; JC_LIST state, after, limit */
   size_t n;
   const char *const *data;
   const size_t *lens;

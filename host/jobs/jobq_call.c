@@ -30,6 +30,8 @@ void jobq_call_run(struct jobq *q, struct jobq_call *c) {
   case JC_LIST: jobq_list(q, c->state, c->after, c->limit, c->out, &c->next); c->rc = 0; break;
   case JC_CANCEL: c->rc = jobq_cancel(q, c->id); break;
   case JC_FORGET: c->rc = jobq_forget(q, c->id); break;
+  case JC_RETRY: c->rc = jobq_retry(q, c->id); break;
+  case JC_REQUEUE: c->rc = jobq_requeue(q, c->id); break;
   case JC_STATS: jobq_stats(q, &c->st); c->rc = 0; break;
   }
 }

@@ -55,6 +55,8 @@ void pgq_on_cancel(struct pgq *p, struct job *j, void (*wake)(void *), void *arg
 void pgq_set_progress(struct pgq *p, struct job *j, const char *json, size_t len);
 int pgq_cancel(struct pgq *p, const char *id);
 int pgq_forget(struct pgq *p, const char *id);
+/* jobq_retry (requeue 0) and jobq_requeue (requeue 1) on the database. */
+int pgq_revive(struct pgq *p, const char *id, int requeue);
 int pgq_job_info(struct pgq *p, const char *id, struct buf *out);
 int pgq_job_result(struct pgq *p, const char *id, struct buf *out);
 void pgq_list(struct pgq *p, int state, int64_t after, size_t limit, struct buf *out,

@@ -53,7 +53,7 @@ struct pgq_fin {
 
 /* A job API request for the reader thread: malloc'd, and freed by the reader once its call
 ** is settled. */
-enum pgq_op_kind { OP_INFO, OP_RESULT, OP_LIST, OP_STATS, OP_CANCEL, OP_FORGET };
+enum pgq_op_kind { OP_INFO, OP_RESULT, OP_LIST, OP_STATS, OP_CANCEL, OP_FORGET, OP_RETRY, OP_REQUEUE };
 struct pgq_op {
   struct pgq_op *next;
   enum pgq_op_kind kind;

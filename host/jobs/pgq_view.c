@@ -166,6 +166,52 @@ static int op_forget(struct pgq *p, PGconn *c, struct pgq_op *op, char *err, siz
   return rc;
 }
 
+/* Retry (a failed or cancelled job queued again, attempts afresh) or requeue (a scheduled or
+** retrying one due now), in one transaction with a NOTIFY so every host's claimers look. A
+** live job holding the same idempotency key makes the retry's UPDATE violate the key's
+** unique index: JQ_CONFLICT, as jobq_retry. Capacity is not checked here: the database holds
+** the jobs, and publishes check it from the counts. */
+static int op_revive(struct pgq *p, PGconn *c, struct pgq_op *op, char *err, size_t errlen) {
+  int requeue = op->kind == OP_REQUEUE;
+  PGresult *r = pgq_exec(c, "BEGIN", 0, NULL, err, errlen);
+  if (!r) return JQ_UNAVAILABLE;
+  PQclear(r);
+  char sql[512];
+  snprintf(sql, sizeof sql, "SELECT seq, %s, idem_key IS NOT NULL AND EXISTS (SELECT 1 FROM"
+           " taskhost_jobs o WHERE o.queue = $1 AND o.idem_key = t.idem_key AND o.state < 4)"
+           " FROM taskhost_jobs t WHERE queue = $1 AND jid = $2 FOR UPDATE", SHOWN_STATE);
+  const char *vals[] = {p->name, op->id};
+  r = pgq_exec(c, sql, 2, vals, err, errlen);
+  int was = !r ? JQ_UNAVAILABLE : PQntuples(r) ? (int)pgq_int(r, 0, 1) : -1;
+  char seq[24] = "0";
+  int key_taken = r && PQntuples(r) && PQgetvalue(r, 0, 2)[0] == 't';
+  if (r && PQntuples(r)) snprintf(seq, sizeof seq, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  int takes = requeue ? was == JS_SCHEDULED || was == JS_RETRYING
+                      : (was == JS_FAILED || was == JS_CANCELLED) && !key_taken;
+  int rc = was < 0 ? was : takes ? was : JQ_CONFLICT;
+  if (takes) {
+    static const char *const sqls[] = {
+      "UPDATE taskhost_jobs SET state = 0, attempt = 0, recoveries = 0, run_at = now(),"
+      " finished_at = NULL, result = NULL, cancel_requested = false WHERE seq = $1",
+      "UPDATE taskhost_jobs SET state = 0, run_at = now() WHERE seq = $1"};
+    const char *sv[] = {seq};
+    r = pgq_exec(c, sqls[requeue], 1, sv, err, errlen);
+    if (!r) rc = strstr(err, "unique constraint") ? JQ_CONFLICT : JQ_UNAVAILABLE;   /* a race on the key */
+    PQclear(r);
+    if (r && p->notify) {
+      const char *nv[] = {p->name};
+      r = pgq_exec(c, "SELECT pg_notify('taskhost_jobs', $1)", 1, nv, err, errlen);
+      if (!r) rc = JQ_UNAVAILABLE;
+      PQclear(r);
+    }
+  }
+  r = pgq_exec(c, rc >= 0 && takes ? "COMMIT" : "ROLLBACK", 0, NULL, err, errlen);
+  if (!r && rc >= 0) rc = JQ_UNAVAILABLE;
+  PQclear(r);
+  return rc;
+}
+
 static int run_op(struct pgq *p, PGconn *c, struct pgq_op *op, char *err, size_t errlen) {
   switch (op->kind) {
   case OP_INFO: return op_info(p, c, op, err, errlen);
@@ -174,6 +220,7 @@ static int run_op(struct pgq *p, PGconn *c, struct pgq_op *op, char *err, size_t
   case OP_STATS: return op_stats(p, c, err, errlen);
   case OP_CANCEL: return op_cancel(p, c, op, err, errlen);
   case OP_FORGET: return op_forget(p, c, op, err, errlen);
+  case OP_RETRY: case OP_REQUEUE: return op_revive(p, c, op, err, errlen);
   }
   return JQ_ERROR;
 }
@@ -268,7 +315,7 @@ static int stats_fresh(struct pgq *p) {
 void pgq_op_start(struct pgq *p, struct jobq_call *c) {
   static const enum pgq_op_kind kinds[] = {
     [JC_INFO] = OP_INFO, [JC_RESULT] = OP_RESULT, [JC_LIST] = OP_LIST, [JC_CANCEL] = OP_CANCEL,
-    [JC_FORGET] = OP_FORGET, [JC_STATS] = OP_STATS};
+    [JC_FORGET] = OP_FORGET, [JC_STATS] = OP_STATS, [JC_RETRY] = OP_RETRY, [JC_REQUEUE] = OP_REQUEUE};
   if (c->op == JC_STATS && stats_fresh(p)) { settle(p, c, 0, 0); return; }
   struct pgq_op *op = xmalloc(sizeof *op);
   *op = (struct pgq_op){.kind = kinds[c->op], .id = c->id, .state = c->state, .after = c->after,
@@ -305,6 +352,12 @@ int pgq_cancel(struct pgq *p, const char *id) {
 
 int pgq_forget(struct pgq *p, const char *id) {
   struct jobq_call c = {.op = JC_FORGET, .id = id};
+  pgq_call_run(p, &c);
+  return c.rc;
+}
+
+int pgq_revive(struct pgq *p, const char *id, int requeue) {
+  struct jobq_call c = {.op = requeue ? JC_REQUEUE : JC_RETRY, .id = id};
   pgq_call_run(p, &c);
   return c.rc;
 }

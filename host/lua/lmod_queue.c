@@ -309,10 +309,18 @@ static int push_published(lua_State *L, struct qcall *qc) {
   return 1;
 }
 
-/* A job-record call's failure (rc < 0): UNAVAILABLE or NOT_FOUND. */
+/* A job-record call's failure (rc < 0): UNAVAILABLE or NOT_FOUND; for retry and requeue also
+** CONFLICT (the job's state does not allow it), RATE_LIMITED (full) and UNAVAILABLE
+** (draining). */
 static int record_failed(lua_State *L, struct qcall *qc) {
-  if (qc->c.rc == JQ_UNAVAILABLE)
+  switch (qc->c.rc) {
+  case JQ_UNAVAILABLE:
     return errors_fail(L, EK_UNAVAILABLE, "queue.%s: the database of %s is not reachable", qc->fn, qc->qname);
+  case JQ_CONFLICT:
+    return errors_fail(L, EK_CONFLICT, "queue.%s: job '%s' is not in a state %s takes", qc->fn, qc->id, qc->fn);
+  case JQ_FULL: return errors_fail(L, EK_RATE_LIMITED, "queue.%s: %s is full", qc->fn, qc->qname);
+  case JQ_DRAINING: return errors_fail(L, EK_UNAVAILABLE, "queue.%s: %s is shutting down", qc->fn, qc->qname);
+  }
   return errors_fail(L, EK_NOT_FOUND, "queue.%s: no job '%s' in %s", qc->fn, qc->id, qc->qname);
 }
 
@@ -337,6 +345,8 @@ static int qcall_results(lua_State *L, struct qcall *qc) {
     }
     break;
   case JC_CANCEL:
+  case JC_RETRY:
+  case JC_REQUEUE:
     if (c->rc < 0) n = record_failed(L, qc);
     else lua_pushstring(L, job_state_name(c->rc));
     break;
@@ -489,7 +499,7 @@ static struct jobq *check_queue(lua_State *L, const char *fn) {
   return q;
 }
 
-/* get, cancel, forget: (queue_id, job_id). */
+/* get, cancel, forget, retry, requeue: (queue_id, job_id). */
 static int record_call(lua_State *L, enum jobq_call_op op, const char *fn) {
   const char *id = luaL_checkstring(L, 2);
   struct jobq *q = check_queue(L, fn);
@@ -502,6 +512,8 @@ static int record_call(lua_State *L, enum jobq_call_op op, const char *fn) {
 static int l_get(lua_State *L) { return record_call(L, JC_INFO, "get"); }
 static int l_cancel(lua_State *L) { return record_call(L, JC_CANCEL, "cancel"); }
 static int l_forget(lua_State *L) { return record_call(L, JC_FORGET, "forget"); }
+static int l_retry(lua_State *L) { return record_call(L, JC_RETRY, "retry"); }
+static int l_requeue(lua_State *L) { return record_call(L, JC_REQUEUE, "requeue"); }
 
 static int l_list(lua_State *L) {
   int state = -1;
@@ -637,6 +649,7 @@ int luaopen_queue(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"publish", l_publish}, {"publish_batch", l_publish_batch}, {"info", l_info},
     {"get", l_get}, {"list", l_list}, {"cancel", l_cancel}, {"forget", l_forget},
+    {"retry", l_retry}, {"requeue", l_requeue},
     {"job", l_job}, {"message", l_message}, {"progress", l_progress}, {NULL, NULL}};
   open_message(L);
   luaL_newlib(L, funcs);

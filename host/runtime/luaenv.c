@@ -96,14 +96,15 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   struct proc *p = ud;
   struct blockcache *bc = p->cache ? p->cache : p->worker ? p->worker->cache : NULL;
   size_t old = ptr ? osize : 0;
+  size_t mem = atomic_load_explicit(&p->mem, memory_order_relaxed);   /* one writer: us */
   if (nsize == 0) {
     if (ptr) bc_free(bc, ptr, osize);
-    p->mem -= old;
+    atomic_store_explicit(&p->mem, mem - old, memory_order_relaxed);
     return NULL;
   }
-  if (p->mem_limit && nsize > old && p->mem + nsize - old > p->mem_limit) return NULL;
+  if (p->mem_limit && nsize > old && mem + nsize - old > p->mem_limit) return NULL;
   void *q = ptr ? bc_realloc(bc, ptr, osize, nsize) : bc_alloc(bc, nsize);
-  if (q) p->mem += nsize - old;
+  if (q) atomic_store_explicit(&p->mem, mem + nsize - old, memory_order_relaxed);
   return q;
 }
 

@@ -94,7 +94,9 @@ struct proc {
   struct proc *run_next;      /* scheduler queue link */
   struct worker *worker;      /* the worker running this process, while RUNNING */
   lua_State *L;
-  size_t mem, mem_limit;      /* bytes held by L (counting allocator) */
+  _Atomic size_t mem;         /* bytes held by L (counting allocator): written by the owner
+                                 only, relaxed; others may read it (metrics), relaxed */
+  size_t mem_limit;
   struct blockcache *cache;   /* small-block free lists (function states only), or NULL */
   struct task root;           /* pseudo-task of the main thread: blocking calls refuse it */
   struct task *ready_head, *ready_tail;

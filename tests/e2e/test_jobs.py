@@ -173,6 +173,33 @@ class JobApi:
             self.assertEqual(status, 404, (method, path))
             self.assertIn("error", json.loads(body))
 
+    def test_retry_a_failed_job_and_requeue_a_scheduled_one(self):
+        _, _, info = self.submit({"fatal": True})
+        jid = info["id"]
+        wait_state(self.port, jid, ["failed"])
+        status, _, body = th.http(self.port, "POST", f"/jobs/{jid}/requeue")
+        self.assertEqual((status, json.loads(body)["state"]), (409, "failed"), body)
+        status, _, body = th.http(self.port, "POST", f"/jobs/{jid}/retry")
+        self.assertEqual(status, 200, body)
+        self.assertEqual((json.loads(body)["state"], json.loads(body)["was"]), ("queued", "failed"))
+        again = wait_state(self.port, jid, ["failed"])   # retry answers once queued is visible
+        self.assertEqual(again["attempt"], 1)           # attempts counted afresh
+        self.assertEqual([e["attempt"] for e in again["errors"]], [1, 1])
+        _, _, info = self.submit({"echo": "later"}, "?delay=1h")
+        status, _, body = th.http(self.port, "POST", f"/jobs/{info['id']}/retry")
+        self.assertEqual((status, json.loads(body)["state"]), (409, "scheduled"), body)
+        status, _, body = th.http(self.port, "POST", f"/jobs/{info['id']}/requeue")
+        self.assertEqual((status, json.loads(body)["was"]), (200, "scheduled"), body)
+        done = wait_state(self.port, info["id"], ["done"])
+        self.assertEqual(done["result"], {"echo": "later", "attempt": 1})
+        status, _, body = th.http(self.port, "POST", f"/jobs/{info['id']}/retry")
+        self.assertEqual((status, json.loads(body)["state"]), (409, "done"), body)
+        for path in ("/jobs/nope/retry", "/jobs/nope/requeue"):
+            status, _, body = th.http(self.port, "POST", path)
+            self.assertEqual(status, 404, path)
+        status, _, _ = th.http(self.port, "GET", f"/jobs/{jid}/retry")
+        self.assertEqual(status, 405)
+
     def test_idempotent_ids(self):
         status, _, a = self.submit({"echo": 1}, "?id=fixed-1")
         self.assertEqual((status, a["id"]), (202, "fixed-1"))

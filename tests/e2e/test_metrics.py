@@ -194,7 +194,7 @@ DOCUMENTED = {
               "taskhost_memory_heap_system_bytes", "taskhost_memory_resident_bytes", "taskhost_jobs",
               "taskhost_events_subscriptions", "taskhost_metrics_series", "taskhost_run_queue_processes",
               "taskhost_mailbox_messages", "taskhost_mailbox_messages_max", "taskhost_open_fds",
-              "taskhost_max_fds"],
+              "taskhost_max_fds", "taskhost_lua_heap_bytes"],
     "histogram": ["taskhost_job_wait_seconds", "taskhost_http_request_duration_seconds"],
 }
 
@@ -500,10 +500,13 @@ class Metrics(th.TestCase):
         self.assertEqual(v2[("taskhost_processes_started_total", host)],
                          v0[("taskhost_processes_started_total", host)] + 3)
         self.assertEqual(v2[("taskhost_messages_sent_total", ())], v0[("taskhost_messages_sent_total", ())] + 7)
+        heap = ("taskhost_lua_heap_bytes", host)               # three more states, the others idle
+        self.assertGreater(v2[heap], v0[heap] + 3 * 4096)
         self.assertEqual(th.http(port, "POST", "/api/hold", json.dumps({"go": pids}))[0], 200)
         v3 = self.wait_value(admin, ("taskhost_processes", host), v0[("taskhost_processes", host)])
         self.assertEqual(v3[("taskhost_mailbox_messages", host)], 0)
         self.assertEqual(v3[("taskhost_mailbox_messages_max", host)], 0)
+        self.assertLess(v3[heap], v2[heap])                    # their states are gone
         self.assertGreater(v3[("taskhost_worker_busy_seconds_total", host)],
                            v0[("taskhost_worker_busy_seconds_total", host)])
 

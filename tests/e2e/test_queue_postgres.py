@@ -179,6 +179,39 @@ end
 return {main = main}
 """
 
+# The operator's hands: a failed job retried (runs again, attempts afresh), a scheduled one
+# requeued (runs now), and the states neither takes.
+REVIVE = """
+local queue = require("queue"); local time = require("time"); local io = require("io")
+local json = require("json")
+local function wait(id, want, errors)
+  local deadline, r = time.now():unix() + 20, nil
+  repeat
+    r = queue.get("jobs", id)
+    if r and r.state == want and #r.errors >= (errors or 0) then return r end
+    time.sleep("10ms")
+  until time.now():unix() > deadline
+  return r
+end
+local function res(v, err) return {v = v, kind = err and err:kind() or json.null} end
+local function main()
+  local out = {}
+  local bad = assert(queue.publish("jobs", {fail = true}, {max_retries = 0}))
+  out.first = wait(bad, "failed", 1)
+  out.requeue_failed = res(queue.requeue("jobs", bad))
+  out.retry = res(queue.retry("jobs", bad))
+  out.second = wait(bad, "failed", 2)
+  local later = assert(queue.publish("jobs", {i = 5}, {delay = "1h"}))
+  out.retry_scheduled = res(queue.retry("jobs", later))
+  out.requeue = res(queue.requeue("jobs", later))
+  out.later = wait(later, "done")
+  out.retry_done = res(queue.retry("jobs", later))
+  out.unknown = res(queue.retry("jobs", "no-such-job"))
+  io.print("OUT " .. json.encode(out))
+end
+return {main = main}
+"""
+
 
 @unittest.skipUnless(pgserver.available(), "PostgreSQL 15 server binaries not installed (scripts/setup)")
 class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
@@ -216,6 +249,24 @@ class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
         runs = self.runs()
         self.assertEqual(len(runs), 303)            # 302 jobs, one of them twice (attempt 1, 2)
         self.assertEqual(len(set((j, a) for j, a, _ in runs)), 303)
+
+    def test_retry_and_requeue(self):
+        self.pg.psql("ALTER TABLE runs DROP CONSTRAINT runs_pkey")    # a retried job's attempt 1 runs twice
+        r = th.run(["run", self.project(REVIVE), "-x", "app:terminal/app:main"], env=self.env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout.split("OUT ", 1)[1])
+        self.assertEqual((out["first"]["state"], out["first"]["attempt"]), ("failed", 1))
+        self.assertEqual(out["requeue_failed"], {"kind": "CONFLICT"})
+        self.assertEqual(out["retry"], {"v": "failed", "kind": None})
+        second = out["second"]
+        self.assertEqual((second["state"], second["attempt"], len(second["errors"])), ("failed", 1, 2))
+        self.assertEqual(out["retry_scheduled"], {"kind": "CONFLICT"})
+        self.assertEqual(out["requeue"], {"v": "scheduled", "kind": None})
+        self.assertEqual((out["later"]["state"], out["later"]["result"]), ("done", {"double": 10}))
+        self.assertEqual(out["retry_done"], {"kind": "CONFLICT"})
+        self.assertEqual(out["unknown"], {"kind": "NOT_FOUND"})
+        runs = [j for j, _, _ in self.runs()]
+        self.assertEqual(runs.count(second["id"]), 2)
 
     def test_a_publish_parks_its_task_not_its_thread(self):
         r = th.run(["run", self.project(PARKED), "-x", "app:terminal/app:main"], env=self.env, timeout=60)

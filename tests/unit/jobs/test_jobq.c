@@ -1987,6 +1987,131 @@ TEST(uuid_ids) {
   jobq_free(q);
 }
 
+/* ---- retry and requeue (the operator's buttons) ------------------------------------ */
+
+TEST(retry_failed_and_cancelled_jobs) {
+  struct jobq_config c = cfg_of("t:retry");
+  c.max_retries = 1;
+  struct jobq *q = jobq_new(&c, NULL);
+  char a[64], b[64], d[64];
+  CHECK_INT(pub(q, "a", NULL, a), JQ_OK);
+  for (int i = 0; i < 2; i++) {                      /* two attempts, both fail */
+    struct job *j = jobq_claim(q, soon());
+    CHECK(j != NULL);
+    if (!j) break;
+    jobq_finish(q, j, JO_ERROR, "boom", 4);
+  }
+  CHECK_STATE(q, a, "failed");
+  CHECK_INT(jobq_requeue(q, a), JQ_CONFLICT);        /* requeue takes waiting jobs only */
+  CHECK_INT(jobq_retry(q, a), JS_FAILED);
+  CHECK_STATE(q, a, "queued");
+  CHECK_J(info(q, a), "v.attempt", "0");
+  CHECK_J(info(q, a), "#v.errors", "2");             /* its history is kept */
+  CHECK_J(info(q, a), "tostring(v.finished_at)", "nil");
+  CHECK_INT(jobq_retry(q, a), JQ_CONFLICT);          /* queued: nothing to retry */
+  struct job *j = jobq_claim(q, soon());
+  CHECK(j != NULL);
+  if (j) {
+    CHECK_STR(job_id(j), a);
+    CHECK_INT(job_attempt(j), 1);                    /* attempts counted afresh */
+    jobq_finish(q, j, JO_OK, "\"ok\"", 4);
+  }
+  CHECK_STATE(q, a, "done");
+  CHECK_STR(result(q, a), "\"ok\"");
+  CHECK_INT(jobq_retry(q, a), JQ_CONFLICT);          /* done jobs are not retried */
+
+  CHECK_INT(pub(q, "b", NULL, b), JQ_OK);
+  CHECK_INT(jobq_cancel(q, b), JS_QUEUED);
+  CHECK_INT(jobq_retry(q, b), JS_CANCELLED);
+  CHECK_STATE(q, b, "queued");
+  CHECK_INT(jobq_retry(q, "no-such-job"), -1);
+  CHECK_INT(jobq_requeue(q, "no-such-job"), -1);
+
+  /* a failed job whose idempotency key a live job now holds stays failed */
+  struct jobq_publish_opts keyed = {.idem_key = "k1", .max_retries = 0};
+  CHECK_INT(pub(q, "d", &keyed, d), JQ_OK);
+  jobq_cancel(q, d);
+  char e[64];
+  CHECK_INT(pub(q, "e", &keyed, e), JQ_OK);
+  CHECK(strcmp(d, e) != 0);
+  CHECK_INT(jobq_retry(q, d), JQ_CONFLICT);
+  jobq_free(q);
+
+  /* a retried job counts against the capacity again */
+  struct jobq_config c1 = cfg_of("t:retry-cap");
+  c1.capacity = 1;
+  q = jobq_new(&c1, NULL);
+  CHECK_INT(pub(q, "x", NULL, a), JQ_OK);
+  jobq_cancel(q, a);
+  CHECK_INT(pub(q, "y", NULL, b), JQ_OK);
+  CHECK_INT(jobq_retry(q, a), JQ_FULL);
+  jobq_cancel(q, b);
+  CHECK_INT(jobq_retry(q, a), JS_CANCELLED);
+  jobq_drain(q);
+  CHECK_INT(jobq_retry(q, b), JQ_DRAINING);
+  jobq_free(q);
+}
+
+TEST(requeue_runs_a_waiting_job_now) {
+  struct jobq_config c = cfg_of("t:requeue");
+  c.max_retries = 3;
+  c.backoff_base_ns = 60 * NS_PER_S;
+  struct jobq *q = jobq_new(&c, NULL);
+  char a[64], b[64];
+  struct jobq_publish_opts later = {.delay_ns = 60 * NS_PER_S, .max_retries = -1};
+  CHECK_INT(pub(q, "a", &later, a), JQ_OK);
+  CHECK(jobq_claim(q, NO_WAIT) == NULL);
+  CHECK_INT(jobq_requeue(q, a), JS_SCHEDULED);
+  CHECK_STATE(q, a, "queued");
+  struct job *j = jobq_claim(q, soon());
+  CHECK(j != NULL);
+  if (j) {
+    CHECK_STR(job_id(j), a);
+    jobq_finish(q, j, JO_ERROR, "later", 5);         /* retrying, a minute away */
+  }
+  CHECK_STATE(q, a, "retrying");
+  CHECK(jobq_claim(q, NO_WAIT) == NULL);
+  CHECK_INT(jobq_retry(q, a), JQ_CONFLICT);          /* not failed: it has retries left */
+  CHECK_INT(jobq_requeue(q, a), JS_RETRYING);
+  j = jobq_claim(q, soon());
+  CHECK(j != NULL);
+  if (j) {
+    CHECK_INT(job_attempt(j), 2);                    /* a requeue keeps the attempt count */
+    CHECK_INT(jobq_requeue(q, a), JQ_CONFLICT);      /* running */
+    jobq_finish(q, j, JO_OK, NULL, 0);
+  }
+  CHECK_INT(pub(q, "b", NULL, b), JQ_OK);
+  CHECK_INT(jobq_requeue(q, b), JQ_CONFLICT);        /* queued already */
+  jobq_free(q);
+}
+
+TEST(store_retry_and_requeue_are_durable) {
+  char path[256];
+  snprintf(path, sizeof path, "%s", tpath("revive.db"));
+  struct jobstore *s = must_open(path);
+  CHECK(s != NULL);
+  if (!s) return;
+  struct jobq_config c = cfg_of("t:revive");
+  struct jobq *q = jobq_new(&c, s);
+  char a[64], b[64];
+  CHECK_INT(pub(q, "{}", NULL, a), JQ_OK);
+  struct job *j = jobq_claim(q, soon());
+  CHECK(j != NULL);
+  if (j) jobq_finish(q, j, JO_FATAL, "no", 2);
+  jobstore_flush(s);
+  CHECK_INT(sql_int(path, "SELECT state FROM jobs WHERE id = ?1", a), JS_FAILED);
+  CHECK_INT(jobq_retry(q, a), JS_FAILED);
+  /* the call returns after the row committed */
+  CHECK_INT(sql_int(path, "SELECT state FROM jobs WHERE id = ?1", a), JS_QUEUED);
+  CHECK_INT(sql_int(path, "SELECT attempt FROM jobs WHERE id = ?1", a), 0);
+  struct jobq_publish_opts later = {.delay_ns = 60 * NS_PER_S, .max_retries = -1};
+  CHECK_INT(pub(q, "{}", &later, b), JQ_OK);
+  CHECK_INT(jobq_requeue(q, b), JS_SCHEDULED);
+  CHECK_INT(sql_int(path, "SELECT state FROM jobs WHERE id = ?1", b), JS_QUEUED);
+  jobstore_close(s);
+  jobq_free(q);
+}
+
 int main(void) {
   make_tmpdir();
   buf_init(&ibuf);
@@ -2046,6 +2171,9 @@ int main(void) {
   RUN(capacity_bytes_counts_data_of_unfinished_jobs);
   RUN(forget_finished_jobs_only);
   RUN(uuid_ids);
+  RUN(retry_failed_and_cancelled_jobs);
+  RUN(requeue_runs_a_waiting_job_now);
+  RUN(store_retry_and_requeue_are_durable);
   lua_close(JL);
   buf_free(&ibuf);
   buf_free(&rbuf);
