@@ -285,7 +285,7 @@ class Readme(th.TestCase):
         self.assertIsNotNone(m, "README has no <!-- modules:begin --> ... <!-- modules:end --> block")
         self.assertEqual(m.group(1), r.stdout,
                          "README's module table differs from `taskhost stubs --readme`; "
-                         "edit host/lua/modules.lua and paste its output")
+                         "edit host/lua/modules.lua, build, run scripts/gen-readme-modules")
         self.assertEqual(len([l for l in r.stdout.splitlines() if l.startswith("| `")]), 22)
 
 
