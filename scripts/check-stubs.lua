@@ -5,6 +5,7 @@ files lua-language-server would read, without LuaLS (not obtainable here). It ru
 lua5.1 with Debian's lua-check, whose parser (luacheck.parser, Lua 5.4 syntax) it uses.
 
   lua5.1 scripts/check-stubs.lua [--luacheckrc OUT] STUBDIR PATH...
+  lua5.1 scripts/check-stubs.lua --dump STUBDIR     (the names the stub files declare)
 
 1. Parses every STUBDIR/*.lua: `---@meta NAME` + `return X` make module NAME (require'd) of
    the table X; a global `X = {}` or `function X.f` makes a global; `X.f = {}` a sub-table;
@@ -325,10 +326,27 @@ end
 
 -- ---- main -------------------------------------------------------------------------------
 
-local args, rc_out = {}, nil
+-- --dump: "module|global\tNAME\tMEMBER" for every name the stub files declare (sub-tables
+-- flattened to "a.b", methods and fields alike), sorted, to compare with `stubs --list`.
+local function dump()
+  local out = {}
+  local function leaves(kind, name, path, prefix)
+    for n in pairs(decl[path] or {}) do
+      if decl[path .. "." .. n] then leaves(kind, name, path .. "." .. n, prefix .. n .. ".")
+      else out[#out + 1] = ("%s\t%s\t%s"):format(kind, name, prefix .. n) end
+    end
+  end
+  for name, var in pairs(modules) do if not globals[var] then leaves("module", name, var, "") end end
+  for g in pairs(globals) do if decl[g] then leaves("global", g, g, "") end end
+  table.sort(out)
+  io.write(table.concat(out, "\n"), "\n")
+end
+
+local args, rc_out, want_dump = {}, nil, false
 local i = 1
 while i <= #arg do
   if arg[i] == "--luacheckrc" then rc_out = arg[i + 1]; i = i + 2
+  elseif arg[i] == "--dump" then want_dump = true; i = i + 1
   else args[#args + 1] = arg[i]; i = i + 1 end
 end
 if #args < 1 then
@@ -338,6 +356,7 @@ end
 local stubs = lua_files(args[1], {})
 if #stubs == 0 then io.stderr:write(args[1] .. ": no stub files\n") os.exit(2) end
 for _, s in ipairs(stubs) do stub_file(s) end
+if want_dump then dump() os.exit(problems > 0 and 1 or 0) end
 if decl.coroutine then for _, n in ipairs(LUA_COROUTINE) do member("coroutine", n) end end
 if rc_out then write_luacheckrc(rc_out) end
 

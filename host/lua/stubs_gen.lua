@@ -127,7 +127,7 @@ end
 local function subtables(items)
   local order, seen = {}, {}
   for _, it in ipairs(items) do
-    for i = 1, #it.segs - 1 do
+    for i = 1, it.method and 0 or #it.segs - 1 do    -- a module's own method: no sub-table
       local key = table.concat(it.segs, ".", 1, i)
       if not seen[key] then seen[key] = true; order[#order + 1] = key end
     end

@@ -306,6 +306,18 @@ class StubFiles(th.TestCase):
                       time_stub)
         self.assertIn("---@class Time\nlocal Time = {}", time_stub)
 
+    def test_files_declare_exactly_the_description(self):
+        # the stub files, as a reader of them sees them, against `stubs --list` (which the
+        # Description tests hold against the host): no name lost or made up on the way
+        r = subprocess.run(["lua5.1", CHECKER, "--dump", self.dir], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        in_files = set(r.stdout.splitlines())
+        described = {f"{k}\t{o}\t{m.lstrip(':')}" for (k, o), ms in stubs_list().items()
+                     if k in ("module", "global") for m in ms}
+        self.assertEqual(sorted(in_files - described), [])
+        self.assertEqual(sorted(described - in_files), [])
+        self.assertGreater(len(in_files), 200)
+
     def test_every_file_parses_with_lua54(self):
         for f in self.files:
             r = subprocess.run(["luac5.4", "-p", os.path.join(self.dir, f)], capture_output=True, text=True)
