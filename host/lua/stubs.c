@@ -52,8 +52,9 @@ static int call_api(lua_State *L, const char *name, char *err, size_t errlen) {
   return 0;
 }
 
-/* mkdir -p. Returns 0, or -1 with errno set. */
+/* mkdir -p. Returns 0, or -1 with errno set (ENOENT for ""). */
 static int make_dirs(const char *dir) {
+  if (!*dir) { errno = ENOENT; return -1; }
   char *p = xstrdup(dir);
   int rc = 0;
   for (char *s = p + 1; rc == 0; s++) {

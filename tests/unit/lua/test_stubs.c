@@ -56,6 +56,8 @@ TEST(unwritable_dir_is_an_error_naming_it) {
   CHECK_INT(stubs_write(dir, err, sizeof err), -1);
   CHECK_CONTAINS(err, file);
   CHECK_CONTAINS(err, "Not a directory");
+  CHECK_INT(stubs_write("", err, sizeof err), -1);
+  CHECK_CONTAINS(err, "No such file or directory");
 }
 
 TEST(readme_and_list) {
