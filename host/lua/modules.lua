@@ -10,7 +10,7 @@ tests/e2e/test_stubs.py checks it against the running host both ways and README 
 Shape. `modules` in README order (then those without a README row); each:
   name, global (true: a global, not `require`d), doc (one line), readme (the table cell,
   omitted when the module has no row), items, classes, aliases.
-Each item is {signature, doc}:
+Each item is {signature, doc [, overloads = {"fun(...): ...", ...}]} (other call shapes):
   "path(params) -> returns"  a function; path `a.b` for a sub-table, `a:b` for a method
                              called with `:` on the module table itself (logger);
   "path: type"               a field (a constant or a sub-table's field);
@@ -165,7 +165,8 @@ M.modules = {
    doc = "Error objects with kinds.",
    readme = [==[`new`, `wrap`, `is`, kinds `NOT_FOUND`…; error objects `:message() :kind()`]==],
    items = {
-     {"new(e: string|{message?: string, kind?: string, retryable?: boolean, details?: table}) -> Error", "An error object from a message or a table."},
+     {"new(message: string) -> Error", "An error object (kind UNKNOWN) from a message, or from a table of its fields.",
+      overloads = {"fun(t: {message?: string, kind?: string, retryable?: boolean, details?: table}): Error"}},
      {"wrap(err: any, msg: string) -> Error?", "An error with msg prefixed and err's kind; nil when err is nil."},
      {"is(err: any, kind: string) -> boolean", "Whether err is an error object of this kind."},
      {"call_stack(err: any) -> string?", "The stack an error object recorded."},

@@ -66,7 +66,7 @@ end
 
 -- One item {sig, doc} -> {kind = "func"|"field", segs, method, params, returns, type, doc}.
 local function parse_item(item)
-  local sig, doc = item[1], item[2]
+  local sig, doc, over = item[1], item[2], item.overloads
   if type(sig) ~= "string" or type(doc) ~= "string" or doc == "" then bad(tostring(sig), "want {signature, doc}") end
   local path, rest = sig:match("^([%w_.:{},]+)(%(.*)$")
   if path then
@@ -87,7 +87,11 @@ local function parse_item(item)
     local segs, method, bare = parse_path(sig, path)
     local ps = {}
     for _, p in ipairs(split_top(params)) do ps[#ps + 1] = parse_param(sig, p) end
-    return {kind = "func", segs = segs, method = method, bare = bare, params = ps, returns = returns, doc = doc}
+    for _, o in ipairs(over or {}) do
+      if type(o) ~= "string" or not o:match("^fun%(") then bad(sig, "an overload is a fun(...) type") end
+    end
+    return {kind = "func", segs = segs, method = method, bare = bare, params = ps, returns = returns, doc = doc,
+            overloads = over or {}}
   end
   local fpath, opt, ty = sig:match("^([%w_.{},]+)(%??):%s*(.+)$")
   if not fpath then bad(sig, "neither a function nor a field") end
@@ -118,6 +122,7 @@ local function emit_func(out, owner, it)
     names[#names + 1] = p.name
   end
   for _, r in ipairs(it.returns) do out[#out + 1] = "---@return " .. r end
+  for _, o in ipairs(it.overloads) do out[#out + 1] = "---@overload " .. o end
   out[#out + 1] = ("function %s%s%s(%s) end"):format(owner, it.method and ":" or ".",
                                                         it.segs[#it.segs], table.concat(names, ", "))
   out[#out + 1] = ""

@@ -305,6 +305,7 @@ class StubFiles(th.TestCase):
         self.assertIn("---@param d DurationLike\nfunction time.sleep(d) end",
                       time_stub)
         self.assertIn("---@class Time\nlocal Time = {}", time_stub)
+        self.assertIn("---@overload fun(t: {message?: string", read(os.path.join(self.dir, "errors.lua")))
 
     def test_files_declare_exactly_the_description(self):
         # the stub files, as a reader of them sees them, against `stubs --list` (which the
