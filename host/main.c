@@ -16,6 +16,7 @@
 #include "http/httpc.h"
 #include "db/db.h"
 #include "lua/lmod_crypto.h"
+#include "lua/stubs.h"
 #include "value/json.h"
 #include "base/thstack.h"
 #include "base/util.h"
@@ -48,6 +49,8 @@ struct cli {
   int no_watch;
   const char *admin;       /* --admin ADDR: replaces taskhost.yaml's admin.addr */
   const char *template_;   /* init --template NAME */
+  int stubs_readme;        /* stubs --readme */
+  int stubs_list;          /* stubs --list */
 };
 
 static const char usage_text[] =
@@ -57,6 +60,7 @@ static const char usage_text[] =
   "  taskhost run [DIR] [options] [-x [HOST/]ENTRY [ARGS...]]\n"
   "  taskhost check [DIR] [-o ns:entry:field=value]...\n"
   "  taskhost init [DIR] [-t hello|http|jobs]\n"
+  "  taskhost stubs DIR | --readme | --list\n"
   "  taskhost version\n"
   "  taskhost help\n"
   "\n"
@@ -67,7 +71,11 @@ static const char usage_text[] =
   "         problem as file:line: message; exit 3 if there is any error\n"
   "init     write wippy.lock and a runnable app into DIR: hello (a terminal process, the\n"
   "         default), http (a JSON endpoint on :8080) or jobs (a queue, a consumer and the\n"
-  "         job API on :8080); files already there are kept\n"
+  "         job API on :8080); files already there are kept; also the editor stubs in\n"
+  "         DIR/.taskhost/stubs and a .luarc.json naming them (an existing one is kept)\n"
+  "stubs    write lua-language-server annotation files (---@meta) of every host module and\n"
+  "         global into DIR; --readme prints README's module table, --list every declared\n"
+  "         name, both from the same description\n"
   "version  print taskhost's version, then each linked library's as 'name version'\n"
   "\n"
   "options:\n"
@@ -82,6 +90,7 @@ static const char usage_text[] =
   "      --admin ADDR           serve the admin listener (GET /metrics) on ADDR, e.g.\n"
   "                             127.0.0.1:9090 (replaces taskhost.yaml's admin.addr)\n"
   "  -t, --template NAME        init: hello, http or jobs (default hello)\n"
+  "      --readme, --list       stubs: print the module table or the names instead\n"
   "  -h, --help                 this text\n"
   "\n"
   "The source directory is directories.src of DIR/wippy.lock, else DIR/src. Logs go to\n"
@@ -137,6 +146,8 @@ static int parse_args(int argc, char **argv, struct cli *c) {
       continue;
     }
     if (strcmp(a, "--no-watch") == 0) { c->no_watch = 1; continue; }
+    if (strcmp(a, "--readme") == 0) { c->stubs_readme = 1; continue; }
+    if (strcmp(a, "--list") == 0) { c->stubs_list = 1; continue; }
     if (is_opt(a, "--admin", "--admin")) {
       if (!(c->admin = opt_value(argc, argv, &i, a)) || !*c->admin) return usage_error("%s needs HOST:PORT", a);
       continue;
@@ -317,6 +328,24 @@ static void print_shell_word(FILE *f, const char *w) {
   fputc('\'', f);
 }
 
+/* init: the stubs in DIR/.taskhost/stubs (rewritten: they follow the binary) and a
+** DIR/.luarc.json naming them by a path relative to DIR (kept when there is one). */
+static char *path_join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = xmalloc(n);
+  snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+static int init_editor(const char *dir, char *err, size_t errlen) {
+  char *stubs = path_join(dir, ".taskhost/stubs"), *luarc = path_join(dir, ".luarc.json");
+  int rc = stubs_write(stubs, err, errlen) < 0 ? -1 : stubs_write_luarc(luarc, ".taskhost/stubs", err, errlen);
+  if (rc == 1) fprintf(stderr, "taskhost: %s exists, kept\n", luarc);
+  free(stubs);
+  free(luarc);
+  return rc < 0 ? -1 : 0;
+}
+
 static int cmd_init(struct cli *c) {
   /* What to try after each template: run arguments, then a request to make. */
   static const struct { const char *name, *run_args, *then; } hints[] = {
@@ -329,7 +358,7 @@ static int cmd_init(struct cli *c) {
   if (h == countof(hints)) return usage_error("unknown template '%s' (templates: hello, http, jobs)", name);
   char err[512];
   const char *dir = c->dir ? c->dir : ".";
-  if (project_init(dir, name, err, sizeof err) != 0) {
+  if (project_init(dir, name, err, sizeof err) != 0 || init_editor(dir, err, sizeof err) != 0) {
     fprintf(stderr, "taskhost: %s\n", err);
     return 1;
   }
@@ -342,6 +371,24 @@ static int cmd_init(struct cli *c) {
 }
 
 static int cmd_help(struct cli *c) { fputs(usage_text, stdout); return 0; }
+
+/* stubs DIR: 0 written, 1 cannot write; --readme / --list print instead (no DIR). */
+static int cmd_stubs(struct cli *c) {
+  char err[512];
+  if (c->stubs_readme + c->stubs_list + (c->dir != NULL) != 1)
+    return usage_error("%s", "stubs takes one of DIR, --readme or --list");
+  if (c->dir) {
+    int n = stubs_write(c->dir, err, sizeof err);
+    if (n < 0) { fprintf(stderr, "taskhost: %s\n", err); return 1; }
+    printf("wrote %d stub files to %s\n", n, c->dir);
+    return 0;
+  }
+  if (stubs_print(stdout, c->stubs_readme ? STUBS_README : STUBS_LIST, err, sizeof err) != 0) {
+    fprintf(stderr, "taskhost: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
 
 /* Lua has no run-time call for its release ("5.4.4"), only lua_version()'s 504: the headers'. */
 static int lua_release(char *buf, size_t n) {
@@ -398,7 +445,7 @@ static const struct command {
   int (*fn)(struct cli *);
 } commands[] = {
   {"run", cmd_run_blocking_signals}, {"check", cmd_check}, {"init", cmd_init},
-  {"version", cmd_version}, {"help", cmd_help},
+  {"version", cmd_version}, {"help", cmd_help}, {"stubs", cmd_stubs},
 };
 
 static int dispatch(struct cli *c) {

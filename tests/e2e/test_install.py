@@ -116,7 +116,7 @@ class Install(th.TestCase):
         help_text = self.run_installed(["help"]).stdout
         commands = re.findall(r"(?m)^  taskhost (\w+)", help_text)
         options = re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)(?=[ ,\n=])", help_text.split("options:")[1])
-        self.assertEqual(commands, ["run", "check", "init", "version", "help"])
+        self.assertEqual(commands, ["run", "check", "init", "stubs", "version", "help"])
         self.assertGreaterEqual(len(options), 10, options)
         text = man_text(src)
         sections = {m.group(1): m.start() for m in re.finditer(r"(?m)^\.SH (\w[\w ]*)$", text)}
