@@ -266,7 +266,12 @@ static int reload_project(void *ctx, struct registry **reg, struct codeset **cod
   if (!f) return -1;
   int rc_load = load_project(rc->c, rc->p, f, reg, code);
   fclose(f);
-  if (rc_load != 0 && text) *problems = xstrdup(text);   /* before strtok cuts it */
+  if (rc_load != 0 && text) {                /* before strtok cuts it; without the count line */
+    *problems = xstrdup(text);
+    char *last = strstr(*problems, "taskhost: "), *next;
+    while (last && (next = strstr(last + 1, "\ntaskhost: "))) last = next + 1;
+    if (last && (last == *problems || last[-1] == '\n') && strstr(last, " error")) *last = '\0';
+  }
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) log_error("%s", line);
   free(text);
   return rc_load == 0 ? 0 : -1;

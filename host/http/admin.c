@@ -17,6 +17,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ struct admin {
   char *px_names[MAX_PREFIXES];
   size_t npx;
   int port;
+  _Atomic long long fail_second;     /* login: the second of the latest wrong tokens */
+  _Atomic int fail_count;            /* and how many came in it */
 };
 
 /* Headers every prefix answer carries. */
@@ -184,6 +187,22 @@ static int read_body(struct mg_connection *c, struct buf *b) {
   return 0;
 }
 
+/* Guessing the token through the form: after LOGIN_FAILS_PER_S wrong tokens in one second
+** (over all clients; the count is approximate under races, which only loosens it by a few)
+** further attempts in that second get 429 without a comparison. */
+#define LOGIN_FAILS_PER_S 10
+
+static int login_throttled(struct admin *a) {
+  return atomic_load(&a->fail_second) == (long long)time(NULL) &&
+         atomic_load(&a->fail_count) >= LOGIN_FAILS_PER_S;
+}
+
+static void login_failed(struct admin *a) {
+  long long now = (long long)time(NULL);
+  if (atomic_exchange(&a->fail_second, now) != now) atomic_store(&a->fail_count, 1);
+  else atomic_fetch_add(&a->fail_count, 1);
+}
+
 /* <prefix>login: the form, or the token posted from it. */
 static void serve_login(struct admin *a, struct mg_connection *c, const char *prefix) {
   const char *m = mg_get_request_info(c)->request_method;
@@ -197,7 +216,11 @@ static void serve_login(struct admin *a, struct mg_connection *c, const char *pr
   char *tok = xmalloc(TOKEN_FIELD_MAX + 1);
   int n = st ? -1 : mg_get_var(b.data, b.len, "token", tok, TOKEN_FIELD_MAX + 1);
   if (st) json_error(c, st, NULL, st == 413 ? "request body too large" : "cannot read the request body");
-  else if (n < 0 || !token_ok(a, tok)) login_page(c, prefix, 401, "<p role=alert>Wrong token.</p>");
+  else if (login_throttled(a)) json_error(c, 429, "Retry-After: 1\r\n", "too many wrong tokens; try again in a second");
+  else if (n < 0 || !token_ok(a, tok)) {
+    login_failed(a);
+    login_page(c, prefix, 401, "<p role=alert>Wrong token.</p>");
+  }
   else {
     char v[ADMIN_COOKIE_LEN + 1], hdr[ADMIN_COOKIE_LEN + 256];
     admin_session_make(a, (long long)time(NULL), v);

@@ -293,6 +293,17 @@ class DashboardApi(th.TestCase):
         st, _, body = h.dash("POST", "api/job/cancel?queue=app:pages&id=nope",
                              headers=dict(jar, **{"X-Taskhost-Action": "1"}), auth=False)
         self.assertEqual(st, 404, body)
+        # guessing: past 10 wrong tokens within one second the form answers 429 (bounded loop)
+        codes = []
+        for i in range(300):
+            codes.append(h.dash("POST", "login", f"token=guess{i}", headers=form, auth=False)[0])
+            if codes[-1] == 429:
+                break
+        self.assertEqual(codes[-1], 429, codes)
+        self.assertEqual(set(codes), {401, 429})
+        time.sleep(1.1)                                          # the next second: the right token works
+        st, hdrs, _ = h.dash("POST", "login", "token=" + urllib.parse.quote(TOKEN), headers=form, auth=False)
+        self.assertEqual(st, 303)
 
     def test_errors_404_405_400_413(self):
         h = HOST
@@ -404,6 +415,7 @@ class DashboardApi(th.TestCase):
         self.assertGreaterEqual(reg["refused"], 1)
         errs = "\n".join(reg["last_refused"]["errors"])
         self.assertRegex(errs, r"bad\.lua:\d+")
+        self.assertNotIn("1 error", errs)                        # the CLI's count line is not a diagnostic
         self.assertTrue(reg["version"] >= 1 and reg["entries"] > 10, reg)
         self.assertEqual(reg["kinds"]["queue.queue"], 2)
 
