@@ -268,6 +268,59 @@ class QueuePostgres(pgserver.ServerPerClass, th.TestCase):
         runs = [j for j, _, _ in self.runs()]
         self.assertEqual(runs.count(second["id"]), 2)
 
+    def test_the_dashboard_shows_and_acts_on_a_postgres_queue(self):
+        self.pg.psql("ALTER TABLE runs DROP CONSTRAINT runs_pkey")    # a retried job's attempt 1 runs twice
+        s = th.Server(self.project(LIFECYCLE, HTTP_ENTRIES),
+                      ["-o", "app:gateway:addr=127.0.0.1:0", "--admin", "127.0.0.1:0"], env=self.env)
+        try:
+            port = s.ports()[0]
+            admin = int(s.wait_for(r"admin: serving GET /metrics on 127\.0\.0\.1:(\d+)").group(1))
+            act = {"X-Taskhost-Action": "1"}
+            st, _, body = th.http(port, "POST", "/jobs?max_retries=0", json.dumps({"fail": True}))
+            self.assertEqual(st, 202, body)
+            bad = json.loads(body)["id"]
+            st, _, body = th.http(port, "POST", "/jobs?delay=1h", json.dumps({"i": 4}))
+            later = json.loads(body)["id"]
+
+            def state():
+                st, _, body = th.http(admin, "GET", "/_taskhost/api/state")
+                self.assertEqual(st, 200, body)
+                return next(q for q in json.loads(body)["queues"] if q["id"] == "app:jobs")
+
+            q = None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                q = state()
+                if q["states"]["failed"] == 1 and q["states"]["scheduled"] == 1:
+                    break
+                time.sleep(0.1)
+            self.assertEqual((q["states"]["failed"], q["states"]["scheduled"]), (1, 1), q)   # the database's counts
+            self.assertEqual([f["id"] for f in q["failures"]], [bad])
+            st, _, body = th.http(admin, "GET", "/_taskhost/api/jobs?queue=app:jobs&state=failed")
+            self.assertEqual((st, [j["id"] for j in json.loads(body)["jobs"]]), (200, [bad]), body)
+            st, _, body = th.http(admin, "POST", f"/_taskhost/api/job/retry?queue=app:jobs&id={bad}", headers=act)
+            self.assertEqual((st, json.loads(body)["was"]), (200, "failed"), body)
+            st, _, body = th.http(admin, "POST", f"/_taskhost/api/job/requeue?queue=app:jobs&id={later}", headers=act)
+            self.assertEqual((st, json.loads(body)["was"]), (200, "scheduled"), body)
+            st, _, body = th.http(admin, "POST", f"/_taskhost/api/job/requeue?queue=app:jobs&id={later}", headers=act)
+            self.assertEqual(st, 409, body)                     # queued now (or already run)
+            done = None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                done = json.loads(th.http(port, "GET", f"/jobs/{later}")[2])
+                if done["state"] == "done":
+                    break
+                time.sleep(0.05)
+            self.assertEqual(done["result"], {"double": 8})
+            runs = [j for j, _, _ in self.runs()]
+            deadline = time.monotonic() + 20
+            while runs.count(bad) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                runs = [j for j, _, _ in self.runs()]
+            self.assertEqual(runs.count(bad), 2)                # the retried job ran again
+        finally:
+            self.assertEqual(s.stop(), 0, s.log())
+
     def test_a_publish_parks_its_task_not_its_thread(self):
         r = th.run(["run", self.project(PARKED), "-x", "app:terminal/app:main"], env=self.env, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
