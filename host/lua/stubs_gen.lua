@@ -123,8 +123,8 @@ local function emit_func(out, owner, it)
   end
   for _, r in ipairs(it.returns) do out[#out + 1] = "---@return " .. r end
   for _, o in ipairs(it.overloads) do out[#out + 1] = "---@overload " .. o end
-  out[#out + 1] = ("function %s%s%s(%s) end"):format(owner, it.method and ":" or ".",
-                                                        it.segs[#it.segs], table.concat(names, ", "))
+  local name = owner and owner .. (it.method and ":" or ".") .. it.segs[#it.segs] or it.segs[1]
+  out[#out + 1] = ("function %s(%s) end"):format(name, table.concat(names, ", "))
   out[#out + 1] = ""
 end
 
@@ -221,15 +221,7 @@ local function globals_file()
   local out = {"---@meta", HEADER, ""}
   for _, it in ipairs(parsed(desc.globals)) do
     if it.kind ~= "func" or #it.segs ~= 1 then bad(it.doc, "a global is a function name(...)") end
-    doc_lines(out, it.doc)
-    local names = {}
-    for _, p in ipairs(it.params) do
-      out[#out + 1] = ("---@param %s%s %s"):format(p.name, p.opt and "?" or "", p.type)
-      names[#names + 1] = p.name
-    end
-    for _, r in ipairs(it.returns) do out[#out + 1] = "---@return " .. r end
-    out[#out + 1] = ("function %s(%s) end"):format(it.segs[1], table.concat(names, ", "))
-    out[#out + 1] = ""
+    emit_func(out, nil, it)               -- owner nil: a global function
   end
   return table.concat(out, "\n")
 end
