@@ -333,7 +333,9 @@ struct admin *admin_start(const char *addr, const char *token, struct metrics *m
   snprintf(threads, sizeof threads, "%d", ADMIN_THREADS);
   const char *opts[] = {
     "listening_ports", ports, "num_threads", threads, "enable_keep_alive", "yes",
-    "request_timeout_ms", "10000", "keep_alive_timeout_ms", "5000", NULL,
+    "request_timeout_ms", "10000", "keep_alive_timeout_ms", "5000",
+    "tcp_nodelay", "1",   /* head and body are two writes: without it a keep-alive client waits 40 ms */
+    NULL,
   };
   if (n > MAX_PREFIXES) {
     snprintf(err, errlen, "admin: at most %d path prefixes", MAX_PREFIXES);
