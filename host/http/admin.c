@@ -324,6 +324,13 @@ static int on_log(const struct mg_connection *c, const char *msg) {
   return 1;
 }
 
+int admin_addr_is_loopback(const char *addr) {
+  static const char *const loopback[] = {"127.", "localhost:", "[::1]:"};
+  for (size_t i = 0; i < countof(loopback); i++)
+    if (strncmp(addr, loopback[i], strlen(loopback[i])) == 0) return 1;
+  return 0;
+}
+
 struct admin *admin_start(const char *addr, const char *token, struct metrics *m,
                           const struct admin_prefix *prefixes, size_t n, char *err, size_t errlen) {
   char ports[160], threads[16];
@@ -375,6 +382,9 @@ struct admin *admin_start(const char *addr, const char *token, struct metrics *m
   const char *colon = strrchr(ports, ':');
   log_info("admin: serving GET /metrics on %.*s:%d%s", colon ? (int)(colon - ports) : 7,
            colon ? ports : "0.0.0.0", a->port, a->has_token ? " (bearer token required)" : "");
+  if (!a->has_token && !admin_addr_is_loopback(addr))
+    log_warn("admin: %s is not a loopback address and admin.token is not set: whoever reaches it "
+             "can read /metrics and retry or cancel jobs on the dashboard", addr);
   return a;
 }
 

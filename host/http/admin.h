@@ -77,6 +77,9 @@ struct admin_prefix {
 struct admin *admin_start(const char *addr, const char *token, struct metrics *m,
                           const struct admin_prefix *prefixes, size_t n, char *err, size_t errlen);
 int admin_port(const struct admin *a);
+/* Whether addr (as admin_start takes it) names a loopback interface: 127.x, localhost, [::1].
+** admin_start warns when it does not and there is no token. */
+int admin_addr_is_loopback(const char *addr);
 void admin_stop(struct admin *a);
 
 /* Session cookies (exposed for tests): the value for issued-at `now_s` into out (at least

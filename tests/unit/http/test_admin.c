@@ -169,9 +169,19 @@ TEST(prefix_auth_and_budgets) {
   metrics_free(m);
 }
 
+TEST(loopback_addresses) {
+  static const struct { const char *addr; int loopback; } cases[] = {
+    {"127.0.0.1:9090", 1}, {"127.1.2.3:0", 1}, {"localhost:9090", 1}, {"[::1]:9090", 1},
+    {":9090", 0}, {"0.0.0.0:9090", 0}, {"10.0.0.5:9090", 0}, {"[::]:9090", 0}, {"example.org:80", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    CHECK_INT(admin_addr_is_loopback(cases[i].addr), cases[i].loopback);
+}
+
 int main(void) {
   RUN(session_cookies);
   RUN(prefix_auth_and_budgets);
+  RUN(loopback_addresses);
   mg_exit_library();
   return T_DONE();
 }
