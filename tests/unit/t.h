@@ -18,6 +18,7 @@ static int t_failed_total, t_run_total, t_cur_failed;
     t_cur_failed = 0; t_run_total++; name(); \
     if (t_cur_failed) { t_failed_total++; printf("FAIL %s\n", #name); } \
     else printf("ok   %s\n", #name); \
+    fflush(stdout);  /* a test that hangs until ctest kills it: the lines before it still show */ \
   } while (0)
 #define T_DONE() (printf("%d passed, %d failed\n", t_run_total - t_failed_total, t_failed_total), \
                   t_failed_total ? 1 : 0)
