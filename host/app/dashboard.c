@@ -223,9 +223,7 @@ static void revive(struct jobq *q, const char *id, struct admin_resp *rs, int re
   if (c.rc == JQ_CONFLICT) jobq_call_run(q, &info);     /* the state it is in, for the message */
   buf_free(&rec);
   if (c.rc == JQ_CONFLICT)
-    action_reply(rs, id, c.rc, info.rc, requeue ? "only a scheduled or retrying job can be requeued"
-                                          : "only a failed or cancelled job can be retried (and not while a "
-                                            "live job holds its idempotency key)");
+    action_reply(rs, id, c.rc, info.rc, jobq_revive_refusal(requeue));
   else if (c.rc == JQ_FULL) fail(rs, 429, "the queue is full");
   else if (c.rc == JQ_DRAINING) fail(rs, 503, "the queue is shutting down");
   else action_reply(rs, id, c.rc, JS_QUEUED, NULL);

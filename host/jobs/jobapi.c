@@ -269,9 +269,9 @@ static void revive(struct jobq *q, struct http_req *r, int requeue) {
     int now = jobq_job_info(q, id, &rec);
     buf_free(&rec);
     begin(&b, id, now >= 0 ? now : JS_QUEUED);
-    buf_adds(&b, requeue ? ",\"error\":\"only a scheduled or retrying job can be requeued\"}"
-                         : ",\"error\":\"only a failed or cancelled job can be retried (and not while"
-                           " a live job holds its idempotency key)\"}");
+    buf_adds(&b, ",\"error\":");
+    add_str(&b, jobq_revive_refusal(requeue));
+    buf_addc(&b, '}');
     reply_json(r, 409, &b);
   } else if (was == JQ_FULL || was == JQ_DRAINING) {
     http_res_add_header(r, "Retry-After", "1");

@@ -699,6 +699,12 @@ int jobq_retry(struct jobq *q, const char *id) {
   return was;
 }
 
+const char *jobq_revive_refusal(int requeue) {
+  return requeue ? "only a scheduled or retrying job can be requeued"
+                 : "only a failed or cancelled job can be retried (and not while a live job holds "
+                   "its idempotency key)";
+}
+
 int jobq_requeue(struct jobq *q, const char *id) {
   if (q->pg) return pgq_revive(q->pg, id, 1);
   pthread_mutex_lock(&q->lock);

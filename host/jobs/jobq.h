@@ -172,6 +172,9 @@ int jobq_cancel(struct jobq *q, const char *id);
 ** jobq_requeue: a scheduled or retrying job runs now instead of at its run_at. */
 int jobq_retry(struct jobq *q, const char *id);
 int jobq_requeue(struct jobq *q, const char *id);
+/* Why a JQ_CONFLICT from jobq_requeue (requeue 1) or jobq_retry (0): one sentence, for the
+** job API's and the dashboard's 409. */
+const char *jobq_revive_refusal(int requeue);
 /* Forgets a finished job (its record, and its row once the store has written the delete):
 ** 0; 1 when it is not finished (or its final state is not on disk yet); -1 unknown id. */
 int jobq_forget(struct jobq *q, const char *id);
