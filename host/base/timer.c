@@ -105,6 +105,8 @@ static void *timer_thread(void *arg) {
   pthread_mutex_lock(&t->lock);
   while (!t->stopping) {
     fire_expired(t);
+    if (t->stopping) break;      /* fire_expired drops the lock around each callback: a stop
+                                    signalled then found nobody waiting, and must not be missed */
     struct timer *n = theap_top(&t->heap);
     if (!n) { pthread_cond_wait(&t->cv, &t->lock); continue; }
     struct timespec ts = ns_timespec(n->deadline);

@@ -24,16 +24,16 @@ static int t_failed_total, t_run_total, t_cur_failed;
                   t_failed_total ? 1 : 0)
 
 #define CHECK(cond) do { if (!(cond)) { \
-    printf("  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); t_cur_failed = 1; } } while (0)
+    printf("  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); fflush(stdout); t_cur_failed = 1; } } while (0)
 #define CHECK_INT(a, b) do { long long _a = (long long)(a), _b = (long long)(b); if (_a != _b) { \
-    printf("  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, _a, _b); t_cur_failed = 1; } } while (0)
+    printf("  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, _a, _b); fflush(stdout); t_cur_failed = 1; } } while (0)
 #define CHECK_STR(a, b) do { const char *_a = (a), *_b = (b); \
     if (!_a || !_b || strcmp(_a, _b) != 0) { \
     printf("  %s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a, _a ? _a : "(null)", \
-           _b ? _b : "(null)"); t_cur_failed = 1; } } while (0)
+           _b ? _b : "(null)"); fflush(stdout); t_cur_failed = 1; } } while (0)
 #define CHECK_CONTAINS(hay, needle) do { const char *_h = (hay), *_n = (needle); \
     if (!_h || !strstr(_h, _n)) { \
     printf("  %s:%d: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__, _h ? _h : "(null)", _n); \
-    t_cur_failed = 1; } } while (0)
+    fflush(stdout); t_cur_failed = 1; } } while (0)
 
 #endif

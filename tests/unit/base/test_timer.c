@@ -1,4 +1,5 @@
 /* Unit tests for timer.c: heap order, removal, the timer thread, cancel semantics. */
+#define _GNU_SOURCE              /* pthread_timedjoin_np */
 #include "t.h"
 #include "base/timer.h"
 #include "base/util.h"
@@ -108,10 +109,52 @@ TEST(freeing_with_pending_timers_never_fires_them) {
   CHECK_INT(f.n, 0);
 }
 
+/* A stop that comes while a callback runs (the lock is dropped then, so the signal finds
+** nobody waiting) still ends the thread: before, the thread went back to an untimed wait
+** on an empty heap and timers_free joined it for ever (seen as a hung test_fcall in CI). */
+struct slow { pthread_mutex_t lock; int entered; };
+
+static void on_fire_slowly(void *ud, uint64_t a, uint64_t b) {
+  (void)a; (void)b;
+  struct slow *s = ud;
+  pthread_mutex_lock(&s->lock);
+  s->entered = 1;
+  pthread_mutex_unlock(&s->lock);
+  usleep(200 * 1000);            /* the stop lands in here */
+}
+
+static void *free_timers(void *ts) { timers_free(ts); return ts; }
+
+TEST(a_stop_during_a_callback_ends_the_thread) {
+  struct timers *ts = timers_new();
+  CHECK_INT(timers_start(ts), 0);
+  struct slow s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  struct timer t;
+  timer_init(&t);
+  timer_add(ts, &t, clock_mono_ns(), on_fire_slowly, &s, 0, 0);
+  int entered = 0;
+  for (int i = 0; i < 2000 && !entered; i++) {
+    usleep(1000);
+    pthread_mutex_lock(&s.lock);
+    entered = s.entered;
+    pthread_mutex_unlock(&s.lock);
+  }
+  CHECK(entered);
+  pthread_t th;
+  CHECK_INT(pthread_create(&th, NULL, free_timers, ts), 0);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 20;
+  int rc = pthread_timedjoin_np(th, NULL, &until);
+  CHECK_INT(rc, 0);
+  if (rc != 0) { printf("  timers_free still waits for its thread\n"); fflush(stdout); _exit(1); }
+}
+
 int main(void) {
   RUN(heap_pops_in_deadline_then_arming_order);
   RUN(heap_remove_from_the_middle_keeps_order);
   RUN(thread_fires_in_order_and_cancel_prevents_firing);
   RUN(freeing_with_pending_timers_never_fires_them);
+  RUN(a_stop_during_a_callback_ends_the_thread);
   return T_DONE();
 }
